@@ -1,0 +1,37 @@
+"""Image backends, chosen by ``SDBOT_BACKEND``. Modules are imported only when selected, so an optional
+dependency (botocore for Bedrock) is needed only by the operators who use it."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from bot.backends.base import Backend, CheckReport, GeneratedImage, ProgressCallback
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+__all__ = ["REGISTRY", "Backend", "CheckReport", "GeneratedImage", "ProgressCallback", "create_backend"]
+
+# SDBOT_BACKEND value -> "module:Class"
+REGISTRY: dict[str, str] = {
+    "placeholder": "bot.backends.placeholder:PlaceholderBackend",
+}
+
+
+def create_backend(settings: Settings) -> Backend:
+    """The configured backend. Raises ``ConfigError`` when its variables are missing or wrong."""
+    from bot.errors import ConfigError
+    from bot.i18n import Msg
+
+    target = REGISTRY.get(settings.backend)
+    if target is None:
+        raise ConfigError(
+            "config_invalid",
+            variable="SDBOT_BACKEND",
+            value=settings.backend,
+            expected=Msg("config.expect.choice", {"choices": tuple(REGISTRY)}),
+        )
+    module_name, class_name = target.split(":")
+    cls: type[Backend] = getattr(importlib.import_module(module_name), class_name)
+    return cls.from_settings(settings)

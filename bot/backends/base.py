@@ -1,0 +1,76 @@
+"""The one interface every image service implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, ClassVar, Self
+
+from bot.capabilities import Capabilities
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.request import DrawRequest
+
+# Called with a fraction 0..1 while a backend that can tell (A1111) generates.
+ProgressCallback = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    """One image as the provider returned it. ``format`` is Pillow's name (PNG, JPEG, WEBP)."""
+
+    data: bytes
+    format: str
+    width: int
+    height: int
+    seed: int | None = None
+    filtered: bool = False  # the provider's safety filter replaced or blanked it
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What ``sdbot check`` prints for a backend: each probe's label and what it found."""
+
+    backend: str
+    ok: bool
+    findings: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Backend(ABC):
+    """An image service. Instances hold one ``httpx.AsyncClient`` (where they talk HTTP) for their life."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """Build from configuration; raise ``ConfigError`` naming the variable that is missing or wrong."""
+
+    @abstractmethod
+    async def capabilities(self) -> Capabilities:
+        """What this backend accepts. May ask the service once (A1111); cached afterwards."""
+
+    @abstractmethod
+    async def generate(
+        self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
+    ) -> list[GeneratedImage]:
+        """Generate ``request.n`` images. ``request.seed`` is always set by the caller. ``user`` is an opaque
+        stable hash of the platform user (never the raw id). Failures raise :class:`bot.errors.BackendError`."""
+
+    @abstractmethod
+    async def check(self) -> CheckReport:
+        """Prove the configuration and credentials work without generating (or at the cheapest honest cost)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - backends without resources need nothing here
+        """Release network resources."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,50 @@
+"""The offline backend: real images of the requested size, drawn locally and marked as placeholders.
+
+It runs when no image service is configured, so a new operator can try every command before buying an API
+key, and tests and benchmarks have a backend with no network at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import TYPE_CHECKING, Self
+
+from bot import images
+from bot.backends.base import Backend, CheckReport, GeneratedImage, ProgressCallback
+from bot.capabilities import SEED, Capabilities
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.request import DrawRequest
+
+
+class PlaceholderBackend(Backend):
+    name = "placeholder"
+
+    def __init__(self) -> None:
+        self._caps = dataclasses.replace(SEED, backend=self.name)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls()
+
+    async def capabilities(self) -> Capabilities:
+        return self._caps
+
+    async def generate(
+        self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
+    ) -> list[GeneratedImage]:
+        assert request.seed is not None, "the caller draws the seed"
+        out = []
+        for i in range(request.n):
+            seed = (request.seed + i) % 2**32
+            label = f"seed {seed}  image {i + 1}/{request.n}  {request.style}"
+            data = await asyncio.to_thread(images.placeholder_png, request.width, request.height, seed, label)
+            out.append(GeneratedImage(data, "PNG", request.width, request.height, seed=seed))
+            if progress is not None:
+                await progress((i + 1) / request.n)
+        return out
+
+    async def check(self) -> CheckReport:
+        return CheckReport(self.name, True, [("images", "drawn offline; no service is called")])

@@ -1,0 +1,153 @@
+"""The ``sdbot`` command line (also ``python -m bot``).
+
+Exit codes: 0 success; 1 the generation or service failed; 2 invalid input; 3 invalid configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bot import __version__, redact
+from bot.backends import create_backend
+from bot.config import Settings
+from bot.errors import BackendError, ConfigError, DrawError, SdbotError
+from bot.generation import generate, user_key
+from bot.grammar import render_value
+from bot.i18n import LANGUAGES, Lang, Msg, render_error, resolve_language, style_label, t
+from bot.request import DrawRequest
+from bot.validation import parse_request
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CONFIG = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sdbot", description="Stable Diffusion images from chat.")
+    parser.add_argument("--version", action="version", version=f"sdbot {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    draw = sub.add_parser("draw", help="generate from the terminal through the same core the bots use")
+    draw.add_argument("--lang", choices=LANGUAGES, help="language of messages (default SDBOT_LANG)")
+    draw.add_argument("--dry-run", action="store_true", help="validate only; print the request")
+    draw.add_argument("--json", action="store_true", help="print one JSON object")
+    draw.add_argument(
+        "--out", type=Path, default=Path("out"), help="where images are written (default ./out)"
+    )
+    draw.add_argument("text", nargs=argparse.REMAINDER, help="what you would type after /draw")
+    draw.set_defaults(handler=cmd_draw)
+
+    run = sub.add_parser("run", help="start every chat adapter whose token is configured")
+    run.set_defaults(handler=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        lang = resolve_language(getattr(args, "lang", None), os.environ.get("SDBOT_LANG"), "en")
+        print(render_error(exc, lang), file=sys.stderr)
+        return EXIT_CONFIG
+    redact.register(*settings.secrets())
+    redact.configure_logging(settings.log_level)
+    return int(asyncio.run(args.handler(args, settings)))
+
+
+def join_argv(words: Sequence[str]) -> str:
+    """Rebuild /draw text from shell words, quoting the ones the shell unquoted (``--neg "a b"``)."""
+    return " ".join(w if w.startswith(("-", "—", "–")) else render_value(w) if " " in w else w for w in words)
+
+
+async def cmd_draw(args: argparse.Namespace, settings: Settings) -> int:
+    lang: Lang = resolve_language(args.lang, None, settings.lang)
+    text = join_argv(args.text)
+    try:
+        backend = create_backend(settings)
+    except ConfigError as exc:
+        return _fail(args, lang, exc, EXIT_CONFIG)
+    async with backend:
+        try:
+            request = parse_request(text, await backend.capabilities())
+        except DrawError as exc:
+            return _fail(args, lang, exc, EXIT_INVALID)
+        except SdbotError as exc:
+            return _fail(args, lang, exc, EXIT_FAILED)
+        if args.dry_run:
+            print(json.dumps(request.to_dict(), ensure_ascii=False) if args.json else summary(request, lang))
+            return EXIT_OK
+        if settings.backend == "placeholder":
+            print(t(lang, "cli.placeholder_warning"), file=sys.stderr)
+        try:
+            result = await generate(backend, request, user=user_key("cli", getpass.getuser()))
+        except BackendError as exc:
+            return _fail(args, lang, exc, EXIT_FAILED)
+    paths = await asyncio.to_thread(
+        _write_images,
+        args.out,
+        result.request,
+        [i.data for i in result.images],
+        [i.format for i in result.images],
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {"request": result.request.to_dict(), "images": [str(p) for p in paths]}, ensure_ascii=False
+            )
+        )
+    else:
+        print(summary(result.request, lang))
+        for p in paths:
+            print(t(lang, "cli.saved", path=p))
+    return EXIT_OK
+
+
+def summary(request: DrawRequest, lang: Lang) -> str:
+    return t(
+        lang,
+        "request.summary",
+        prompt=request.prompt,
+        negative=request.negative_prompt,
+        style=style_label(lang, request.style),
+        size=request.size,
+        n=request.n,
+        steps=request.steps,
+        sampler=request.sampler_index,
+        cfg=repr(request.cfg_scale).removesuffix(".0"),
+        seed=request.seed if request.seed is not None else Msg("value.random"),
+    )
+
+
+def _write_images(out: Path, request: DrawRequest, blobs: list[bytes], formats: list[str]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    paths = []
+    for i, (data, fmt) in enumerate(zip(blobs, formats, strict=True), start=1):
+        ext = {"JPEG": "jpg"}.get(fmt, fmt.lower())
+        path = out / f"sdbot-{stamp}-{request.seed}-{i}.{ext}"
+        path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+def _fail(args: argparse.Namespace, lang: Lang, exc: SdbotError, code: int) -> int:
+    message = render_error(exc, lang)
+    if getattr(args, "json", False):
+        error: dict[str, Any] = {**exc.as_dict(), "message": message}
+        print(json.dumps({"error": error}, ensure_ascii=False))
+    else:
+        print(message, file=sys.stderr)
+    return code
+
+
+async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    print(t(settings.lang, "cli.no_adapter"), file=sys.stderr)
+    return EXIT_FAILED

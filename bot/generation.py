@@ -1,0 +1,57 @@
+"""One generation through a backend: the seed drawn, the images checked. Shared by the CLI and the jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+
+from bot import images
+from bot.backends.base import Backend, GeneratedImage, ProgressCallback
+from bot.errors import BackendError
+from bot.params import SEED_RANGE
+from bot.request import DrawRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    request: DrawRequest  # with the seed actually used
+    images: list[GeneratedImage]
+
+    @property
+    def filtered(self) -> int:
+        return sum(1 for image in self.images if image.filtered)
+
+
+def draw_seed() -> int:
+    return secrets.randbelow(SEED_RANGE[1] + 1)
+
+
+def user_key(platform: str, user_id: str | int) -> str:
+    """A stable opaque identifier for a platform user, safe to send to providers (never the raw id)."""
+    return hashlib.sha256(f"sdbot:{platform}:{user_id}".encode()).hexdigest()[:32]
+
+
+async def generate(
+    backend: Backend, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
+) -> Generation:
+    """Run ``request`` on ``backend``; a request without a seed gets one now, so it can be reported.
+
+    Every image is checked (real image, expected size, no decompression bomb) before it goes anywhere; a
+    result where the provider filtered every image is the ``content_filtered`` outcome.
+    """
+    if request.seed is None:
+        request = request.with_seed(draw_seed())
+    result = await backend.generate(request, user=user, progress=progress)
+    if not result:
+        raise BackendError("backend_bad_image", provider=None, reason="empty")
+    expected = (request.width, request.height)
+    for image in result:
+        await asyncio.to_thread(images.inspect, image.data, expected)
+    if all(image.filtered for image in result):
+        raise BackendError("content_filtered")
+    return Generation(request, result)

@@ -1,0 +1,294 @@
+"""The /draw command language: text -> :class:`DrawArgs` (prompt and raw option values), and back.
+
+Tokens are separated by white space. A token that starts with a quote (``"``, ``'``, ``“``, ``‘``, ``「``,
+``『``) runs to the matching closing quote; inside it a backslash escapes the closing quote or a backslash.
+An option is ``--name`` (or a phone's ``—name``, ``–name``, ``——name``, ``－－name``), optionally followed by
+``=value``. Which tokens belong to an option's value depends on the option: numbers take one token,
+``--negative`` takes everything up to the next option, and enumerated values take the longest run of
+words that spells a known value. Everything else, in order, is the prompt.
+
+Checking the values (ranges, what the backend accepts) is :mod:`bot.validation`'s job.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from bot import params
+from bot.capabilities import SEED, Capabilities
+from bot.errors import DrawError
+
+if TYPE_CHECKING:
+    from bot.request import DrawRequest
+
+OptionValue = str | int | float
+
+# Every spelling of every option, folded (NFKC, case-folded) -> canonical option name.
+OPTION_NAMES: dict[str, str] = {
+    "style": "style",
+    "size": "size",
+    "n": "n",
+    "steps": "steps",
+    "seed": "seed",
+    "cfg": "cfg",
+    "cfg-scale": "cfg",
+    "cfg_scale": "cfg",
+    "sampler": "sampler",
+    "sampler-index": "sampler",
+    "sampler_index": "sampler",
+    "negative": "negative",
+    "negative-prompt": "negative",
+    "negative_prompt": "negative",
+    "neg": "negative",
+    "no": "negative",
+}
+OPTIONS: tuple[str, ...] = ("style", "size", "n", "steps", "seed", "cfg", "sampler", "negative")
+NUMERIC_OPTIONS = frozenset({"n", "steps", "seed", "cfg"})
+EXAMPLES: dict[str, str] = {
+    "style": "--style Anime",
+    "size": "--size 768x1024",
+    "n": "--n 2",
+    "steps": "--steps 30",
+    "seed": "--seed 42",
+    "cfg": "--cfg 7.5",
+    "sampler": '--sampler "DPM++ 2M Karras"',
+    "negative": "--negative blurry, low quality",
+}
+
+QUOTES: dict[str, str] = {'"': '"', "'": "'", "“": "”", "”": "”", "‘": "’", "「": "」", "『": "』"}
+
+_COMMAND_PREFIX = re.compile(r"^\s*/draw(?:@\w+)?(?=\s|$)", re.IGNORECASE)
+# "--", and what phones and IMEs turn it into: em/en dashes, a horizontal bar, full-width hyphens.
+_DASHES = r"(?:--|——|—|–|―|－－|−−)"
+_OPTION = re.compile(_DASHES + r"(?P<name>[^\W\d_][^\s=＝]*)(?P<eq>[=＝])?")
+_MAX_SPAN = 6  # words an enumerated value may span ("dpm ++ 2m sde karras")
+_SIZE_SHAPE = re.compile(r"^\d+x\d+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: Literal["word", "quoted", "option"]
+    value: str  # words: as typed; quoted: the unescaped inside; options: the name as typed
+    inline: Token | None = None  # the value after "=" in "--name=value"
+
+
+@dataclass(slots=True)
+class DrawArgs:
+    """What the user asked for, before validation: the prompt and each given option's raw value."""
+
+    prompt: str
+    options: dict[str, OptionValue] = field(default_factory=dict)
+
+    def merge(self, typed: dict[str, OptionValue | None]) -> DrawArgs:
+        """Add options given another way (Discord's typed options). Giving one twice is an error."""
+        for name, value in typed.items():
+            if value is None:
+                continue
+            if name in self.options:
+                raise DrawError("duplicate_option", option=name)
+            self.options[name] = value
+        return self
+
+
+def strip_command(text: str) -> str:
+    """Remove a leading ``/draw`` or ``/draw@SomeBot``."""
+    return _COMMAND_PREFIX.sub("", text, count=1)
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    i, end = 0, len(text)
+    while i < end:
+        if text[i].isspace():
+            i += 1
+            continue
+        if text[i] in QUOTES:
+            value, i = _read_quoted(text, i)
+            tokens.append(Token("quoted", value))
+            continue
+        match = _OPTION.match(text, i)
+        if match:
+            i = match.end()
+            inline: Token | None = None
+            if match.group("eq") and i < end and not text[i].isspace():
+                if text[i] in QUOTES:
+                    value, i = _read_quoted(text, i)
+                    inline = Token("quoted", value)
+                else:
+                    start = i
+                    while i < end and not text[i].isspace():
+                        i += 1
+                    inline = Token("word", text[start:i])
+            tokens.append(Token("option", match.group("name"), inline))
+            continue
+        start = i
+        while i < end and not text[i].isspace():
+            i += 1
+        tokens.append(Token("word", text[start:i]))
+    return tokens
+
+
+def _read_quoted(text: str, start: int) -> tuple[str, int]:
+    """Read a quoted group starting at ``text[start]`` (the opening quote); return its value and the end."""
+    opening = text[start]
+    closing = QUOTES[opening]
+    out: list[str] = []
+    i = start + 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] in (closing, "\\"):
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if ch == closing:
+            return "".join(out), i + 1
+        out.append(ch)
+        i += 1
+    raise DrawError("unclosed_quote", option=None, quote=opening, context=_excerpt(text[start:]))
+
+
+def parse(text: str, caps: Capabilities = SEED) -> DrawArgs:
+    """Split /draw text into prompt and option values. ``caps`` supplies the enumerated values that
+    decide how many words a style or sampler spans."""
+    tokens = tokenize(strip_command(text))
+    prompt: list[str] = []
+    options: dict[str, OptionValue] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.kind != "option":
+            prompt.append(token.value)
+            i += 1
+            continue
+        name = option_name(token.value)
+        if name in options:
+            raise DrawError("duplicate_option", option=name)
+        following = i + 1
+        while following < len(tokens) and tokens[following].kind != "option":
+            following += 1
+        candidates = ([token.inline] if token.inline else []) + tokens[i + 1 : following]
+        if not candidates:
+            raise DrawError("missing_value", option=name, example=EXAMPLES[name])
+        value, used = _take_value(name, candidates, caps)
+        options[name] = value
+        used_from_stream = used - (1 if token.inline else 0)
+        i += 1 + max(used_from_stream, 0)
+    return DrawArgs(prompt=" ".join(prompt).strip(), options=options)
+
+
+def option_name(typed: str) -> str:
+    """Canonical option for a typed name, or ``unknown_option`` with the closest real one."""
+    key = unicodedata.normalize("NFKC", typed).casefold()
+    name = OPTION_NAMES.get(key)
+    if name is None:
+        raise DrawError(
+            "unknown_option",
+            option=typed,
+            value=f"--{typed}",
+            suggestion=_suggest_option(key),
+        )
+    return name
+
+
+def _take_value(name: str, candidates: list[Token], caps: Capabilities) -> tuple[str, int]:
+    """The raw value of option ``name`` and how many candidate tokens it uses."""
+    if name == "negative":
+        return " ".join(t.value for t in candidates), len(candidates)
+    if name in NUMERIC_OPTIONS or candidates[0].kind == "quoted":
+        return candidates[0].value, 1
+    words = []
+    for token in candidates[:_MAX_SPAN]:
+        if token.kind != "word":
+            break
+        words.append(token.value)
+    if name == "size":
+        for k in range(len(words), 0, -1):
+            if _SIZE_SHAPE.match(params.size_key("".join(words[:k]))):
+                return " ".join(words[:k]), k
+        return words[0], 1
+    lookup = caps.lookup_style if name == "style" else caps.lookup_sampler
+    for k in range(len(words), 0, -1):
+        if lookup(" ".join(words[:k])) is not None:
+            return " ".join(words[:k]), k
+    # Nothing matches: report the span that looks most like a real value, for a better "did you mean".
+    known = caps.known_styles if name == "style" else caps.known_samplers
+    folded = [params.fold(v) for v in known]
+    best_k = max(
+        range(1, len(words) + 1),
+        key=lambda k: max(
+            (difflib.SequenceMatcher(None, params.fold(" ".join(words[:k])), f).ratio() for f in folded),
+            default=0.0,
+        ),
+    )
+    return " ".join(words[:best_k]), best_k
+
+
+def closest_value(value: str, choices: Iterable[str]) -> str | None:
+    """The choice most like ``value`` (folded comparison), if any is close enough to suggest."""
+    index = {params.fold(c): c for c in choices}
+    match = difflib.get_close_matches(params.fold(value), list(index), n=1, cutoff=0.6)
+    return index[match[0]] if match else None
+
+
+def _suggest_option(key: str) -> str | None:
+    match = difflib.get_close_matches(key, list(OPTION_NAMES), n=1, cutoff=0.6)
+    return f"--{match[0]}" if match else None
+
+
+def _excerpt(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# Rendering ------------------------------------------------------------------------------------------
+
+
+def quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _needs_quotes(text: str) -> bool:
+    if not text or text != " ".join(text.split()):
+        return True
+    return any(word[0] in QUOTES or _OPTION.match(word) for word in text.split(" "))
+
+
+def render_value(text: str) -> str:
+    return quote(text) if _needs_quotes(text) else text
+
+
+def render_command(request: DrawRequest, *, include_defaults: bool = False) -> str:
+    """``/draw`` text that :func:`parse` + validation turn back into ``request``."""
+    parts = ["/draw", render_value(request.prompt)]
+    if request.negative_prompt is not None:
+        parts += ["--negative", render_value(request.negative_prompt)]
+    defaults: dict[str, object] = {
+        "style": params.DEFAULT_STYLE,
+        "size": params.DEFAULT_SIZE,
+        "n": params.DEFAULT_N,
+        "steps": params.DEFAULT_STEPS,
+        "sampler": params.DEFAULT_SAMPLER,
+        "cfg": params.DEFAULT_CFG,
+    }
+    values: dict[str, object] = {
+        "style": request.style,
+        "size": request.size,
+        "n": request.n,
+        "steps": request.steps,
+        "sampler": request.sampler_index,
+        "seed": request.seed,
+        "cfg": request.cfg_scale,
+    }
+    for name, value in values.items():
+        if value is None or (not include_defaults and name in defaults and value == defaults[name]):
+            continue
+        if isinstance(value, float):
+            text = repr(value).removesuffix(".0")
+        else:
+            text = str(value)
+        parts += [f"--{name}", quote(text) if " " in text else text]
+    return " ".join(parts)

@@ -1,0 +1,111 @@
+"""The /draw parameters exactly as the Qianfan SDXL seed document defines them.
+
+Everything here is data: names, ranges and defaults. Backends declare their own subsets or supersets in
+:mod:`bot.capabilities`; this module is the language users type, whatever backend runs.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Mapping
+
+SIZES: tuple[str, ...] = (
+    "768x768",
+    "1024x1024",
+    "1536x1536",
+    "2048x2048",
+    "1024x768",
+    "2048x1536",
+    "768x1024",
+    "1536x2048",
+    "1024x576",
+    "2048x1152",
+    "576x1024",
+    "1152x2048",
+)
+
+SAMPLERS: tuple[str, ...] = (
+    "Euler",
+    "Euler a",
+    "DPM++ 2M",
+    "DPM++ 2M Karras",
+    "LMS Karras",
+    "DPM++ SDE",
+    "DPM++ SDE Karras",
+    "DPM2 a Karras",
+    "Heun",
+    "DPM++ 2M SDE",
+    "DPM++ 2M SDE Karras",
+    "DPM2",
+    "DPM2 Karras",
+    "DPM2 a",
+    "LMS",
+)
+
+# Style -> its Chinese name in the seed document.
+STYLES: Mapping[str, str] = {
+    "Base": "基础风格",
+    "3D Model": "3D模型",
+    "Analog Film": "模拟胶片",
+    "Anime": "动漫",
+    "Cinematic": "电影",
+    "Comic Book": "漫画",
+    "Craft Clay": "工艺黏土",
+    "Digital Art": "数字艺术",
+    "Enhance": "增强",
+    "Fantasy Art": "幻想艺术",
+    "Isometric": "等距风格",
+    "Line Art": "线条艺术",
+    "Lowpoly": "低多边形",
+    "Neonpunk": "霓虹朋克",
+    "Origami": "折纸",
+    "Photographic": "摄影",
+    "Pixel Art": "像素艺术",
+    "Texture": "纹理",
+}
+
+# Other spellings people paste from Stability's API (style_preset values) that our key folding misses.
+STYLE_ALIASES: Mapping[str, str] = {
+    "tile-texture": "Texture",
+    "modeling-compound": "Craft Clay",
+    "comic": "Comic Book",
+    "photo": "Photographic",
+}
+
+PROMPT_MAX = 1024
+NEGATIVE_MAX = 1024
+N_RANGE = (1, 4)
+STEPS_RANGE = (10, 50)
+SEED_RANGE = (0, 4294967295)
+CFG_RANGE = (0.0, 30.0)
+
+DEFAULT_SIZE = "1024x1024"
+DEFAULT_N = 1
+DEFAULT_STEPS = 20
+DEFAULT_SAMPLER = "Euler a"
+DEFAULT_CFG = 5.0
+DEFAULT_STYLE = "Base"
+
+
+def fold(text: str) -> str:
+    """The key enumerated values are compared by: NFKC, case-folded, without spaces, '_' and '-'.
+
+    So ``dpm++ sde karras``, ``DPM++_SDE_Karras`` and ``ｄｐｍ＋＋ＳＤＥ Ｋａｒｒａｓ`` are one sampler, and
+    ``low poly`` / ``low-poly`` / ``Lowpoly`` one style.
+    """
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(ch for ch in text if not ch.isspace() and ch not in "_-")
+
+
+def size_key(text: str) -> str:
+    """Fold a size: ``768×1024``, ``768 * 1024``, ``７６８Ｘ１０２４`` all become ``768x1024``."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(ch for ch in text if not ch.isspace()).replace("×", "x").replace("*", "x")
+
+
+def build_index(values: Iterable[str], aliases: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Map folded spelling -> canonical value, for values and their aliases."""
+    index = {fold(v): v for v in values}
+    for alias, target in (aliases or {}).items():
+        index.setdefault(fold(alias), target)
+    return index

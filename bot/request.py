@@ -1,0 +1,69 @@
+"""The validated /draw request: what every backend receives, what jobs store, what buttons re-run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from bot import params
+
+
+@dataclass(frozen=True, slots=True)
+class DrawRequest:
+    """One generation, with the seed document's field names. Only :mod:`bot.validation` should build one
+    from user input; it is also rebuilt from storage with :meth:`from_json`."""
+
+    prompt: str
+    negative_prompt: str | None = None
+    size: str = params.DEFAULT_SIZE
+    n: int = params.DEFAULT_N
+    steps: int = params.DEFAULT_STEPS
+    sampler_index: str = params.DEFAULT_SAMPLER
+    seed: int | None = None
+    cfg_scale: float = params.DEFAULT_CFG
+    style: str = params.DEFAULT_STYLE
+
+    @property
+    def width(self) -> int:
+        return int(self.size.split("x")[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.size.split("x")[1])
+
+    def with_seed(self, seed: int | None) -> DrawRequest:
+        return dataclasses.replace(self, seed=seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The seed document's JSON body (without ``user_id``), key order as documented."""
+        return {
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "size": self.size,
+            "n": self.n,
+            "steps": self.steps,
+            "sampler_index": self.sampler_index,
+            "seed": self.seed,
+            "cfg_scale": self.cfg_scale,
+            "style": self.style,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DrawRequest:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+    @classmethod
+    def from_json(cls, text: str) -> DrawRequest:
+        return cls.from_dict(json.loads(text))
+
+    def to_command(self, *, include_defaults: bool = False) -> str:
+        """Render as ``/draw ...`` text that parses back to this same request."""
+        from bot.grammar import render_command  # the grammar owns quoting rules
+
+        return render_command(self, include_defaults=include_defaults)
