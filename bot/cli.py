@@ -38,9 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_argument("--lang", choices=LANGUAGES, help="language of messages (default SDBOT_LANG)")
     draw.add_argument("--dry-run", action="store_true", help="validate only; print the request")
     draw.add_argument("--json", action="store_true", help="print one JSON object")
-    draw.add_argument(
-        "--out", type=Path, default=Path("out"), help="where images are written (default ./out)"
-    )
+    draw.add_argument("--out", type=Path, default=Path("out"), help="where images are written (default ./out)")
     draw.add_argument("text", nargs=argparse.REMAINDER, help="what you would type after /draw")
     draw.set_defaults(handler=cmd_draw)
 
@@ -98,11 +96,7 @@ async def cmd_draw(args: argparse.Namespace, settings: Settings) -> int:
         [i.format for i in result.images],
     )
     if args.json:
-        print(
-            json.dumps(
-                {"request": result.request.to_dict(), "images": [str(p) for p in paths]}, ensure_ascii=False
-            )
-        )
+        print(json.dumps({"request": result.request.to_dict(), "images": [str(p) for p in paths]}, ensure_ascii=False))
     else:
         print(summary(result.request, lang))
         for p in paths:

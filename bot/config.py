@@ -24,9 +24,7 @@ LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 Parser = Callable[[str, str], Any]  # (variable name, raw text) -> value
 
 
-def var(
-    name: str, default: str | None, doc: str, parse: Parser | None = None, *, secret: bool = False
-) -> Any:
+def var(name: str, default: str | None, doc: str, parse: Parser | None = None, *, secret: bool = False) -> Any:
     """Declare a field read from environment variable ``name``; ``default`` is raw text like the env's."""
     return field(
         default=None,
@@ -128,9 +126,7 @@ class Settings:
         choice(*BACKENDS),
     )
     db: Path = var("SDBOT_DB", "./data/sdbot.db", "SQLite database file (created if missing).", path)
-    lang: Lang = var(
-        "SDBOT_LANG", "en", "Default language for users who chose none: en or zh.", choice(*LANGUAGES)
-    )
+    lang: Lang = var("SDBOT_LANG", "en", "Default language for users who chose none: en or zh.", choice(*LANGUAGES))
     log_level: str = var(
         "SDBOT_LOG_LEVEL",
         "INFO",
@@ -141,9 +137,7 @@ class Settings:
     explicit: frozenset[str] = field(default=frozenset(), metadata={})
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
-    ) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
         """Read every variable: the process environment wins over the ``.env`` file."""
         values: dict[str, str] = {}
         if env_file is not None and Path(env_file).is_file():

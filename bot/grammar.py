@@ -286,9 +286,6 @@ def render_command(request: DrawRequest, *, include_defaults: bool = False) -> s
     for name, value in values.items():
         if value is None or (not include_defaults and name in defaults and value == defaults[name]):
             continue
-        if isinstance(value, float):
-            text = repr(value).removesuffix(".0")
-        else:
-            text = str(value)
+        text = repr(value).removesuffix(".0") if isinstance(value, float) else str(value)
         parts += [f"--{name}", quote(text) if " " in text else text]
     return " ".join(parts)

@@ -15,9 +15,7 @@ import traceback
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
-        re.compile(
-            r"(?i)\b(access_token|client_secret|client_id|api_key|apikey|secret|token|key)=([^&\s'\"<>]+)"
-        ),
+        re.compile(r"(?i)\b(access_token|client_secret|client_id|api_key|apikey|secret|token|key)=([^&\s'\"<>]+)"),
         r"\1=***",
     ),
     (

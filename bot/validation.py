@@ -38,9 +38,7 @@ def validate(args: DrawArgs, caps: Capabilities = SEED) -> DrawRequest:
         if not caps.negative_prompt:
             raise DrawError("unsupported_option", option="negative", backend=caps.backend)
         if len(negative) > caps.negative_max:
-            raise DrawError(
-                "negative_too_long", option="negative", length=len(negative), max=caps.negative_max
-            )
+            raise DrawError("negative_too_long", option="negative", length=len(negative), max=caps.negative_max)
 
     seed: int | None = None
     if "seed" in opts:
@@ -68,7 +66,7 @@ def _display(value: OptionValue) -> str:
 
 def _integer(option: str, value: OptionValue, bounds: tuple[int, int]) -> int:
     low, high = bounds
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise DrawError("invalid_number", option=option, value=_display(value), min=low, max=high)
     if isinstance(value, str):
         text = unicodedata.normalize("NFKC", value).strip()
