@@ -105,6 +105,19 @@ def url(name: str, raw: str) -> str:
     return value
 
 
+def admin_list(name: str, raw: str) -> frozenset[str]:
+    """``telegram:123,discord:456`` -> {"telegram:123", "discord:456"}."""
+    out = set()
+    for item in raw.replace(" ", "").split(","):
+        if not item:
+            continue
+        platform, _, user = item.partition(":")
+        if platform.lower() not in ("telegram", "discord") or not user.isdigit():
+            raise _invalid(name, raw, Msg("config.expect.admins"))
+        out.add(f"{platform.lower()}:{user}")
+    return frozenset(out)
+
+
 def path(_name: str, raw: str) -> Path:
     return Path(raw.strip()).expanduser()
 
@@ -133,6 +146,112 @@ class Settings:
         "Log level: DEBUG, INFO, WARNING or ERROR.",
         choice(*LOG_LEVELS, fold=str.upper),
     )
+    # Image services (issue: backends) --------------------------------------------------------------
+    backend_timeout: float = var(
+        "SDBOT_BACKEND_TIMEOUT", "120", "Seconds to wait for an image service's answer before giving up.", number(1)
+    )
+    backend_connect_timeout: float = var(
+        "SDBOT_BACKEND_CONNECT_TIMEOUT", "10", "Seconds to wait for a connection to an image service.", number(0.1)
+    )
+    backend_retries: int = var(
+        "SDBOT_BACKEND_RETRIES", "3", "Retries of a transient image-service failure (with backoff).", integer(0)
+    )
+    qianfan_api_key: str | None = var("QIANFAN_API_KEY", None, "Baidu Qianfan API Key (client_id).", secret=True)
+    qianfan_secret_key: str | None = var(
+        "QIANFAN_SECRET_KEY", None, "Baidu Qianfan Secret Key (client_secret).", secret=True
+    )
+    qianfan_base_url: str = var("QIANFAN_BASE_URL", "https://aip.baidubce.com", "Qianfan API base URL.", url)
+    stability_api_key: str | None = var("STABILITY_API_KEY", None, "Stability AI API key.", secret=True)
+    stability_base_url: str = var("STABILITY_BASE_URL", "https://api.stability.ai", "Stability AI API base URL.", url)
+    stability_engine: str = var(
+        "STABILITY_ENGINE", "stable-diffusion-xl-1024-v1-0", "Stability AI engine id (v1 text-to-image)."
+    )
+    modelslab_api_key: str | None = var("MODELSLAB_API_KEY", None, "ModelsLab API key.", secret=True)
+    modelslab_base_url: str = var("MODELSLAB_BASE_URL", "https://modelslab.com", "ModelsLab API base URL.", url)
+    modelslab_poll_deadline: float = var(
+        "MODELSLAB_POLL_DEADLINE", "300", "Seconds to keep polling a ModelsLab job that is still processing.", number(1)
+    )
+    modelslab_max_download: int = var(
+        "MODELSLAB_MAX_DOWNLOAD",
+        "20971520",
+        "Largest image (bytes) downloaded from a ModelsLab output URL.",
+        integer(1),
+    )
+    bedrock_model_id: str = var("BEDROCK_MODEL_ID", "stability.stable-diffusion-xl-v1", "AWS Bedrock model id.")
+    aws_region: str | None = var("AWS_REGION", None, "AWS region for Bedrock, e.g. us-east-1.")
+    aws_access_key_id: str | None = var(
+        "AWS_ACCESS_KEY_ID", None, "AWS access key id (or any standard AWS credential source).", secret=True
+    )
+    aws_secret_access_key: str | None = var("AWS_SECRET_ACCESS_KEY", None, "AWS secret access key.", secret=True)
+    aws_session_token: str | None = var(
+        "AWS_SESSION_TOKEN", None, "AWS session token (temporary credentials).", secret=True
+    )
+    bedrock_endpoint_url: str | None = var(
+        "BEDROCK_ENDPOINT_URL", None, "Override the Bedrock runtime endpoint (VPC endpoints, tests).", _optional(url)
+    )
+    a1111_url: str | None = var(
+        "A1111_URL",
+        None,
+        "AUTOMATIC1111 web UI base URL (started with --api), e.g. http://127.0.0.1:7860.",
+        _optional(url),
+    )
+    a1111_auth: str | None = var(
+        "A1111_AUTH", None, "A1111 --api-auth credentials as user:pass (optional).", secret=True
+    )
+
+    # Jobs, quotas and scheduling (issue: jobs) -----------------------------------------------------
+    daily_images: int = var("SDBOT_DAILY_IMAGES", "20", "Images per user per day (--n 4 costs 4).", integer(0))
+    rate_per_minute: int = var("SDBOT_RATE_PER_MINUTE", "3", "/draw requests per user per minute.", integer(0))
+    max_pending: int = var("SDBOT_MAX_PENDING", "2", "Queued plus running jobs per user.", integer(1))
+    chat_daily_images: int = var(
+        "SDBOT_CHAT_DAILY_IMAGES", "0", "Images per group chat / Discord server per day (0 = no cap).", integer(0)
+    )
+    quota_tz: ZoneInfo = var("SDBOT_QUOTA_TZ", "UTC", "Time zone where a quota day starts.", timezone)
+    admins: frozenset[str] = var(
+        "SDBOT_ADMINS", "", "Admins, exempt from limits and allowed /admin: telegram:123,discord:456.", admin_list
+    )
+    backend_concurrency: int = var(
+        "SDBOT_BACKEND_CONCURRENCY", "2", "Generations running at once on the image service.", integer(1)
+    )
+    job_max_age: float = var(
+        "SDBOT_JOB_MAX_AGE",
+        "3600",
+        "Seconds after which an unfinished job found at start is failed and refunded.",
+        number(0),
+    )
+    refund_filtered: bool = var(
+        "SDBOT_REFUND_FILTERED",
+        "1",
+        "Refund images the provider's content filter blocked (1) or charge them (0).",
+        boolean,
+    )
+
+    # Telegram (issue: Telegram adapter) ------------------------------------------------------------
+    telegram_bot_token: str | None = var("TELEGRAM_BOT_TOKEN", None, "Telegram bot token from @BotFather.", secret=True)
+    telegram_api_url: str = var(
+        "TELEGRAM_API_URL", "https://api.telegram.org", "Bot API server (set for a self-hosted one).", url
+    )
+    telegram_webhook_url: str | None = var(
+        "TELEGRAM_WEBHOOK_URL", None, "Public HTTPS URL for webhook mode (unset = long polling).", _optional(url)
+    )
+    telegram_webhook_listen: str = var("TELEGRAM_WEBHOOK_LISTEN", "0.0.0.0", "Webhook mode: address to listen on.")
+    telegram_webhook_port: int = var("TELEGRAM_WEBHOOK_PORT", "8443", "Webhook mode: port to listen on.", integer(1))
+    telegram_webhook_secret: str | None = var(
+        "TELEGRAM_WEBHOOK_SECRET", None, "Webhook mode: secret token Telegram sends with each update.", secret=True
+    )
+    telegram_send_originals: bool = var(
+        "TELEGRAM_SEND_ORIGINALS",
+        "0",
+        "Send images Telegram refuses as photos as documents (1) instead of re-encoding.",
+        boolean,
+    )
+
+    # Discord (issue: Discord adapter) --------------------------------------------------------------
+    discord_bot_token: str | None = var("DISCORD_BOT_TOKEN", None, "Discord bot token.", secret=True)
+    discord_guild_ids: str = var(
+        "DISCORD_GUILD_IDS", "", "Comma-separated server ids to sync slash commands to instantly (unset = global)."
+    )
+
     # Which variables were actually set (by the environment or .env), e.g. to warn about the placeholder.
     explicit: frozenset[str] = field(default=frozenset(), metadata={})
 
