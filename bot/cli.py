@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_argument("--dry-run", action="store_true", help="validate only; print the request")
     draw.add_argument("--json", action="store_true", help="print one JSON object")
     draw.add_argument("--out", type=Path, default=Path("out"), help="where images are written (default ./out)")
-    draw.add_argument("text", nargs=argparse.REMAINDER, help="what you would type after /draw")
+    draw.add_argument("text", nargs="*", help="what you would type after /draw (after sdbot's own options)")
     draw.set_defaults(handler=cmd_draw)
 
     run = sub.add_parser("run", help="start every chat adapter whose token is configured")
@@ -47,8 +47,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# sdbot draw's own options; everything from the first other word on is /draw text, "--n 2" included.
+_DRAW_FLAGS = {"--lang": 1, "--out": 1, "--dry-run": 0, "--json": 0, "-h": 0, "--help": 0}
+
+
+def split_draw_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split ``draw ...`` arguments into sdbot's options and the /draw text words."""
+    i = 1
+    while i < len(argv):
+        name, has_value, _ = argv[i].partition("=")
+        if name not in _DRAW_FLAGS:
+            break
+        i += 1 + (0 if has_value else _DRAW_FLAGS[name])
+    return list(argv[:i]), list(argv[i:])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    text: list[str] | None = None
+    if argv and argv[0] == "draw":
+        argv, text = split_draw_argv(argv)
     args = build_parser().parse_args(argv)
+    if text is not None:
+        args.text = text
     try:
         settings = Settings.from_env()
     except ConfigError as exc:

@@ -65,7 +65,9 @@ QUOTES: dict[str, str] = {'"': '"', "'": "'", "“": "”", "”": "”", "‘":
 _COMMAND_PREFIX = re.compile(r"^\s*/draw(?:@\w+)?(?=\s|$)", re.IGNORECASE)
 # "--", and what phones and IMEs turn it into: em/en dashes, a horizontal bar, full-width hyphens.
 _DASHES = r"(?:--|——|—|–|―|－－|−−)"
-_OPTION = re.compile(_DASHES + r"(?P<name>[^\W\d_][^\s=＝]*)(?P<eq>[=＝])?")
+_QUOTE_CHARS = re.escape("".join(QUOTES) + "".join(QUOTES.values()))
+# A name starts with a letter and runs to white space, "=" or a quote: "—style「x」" is --style and a value.
+_OPTION = re.compile(_DASHES + rf"(?P<name>[^\W\d_][^\s=＝{_QUOTE_CHARS}]*)(?P<eq>[=＝])?")
 _MAX_SPAN = 6  # words an enumerated value may span ("dpm ++ 2m sde karras")
 _SIZE_SHAPE = re.compile(r"^\d+x\d+$")
 

@@ -1,0 +1,74 @@
+"""Properties of the grammar over generated input: it never fails in an undocumented way, and rendering a
+request back to text and parsing it again gives the same request."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot import params
+from bot.errors import DrawError
+from bot.grammar import QUOTES
+from bot.i18n import render_error
+from bot.request import DrawRequest
+from bot.validation import parse_request
+
+DOCUMENTED = {
+    "empty_prompt",
+    "prompt_too_long",
+    "negative_too_long",
+    "unknown_option",
+    "missing_value",
+    "duplicate_option",
+    "invalid_number",
+    "out_of_range",
+    "unsupported_size",
+    "unknown_style",
+    "unknown_sampler",
+    "unclosed_quote",
+}
+
+# Text built from the pieces that matter to the grammar, mixed with arbitrary text.
+PIECES = st.sampled_from(
+    [
+        "--style", "—style", "－－size", "--n", "--n=", "--steps", "--seed", "--cfg", "--cfg-scale", "--sampler",
+        "--neg", "--no", "--negative", "--foo", "=", "＝", "anime", "analog", "film", "dpm++", "sde", "karras",
+        "euler", "a", "768x1024", "768", "x", "×", "1024", "2", "30", "-1", "1e5", "nan", "动漫", "/draw",
+        "/draw@bot", " ", "  ", "\n", "\t", *QUOTES, *QUOTES.values(), "\\", "\\\"", "\u200b", "\u202e", "\x00",
+    ]
+)  # fmt: skip
+TEXT = st.lists(st.one_of(PIECES, st.text(max_size=8)), max_size=30).map(" ".join) | st.text(max_size=200)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(TEXT)
+def test_any_text_parses_or_raises_a_documented_error(text: str) -> None:
+    try:
+        request = parse_request(text)
+    except DrawError as exc:
+        assert exc.code in DOCUMENTED
+        for lang in ("en", "zh"):
+            assert render_error(exc, lang)  # type: ignore[arg-type]
+        return
+    assert 1 <= len(request.prompt) <= params.PROMPT_MAX
+    assert parse_request(request.to_command()) == request
+
+
+REQUESTS = st.builds(
+    DrawRequest,
+    prompt=st.text(min_size=1, max_size=60).map(str.strip).filter(bool),
+    negative_prompt=st.none() | st.text(min_size=1, max_size=40).map(str.strip).filter(bool),
+    size=st.sampled_from(params.SIZES),
+    n=st.integers(*params.N_RANGE),
+    steps=st.integers(*params.STEPS_RANGE),
+    sampler_index=st.sampled_from(params.SAMPLERS),
+    seed=st.none() | st.integers(*params.SEED_RANGE),
+    cfg_scale=st.floats(*params.CFG_RANGE, allow_nan=False),
+    style=st.sampled_from(list(params.STYLES)),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(REQUESTS, st.booleans())
+def test_render_then_parse_is_identity(request: DrawRequest, include_defaults: bool) -> None:
+    assert parse_request(request.to_command(include_defaults=include_defaults)) == request

@@ -1,0 +1,74 @@
+"""The project as shipped: lint clean, the wheel carries the catalogs, the Dockerfile matches pyproject."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def ruff(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("ruff", path=str(Path(sys.executable).parent)) or "ruff"
+    return subprocess.run([exe, *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=120)
+
+
+def test_ruff_lint_is_clean() -> None:
+    out = ruff("check", ".")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_ruff_format_is_clean() -> None:
+    out = ruff("format", "--check", ".")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_wheel_contains_the_compiled_catalogs(tmp_path: Path) -> None:
+    pytest.importorskip("hatchling")
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (wheel,) = tmp_path.glob("sdbot-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for lang in ("en", "zh"):
+        assert f"bot/_locales/{lang}/LC_MESSAGES/sdbot.mo" in names
+    assert "bot/cli.py" in names and "adapters/__init__.py" in names
+    assert not any(name.startswith("tests/") for name in names)
+
+
+def test_dockerfile_matches_pyproject() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    minimum = PYPROJECT["project"]["requires-python"].removeprefix(">=")
+    assert f"FROM python:{minimum}-slim" in dockerfile
+    for package in PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]:
+        assert f"COPY {package} ./{package}" in dockerfile
+    assert "COPY locales ./locales" in dockerfile
+    assert "USER sdbot" in dockerfile and 'CMD ["sdbot", "run"]' in dockerfile
+    assert PYPROJECT["project"]["scripts"]["sdbot"] == "bot.cli:main"
+
+
+def test_readme_quick_start_has_the_two_commands_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'pip install -e ".[test]" && python -m pytest -q' in readme
+    assert 'pip install --quiet -e ".[test]"' in ci and "python -m pytest -q" in ci
+    assert "pip install . && sdbot draw" in readme
+
+
+def test_every_error_code_is_documented() -> None:
+    from babel.messages.pofile import read_po
+
+    readme = (ROOT / "README.md").read_text()
+    with open(ROOT / "locales" / "en" / "LC_MESSAGES" / "sdbot.po", "rb") as fh:
+        codes = [m.id.removeprefix("error.") for m in read_po(fh) if m.id and m.id.startswith("error.")]
+    missing = [code for code in codes if f"`{code}`" not in readme]
+    assert not missing, f"error codes missing from README.md: {missing}"
