@@ -60,3 +60,57 @@ def placeholder_png(width: int, height: int, seed: int, label: str) -> bytes:
     out = io.BytesIO()
     img.save(out, "PNG", compress_level=1)
     return out.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class FittedImage:
+    data: bytes
+    format: str
+    width: int
+    height: int
+    reencoded: bool
+
+
+def fit(
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_side_sum: int | None = None,
+    max_ratio: float | None = None,
+) -> FittedImage:
+    """Make an image acceptable to a chat platform: at most ``max_bytes``, width + height at most
+    ``max_side_sum`` (scaled down), aspect ratio at most ``max_ratio`` (padded). Images that already fit are
+    returned untouched; others are re-encoded as JPEG at the highest quality that fits."""
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+        fmt = img.format or "PNG"
+        fits = (
+            len(data) <= max_bytes
+            and (max_side_sum is None or width + height <= max_side_sum)
+            and (max_ratio is None or max(width, height) / max(1, min(width, height)) <= max_ratio)
+        )
+        if fits:
+            return FittedImage(data, fmt, width, height, reencoded=False)
+        rgb = img.convert("RGB")
+    if max_side_sum is not None and width + height > max_side_sum:
+        scale = max_side_sum / (width + height)
+        rgb = rgb.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.LANCZOS)
+    if max_ratio is not None:
+        w, h = rgb.size
+        if max(w, h) / max(1, min(w, h)) > max_ratio:
+            canvas = (w, int(w / max_ratio) + 1) if w > h else (int(h / max_ratio) + 1, h)
+            padded = Image.new("RGB", canvas, (0, 0, 0))
+            padded.paste(rgb, ((canvas[0] - w) // 2, (canvas[1] - h) // 2))
+            rgb = padded
+    for quality in (95, 90, 85, 75, 65, 50):
+        out = io.BytesIO()
+        rgb.save(out, "JPEG", quality=quality, optimize=True)
+        if out.tell() <= max_bytes:
+            return FittedImage(out.getvalue(), "JPEG", rgb.width, rgb.height, reencoded=True)
+    # Still too big at quality 50: halve the pixels until it fits.
+    while True:
+        rgb = rgb.resize((max(1, rgb.width * 7 // 10), max(1, rgb.height * 7 // 10)), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        rgb.save(out, "JPEG", quality=75, optimize=True)
+        if out.tell() <= max_bytes or rgb.width * rgb.height <= 64 * 64:
+            return FittedImage(out.getvalue(), "JPEG", rgb.width, rgb.height, reencoded=True)

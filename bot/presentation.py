@@ -1,0 +1,46 @@
+"""How a finished generation is described to people, the same on every platform: the caption with the prompt
+and the parameters that reproduce it, and the ``/draw`` text behind the "Edit" button."""
+
+from __future__ import annotations
+
+from bot.i18n import Lang, style_label, t
+from bot.request import DrawRequest
+
+
+def parameters_line(request: DrawRequest, lang: Lang) -> str:
+    return t(
+        lang,
+        "caption.params",
+        seed=request.seed,
+        style=style_label(lang, request.style),
+        size=request.size,
+        steps=request.steps,
+        sampler=request.sampler_index,
+        cfg=repr(request.cfg_scale).removesuffix(".0"),
+    )
+
+
+def caption(request: DrawRequest, lang: Lang, *, limit: int) -> str:
+    """Prompt, negative prompt and parameters in at most ``limit`` characters: the parameters line is kept
+    whole (it is what reproduces the image); the prompt texts are cut with an ellipsis to make room."""
+    params = parameters_line(request, lang)
+    negative = t(lang, "caption.negative", negative=request.negative_prompt) if request.negative_prompt else ""
+    budget = limit - len(params) - 1
+    prompt = _cut(request.prompt, max(budget - (len(negative) + 1 if negative else 0), budget // 2))
+    parts = [prompt]
+    if negative:
+        parts.append(_cut(negative, budget - len(prompt) - 1))
+    parts.append(params)
+    text = "\n".join(p for p in parts if p)
+    return text if len(text) <= limit else _cut(text, limit)
+
+
+def edit_command(request: DrawRequest) -> str:
+    """The whole ``/draw`` text that reproduces ``request``, seed included, for the user to copy and change."""
+    return request.to_command(include_defaults=True)
+
+
+def _cut(text: str, limit: int) -> str:
+    if limit <= 0:
+        return ""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
