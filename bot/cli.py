@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import importlib
 import json
 import os
 import sys
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bot import __version__, redact
+from bot import __version__, cli_admin, redact
 from bot.backends import create_backend
 from bot.config import Settings
 from bot.errors import BackendError, ConfigError, DrawError, SdbotError
@@ -44,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start every chat adapter whose token is configured")
     run.set_defaults(handler=cmd_run)
+
+    check = sub.add_parser("check", help="validate the configuration and prove the image service credentials work")
+    check.add_argument("--lang", choices=LANGUAGES, help="language of messages (default SDBOT_LANG)")
+    check.set_defaults(handler=cmd_check)
+
+    cli_admin.add_parsers(sub)  # quota show|set|reset, stats
     return parser
 
 
@@ -164,5 +171,37 @@ def _fail(args: argparse.Namespace, lang: Lang, exc: SdbotError, code: int) -> i
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    print(t(settings.lang, "cli.no_adapter"), file=sys.stderr)
-    return EXIT_FAILED
+    # The composition root: the core never imports an adapter, the CLI chooses them by name.
+    runner = importlib.import_module("adapters.runner")
+    try:
+        return int(await runner.run(settings))
+    except ConfigError as exc:
+        print(render_error(exc, settings.lang), file=sys.stderr)
+        return EXIT_CONFIG
+
+
+async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Build the configured backend and run its probes (no image is generated). Exit 0 when every probe
+    passed, 1 when one failed (service refused or unreachable), 3 when the configuration itself is invalid."""
+    lang: Lang = resolve_language(args.lang, None, settings.lang)
+    print(t(lang, "check.backend", backend=settings.backend))
+    try:
+        backend = create_backend(settings)
+        async with backend:
+            report = await backend.check()
+    except ConfigError as exc:
+        print(render_error(exc, lang), file=sys.stderr)
+        return EXIT_CONFIG
+    except BackendError as exc:  # a backend whose check raises instead of reporting
+        print(render_error(exc, lang), file=sys.stderr)
+        return EXIT_FAILED
+    for label, value in report.findings:
+        print(t(lang, "check.line", label=_finding(label, lang), value=_finding(value, lang)))
+    print(t(lang, "check.ok" if report.ok else "check.failed"))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _finding(value: str | Msg | SdbotError, lang: Lang) -> str:
+    if isinstance(value, SdbotError):
+        return render_error(value, lang)
+    return value.render(lang) if isinstance(value, Msg) else value

@@ -200,8 +200,12 @@ class Settings:
     )
 
     # Jobs, quotas and scheduling (issue: jobs) -----------------------------------------------------
-    daily_images: int = var("SDBOT_DAILY_IMAGES", "20", "Images per user per day (--n 4 costs 4).", integer(0))
-    rate_per_minute: int = var("SDBOT_RATE_PER_MINUTE", "3", "/draw requests per user per minute.", integer(0))
+    daily_images: int = var(
+        "SDBOT_DAILY_IMAGES", "20", "Images per user per day (--n 4 costs 4; 0 = no limit).", integer(0)
+    )
+    rate_per_minute: int = var(
+        "SDBOT_RATE_PER_MINUTE", "3", "/draw requests per user per minute (0 = no limit).", integer(0)
+    )
     max_pending: int = var("SDBOT_MAX_PENDING", "2", "Queued plus running jobs per user.", integer(1))
     chat_daily_images: int = var(
         "SDBOT_CHAT_DAILY_IMAGES", "0", "Images per group chat / Discord server per day (0 = no cap).", integer(0)
@@ -216,7 +220,7 @@ class Settings:
     job_max_age: float = var(
         "SDBOT_JOB_MAX_AGE",
         "3600",
-        "Seconds after which an unfinished job found at start is failed and refunded.",
+        "Seconds after which an unfinished job found at start is failed and refunded (0 = never).",
         number(0),
     )
     refund_filtered: bool = var(

@@ -24,6 +24,16 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"(?i)(\"(?:key|api_key|access_token|secret)\"\s*:\s*\")[^\"]*"), r"\1***"),
     (re.compile(r"\bbot\d{3,}:[A-Za-z0-9_-]{10,}"), "bot***"),
+    # AWS SigV4: the signature (Authorization header, presigned query, and botocore.auth's DEBUG line
+    # "Signature:\n<hex>") and the access key id the credential scope names.
+    (re.compile(r"(?i)\b(signature|x-amz-signature)(\s*[:=]\s*)[0-9a-f]{16,}"), r"\1\2***"),
+    (re.compile(r"(?i)\b(credential|x-amz-credential)=[^/\s,&]+"), r"\1=***"),
+    # Discord interaction tokens travel in URL paths (callbacks, follow-ups, edits) that discord.py logs at
+    # DEBUG; each is short-lived, so matching them beats registering thousands of secrets.
+    (re.compile(r"(/(?:webhooks|interactions)/\d+/)[\w.-]{20,}"), r"\1***"),
+    # ... and in gateway payloads (discord.py's DEBUG "WebSocket Event") and stored job routes (SQL parameters
+    # at aiosqlite's DEBUG): {'token': '...'} / {"token":"..."}.
+    (re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+"""), r"\1***"),
 )
 
 _lock = threading.Lock()

@@ -16,6 +16,11 @@ __all__ = ["REGISTRY", "Backend", "CheckReport", "GeneratedImage", "ProgressCall
 # SDBOT_BACKEND value -> "module:Class"
 REGISTRY: dict[str, str] = {
     "placeholder": "bot.backends.placeholder:PlaceholderBackend",
+    "qianfan": "bot.backends.qianfan:QianfanBackend",
+    "stability": "bot.backends.stability:StabilityBackend",
+    "bedrock": "bot.backends.bedrock:BedrockBackend",
+    "modelslab": "bot.backends.modelslab:ModelsLabBackend",
+    "a1111": "bot.backends.a1111:A1111Backend",
 }
 
 

@@ -9,6 +9,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, Self
 
 from bot.capabilities import Capabilities
+from bot.errors import SdbotError
+from bot.i18n import Msg
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -30,13 +32,18 @@ class GeneratedImage:
     filtered: bool = False  # the provider's safety filter replaced or blanked it
 
 
+# One thing ``sdbot check`` found: plain text, a catalog message, or an error (rendered like users see it).
+Finding = str | Msg | SdbotError
+
+
 @dataclass(frozen=True)
 class CheckReport:
-    """What ``sdbot check`` prints for a backend: each probe's label and what it found."""
+    """What ``sdbot check`` prints for a backend: each probe's label and what it found, in the reader's
+    language when they are :class:`Msg` or errors."""
 
     backend: str
     ok: bool
-    findings: list[tuple[str, str]] = field(default_factory=list)
+    findings: list[tuple[str | Msg, Finding]] = field(default_factory=list)
 
 
 class Backend(ABC):

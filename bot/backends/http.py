@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import email.utils
+import json
 import logging
+import math
 import random
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import httpx
 
@@ -50,6 +55,7 @@ async def with_retries(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     factor: float = 0.5,
     max_wait: float = 30.0,
+    jitter: float = 0.5,
 ) -> T:
     """Run ``call``; on a retryable :class:`BackendError` wait (the provider's ``retry_after`` when it gave one,
     else exponential backoff with jitter) and try again, at most ``retries`` more times."""
@@ -60,7 +66,9 @@ async def with_retries(
         except BackendError as exc:
             if attempt >= retries or not retryable(exc):
                 raise
-            delay = exc.retry_after if exc.retry_after is not None else backoff_delay(attempt, factor=factor)
+            delay = exc.retry_after
+            if delay is None:
+                delay = backoff_delay(attempt, factor=factor, jitter=jitter)
             delay = min(delay, max_wait)
             log.info(
                 "retrying after %s (%s %s), attempt %d in %.2fs",
@@ -74,11 +82,63 @@ async def with_retries(
             await sleep(delay)
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a backend retries transient failures. Production values by default; tests pass tiny waits and a
+    recording ``sleep`` to see the delays chosen without waiting for them."""
+
+    retries: int = 3
+    factor: float = 0.5
+    max_wait: float = 30.0
+    jitter: float = 0.5
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    async def run(self, call: Callable[[], Awaitable[T]], retryable: Callable[[BackendError], bool]) -> T:
+        """``call`` under :func:`with_retries`. A provider that asks for a longer wait than ``max_wait`` is not
+        retried early (that would only burn its quota): the user is told how long to wait instead."""
+
+        def worth_it(exc: BackendError) -> bool:
+            return retryable(exc) and (exc.retry_after is None or exc.retry_after <= self.max_wait)
+
+        try:
+            return await with_retries(
+                call,
+                retries=self.retries,
+                retryable=worth_it,
+                sleep=self.sleep,
+                factor=self.factor,
+                max_wait=self.max_wait,
+                jitter=self.jitter,
+            )
+        except BackendError as exc:
+            # Callers (the job runner) reschedule by retry_after; the message already holds the same seconds.
+            if exc.code == "backend_rate_limited" and exc.retry_after is None and "seconds" in exc.params:
+                exc.retry_after = float(exc.params["seconds"])
+            raise
+
+
+# transport_error's ``reason``s after which the request surely or most likely never started any work, so a
+# retry cannot pay twice: no connection was made, or the server dropped it without answering.
+RETRYABLE_TRANSPORT = frozenset({"connect", "disconnect"})
+
+
 def transport_error(exc: httpx.HTTPError, provider: str) -> BackendError:
-    """Map an httpx failure to our outcome without echoing its text (it may contain the URL and a token)."""
+    """Map an httpx failure to our outcome without echoing its text (it may contain the URL and a token).
+
+    ``reason`` says what failed: ``connect``, ``disconnect``, ``timeout`` (the answer is late: the provider may
+    still be generating, so retrying would pay twice and wait twice) or ``network``."""
+    detail = f"{provider}: {type(exc).__name__}"
+    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+        reason = "connect"
+    elif isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        reason = "disconnect"
+    elif isinstance(exc, httpx.TimeoutException):
+        reason = "timeout"
+    else:
+        reason = "network"
     if isinstance(exc, httpx.TimeoutException):
-        return BackendError("backend_timeout", provider=None, detail=f"{provider}: {type(exc).__name__}")
-    return BackendError("backend_unavailable", provider=None, detail=f"{provider}: {type(exc).__name__}")
+        return BackendError("backend_timeout", provider=None, detail=detail, reason=reason)
+    return BackendError("backend_unavailable", provider=None, detail=detail, reason=reason)
 
 
 def decode_b64(data: str, provider: str) -> bytes:
@@ -86,3 +146,48 @@ def decode_b64(data: str, provider: str) -> bytes:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError, TypeError):
         raise BackendError("backend_bad_image", reason="base64", detail=provider) from None
+
+
+def retry_after_header(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None when absent or unusable."""
+    raw = headers.get("Retry-After")
+    if not raw:
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def wait_seconds(retry_after: float | None, default: float) -> int:
+    """The whole seconds a rate-limited user is told to wait (the ``seconds`` parameter of the message)."""
+    return max(1, math.ceil(retry_after if retry_after is not None else default))
+
+
+# Large answers (several base64 images) take tens of milliseconds to parse: do that off the event loop.
+_INLINE_JSON_BYTES = 256 * 1024
+
+
+async def parse_json(content: bytes) -> Any:
+    """``json.loads`` of a response body, in a worker thread when it is large. Raises ``ValueError``."""
+    if len(content) <= _INLINE_JSON_BYTES:
+        return json.loads(content)
+    return await asyncio.to_thread(json.loads, content)
+
+
+def sniff_format(data: bytes) -> str:
+    """Pillow's name for the image format ``data`` starts with; PNG when unknown (the caller's check with
+    Pillow rejects what is not an image anyway)."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return "PNG"

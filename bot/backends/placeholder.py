@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Self
 from bot import images
 from bot.backends.base import Backend, CheckReport, GeneratedImage, ProgressCallback
 from bot.capabilities import SEED, Capabilities
+from bot.i18n import Msg
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -47,4 +48,4 @@ class PlaceholderBackend(Backend):
         return out
 
     async def check(self) -> CheckReport:
-        return CheckReport(self.name, True, [("images", "drawn offline; no service is called")])
+        return CheckReport(self.name, True, [(Msg("check.label.images"), Msg("check.placeholder.images"))])

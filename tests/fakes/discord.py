@@ -28,6 +28,10 @@ Public API of ``FakeDiscord(token=..., ...)`` (constructor arguments are documen
   and returns its ``FakeInteraction``.
 - ``await dc.click_button(custom_id, message, ...)`` / ``await dc.select(custom_id, values, message, ...)``
   dispatch MESSAGE_COMPONENT interactions for a component present on ``message`` (a ``FakeMessage``).
+- ``await dc.submit_modal(interaction, values, ...)`` submits the form (modal) the bot opened in answer to
+  ``interaction`` (MODAL_SUBMIT), text inputs by custom id (unnamed ones keep their pre-filled value);
+  ``await dc.autocomplete(name, options, focused, ...)`` sends an AUTOCOMPLETE interaction whose answer
+  lands in ``autocomplete_choices``. User (6) and channel (7) options take ids and fill ``resolved``.
 - ``FakeInteraction``: ``payload`` (what was dispatched), ``callbacks`` (accepted callback ``Call`` s),
   ``response_type``, ``original`` (the ``@original`` ``FakeMessage``), ``followups``, ``modal``,
   ``autocomplete_choices``, ``expire()`` (make its token invalid now).
@@ -121,6 +125,7 @@ PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
 
 # Application command option types.
 SUB_COMMAND, SUB_COMMAND_GROUP, STRING, INTEGER, BOOLEAN, NUMBER, ATTACHMENT = 1, 2, 3, 4, 5, 10, 11
+USER, CHANNEL = 6, 7
 _OPTION_TYPES = range(1, 12)
 
 # Interaction types and interaction callback types.
@@ -666,7 +671,7 @@ class FakeDiscord(FakeServer):
         resolved: JSON = {}
         channel_for_files = channel_id or (guild.channels[0].id if guild and guild.channels else 0)
         defs: list[JSON] = cmd.get("options", [])
-        leaf_options = self._build_options(defs, subs, options or {}, resolved, channel_for_files)
+        leaf_options = self._build_options(defs, subs, options or {}, resolved, channel_for_files, guild)
         data: JSON = {"id": cmd["id"], "name": cmd["name"], "type": cmd.get("type", 1)}
         if leaf_options:
             data["options"] = leaf_options
@@ -716,6 +721,81 @@ class FakeDiscord(FakeServer):
             raise ValueError(f"component {custom_id!r} is not a string select (type {comp.get('type')})")
         return await self._component(message, comp, {"values": values}, user_id, locale, permissions)
 
+    async def submit_modal(
+        self,
+        interaction: FakeInteraction,
+        values: dict[str, str] | None = None,
+        *,
+        user_id: int | None = None,
+        locale: str = "en-US",
+        permissions: int = DEFAULT_PERMISSIONS,
+    ) -> FakeInteraction:
+        """Submit the modal the bot opened (callback type 9) in answer to ``interaction``: a MODAL_SUBMIT with
+        every text input, ``values`` by custom id, others with their pre-filled ``value``."""
+        modal = interaction.modal
+        if modal is None:
+            raise LookupError(f"interaction {interaction.id} opened no modal")
+        values = values or {}
+        rows: list[JSON] = []
+        for row in modal["components"]:
+            inner = [row["component"]] if row.get("type") == 18 else row.get("components", [])
+            inputs = [
+                {"type": 4, "custom_id": c["custom_id"], "value": values.get(c["custom_id"], c.get("value", ""))}
+                for c in inner
+                if c.get("type") == 4
+            ]
+            if row.get("type") == 18:
+                rows.extend({"type": 18, "component": i} for i in inputs)
+            else:
+                rows.append({"type": 1, "components": inputs})
+        guild = self._guild(interaction.guild_id) if interaction.guild_id else None
+        return await self._interact(
+            MODAL_SUBMIT,
+            {"custom_id": modal["custom_id"], "components": rows},
+            user_id=user_id or interaction.user_id,
+            guild=guild,
+            channel_id=interaction.channel_id,
+            locale=locale,
+            guild_locale=None,
+            permissions=permissions,
+            message=interaction.message,
+        )
+
+    async def autocomplete(
+        self,
+        name: str,
+        options: JSON,
+        focused: str,
+        *,
+        user_id: int | None = None,
+        guild_id: int | None = None,
+        locale: str = "en-US",
+    ) -> FakeInteraction:
+        """Send an AUTOCOMPLETE interaction for command ``name`` while the user types ``options[focused]``;
+        the bot's answer lands in the record's ``autocomplete_choices``."""
+        guild = self._guild(guild_id)
+        first, *subs = name.split()
+        cmd = self.command(first, guild.id)
+        channel = guild.channels[0].id if guild.channels else 0
+        leaf = self._build_options(cmd.get("options", []), subs, options, {}, channel, guild)
+        stack = list(leaf)
+        while stack:
+            option = stack.pop()
+            if option["name"] == focused and "value" in option:
+                option["focused"] = True
+            stack.extend(option.get("options", []))
+        data: JSON = {"id": cmd["id"], "name": cmd["name"], "type": cmd.get("type", 1), "options": leaf}
+        return await self._interact(
+            AUTOCOMPLETE,
+            data,
+            user_id=user_id,
+            guild=guild,
+            channel_id=None,
+            locale=locale,
+            guild_locale=None,
+            permissions=DEFAULT_PERMISSIONS,
+        )
+
     # ------------------------------------------------------------------ lifecycle
 
     async def stop(self) -> None:
@@ -745,13 +825,19 @@ class FakeDiscord(FakeServer):
         return perms
 
     def _build_options(
-        self, defs: list[JSON], subs: list[str], values: JSON, resolved: JSON, channel_id: int
+        self,
+        defs: list[JSON],
+        subs: list[str],
+        values: JSON,
+        resolved: JSON,
+        channel_id: int,
+        guild: FakeGuild | None = None,
     ) -> list[JSON]:
         if subs:
             sub = next((d for d in defs if d["name"] == subs[0]), None)
             if sub is None or sub.get("type") not in (SUB_COMMAND, SUB_COMMAND_GROUP):
                 raise LookupError(f"no subcommand {subs[0]!r}")
-            inner = self._build_options(sub.get("options", []), subs[1:], values, resolved, channel_id)
+            inner = self._build_options(sub.get("options", []), subs[1:], values, resolved, channel_id, guild)
             return [{"name": sub["name"], "type": sub["type"], "options": inner}]
         out: list[JSON] = []
         by_name = {d["name"]: d for d in defs}
@@ -766,6 +852,21 @@ class FakeDiscord(FakeServer):
                 value = str(att.id)
             elif otype == NUMBER and isinstance(value, int):
                 value = float(value)
+            elif otype == USER:
+                user = self.add_user(int(value))
+                value = user["id"]
+                resolved.setdefault("users", {})[value] = user
+                if guild is not None:
+                    member = {k: v for k, v in self._member_payload(user).items() if k != "user"}
+                    resolved.setdefault("members", {})[value] = {**member, "permissions": str(DEFAULT_PERMISSIONS)}
+            elif otype == CHANNEL:
+                found = self._find_channel(int(value))
+                if found is None:
+                    raise LookupError(f"no channel {value}")
+                channel = found[1]
+                value = str(channel.id)
+                perms = str(self._app_permissions(channel.id))
+                resolved.setdefault("channels", {})[value] = {**self._channel_payload(channel), "permissions": perms}
             elif otype not in (STRING, INTEGER, BOOLEAN, NUMBER):
                 raise ValueError(f"option type {otype} is not supported by the fake")
             out.append({"name": key, "type": otype, "value": value})

@@ -1,0 +1,107 @@
+"""``/sdadmin``: what server managers and the bot's administrators may change from Discord.
+
+Two kinds of people may use it:
+
+* **operators**, listed in ``SDBOT_ADMINS``: anything, including per-member limits and bans, which apply to
+  the member everywhere (every server, Telegram);
+* **server managers** (Manage Server permission): their own server only. They may lower the server's daily
+  cap below the operator's ``SDBOT_CHAT_DAILY_IMAGES`` but not raise it, choose the channels /draw works in,
+  and see the server's statistics. Anyone can create a server and manage it, so nothing a manager does may
+  loosen a limit the operator set or reach beyond their server.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import discord
+
+from adapters.discord.refs import chat_ref, user_key, user_ref
+from adapters.discord.replies import guarded, lang_of, reply
+from bot.config import Settings
+from bot.core import Core
+from bot.i18n import t
+
+Role = Literal["operator", "manager"]
+ChannelAction = Literal["allow", "remove", "list", "clear"]
+CHANNEL_ACTIONS: tuple[ChannelAction, ...] = ("allow", "remove", "list", "clear")
+
+
+def role(interaction: discord.Interaction, settings: Settings) -> Role | None:
+    if user_key(interaction.user.id) in settings.admins:
+        return "operator"
+    if interaction.guild_id is not None:
+        perms = interaction.permissions
+        if perms.manage_guild or perms.administrator:
+            return "manager"
+    return None
+
+
+class AdminHandlers:
+    def __init__(self, core: Core, settings: Settings) -> None:
+        self.core = core
+        self.settings = settings
+
+    async def _allowed(self, interaction: discord.Interaction, *, operator_only: bool = False) -> Role | None:
+        who = role(interaction, self.settings)
+        lang = lang_of(self.core, interaction)
+        if who is None or interaction.guild_id is None:
+            await reply(interaction, t(lang, "discord.admin_only"))
+            return None
+        if operator_only and who != "operator":
+            await reply(interaction, t(lang, "discord.operator_only"))
+            return None
+        return who
+
+    @guarded
+    async def servercap(self, interaction: discord.Interaction, images: int | None) -> None:
+        who = await self._allowed(interaction)
+        if who is None:
+            return
+        lang = lang_of(self.core, interaction)
+        ceiling = self.settings.chat_daily_images
+        if who == "manager" and images is not None and ceiling and not 0 < images <= ceiling:
+            await reply(interaction, t(lang, "discord.cap_too_high", limit=ceiling))
+            return
+        chat = chat_ref(interaction)
+        await self.core.directory.touch_chat(chat)
+        await self.core.quotas.set_chat_limit(chat.key, images)
+        target = f"{chat.title} ({chat.key})" if chat.title else chat.key
+        await reply(interaction, self.core.commands.limit_set_text(lang, target, images, chat=True))
+
+    @guarded
+    async def channels(self, interaction: discord.Interaction, action: str, channel_id: int | None = None) -> None:
+        if await self._allowed(interaction) is None:
+            return
+        lang = lang_of(self.core, interaction)
+        chat = chat_ref(interaction)
+        target = str(channel_id or interaction.channel_id)
+        if action == "allow":
+            allowed = await self.core.channels.allow(chat.key, target)
+        elif action == "remove":
+            allowed = await self.core.channels.remove(chat.key, target)
+        elif action == "clear":
+            await self.core.channels.clear(chat.key)
+            allowed = []
+        else:
+            allowed = await self.core.channels.allowed(chat.key)
+        if not allowed:
+            await reply(interaction, t(lang, "discord.channels.all"))
+        else:
+            await reply(interaction, t(lang, "discord.channels.list", channels=[f"<#{c}>" for c in allowed]))
+
+    @guarded
+    async def stats(self, interaction: discord.Interaction) -> None:
+        if await self._allowed(interaction) is None:
+            return
+        lang = lang_of(self.core, interaction)
+        await reply(interaction, await self.core.commands.stats_report(lang, chat_key=chat_ref(interaction).key))
+
+    @guarded
+    async def member_command(self, interaction: discord.Interaction, command: str, member_id: int, *rest: str) -> None:
+        """``quota``, ``ban``, ``unban``, ``reset``: the core's ``/admin`` commands, for operators only."""
+        if await self._allowed(interaction, operator_only=True) is None:
+            return
+        args = " ".join((command, user_key(member_id), *rest))
+        text = await self.core.handle_command(user_ref(interaction), chat_ref(interaction), "admin", args)
+        await reply(interaction, text)

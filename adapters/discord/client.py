@@ -1,0 +1,52 @@
+"""The discord.py client: default (unprivileged) intents, the command tree, the persistent buttons."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+
+from adapters.discord.replies import apologize
+from adapters.discord.translator import CatalogTranslator
+from adapters.discord.views import DYNAMIC_ITEMS, submitted_text
+from bot.core import Core
+
+if TYPE_CHECKING:
+    from adapters.discord.handlers import Handlers
+
+log = logging.getLogger(__name__)
+
+
+class SdbotTree(app_commands.CommandTree[Any]):
+    def __init__(self, client: discord.Client, core: Core) -> None:
+        super().__init__(client)
+        self.core = core
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        # Handlers answer their own errors; this catches what fails before them (an option discord.py
+        # cannot convert, say from a modified client).
+        log.error("Discord command %s failed", getattr(interaction.command, "name", "?"), exc_info=error)
+        await apologize(self.core, interaction)
+
+
+class SdbotClient(discord.Client):
+    def __init__(self, core: Core, *, guild_ready_timeout: float = 2.0) -> None:
+        super().__init__(
+            intents=discord.Intents.default(),
+            guild_ready_timeout=guild_ready_timeout,
+            allowed_mentions=discord.AllowedMentions.none(),
+            max_messages=None,  # the bot never looks messages up; nothing to cache
+        )
+        self.tree = SdbotTree(self, core)
+        self.handlers: Handlers | None = None  # the buttons and the Edit form find their handlers here
+
+    async def setup_hook(self) -> None:
+        await self.tree.set_translator(CatalogTranslator())
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        text = submitted_text(interaction)
+        if text is not None and self.handlers is not None:
+            await self.handlers.draw_text(interaction, text)

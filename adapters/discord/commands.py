@@ -1,0 +1,180 @@
+"""The slash commands, built at start from the image backend's capabilities.
+
+There is deliberately no ``from __future__ import annotations`` here: discord.py reads the callbacks'
+annotations to declare option types and ranges, and these ranges (``--n`` up to the backend's maximum...)
+are only known at run time, so the annotations must be evaluated where the callbacks are defined.
+
+Discord allows 25 choices per option. Enumerations that fit become choices; longer ones (an A1111 server
+with many samplers) become autocomplete. Either way Discord's clients alone enforce them: the core
+validates every value again.
+"""
+
+from collections.abc import Awaitable, Callable
+
+import discord
+from discord import app_commands
+
+from adapters.discord.admin import CHANNEL_ACTIONS, AdminHandlers
+from adapters.discord.handlers import Handlers
+from adapters.discord.translator import style_choice, text
+from bot import params
+from bot.capabilities import Capabilities
+
+CHOICES_MAX = 25
+DRAW_OPTIONS = ("prompt", "style", "size", "sampler", "n", "steps", "seed", "cfg", "negative")
+SNOWFLAKE_MAX = 2**53 - 1  # the largest integer Discord's integer options carry
+IMAGES_MAX = 1_000_000
+
+Completer = Callable[[discord.Interaction, str], Awaitable[list[app_commands.Choice[str]]]]
+
+
+def build(tree: app_commands.CommandTree, handlers: Handlers, admin: AdminHandlers, caps: Capabilities) -> None:
+    tree.add_command(draw_command(handlers, caps))
+    for command in user_commands(handlers):
+        tree.add_command(command)
+    tree.add_command(admin_group(admin))
+
+
+def _choice(option: str, value: str) -> app_commands.Choice[str]:
+    return style_choice(value) if option == "style" else app_commands.Choice(name=value, value=value)
+
+
+def _loose(value: str) -> str:
+    return "".join(ch for ch in params.fold(value) if ch.isalnum())
+
+
+def completer(option: str, values: tuple[str, ...]) -> Completer:
+    """Autocomplete for an enumeration too long for choices: the values containing what was typed, letters
+    and digits only (so ``dpm2m`` finds ``DPM++ 2M``)."""
+    folded = [(_loose(value), value) for value in values]
+
+    async def complete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        needle = _loose(current)
+        matches = [value for key, value in folded if needle in key]
+        return [_choice(option, value) for value in matches[:CHOICES_MAX]]
+
+    return complete
+
+
+def draw_command(handlers: Handlers, caps: Capabilities) -> app_commands.Command:  # type: ignore[type-arg]
+    async def draw(
+        interaction: discord.Interaction,
+        prompt: str,
+        style: str | None = None,
+        size: str | None = None,
+        sampler: str | None = None,
+        n: app_commands.Range[int, 1, caps.max_n] | None = None,
+        steps: app_commands.Range[int, caps.steps[0], caps.steps[1]] | None = None,
+        seed: app_commands.Range[int, params.SEED_RANGE[0], params.SEED_RANGE[1]] | None = None,
+        cfg: app_commands.Range[float, caps.cfg[0], caps.cfg[1]] | None = None,
+        negative: app_commands.Range[str, 1, caps.negative_max] | None = None,
+    ) -> None:
+        typed = {
+            "style": style,
+            "size": size,
+            "sampler": sampler,
+            "n": n,
+            "steps": steps,
+            "seed": seed,
+            "cfg": cfg,
+            "negative": negative,
+        }
+        await handlers.draw(interaction, prompt, typed)
+
+    callback = app_commands.describe(**{o: text(f"option.{o}") for o in DRAW_OPTIONS})(draw)
+    callback = app_commands.rename(**{o: text(f"discord.name.{o}") for o in DRAW_OPTIONS})(callback)
+    choices: dict[str, list[app_commands.Choice[str]]] = {}
+    completions: dict[str, Completer] = {}
+    for option, values in (("style", caps.styles), ("size", caps.sizes), ("sampler", caps.samplers)):
+        if len(values) <= CHOICES_MAX:
+            choices[option] = [_choice(option, value) for value in values]
+        else:
+            completions[option] = completer(option, values)
+    callback = app_commands.choices(**choices)(callback)
+    if completions:
+        callback = app_commands.autocomplete(**completions)(callback)
+    return app_commands.Command(name="draw", description=text("menu.draw"), callback=callback)
+
+
+def user_commands(handlers: Handlers) -> list[app_commands.Command]:  # type: ignore[type-arg]
+    async def quota(interaction: discord.Interaction) -> None:
+        await handlers.command(interaction, "quota")
+
+    @app_commands.describe(language=text("option.language"))
+    @app_commands.rename(language=text("discord.name.language"))
+    @app_commands.choices(
+        language=[
+            app_commands.Choice(name=text("lang.name.zh"), value="zh"),
+            app_commands.Choice(name=text("lang.name.en"), value="en"),
+            app_commands.Choice(name=text("discord.lang.auto"), value="auto"),
+        ]
+    )
+    async def lang(interaction: discord.Interaction, language: str | None = None) -> None:
+        await handlers.command(interaction, "lang", language or "")
+
+    @app_commands.describe(job=text("option.job"))
+    @app_commands.rename(job=text("discord.name.job"))
+    async def cancel(
+        interaction: discord.Interaction, job: app_commands.Range[int, 1, SNOWFLAKE_MAX] | None = None
+    ) -> None:
+        await handlers.cancel(interaction, job)
+
+    async def help_(interaction: discord.Interaction) -> None:
+        await handlers.help(interaction)
+
+    return [
+        app_commands.Command(name="quota", description=text("menu.quota"), callback=quota),
+        app_commands.Command(name="lang", description=text("menu.lang"), callback=lang),
+        app_commands.Command(name="cancel", description=text("menu.cancel"), callback=cancel),
+        app_commands.Command(name="help", description=text("menu.help"), callback=help_),
+    ]
+
+
+def admin_group(admin: AdminHandlers) -> app_commands.Group:
+    """``/sdadmin``: visible to everyone (``SDBOT_ADMINS`` need not manage the server); the handlers check."""
+    group = app_commands.Group(name="sdadmin", description=text("menu.admin"), guild_only=True)
+
+    @app_commands.describe(images=text("discord.option.images"))
+    @app_commands.rename(images=text("discord.name.images"))
+    async def servercap(
+        interaction: discord.Interaction, images: app_commands.Range[int, 0, IMAGES_MAX] | None = None
+    ) -> None:
+        await admin.servercap(interaction, images)
+
+    @app_commands.describe(action=text("discord.option.action"), channel=text("discord.option.channel"))
+    @app_commands.rename(action=text("discord.name.action"), channel=text("discord.name.channel"))
+    @app_commands.choices(
+        action=[app_commands.Choice(name=text(f"discord.action.{a}"), value=a) for a in CHANNEL_ACTIONS]
+    )
+    async def channels(
+        interaction: discord.Interaction, action: str, channel: discord.TextChannel | None = None
+    ) -> None:
+        await admin.channels(interaction, action, channel.id if channel is not None else None)
+
+    async def stats(interaction: discord.Interaction) -> None:
+        await admin.stats(interaction)
+
+    @app_commands.describe(member=text("discord.option.member"), images=text("discord.option.images"))
+    @app_commands.rename(member=text("discord.name.member"), images=text("discord.name.images"))
+    async def quota(
+        interaction: discord.Interaction,
+        member: discord.User,
+        images: app_commands.Range[int, 0, IMAGES_MAX] | None = None,
+    ) -> None:
+        await admin.member_command(interaction, "quota", member.id, "default" if images is None else str(images))
+
+    def member_only(command: str) -> Callable[[discord.Interaction, discord.User], Awaitable[None]]:
+        @app_commands.describe(member=text("discord.option.member"))
+        @app_commands.rename(member=text("discord.name.member"))
+        async def callback(interaction: discord.Interaction, member: discord.User) -> None:
+            await admin.member_command(interaction, command, member.id)
+
+        return callback
+
+    for name, callback in (("servercap", servercap), ("channels", channels), ("stats", stats), ("quota", quota)):
+        group.add_command(app_commands.Command(name=name, description=text(f"discord.admin.{name}"), callback=callback))
+    for name in ("ban", "unban", "reset"):
+        group.add_command(
+            app_commands.Command(name=name, description=text(f"discord.admin.{name}"), callback=member_only(name))
+        )
+    return group

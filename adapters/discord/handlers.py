@@ -1,0 +1,187 @@
+"""What each command and button does: core calls in, ephemeral refusals or a deferred public answer out.
+
+A request is admitted *before* the interaction is answered: whether the answer is ephemeral is fixed by the
+first response, and refusals (invalid input, quotas, channel rules) must be private while accepted jobs are
+public. Admission is one validation and one SQLite statement, well within Discord's 3 seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import discord
+
+from adapters.discord.admin import role
+from adapters.discord.refs import PLATFORM, chat_ref, user_ref
+from adapters.discord.replies import guarded, lang_of, reply
+from adapters.discord.route import TOKEN_LIFETIME, Route
+from adapters.discord.sink import DiscordSink
+from adapters.discord.views import edit_form
+from bot.config import Settings
+from bot.core import Core
+from bot.errors import SdbotError
+from bot.grammar import OptionValue, parse, strip_command
+from bot.i18n import Lang, render_error, t
+from bot.jobs import Job
+from bot.people import ChatRef, UserRef
+from bot.presentation import edit_command
+
+log = logging.getLogger(__name__)
+
+# Interactions that arrive between connecting and ``start()`` (the core recovering jobs) wait this long.
+START_WAIT = 2.0
+
+Submit = Callable[[UserRef, ChatRef, dict[str, object]], Awaitable[Job]]
+
+
+class Handlers:
+    def __init__(
+        self, core: Core, settings: Settings, sink: DiscordSink, *, token_lifetime: float = TOKEN_LIFETIME
+    ) -> None:
+        self.core = core
+        self.settings = settings
+        self.sink = sink
+        self.token_lifetime = token_lifetime
+        self.serving = asyncio.Event()
+
+    # Drawing ----------------------------------------------------------------------------------------
+
+    @guarded
+    async def draw(self, interaction: discord.Interaction, prompt: str, typed: dict[str, OptionValue | None]) -> None:
+        """``/draw``: the prompt may carry inline options (``cat --style Anime``); a typed option that repeats
+        one of them is ``duplicate_option``."""
+
+        async def submit(user: UserRef, chat: ChatRef, route: dict[str, object]) -> Job:
+            caps = await self.core.backend.capabilities()
+            return await self.core.submit(user, chat, parse(prompt, caps).merge(typed), route)
+
+        await self._admit(interaction, submit)
+
+    @guarded
+    async def draw_text(self, interaction: discord.Interaction, text: str) -> None:
+        """The Edit form: ``/draw`` text as on Telegram."""
+        await self._admit(interaction, lambda user, chat, route: self.core.submit(user, chat, text, route))
+
+    @guarded
+    async def again(self, interaction: discord.Interaction, job_id: int) -> None:
+        await self._admit(interaction, lambda user, chat, route: self.core.again(job_id, user, route))
+
+    @guarded
+    async def edit(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Open a form holding the job's whole ``/draw`` text (seed included); sending it is a new request.
+        Anyone may: the parameters are in the caption for everyone to see anyway."""
+        if not await self._serving(interaction):
+            return
+        lang = lang_of(self.core, interaction)
+        job = await self.core.get_job(job_id)
+        if job is None or job.platform != PLATFORM:
+            await reply(interaction, render_error(SdbotError("job_not_found", job=job_id), lang))
+            return
+        command = strip_command(edit_command(job.seeded_request)).strip()
+        await interaction.response.send_modal(edit_form(command, lang))
+
+    async def _admit(self, interaction: discord.Interaction, submit: Submit) -> None:
+        if not await self._serving(interaction):
+            return
+        user, chat = user_ref(interaction), chat_ref(interaction)
+        lang = self.core.language_for(user)
+        refusal = await self._refusal(interaction, user, chat, lang)
+        if refusal is not None:
+            await reply(interaction, refusal)
+            return
+        route = Route.of(interaction, lifetime=self.token_lifetime)
+        self.sink.expect(interaction.id)
+        try:
+            try:
+                job = await submit(user, chat, route.to_json())
+            except SdbotError as exc:
+                await reply(interaction, render_error(exc, lang))
+                return
+            try:
+                await interaction.response.defer(thinking=True)
+            except discord.HTTPException as exc:
+                # Too late or refused: the sink finds the token unusable and posts to the channel instead.
+                log.warning("job %s: could not acknowledge the interaction (%s %s)", job.id, exc.status, exc.code)
+        finally:
+            self.sink.acknowledged(interaction.id)
+
+    async def _refusal(self, interaction: discord.Interaction, user: UserRef, chat: ChatRef, lang: Lang) -> str | None:
+        """Why this channel cannot take a job, if it cannot: the bot may not post pictures in it (a job that
+        outlives the interaction token is posted there), or the server allows /draw elsewhere only."""
+        if interaction.guild_id is None:
+            return None
+        perms = interaction.app_permissions
+        thread = interaction.channel if isinstance(interaction.channel, discord.Thread) else None
+        can_send = perms.send_messages_in_threads if thread is not None else perms.send_messages
+        if not (can_send and perms.attach_files):
+            return t(lang, "error.platform_forbidden")
+        if self.core.is_admin(user):
+            return None
+        allowed = await self.core.channels.allowed(chat.key)
+        here = {str(interaction.channel_id)}
+        if thread is not None and thread.parent_id is not None:
+            here.add(str(thread.parent_id))
+        if not allowed or here & set(allowed):
+            return None
+        return t(lang, "discord.channel_not_allowed", channels=[f"<#{c}>" for c in allowed])
+
+    async def _serving(self, interaction: discord.Interaction) -> bool:
+        if not self.serving.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.serving.wait(), START_WAIT)
+        if self.serving.is_set():
+            return True
+        await reply(interaction, t(lang_of(self.core, interaction), "discord.starting"))
+        return False
+
+    # Text commands ----------------------------------------------------------------------------------
+
+    @guarded
+    async def command(self, interaction: discord.Interaction, name: str, args: str = "") -> None:
+        """``/quota`` and ``/lang``: the core's text commands, answered privately."""
+        if not await self._serving(interaction):
+            return
+        await reply(
+            interaction, await self.core.handle_command(user_ref(interaction), chat_ref(interaction), name, args)
+        )
+
+    @guarded
+    async def help(self, interaction: discord.Interaction) -> None:
+        if not await self._serving(interaction):
+            return
+        lang = lang_of(self.core, interaction)
+        try:
+            caps = await self.core.backend.capabilities()
+        except SdbotError as exc:
+            await reply(interaction, render_error(exc, lang))
+            return
+        text = self.core.commands.help_text(lang, caps, admin=False)
+        if role(interaction, self.settings) is not None:
+            text += "\n\n" + t(lang, "discord.help.admin")
+        await reply(interaction, text)
+
+    @guarded
+    async def cancel(self, interaction: discord.Interaction, job_id: int | None) -> None:
+        """Cancel queued jobs and say so in their messages too (the owner's own cancellations are not
+        reported through the sink)."""
+        if not await self._serving(interaction):
+            return
+        user = user_ref(interaction)
+        lang = self.core.language_for(user)
+        try:
+            cancelled = await self.core.cancel(user, job_id)
+        except SdbotError as exc:
+            await reply(interaction, render_error(exc, lang))
+            return
+        images = sum(job.images for job in cancelled)
+        await reply(interaction, t(lang, "cmd.cancel.done", jobs=[f"#{job.id}" for job in cancelled], images=images))
+        for job in cancelled:
+            if job.platform == PLATFORM and job.user == user.key:
+                text = t(job.lang, "cmd.cancel.done", jobs=[f"#{job.id}"], images=job.images)
+                try:
+                    await self.sink.show(job, text)
+                except discord.HTTPException as exc:
+                    log.info("job %s: could not mark its message cancelled (%s)", job.id, exc.code)

@@ -1,0 +1,72 @@
+"""What a Discord job stores to deliver later, even from another process: the job's ``route``.
+
+An interaction token lets the bot edit its answer and post follow-ups for 15 minutes. A job that outlives it
+(a long queue, a restart) is posted to the channel instead, mentioning its owner; so the route carries the
+channel and the user as well as the token and when it dies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import discord
+
+TOKEN_LIFETIME = 15 * 60.0  # seconds Discord accepts an interaction token for follow-ups and edits
+# Stop using a token a little before Discord does: an edit that starts at 14:59 may arrive at 15:01.
+TOKEN_MARGIN = 20.0
+DEFAULT_FILESIZE_LIMIT = 10 * 1024 * 1024  # bytes per file without server boosts
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Snowflakes are kept as strings in JSON so that tools without 64-bit integers read them intact."""
+
+    application_id: int
+    token: str
+    interaction_id: int
+    channel_id: int
+    guild_id: int | None
+    user_id: int
+    expires_at: float  # Unix time after which ``token`` is no longer used
+    filesize_limit: int
+
+    @classmethod
+    def of(cls, interaction: discord.Interaction, *, lifetime: float = TOKEN_LIFETIME) -> Route:
+        channel_id = interaction.channel_id
+        if channel_id is None:  # every command and component interaction has one; keep mypy honest
+            raise ValueError("interaction without a channel")
+        return cls(
+            application_id=interaction.application_id,
+            token=interaction.token,
+            interaction_id=interaction.id,
+            channel_id=channel_id,
+            guild_id=interaction.guild_id,
+            user_id=interaction.user.id,
+            expires_at=interaction.created_at.timestamp() + lifetime - TOKEN_MARGIN,
+            filesize_limit=interaction.filesize_limit or DEFAULT_FILESIZE_LIMIT,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("application_id", "interaction_id", "channel_id", "guild_id", "user_id"):
+            if data[key] is not None:
+                data[key] = str(data[key])
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Route:
+        guild = data.get("guild_id")
+        return cls(
+            application_id=int(data["application_id"]),
+            token=str(data["token"]),
+            interaction_id=int(data["interaction_id"]),
+            channel_id=int(data["channel_id"]),
+            guild_id=int(guild) if guild is not None else None,
+            user_id=int(data["user_id"]),
+            expires_at=float(data["expires_at"]),
+            filesize_limit=int(data.get("filesize_limit") or DEFAULT_FILESIZE_LIMIT),
+        )
+
+    def token_alive(self, now: float) -> bool:
+        return now < self.expires_at

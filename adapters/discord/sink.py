@@ -1,0 +1,238 @@
+"""How Discord shows a job: edits of the deferred answer while it waits, then the images, or the failure.
+
+Everything goes through the interaction's webhook, built from the job's stored :class:`Route`, so a job
+recovered by another process is delivered exactly like one that never left memory. When the token is dead
+(15 minutes passed, or Discord says so) the result is posted to the channel, mentioning its owner. Progress
+is not worth a channel post; it is dropped once the token is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import discord
+
+from adapters.discord import files
+from adapters.discord.files import Upload
+from adapters.discord.route import Route
+from adapters.discord.views import result_view
+from bot.commands import describe_event, describe_failure
+from bot.core import DeliveryGone, JobEvent
+from bot.errors import SdbotError
+from bot.generation import Generation
+from bot.i18n import Lang, t
+from bot.jobs import Job
+from bot.presentation import caption
+from bot.request import DrawRequest
+
+log = logging.getLogger(__name__)
+
+CONTENT_MAX = 2000
+# discord.py only knows "@original" through a live Interaction; after a restart we hold just the token. The
+# webhook message route is the same (PATCH /webhooks/{app}/{token}/messages/@original), so the id is passed
+# as text: discord.py formats it into the path untouched.
+ORIGINAL = cast(int, "@original")
+# How long a job's first message may wait for the interaction to be acknowledged (the handler defers right
+# after admission; Discord allows 3 s).
+ACK_WAIT = 5.0
+# Discord's answers meaning the token can no longer be used: invalid webhook token, unknown webhook (never
+# acknowledged), unknown message (the user dismissed or deleted the answer).
+_TOKEN_GONE = {50027, 10015, 10008}
+# A queued job's position changes every time the queue moves: with a long queue, showing each change would
+# cost every waiting job an edit per started job. Repeats of a state are shown at most this often; a change
+# of state (queued -> running) always is.
+PROGRESS_INTERVAL = 2.0
+
+
+def token_gone(exc: discord.HTTPException) -> bool:
+    return exc.code in _TOKEN_GONE or exc.status == 401
+
+
+def escape(text: str) -> str:
+    return discord.utils.escape_markdown(text)
+
+
+def summary(request: DrawRequest, lang: Lang, *, limit: int = CONTENT_MAX) -> str:
+    """The compact caption (prompt and the parameters that reproduce it) as message text: Markdown in the
+    prompt is shown literally, and the whole fits ``limit`` after escaping."""
+    budget = limit
+    while True:
+        text = escape(caption(request, lang, limit=budget))
+        if len(text) <= limit or budget <= 100:
+            return text[:limit]
+        budget -= max(len(text) - limit, 50)
+
+
+class DiscordSink:
+    def __init__(
+        self,
+        client: discord.Client,
+        *,
+        clock: Callable[[], float] = time.time,
+        progress_interval: float = PROGRESS_INTERVAL,
+    ) -> None:
+        self._client = client
+        self._clock = clock
+        self._progress_interval = progress_interval
+        self._acks: dict[int, asyncio.Event] = {}
+        self._shown: dict[int, tuple[float, str]] = {}  # job -> (monotonic time, state) of its last progress edit
+
+    # The handler admits the job before it answers the interaction (errors must be ephemeral, and a deferred
+    # answer decides that for good), so the job may reach the sink first.
+
+    def expect(self, interaction_id: int) -> None:
+        self._acks[interaction_id] = asyncio.Event()
+
+    def acknowledged(self, interaction_id: int) -> None:
+        event = self._acks.pop(interaction_id, None)
+        if event is not None:
+            event.set()
+
+    async def _acknowledgement(self, route: Route) -> None:
+        event = self._acks.get(route.interaction_id)
+        if event is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), ACK_WAIT)
+
+    def _hook(self, route: Route) -> discord.Webhook:
+        return discord.Webhook.partial(route.application_id, route.token, client=self._client)
+
+    def _alive(self, route: Route) -> bool:
+        return route.token_alive(self._clock())
+
+    # Sink protocol ----------------------------------------------------------------------------------
+
+    async def on_progress(self, job: Job, event: JobEvent) -> None:
+        now = time.monotonic()
+        last = self._shown.get(job.id)
+        if last is not None and last[1] == event.state and now - last[0] < self._progress_interval:
+            return
+        self._shown[job.id] = (now, event.state)
+        route = Route.from_json(job.route)
+        await self._acknowledgement(route)
+        if not self._alive(route):
+            return
+        try:
+            await self._hook(route).edit_message(
+                ORIGINAL, content=describe_event(event, job.lang), allowed_mentions=_NONE
+            )
+        except discord.HTTPException as exc:
+            if not token_gone(exc):
+                raise
+            log.debug("job %s: token gone, progress not shown", job.id)
+
+    async def deliver(self, job: Job, generation: Generation) -> None:
+        self._shown.pop(job.id, None)
+        route = Route.from_json(job.route)
+        limit = route.filesize_limit
+        if files.fits(generation.images, limit):
+            groups = files.prepare(generation.images, job_id=job.id, filesize_limit=limit)
+        else:
+            groups = await asyncio.to_thread(files.prepare, generation.images, job_id=job.id, filesize_limit=limit)
+        await self._acknowledgement(route)
+        view = result_view(job.id, job.lang)
+        sent = 0
+        if self._alive(route):
+            hook = self._hook(route)
+            text = summary(generation.request, job.lang)
+            try:
+                for index, group in enumerate(groups):
+                    if index == 0:
+                        await hook.edit_message(
+                            ORIGINAL, content=text, attachments=_files(group), view=view, allowed_mentions=_NONE
+                        )
+                    else:
+                        await hook.send(files=_files(group), allowed_mentions=_NONE, wait=True)
+                    sent += 1
+                return
+            except discord.Forbidden as exc:
+                log.info("job %s: Discord refused the answer (%s)", job.id, exc.code)
+                if sent == 0:  # say why in the answer; the job fails without charge (the core logs it)
+                    await self._say_forbidden(hook, job.lang)
+                    raise DeliveryGone("missing permissions") from None
+            except discord.HTTPException as exc:
+                if not token_gone(exc):
+                    raise
+                log.info("job %s: interaction token gone (%s %s); posting to the channel", job.id, exc.status, exc.code)
+        await self._post(route, job, generation.request, groups[sent:], view, with_text=sent == 0)
+
+    async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
+        self._shown.pop(job.id, None)
+        route = Route.from_json(job.route)
+        await self._acknowledgement(route)
+        text = describe_failure(error, refunded, job.lang)
+        if await self.show(job, text):
+            return
+        mention = f"<@{route.user_id}>"
+        await self._send_to_channel(route, content=f"{mention} {text}"[:CONTENT_MAX], mention=True)
+
+    # Helpers for the handlers -----------------------------------------------------------------------
+
+    async def show(self, job: Job, text: str) -> bool:
+        """Replace the job's answer with ``text`` (no images, no buttons); False when the token is gone."""
+        self._shown.pop(job.id, None)
+        route = Route.from_json(job.route)
+        if not self._alive(route):
+            return False
+        try:
+            await self._hook(route).edit_message(
+                ORIGINAL, content=text[:CONTENT_MAX], attachments=[], view=None, allowed_mentions=_NONE
+            )
+        except discord.HTTPException as exc:
+            if not token_gone(exc):
+                raise
+            return False
+        return True
+
+    # Internals --------------------------------------------------------------------------------------
+
+    async def _say_forbidden(self, hook: discord.Webhook, lang: Lang) -> None:
+        with contextlib.suppress(discord.HTTPException):
+            await hook.edit_message(
+                ORIGINAL, content=t(lang, "error.platform_forbidden"), attachments=[], view=None, allowed_mentions=_NONE
+            )
+
+    async def _post(
+        self,
+        route: Route,
+        job: Job,
+        request: DrawRequest,
+        groups: Sequence[Sequence[Upload]],
+        view: discord.ui.View,
+        *,
+        with_text: bool,
+    ) -> None:
+        for index, group in enumerate(groups):
+            if index == 0 and with_text:
+                intro = t(job.lang, "job.delivered_late", mention=f"<@{route.user_id}>", job=job.id)
+                text = intro + "\n" + summary(request, job.lang, limit=CONTENT_MAX - len(intro) - 1)
+                await self._send_to_channel(route, content=text, files=_files(group), view=view, mention=True)
+            else:
+                await self._send_to_channel(route, files=_files(group))
+
+    async def _send_to_channel(self, route: Route, *, mention: bool = False, **kwargs: Any) -> None:
+        channel = self._client.get_partial_messageable(route.channel_id, guild_id=route.guild_id)
+        allowed = discord.AllowedMentions(users=[discord.Object(route.user_id)]) if mention else _NONE
+        try:
+            await channel.send(allowed_mentions=allowed, **kwargs)
+        except discord.Forbidden as exc:
+            # Nobody can be told: the token is dead and the channel refuses us. Admission checks the bot's
+            # permissions, so this means they changed while the job waited.
+            log.warning("channel %s refuses the bot (%s); the job cannot be delivered", route.channel_id, exc.code)
+            raise DeliveryGone("missing permissions") from None
+        except discord.NotFound as exc:
+            log.info("channel %s is gone (%s)", route.channel_id, exc.code)
+            raise DeliveryGone("channel gone") from None
+
+
+_NONE = discord.AllowedMentions.none()
+
+
+def _files(group: Sequence[Upload]) -> list[discord.File]:
+    return [discord.File(io.BytesIO(upload.data), filename=upload.filename) for upload in group]

@@ -1,0 +1,113 @@
+"""The "Again" and "Edit" buttons under a result, and the form "Edit" opens.
+
+The buttons are :class:`discord.ui.DynamicItem` s whose custom id names the stored job (``sdbot:again:42``):
+discord.py matches any clicked custom id against the template, so they work on every message ever sent,
+after any number of restarts, without keeping a view per message in memory.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+
+import discord
+
+from bot.i18n import Lang, t
+
+EDIT_TEXT_MAX = 4000  # Discord's limit for a text input
+
+
+class ButtonHandlers(Protocol):
+    async def again(self, interaction: discord.Interaction, job_id: int) -> None: ...
+    async def edit(self, interaction: discord.Interaction, job_id: int) -> None: ...
+
+
+def _handlers(interaction: discord.Interaction) -> ButtonHandlers:
+    return interaction.client.handlers  # type: ignore[attr-defined,no-any-return]
+
+
+class AgainButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"sdbot:again:(?P<job>\d+)"):
+    def __init__(self, job_id: int, label: str = "Again") -> None:
+        button: discord.ui.Button[Any] = discord.ui.Button(
+            label=label, style=discord.ButtonStyle.primary, custom_id=f"sdbot:again:{job_id}"
+        )
+        super().__init__(button)
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> AgainButton:
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _handlers(interaction).again(interaction, self.job_id)
+
+
+class EditButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"sdbot:edit:(?P<job>\d+)"):
+    def __init__(self, job_id: int, label: str = "Edit") -> None:
+        button: discord.ui.Button[Any] = discord.ui.Button(
+            label=label, style=discord.ButtonStyle.secondary, custom_id=f"sdbot:edit:{job_id}"
+        )
+        super().__init__(button)
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> EditButton:
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _handlers(interaction).edit(interaction, self.job_id)
+
+
+DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (AgainButton, EditButton)
+
+
+def result_view(job_id: int, lang: Lang) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(AgainButton(job_id, t(lang, "button.again")))
+    view.add_item(EditButton(job_id, t(lang, "button.edit")))
+    return view
+
+
+EDIT_FORM_ID = "sdbot:edit-form"
+EDIT_TEXT_ID = "sdbot:edit-text"
+
+
+def edit_form(command: str, lang: Lang) -> discord.ui.Modal:
+    """A form holding a job's ``/draw`` text, to change and send as a new request.
+
+    Its answer is recognised by its fixed custom id (:func:`submitted_text`, from ``on_interaction``) rather
+    than by discord.py's modal store, which forgets forms at a restart or after a timeout; the form is
+    stopped before it is sent so that discord.py does not keep it at all.
+    """
+    form = discord.ui.Modal(title=t(lang, "button.edit"), custom_id=EDIT_FORM_ID, timeout=None)
+    form.add_item(
+        discord.ui.TextInput(
+            label="/draw",
+            custom_id=EDIT_TEXT_ID,
+            style=discord.TextStyle.paragraph,
+            default=command[:EDIT_TEXT_MAX],
+            max_length=EDIT_TEXT_MAX,
+        )
+    )
+    form.stop()
+    return form
+
+
+def submitted_text(interaction: discord.Interaction) -> str | None:
+    """The text of a submitted Edit form, or None for any other interaction."""
+    data: dict[str, Any] = dict(interaction.data or {})
+    if interaction.type is not discord.InteractionType.modal_submit or data.get("custom_id") != EDIT_FORM_ID:
+        return None
+    stack = list(data.get("components") or [])
+    while stack:
+        component = stack.pop()
+        if component.get("custom_id") == EDIT_TEXT_ID:
+            return str(component.get("value") or "")
+        stack.extend(component.get("components") or [])
+        if isinstance(component.get("component"), dict):
+            stack.append(component["component"])
+    return None

@@ -1,0 +1,73 @@
+"""``sdbot run``: every adapter whose token is configured, in one process around one core, until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import sys
+
+from adapters.base import Adapter
+from bot.backends import create_backend
+from bot.config import Settings
+from bot.core import Core
+from bot.i18n import t
+
+log = logging.getLogger(__name__)
+
+# platform -> (the variable that enables it, "module:Class")
+ADAPTERS: dict[str, tuple[str, str]] = {
+    "telegram": ("telegram_bot_token", "adapters.telegram:TelegramAdapter"),
+    "discord": ("discord_bot_token", "adapters.discord:DiscordAdapter"),
+}
+
+
+def configured(settings: Settings) -> list[str]:
+    return [platform for platform, (field, _) in ADAPTERS.items() if getattr(settings, field)]
+
+
+def load(platform: str) -> type[Adapter]:
+    module, name = ADAPTERS[platform][1].split(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
+    """Run until SIGINT/SIGTERM (or ``stop`` is set). Raises ``ConfigError`` for a refused token or a bad
+    configuration; returns the exit code otherwise."""
+    platforms = configured(settings)
+    if not platforms:
+        print(t(settings.lang, "cli.no_adapter"), file=sys.stderr)
+        return 1
+    if settings.backend == "placeholder":
+        log.warning("SDBOT_BACKEND is not set: users get offline placeholder images")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread, or Windows
+            loop.add_signal_handler(sig, stop.set)
+    backend = create_backend(settings)
+    async with backend:
+        core = await Core.open(settings, backend)
+        adapters: list[Adapter] = [load(platform)(core, settings) for platform in platforms]
+        started: list[Adapter] = []
+        try:
+            for adapter in adapters:
+                await adapter.prepare()
+                started.append(adapter)
+            await core.start()
+            for adapter in adapters:
+                await adapter.start()
+            log.info("sdbot running: %s, backend %s", ", ".join(platforms), backend.name)
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            # Stop taking commands first, then let the core put unfinished jobs to rest for the next start.
+            for adapter in reversed(started):
+                try:
+                    await adapter.stop()
+                except Exception:
+                    log.exception("%s adapter did not stop cleanly", adapter.platform)
+            await core.close()
+    return 0

@@ -1,0 +1,381 @@
+"""AUTOMATIC1111 stable-diffusion-webui, started with ``--api``: reference/backends.md.
+
+Wire: ``POST {url}/sdapi/v1/txt2img`` blocks until the images are done and answers
+``{"images": [base64...], "info": "<JSON string with all_seeds>"}``; meanwhile ``GET /sdapi/v1/progress``
+on the same client (the pool opens a second connection) tells how far the running job is. With
+``--api-auth user:pass`` every route needs HTTP Basic.
+
+Decisions:
+
+- Samplers: exactly the names ``/sdapi/v1/samplers`` lists, fetched once and cached (a server without
+  "DPM++ 2M Karras" does not get it typed at it; a server with "DDIM" makes DDIM typeable). The seed's order
+  comes first, then the server's extras.
+- Sizes: A1111 renders any multiple of 8, so the seed's 12 sizes.
+- Styles: only Base. A1111 "styles" are prompt templates each operator defines, not SDXL presets: sending
+  "Anime" there would silently do nothing or something else.
+- Progress is A1111's global progress: when another client's job runs first, the bar shows that job until
+  ours starts. We report only increases, below 1.0 until our images arrive, then 1.0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Self
+
+import httpx
+
+from bot import images, params, redact
+from bot.backends.base import Backend, CheckReport, Finding, GeneratedImage, ProgressCallback
+from bot.backends.http import (
+    RETRYABLE_TRANSPORT,
+    RetryPolicy,
+    decode_b64,
+    make_client,
+    parse_json,
+    retry_after_header,
+    transport_error,
+    wait_seconds,
+)
+from bot.capabilities import Capabilities
+from bot.errors import BackendError, ConfigError
+from bot.i18n import Msg
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.request import DrawRequest
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "a1111"
+TXT2IMG = "/sdapi/v1/txt2img"
+PROGRESS = "/sdapi/v1/progress"
+SAMPLERS = "/sdapi/v1/samplers"
+MODELS = "/sdapi/v1/sd-models"
+OPTIONS = "/sdapi/v1/options"
+# A proxy in front of A1111 may rate limit without saying for how long.
+DEFAULT_RATE_LIMIT_WAIT = 10.0
+# A progress poll that takes longer than this is skipped; the next one will tell.
+PROGRESS_TIMEOUT = 5.0
+# Gateways in front of A1111 answer these when it is restarting or overloaded: the job did not run.
+_TRANSIENT = frozenset({"http_502", "http_503", "http_504"})
+
+
+def parse_auth(raw: str | None) -> tuple[str, str] | None:
+    """``A1111_AUTH`` as (user, password). A1111 splits ``--api-auth`` entries at the colon, so one is required."""
+    if raw is None or not raw.strip():
+        return None
+    user, sep, password = raw.strip().partition(":")
+    if not sep or not user or not password:
+        # Never echo the value: it is a secret, and without a colon it may be the password itself.
+        raise ConfigError("config_invalid", variable="A1111_AUTH", value="***", expected=Msg("config.expect.user_pass"))
+    return user, password
+
+
+def _retryable(exc: BackendError) -> bool:
+    if exc.code == "backend_rate_limited":
+        return True
+    if exc.code != "backend_unavailable":
+        return False
+    return exc.params.get("reason") in RETRYABLE_TRANSPORT or exc.provider_code in _TRANSIENT
+
+
+def _detail(answer: Any) -> Any:
+    return answer.get("detail") if isinstance(answer, dict) else None
+
+
+class A1111Backend(Backend):
+    name = "a1111"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: tuple[str, str] | None = None,
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        progress_interval: float = 1.0,
+    ) -> None:
+        if auth is not None:
+            user, password = auth
+            basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+            redact.register(password, f"{user}:{password}", basic)
+        self._url = url
+        self._auth_user = auth[0] if auth else None
+        self._retry = retry or RetryPolicy()
+        self._progress_interval = progress_interval
+        self._client = make_client(url, timeout=timeout, connect_timeout=connect_timeout, auth=auth)
+        self._caps: Capabilities | None = None
+        self._models: tuple[str, ...] = ()
+        self._caps_lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        settings.require("A1111_URL", reason=Msg("config.reason.backend", {"backend": cls.name}))
+        assert settings.a1111_url is not None
+        return cls(
+            settings.a1111_url,
+            auth=parse_auth(settings.a1111_auth),
+            timeout=settings.backend_timeout,
+            connect_timeout=settings.backend_connect_timeout,
+            retry=RetryPolicy(retries=settings.backend_retries),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- capabilities ------------------------------------------------------------------------------------
+
+    async def capabilities(self) -> Capabilities:
+        """Built from the server's samplers and models once; concurrent first callers share one fetch. A
+        failed fetch is not cached: the next call asks again."""
+        if self._caps is not None:
+            return self._caps
+        async with self._caps_lock:
+            if self._caps is None:
+                samplers = await self._samplers()
+                self._models = await self._model_titles()
+                if not self._models:
+                    # No checkpoint: every txt2img would fail. The operator must install one.
+                    raise BackendError("backend_config", provider=PROVIDER, provider_code="no_models")
+                self._caps = Capabilities(backend=self.name, samplers=samplers, styles=(params.DEFAULT_STYLE,))
+                log.info("a1111 offers %d samplers and %d models", len(samplers), len(self._models))
+        return self._caps
+
+    async def _samplers(self) -> tuple[str, ...]:
+        answer = await self._retry.run(functools.partial(self._get, SAMPLERS), _retryable)
+        names = (
+            [e["name"] for e in answer if isinstance(e, dict) and isinstance(e.get("name"), str)]
+            if isinstance(answer, list)
+            else []
+        )
+        if not names:
+            raise BackendError("backend_unavailable", provider=PROVIDER, reason="no_samplers")
+        listed = set(names)
+        ordered = [s for s in params.SAMPLERS if s in listed]
+        return (*ordered, *(n for n in dict.fromkeys(names) if n not in ordered))
+
+    async def _model_titles(self) -> tuple[str, ...]:
+        answer = await self._retry.run(functools.partial(self._get, MODELS), _retryable)
+        if not isinstance(answer, list):
+            raise BackendError("backend_unavailable", provider=PROVIDER, reason="unexpected_answer")
+        return tuple(e["title"] for e in answer if isinstance(e, dict) and isinstance(e.get("title"), str))
+
+    async def _get(self, path: str) -> Any:
+        try:
+            response = await self._client.get(path)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, PROVIDER) from None
+        return await self._answer(response)
+
+    # -- generate ----------------------------------------------------------------------------------------
+
+    async def generate(
+        self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
+    ) -> list[GeneratedImage]:
+        # ``user`` is not sent: a self-hosted A1111 has no notion of end users.
+        if request.style != params.DEFAULT_STYLE:
+            # Validation against our capabilities makes this unreachable; never send a silent substitute.
+            raise BackendError("backend_invalid_request", provider=PROVIDER, user_fault=True)
+        body = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt or "",
+            "seed": request.seed if request.seed is not None else -1,
+            "sampler_name": request.sampler_index,
+            "steps": request.steps,
+            "cfg_scale": request.cfg_scale,
+            "width": request.width,
+            "height": request.height,
+            "batch_size": request.n,  # one batch: one pass on the GPU, seeds seed..seed+n-1
+            "n_iter": 1,
+            "send_images": True,
+            "save_images": False,  # no copies on the server's disk, and no grid image in the answer
+        }
+        reporter = _Progress(progress)
+        watcher = asyncio.create_task(self._watch(reporter)) if progress is not None else None
+        try:
+            answer = await self._retry.run(functools.partial(self._txt2img, body), _retryable)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.wait([watcher])  # unlike awaiting it, never swallows our own cancellation
+                if not watcher.cancelled() and watcher.exception() is not None:
+                    log.warning("a1111 progress watcher failed: %s", type(watcher.exception()).__name__)
+        out = await self._images(answer, request)
+        await reporter.report(1.0)
+        return out
+
+    async def _txt2img(self, body: dict[str, Any]) -> Any:
+        try:
+            response = await self._client.post(TXT2IMG, json=body)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, PROVIDER) from None
+        if response.status_code == 404 and _detail(_quiet_json(response)) == "Sampler not found":
+            # Our cached list is stale (the server restarted with other samplers): fetch it again next time.
+            self._caps = None
+            raise BackendError(
+                "backend_invalid_request",
+                provider=PROVIDER,
+                provider_code="sampler_not_found",
+                user_fault=True,
+                sampler=body["sampler_name"],
+            )
+        return await self._answer(response)
+
+    async def _images(self, answer: Any, request: DrawRequest) -> list[GeneratedImage]:
+        encoded = answer.get("images") if isinstance(answer, dict) else None
+        if not isinstance(encoded, list) or not all(isinstance(item, str) for item in encoded):
+            raise BackendError("backend_unavailable", provider=PROVIDER, reason="unexpected_answer")
+        info = _info(answer.get("info"))
+        first = info.get("index_of_first_image", 0)
+        first = first if isinstance(first, int) and 0 <= first <= len(encoded) else 0
+        encoded = encoded[first : first + request.n]  # skip a grid; extensions may append extra pictures
+        if not encoded:
+            raise BackendError("backend_bad_image", provider=PROVIDER, reason="empty")
+        seeds = info.get("all_seeds")
+        seeds = seeds if isinstance(seeds, list) else []
+        out = []
+        for i, item in enumerate(encoded):
+            data = decode_b64(item.partition(",")[2] if item.startswith("data:") else item, PROVIDER)
+            found = await asyncio.to_thread(images.inspect, data)
+            seed = seeds[i] if i < len(seeds) and isinstance(seeds[i], int) else None
+            out.append(GeneratedImage(data, found.format, found.width, found.height, seed=seed))
+        return out
+
+    async def _watch(self, reporter: _Progress) -> None:
+        """Poll the progress endpoint until cancelled. Best effort: a failed poll is skipped, never fatal."""
+        while True:
+            await asyncio.sleep(self._progress_interval)
+            try:
+                response = await self._client.get(
+                    PROGRESS, params={"skip_current_image": "true"}, timeout=PROGRESS_TIMEOUT
+                )
+                answer = response.json() if response.status_code == 200 else None
+            except (httpx.HTTPError, ValueError) as exc:
+                log.debug("a1111 progress poll failed: %s", type(exc).__name__)
+                continue
+            if not isinstance(answer, dict):
+                continue
+            fraction = answer.get("progress")
+            state = answer.get("state")
+            jobs = state.get("job_count") if isinstance(state, dict) else None
+            running = isinstance(jobs, int) and jobs > 0  # 0: idle, our request still waits for the queue lock
+            if running and isinstance(fraction, int | float) and not isinstance(fraction, bool):
+                # 1.0 is kept for "our images arrived"; the server says 1.0 while it still encodes them.
+                await reporter.report(min(float(fraction), 0.99))
+
+    # -- answers and errors ------------------------------------------------------------------------------
+
+    async def _answer(self, response: httpx.Response) -> Any:
+        if response.status_code != 200:
+            raise _http_error(response)
+        try:
+            return await parse_json(response.content)
+        except ValueError:
+            raise BackendError("backend_unavailable", provider=PROVIDER, reason="malformed_json") from None
+
+    # -- check -------------------------------------------------------------------------------------------
+
+    async def check(self) -> CheckReport:
+        """List the models (and samplers): proves the URL, ``--api`` and the credentials without generating."""
+        auth = (
+            Msg("check.a1111.auth_basic", {"user": self._auth_user})
+            if self._auth_user
+            else Msg("check.a1111.auth_none")
+        )
+        findings: list[tuple[str | Msg, Finding]] = [
+            (Msg("check.label.endpoint"), self._url),
+            (Msg("check.label.auth"), auth),
+        ]
+        try:
+            self._caps = None  # a check always asks the server afresh
+            caps = await self.capabilities()
+        except BackendError as exc:
+            findings.append((Msg("check.label.problem"), exc))
+            return CheckReport(self.name, False, findings)
+        shown = [*self._models[:5], *([f"+{len(self._models) - 5}"] if len(self._models) > 5 else [])]
+        findings.append(
+            (Msg("check.label.models"), Msg("check.a1111.models", {"count": len(self._models), "models": shown}))
+        )
+        findings.append((Msg("check.label.samplers"), ", ".join(caps.samplers)))
+        try:
+            options = await self._get(OPTIONS)
+        except BackendError as exc:  # the model list already proved access; this is extra information
+            findings.append((Msg("check.label.active_model"), exc))
+        else:
+            active = options.get("sd_model_checkpoint") if isinstance(options, dict) else None
+            findings.append((Msg("check.label.active_model"), str(active or "?")))
+        return CheckReport(self.name, True, findings)
+
+
+class _Progress:
+    """Forwards increasing fractions to the caller's callback; a failing callback (a chat edit that was
+    refused) is logged and never fails the generation the user is waiting for."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self._callback = callback
+        self._last = 0.0
+
+    async def report(self, fraction: float) -> None:
+        if self._callback is None or fraction <= self._last:
+            return
+        self._last = fraction
+        try:
+            await self._callback(fraction)
+        except Exception as exc:
+            log.warning("progress callback failed: %s", type(exc).__name__)
+
+
+def _quiet_json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _info(raw: Any) -> dict[str, Any]:
+    """``info`` is a JSON string (a dict from some forks); {} when missing or broken: seeds then unknown."""
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return parsed
+    log.warning("a1111 answer without a readable info; seeds unknown")
+    return {}
+
+
+def _http_error(response: httpx.Response) -> BackendError:
+    status = response.status_code
+    answer = _quiet_json(response)
+    code = f"http_{status}"
+    if status in (401, 403):
+        return BackendError("backend_auth_failed", provider=PROVIDER, provider_code=code)
+    if status == 404:
+        # Not our sampler (handled by the caller): A1111 runs without --api, or A1111_URL points elsewhere.
+        return BackendError("backend_config", provider=PROVIDER, provider_code=code)
+    if status == 422:
+        detail = _detail(answer)
+        fields = [e.get("loc") for e in detail if isinstance(e, dict)] if isinstance(detail, list) else []
+        log.warning("a1111 rejected the request: %s", fields)
+        return BackendError("backend_invalid_request", provider=PROVIDER, provider_code="validation", user_fault=True)
+    if status == 429:
+        wait = retry_after_header(response.headers)
+        return BackendError(
+            "backend_rate_limited",
+            provider=PROVIDER,
+            provider_code=code,
+            retry_after=wait if wait is not None else DEFAULT_RATE_LIMIT_WAIT,
+            seconds=wait_seconds(wait, DEFAULT_RATE_LIMIT_WAIT),
+        )
+    if status >= 500 and isinstance(answer, dict) and answer.get("error") == "OutOfMemoryError":
+        # Repeating it would run out of memory again; the message suggests a smaller size or fewer images.
+        return BackendError("backend_unavailable", provider=PROVIDER, provider_code="out_of_memory")
+    return BackendError("backend_unavailable", provider=PROVIDER, provider_code=code)

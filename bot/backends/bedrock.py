@@ -1,0 +1,316 @@
+"""AWS Bedrock ``stability.stable-diffusion-xl-v1``: Stability's v1 body, SigV4-signed, sent with httpx.
+
+botocore (the optional extra ``sdbot[bedrock]``) only resolves credentials and signs; it is imported when
+this backend is built, so other operators need not install it. Credential resolution may read files or
+call the instance metadata service, so it runs once, in a thread; signing is a few HMACs, done inline just
+before each request (a signature is valid for minutes, a retry is signed afresh).
+
+Bedrock's SDXL returns one image per call (``samples`` must be 1), so ``n`` images are ``n`` concurrent
+calls with seeds ``seed, seed + 1, ...``, the numbering A1111 and Stability use for a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import quote
+
+import httpx
+
+from bot import redact
+from bot.backends import sdxl_v1
+from bot.backends.base import Backend, CheckReport, Finding, GeneratedImage, ProgressCallback
+from bot.backends.http import (
+    RETRYABLE_TRANSPORT,
+    RetryPolicy,
+    make_client,
+    parse_json,
+    retry_after_header,
+    transport_error,
+    wait_seconds,
+)
+from bot.capabilities import Capabilities
+from bot.errors import BackendError, ConfigError
+from bot.i18n import Msg
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.request import DrawRequest
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "bedrock"
+DEFAULT_MODEL_ID = "stability.stable-diffusion-xl-v1"
+SIGNING_NAME = "bedrock"  # the runtime endpoint is bedrock-runtime, but it signs as "bedrock"
+RATE_WAIT_SECONDS = 10.0
+
+# x-amzn-ErrorType -> our outcome (ValidationException is refined by its message, see _aws_error).
+ERROR_OUTCOMES: dict[str, str] = {
+    "ValidationException": "backend_invalid_request",
+    "ServiceQuotaExceededException": "backend_quota_exhausted",
+    "AccessDeniedException": "backend_config",  # IAM policy or model access not granted for these credentials
+    "ResourceNotFoundException": "backend_config",
+    "UnrecognizedClientException": "backend_auth_failed",
+    "InvalidSignatureException": "backend_auth_failed",
+    "IncompleteSignatureException": "backend_auth_failed",
+    "MissingAuthenticationTokenException": "backend_auth_failed",
+    "ExpiredTokenException": "backend_auth_failed",
+    "ModelTimeoutException": "backend_timeout",
+    "ModelErrorException": "backend_unavailable",
+    "ThrottlingException": "backend_rate_limited",
+    "ModelNotReadyException": "backend_unavailable",
+    "InternalServerException": "backend_unavailable",
+    "ServiceUnavailableException": "backend_unavailable",
+}
+# Retried: AWS asks for a retry and nothing was generated. ModelTimeoutException is not: the model ran (and
+# may bill) for the whole timeout, and the user would wait for it twice.
+RETRY_TYPES = frozenset(
+    {"ThrottlingException", "ModelNotReadyException", "InternalServerException", "ServiceUnavailableException"}
+)
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def _botocore() -> Any:
+    """The botocore modules this backend needs, or a ConfigError telling the operator to install them."""
+    try:
+        import botocore.auth
+        import botocore.awsrequest
+        import botocore.credentials
+        import botocore.session
+    except ImportError:
+        raise ConfigError(
+            "config_invalid",
+            variable="SDBOT_BACKEND",
+            value=PROVIDER,
+            expected=Msg("config.expect.bedrock_extra"),
+        ) from None
+    return botocore
+
+
+class BedrockBackend(Backend):
+    name = PROVIDER
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        model_id: str = DEFAULT_MODEL_ID,
+        endpoint_url: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._botocore = _botocore()
+        redact.register(access_key_id, secret_access_key, session_token)
+        self._region = region
+        self._model_id = model_id
+        self._endpoint = (endpoint_url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
+        # The model id is one path segment: "stability.stable-diffusion-xl-v1:0" or an ARN are percent-encoded.
+        self._url = f"{self._endpoint}/model/{quote(model_id, safe='')}/invoke"
+        self._static = (access_key_id, secret_access_key, session_token) if access_key_id else None
+        self._credentials: Any = None  # botocore Credentials, resolved on first use
+        self._credentials_lock = asyncio.Lock()
+        self._client = make_client(self._endpoint, timeout=timeout, connect_timeout=connect_timeout)
+        self._retry = retry or RetryPolicy()
+        self._caps = sdxl_v1.capabilities(self.name, sdxl_v1.SDXL_SIZES)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        _botocore()  # before anything else: without botocore nothing below matters
+        reason = Msg("config.reason.backend", {"backend": cls.name})
+        settings.require("AWS_REGION", reason=reason)
+        if settings.aws_access_key_id or settings.aws_secret_access_key:
+            settings.require("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", reason=reason)
+        assert settings.aws_region is not None
+        return cls(
+            region=settings.aws_region,
+            model_id=settings.bedrock_model_id,
+            endpoint_url=settings.bedrock_endpoint_url,
+            access_key_id=settings.aws_access_key_id,
+            secret_access_key=settings.aws_secret_access_key,
+            session_token=settings.aws_session_token,
+            timeout=settings.backend_timeout,
+            connect_timeout=settings.backend_connect_timeout,
+            retry=RetryPolicy(retries=settings.backend_retries),
+        )
+
+    async def capabilities(self) -> Capabilities:
+        return self._caps
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- credentials and signing ---------------------------------------------------------------------
+    def _resolve_credentials(self) -> Any:
+        """Blocking (files, SSO cache, instance metadata): run in a thread."""
+        botocore = self._botocore
+        if self._static is not None:
+            return botocore.credentials.Credentials(*self._static, method="config")
+        credentials = botocore.session.Session().get_credentials()
+        if credentials is None:
+            raise ConfigError(
+                "config_missing",
+                variable="AWS_ACCESS_KEY_ID",
+                reason=Msg("config.reason.backend", {"backend": self.name}),
+            )
+        return credentials
+
+    async def _frozen_credentials(self) -> Any:
+        """The current key, secret and token. Temporary credentials (roles, SSO) refresh themselves, which
+        may do I/O, so they are read in a thread; static ones inline."""
+        if self._credentials is None:
+            async with self._credentials_lock:
+                if self._credentials is None:
+                    self._credentials = await asyncio.to_thread(self._resolve_credentials)
+        credentials = self._credentials
+        if type(credentials) is self._botocore.credentials.Credentials:
+            frozen = credentials.get_frozen_credentials()
+        else:
+            frozen = await asyncio.to_thread(credentials.get_frozen_credentials)
+        redact.register(frozen.access_key, frozen.secret_key, frozen.token)
+        return frozen
+
+    def _sign(self, frozen: Any, body: bytes) -> dict[str, str]:
+        """SigV4 headers for POST ``self._url`` with ``body`` (every header here is signed and sent as is)."""
+        botocore = self._botocore
+        request = botocore.awsrequest.AWSRequest(
+            method="POST",
+            url=self._url,
+            data=body,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        botocore.auth.SigV4Auth(frozen, SIGNING_NAME, self._region).add_auth(request)
+        return dict(request.headers.items())
+
+    async def _credentials_or_error(self) -> Any:
+        try:
+            return await self._frozen_credentials()
+        except ConfigError:
+            raise BackendError("backend_config", provider=PROVIDER, reason="no_credentials") from None
+
+    async def _invoke(self, body: bytes, frozen: Any | None = None) -> Any:
+        frozen = frozen if frozen is not None else await self._credentials_or_error()
+        headers = self._sign(frozen, body)
+        try:
+            response = await self._client.post(self._url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            log.warning("bedrock request failed: %s", type(exc).__name__)
+            raise transport_error(exc, PROVIDER) from None
+        if response.status_code != 200:
+            raise _aws_error(response)
+        try:
+            return await parse_json(response.content)
+        except ValueError:
+            # Not retried: the answer was cut or mangled after the model did (and billed) the work.
+            raise BackendError("backend_unavailable", provider=PROVIDER, reason="malformed") from None
+
+    # -- generation ----------------------------------------------------------------------------------
+    async def generate(
+        self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
+    ) -> list[GeneratedImage]:
+        assert request.seed is not None, "the caller draws the seed"
+        done = 0
+
+        async def one(seed: int) -> list[GeneratedImage]:
+            nonlocal done
+            body = json.dumps(sdxl_v1.body(request, seed=seed, samples=1)).encode()
+            data = await self._retry.run(lambda: self._invoke(body), _retryable)
+            images = await asyncio.to_thread(sdxl_v1.artifacts, data, request, PROVIDER)  # base64: CPU work
+            done += 1
+            if progress is not None:
+                await progress(done / request.n)
+            return images
+
+        results = await asyncio.gather(*(one(request.seed + i) for i in range(request.n)), return_exceptions=True)
+        images = [image for result in results if isinstance(result, list) for image in result]
+        errors = [result for result in results if isinstance(result, BaseException)]
+        for error in errors:
+            if not isinstance(error, BackendError):
+                raise error  # a bug, not a provider failure: let it surface as one
+        if errors and not images:
+            raise errors[0]
+        if errors:
+            # The images that did arrive were paid for: deliver them rather than throw them away.
+            log.warning("bedrock: %d of %d images failed: %s", len(errors), request.n, errors[0].code)
+        return images
+
+    # -- check ---------------------------------------------------------------------------------------
+    async def check(self) -> CheckReport:
+        """Resolve the credentials, then invoke the model with a deliberately invalid body (``{}``, no
+        ``text_prompts``). Bedrock authenticates the signature and authorizes ``bedrock:InvokeModel`` on the
+        model, and checks the model id, before it validates the body, so a ``ValidationException`` about the
+        input proves all of that while nothing is generated or billed. (The control-plane
+        GetFoundationModel would prove neither the runtime endpoint nor the invoke permission.)"""
+        findings: list[tuple[str | Msg, Finding]] = [
+            (Msg("check.label.endpoint"), self._endpoint),
+            (Msg("check.label.region"), self._region),
+            (Msg("check.label.model"), self._model_id),
+        ]
+        frozen = await self._frozen_credentials()  # ConfigError (no credentials anywhere) -> exit 3
+        method = getattr(self._credentials, "method", None) or "botocore"
+        findings.append((Msg("check.label.credentials"), Msg("check.bedrock.credentials", {"source": method})))
+        try:
+            await self._invoke(b"{}", frozen)
+        except BackendError as exc:
+            if exc.provider_code == "ValidationException" and exc.code == "backend_invalid_request":
+                findings.append((Msg("check.label.access"), Msg("check.bedrock.probe")))
+                return CheckReport(self.name, True, findings)
+            findings.append((Msg("check.label.problem"), exc))
+            return CheckReport(self.name, False, findings)
+        # Accepted without a prompt: not what Bedrock's SDXL does, so the endpoint is not the one we expect.
+        findings.append((Msg("check.label.problem"), BackendError("backend_config", provider=PROVIDER)))
+        return CheckReport(self.name, False, findings)
+
+
+def _retryable(exc: BackendError) -> bool:
+    if exc.provider == PROVIDER and exc.provider_code in RETRY_TYPES:
+        return True
+    if exc.params.get("status") in RETRY_STATUSES and exc.provider_code is None:
+        return True  # a 5xx/429 without an AWS error type: a gateway or load balancer in front
+    return exc.params.get("reason") in RETRYABLE_TRANSPORT
+
+
+def _aws_error(response: httpx.Response) -> BackendError:
+    """Bedrock's error: the type is the part of ``x-amzn-ErrorType`` before ``:``; body ``{"message"}``."""
+    status = response.status_code
+    error_type = response.headers.get("x-amzn-ErrorType", "").split(":", 1)[0].strip()
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    message = ""
+    if isinstance(data, dict):
+        message = str(data.get("message") or data.get("Message") or "")
+    log.warning("bedrock answered HTTP %s %s: %s", status, error_type or "-", message[:200])
+    outcome = ERROR_OUTCOMES.get(error_type)
+    if outcome is None:
+        if status in (429, *range(500, 600)):
+            outcome = "backend_rate_limited" if status == 429 else "backend_unavailable"
+        else:
+            outcome = "backend_unavailable"
+    code = error_type or None
+    if outcome == "backend_rate_limited":
+        hint = retry_after_header(response.headers)
+        return BackendError(
+            outcome,
+            provider=PROVIDER,
+            provider_code=code,
+            retry_after=hint,
+            status=status,
+            seconds=wait_seconds(hint, RATE_WAIT_SECONDS),
+        )
+    if error_type == "ValidationException" and "model identifier" in message.lower():
+        # BEDROCK_MODEL_ID names no model here: the operator's setting, not the user's request.
+        return BackendError("backend_config", provider=PROVIDER, provider_code=code, status=status)
+    return BackendError(
+        outcome,
+        provider=PROVIDER,
+        provider_code=code,
+        status=status,
+        user_fault=outcome == "backend_invalid_request",
+    )

@@ -1,0 +1,415 @@
+"""ModelsLab (stablediffusionapi.com) text-to-image: seed 001 and reference/backends.md.
+
+Wire: ``POST {base}/api/v6/images/text2img`` with the API key in the JSON body. Every answer is HTTP 200 JSON
+whose ``status`` carries the outcome: ``success`` (``output``: image URLs), ``processing`` (poll after
+``eta`` seconds until done), ``error``/``failed`` (``message``, spelled ``messege`` by legacy answers).
+
+Decisions (see the module constants):
+
+- Sizes: ModelsLab takes width and height up to 1024, so only our sizes with both sides <= 1024 are offered.
+- Samplers: reference/backends.md documents no sampler field, so only "Euler a" is offered, and it is pinned
+  by sending ``scheduler: EulerAncestralDiscreteScheduler`` (the diffusers name ModelsLab's v6 docs use; an
+  API that ignores the field still runs its default). Mapping more samplers would be guessing: users get
+  "this backend offers ..." instead.
+- Styles: ModelsLab has no style presets; only Base. Appending a style to the prompt would be a silent
+  substitution, not the style the user asked for.
+- CFG 1..20 and at most 4 samples: the API's own limits.
+- Polls go to ``{base}/api/v6/images/fetch`` with the job id, never to the ``fetch_result`` URL of the
+  answer: the key travels only to the configured base URL.
+- Output URLs are downloaded only over absolute http(s), streamed, and refused past MODELSLAB_MAX_DOWNLOAD.
+- NSFW images come back blank (all black) as the seed says; such an image is reported ``filtered``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import logging
+import math
+import time
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self
+
+import httpx
+from PIL import Image
+
+from bot import images, params, redact
+from bot.backends.base import Backend, CheckReport, Finding, GeneratedImage, ProgressCallback
+from bot.backends.http import (
+    RETRYABLE_TRANSPORT,
+    RetryPolicy,
+    make_client,
+    parse_json,
+    retry_after_header,
+    transport_error,
+    wait_seconds,
+)
+from bot.capabilities import Capabilities
+from bot.errors import BackendError
+from bot.i18n import Msg
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.request import DrawRequest
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "modelslab"
+TEXT2IMG = "/api/v6/images/text2img"
+FETCH = "/api/v6/images/fetch"
+MAX_SIDE = 1024
+MAX_SAMPLES = 4
+CFG_RANGE = (1.0, 20.0)
+SCHEDULERS = {"Euler a": "EulerAncestralDiscreteScheduler"}
+# The spam filter's own tip: "please wait for 30 seconds and try again".
+RATE_LIMIT_WAIT = 30.0
+# Provider messages that mean the account cannot pay; ModelsLab documents none, so match the words such
+# answers use ("insufficient credits", "balance is low", "subscription expired") rather than exact texts.
+_QUOTA_WORDS = ("credit", "balance", "subscription", "upgrade your plan", "limit reached")
+# Worth another attempt: ModelsLab's own "Failed, Try Again", a gateway that had no answer, an output file
+# not uploaded yet.
+_TRANSIENT = frozenset({"failed", "http_502", "http_503", "http_504", "not_ready"})
+_DOWNLOAD_CHUNK = 64 * 1024
+# What a fetch of a bogus job id answers once the key is accepted: "Request not found", or a generic error.
+_ANSWERED_ABOUT_THE_ID = frozenset({"request_not_found", "error", "failed"})
+
+
+def _fits(size: str) -> bool:
+    return all(int(side) <= MAX_SIDE for side in size.split("x"))
+
+
+SIZES: tuple[str, ...] = tuple(size for size in params.SIZES if _fits(size))
+
+
+def _retryable(exc: BackendError) -> bool:
+    # Rate limits are not retried here: ModelsLab's spam filter answers "Rate limit exceeded" to a repeat of
+    # the same body within 30 s, and our retry would be exactly that repeat.
+    if exc.code != "backend_unavailable":
+        return False
+    return exc.params.get("reason") in RETRYABLE_TRANSPORT or exc.provider_code in _TRANSIENT
+
+
+def _retryable_poll(exc: BackendError) -> bool:
+    # A poll that says "failed" reports the job's end: asking again would only hear it again.
+    return _retryable(exc) and exc.provider_code != "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class _Download:
+    data: bytes
+    info: images.ImageInfo
+    blank: bool
+
+
+def _examine(data: bytes) -> tuple[images.ImageInfo, bool]:
+    """Pillow's view of a downloaded image and whether it is blank (every pixel black), which is how the
+    NSFW checker answers. ``inspect`` runs first, so a decompression bomb is refused before any decoding."""
+    info = images.inspect(data)
+    with Image.open(io.BytesIO(data)) as img:
+        blank = img.convert("RGB").getbbox() is None
+    return info, blank
+
+
+async def _all(calls: Iterable[Awaitable[_Download]]) -> list[_Download]:
+    """Run ``calls`` concurrently; the first failure is raised as itself and the others are cancelled."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()  # no-op for finished ones
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _message(answer: dict[str, Any]) -> Any:
+    # Legacy answers spell the key "messege"; read both.
+    return answer["message"] if "message" in answer else answer.get("messege")
+
+
+def _answer_error(answer: dict[str, Any]) -> BackendError:
+    """Our outcome for an ``error``/``failed`` answer (or one with no usable status)."""
+    status = answer.get("status")
+    message = _message(answer)
+    if status == "failed":
+        return BackendError("backend_unavailable", provider=PROVIDER, provider_code="failed")
+    if isinstance(message, dict):
+        # Laravel validation: {"field": ["The field ..."]}. Log the field names only; the texts may quote input.
+        log.warning("modelslab rejected fields %s", sorted(str(k) for k in message))
+        return BackendError("backend_invalid_request", provider=PROVIDER, provider_code="validation", user_fault=True)
+    text = str(message or "").strip().casefold()
+    if text == "invalid api key":
+        return BackendError("backend_auth_failed", provider=PROVIDER, provider_code="invalid_api_key")
+    if text == "rate limit exceeded":
+        return BackendError(
+            "backend_rate_limited",
+            provider=PROVIDER,
+            provider_code="rate_limit_exceeded",
+            retry_after=RATE_LIMIT_WAIT,
+            seconds=wait_seconds(RATE_LIMIT_WAIT, RATE_LIMIT_WAIT),
+        )
+    if text == "model id not found":
+        return BackendError("backend_config", provider=PROVIDER, provider_code="model_not_found")
+    if text == "request not found":
+        return BackendError("backend_unavailable", provider=PROVIDER, provider_code="request_not_found")
+    if any(word in text for word in _QUOTA_WORDS):
+        return BackendError("backend_quota_exhausted", provider=PROVIDER, provider_code="quota")
+    if status == "error":
+        log.warning("modelslab error %r", redact.scrub(str(message))[:200])
+        return BackendError("backend_unavailable", provider=PROVIDER, provider_code="error")
+    return BackendError("backend_unavailable", provider=PROVIDER, reason="unexpected_answer")
+
+
+def _http_error(response: httpx.Response) -> BackendError:
+    """Errors ModelsLab itself answers with 200; these are its gateway's or a proxy's."""
+    status = response.status_code
+    code = f"http_{status}"
+    if status in (401, 403):
+        return BackendError("backend_auth_failed", provider=PROVIDER, provider_code=code)
+    if status == 429:
+        wait = retry_after_header(response.headers)
+        return BackendError(
+            "backend_rate_limited",
+            provider=PROVIDER,
+            provider_code=code,
+            retry_after=wait if wait is not None else RATE_LIMIT_WAIT,
+            seconds=wait_seconds(wait, RATE_LIMIT_WAIT),
+        )
+    if status in (404, 405):
+        # The API path does not exist there: MODELSLAB_BASE_URL points somewhere else.
+        return BackendError("backend_config", provider=PROVIDER, provider_code=code)
+    return BackendError("backend_unavailable", provider=PROVIDER, provider_code=code)
+
+
+class ModelsLabBackend(Backend):
+    name = "modelslab"
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = "https://modelslab.com",
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        poll_deadline: float = 300.0,
+        max_download: int = 20 * 1024 * 1024,
+        model_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        poll_min: float = 1.0,
+        poll_max: float = 30.0,
+    ) -> None:
+        redact.register(api_key)
+        self._key = api_key
+        self._base_url = base_url
+        self._timeout = timeout
+        self._poll_deadline = poll_deadline
+        self._max_download = max_download
+        self._model_id = model_id  # unset: the endpoint's default model (no variable selects one yet)
+        self._retry = retry or RetryPolicy()
+        # ``eta`` is the provider's estimate; clamp it so a 0 does not spin and a 600 does not stall.
+        self._poll_min, self._poll_max = poll_min, poll_max
+        self._client = make_client(
+            base_url, timeout=timeout, connect_timeout=connect_timeout, headers={"Accept": "application/json"}
+        )
+        self._caps = Capabilities(
+            backend=self.name,
+            sizes=SIZES,
+            samplers=tuple(SCHEDULERS),
+            styles=(params.DEFAULT_STYLE,),
+            max_n=MAX_SAMPLES,
+            cfg=CFG_RANGE,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        settings.require("MODELSLAB_API_KEY", reason=Msg("config.reason.backend", {"backend": cls.name}))
+        assert settings.modelslab_api_key is not None
+        return cls(
+            settings.modelslab_api_key,
+            base_url=settings.modelslab_base_url,
+            timeout=settings.backend_timeout,
+            connect_timeout=settings.backend_connect_timeout,
+            poll_deadline=settings.modelslab_poll_deadline,
+            max_download=settings.modelslab_max_download,
+            retry=RetryPolicy(retries=settings.backend_retries),
+        )
+
+    async def capabilities(self) -> Capabilities:
+        return self._caps
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- generate ----------------------------------------------------------------------------------------
+
+    def _body(self, request: DrawRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "key": self._key,
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt,
+            "width": request.width,
+            "height": request.height,
+            "samples": request.n,
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.cfg_scale,
+            "seed": request.seed,
+            "scheduler": SCHEDULERS[request.sampler_index],
+            "safety_checker": "yes",
+            "base64": "no",  # URLs: downloaded with a size cap instead of one unbounded JSON body
+            "webhook": None,
+            "track_id": None,
+        }
+        if self._model_id:
+            body["model_id"] = self._model_id
+        return body
+
+    async def generate(
+        self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
+    ) -> list[GeneratedImage]:
+        # ``user`` is not sent: ModelsLab has no end-user field, and track_id is meant for webhooks. Nor is
+        # ``progress`` called: ModelsLab only says "processing", with no fraction to show.
+        if request.sampler_index not in SCHEDULERS or not _fits(request.size):
+            # Validation against our capabilities makes this unreachable; never send a silent substitute.
+            raise BackendError("backend_invalid_request", provider=PROVIDER, user_fault=True)
+        body = self._body(request)
+        answer = await self._retry.run(functools.partial(self._call, TEXT2IMG, body), _retryable)
+        answer = await self._until_done(answer)
+        urls = answer.get("output")
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+            raise BackendError("backend_bad_image", provider=PROVIDER, reason="no_output")
+        if len(urls) != request.n:
+            log.warning("modelslab returned %d images for %d requested", len(urls), request.n)
+        seed = _answer_seed(answer, request)
+        flagged = answer.get("nsfw_content_detected") is True  # some answers carry it; blank images always do
+        downloads = await _all([self._download_checked(url) for url in urls[: request.n]])
+        out = [
+            GeneratedImage(
+                d.data,
+                d.info.format,
+                d.info.width,
+                d.info.height,
+                seed=seed if i == 0 else None,
+                filtered=d.blank or flagged,
+            )
+            for i, d in enumerate(downloads)
+        ]
+        return out
+
+    async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` to ``path`` on the base URL; the answer's JSON object (any ``status``)."""
+        try:
+            response = await self._client.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, PROVIDER) from None
+        if response.status_code != 200:
+            raise _http_error(response)
+        try:
+            answer = await parse_json(response.content)
+        except ValueError:
+            raise BackendError("backend_unavailable", provider=PROVIDER, reason="malformed_json") from None
+        if not isinstance(answer, dict):
+            raise BackendError("backend_unavailable", provider=PROVIDER, reason="unexpected_answer")
+        if answer.get("status") not in ("success", "processing"):
+            raise _answer_error(answer)
+        return answer
+
+    async def _until_done(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """Poll a ``processing`` job until it succeeds, fails, or MODELSLAB_POLL_DEADLINE passes."""
+        deadline = time.monotonic() + self._poll_deadline
+        while answer.get("status") == "processing":
+            job_id = answer.get("id")
+            if isinstance(job_id, bool) or not isinstance(job_id, int | str) or not str(job_id).strip():
+                raise BackendError("backend_unavailable", provider=PROVIDER, reason="no_job_id")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BackendError("backend_timeout", provider=PROVIDER, reason="poll_deadline")
+            await self._retry.sleep(min(self._poll_wait(answer.get("eta")), remaining))
+            body = {"key": self._key, "request_id": str(job_id)}
+            answer = await self._retry.run(functools.partial(self._call, FETCH, body), _retryable_poll)
+        return answer
+
+    def _poll_wait(self, eta: Any) -> float:
+        try:
+            seconds = float(eta)
+        except (TypeError, ValueError):
+            seconds = self._poll_min
+        if math.isnan(seconds):
+            seconds = self._poll_min
+        return min(max(seconds, self._poll_min), self._poll_max)
+
+    async def _download_checked(self, url: str) -> _Download:
+        data = await self._retry.run(functools.partial(self._download, url), _retryable)
+        info, blank = await asyncio.to_thread(_examine, data)
+        return _Download(data, info, blank)
+
+    async def _download(self, url: str) -> bytes:
+        """GET an output URL, streaming, refusing anything but absolute http(s) and anything past the cap."""
+        try:
+            target = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError):
+            raise BackendError("backend_bad_image", provider=PROVIDER, reason="url", found="invalid") from None
+        if target.scheme not in ("http", "https") or not target.host:
+            raise BackendError("backend_bad_image", provider=PROVIDER, reason="url", found=target.scheme or "relative")
+        try:
+            # One budget for the whole body: the client's read timeout alone restarts with every chunk.
+            async with asyncio.timeout(self._timeout):
+                return await self._stream(target)
+        except TimeoutError:
+            raise BackendError("backend_timeout", provider=PROVIDER, reason="download") from None
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, PROVIDER) from None
+
+    async def _stream(self, target: httpx.URL) -> bytes:
+        # Output files live on a CDN that may redirect; httpx itself refuses non-http(s) redirect targets.
+        headers = {"Accept": "image/*"}
+        async with self._client.stream("GET", target, headers=headers, follow_redirects=True) as response:
+            if response.status_code == 404:
+                # The seed's "future links" answer 404 until the file is uploaded.
+                raise BackendError("backend_unavailable", provider=PROVIDER, provider_code="not_ready")
+            if response.status_code != 200:
+                raise BackendError(
+                    "backend_unavailable", provider=PROVIDER, provider_code=f"http_{response.status_code}"
+                )
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > self._max_download:
+                raise BackendError("backend_bad_image", provider=PROVIDER, reason="too_large", found=declared)
+            chunks: list[bytes] = []
+            total = 0
+            async for chunk in response.aiter_bytes(_DOWNLOAD_CHUNK):
+                total += len(chunk)
+                if total > self._max_download:
+                    raise BackendError("backend_bad_image", provider=PROVIDER, reason="too_large", found=f">{total}")
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    # -- check -------------------------------------------------------------------------------------------
+
+    async def check(self) -> CheckReport:
+        """Fetch a job id that cannot exist: free, generates nothing, and ModelsLab checks the key before the
+        id, so "Invalid Api Key" tells a refused key from an accepted one (answered "not found")."""
+        findings: list[tuple[str | Msg, Finding]] = [(Msg("check.label.endpoint"), f"{self._base_url}{FETCH}")]
+        try:
+            await self._call(FETCH, {"key": self._key, "request_id": "0"})
+        except BackendError as exc:
+            if exc.provider_code not in _ANSWERED_ABOUT_THE_ID:
+                findings.append((Msg("check.label.problem"), exc))
+                return CheckReport(self.name, False, findings)
+        findings.append((Msg("check.label.api_key"), Msg("check.modelslab.key_accepted")))
+        limits = {"side": MAX_SIDE, "n": MAX_SAMPLES, "bytes": self._max_download}
+        findings.append((Msg("check.label.limits"), Msg("check.modelslab.limits", limits)))
+        return CheckReport(self.name, True, findings)
+
+
+def _answer_seed(answer: dict[str, Any], request: DrawRequest) -> int | None:
+    """The seed ModelsLab reports in ``meta`` (the one we sent, as a number or a string).
+
+    ModelsLab draws a whole batch from this one seed, so only the first image is the one that seed gives on
+    its own; the others are reported without a seed rather than with one that would not reproduce them."""
+    meta = answer.get("meta")
+    raw = meta.get("seed") if isinstance(meta, dict) else None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().isdigit():
+        return int(raw)
+    return request.seed

@@ -1,0 +1,172 @@
+"""Stability AI REST v1 text-to-image (``/v1/generation/{engine}/text-to-image``), all ``n`` images in one call.
+
+The body and the style/sampler mapping live in :mod:`bot.backends.sdxl_v1`, shared with Bedrock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import quote
+
+import httpx
+
+from bot import redact
+from bot.backends import sdxl_v1
+from bot.backends.base import Backend, CheckReport, Finding, GeneratedImage, ProgressCallback
+from bot.backends.http import (
+    RETRYABLE_TRANSPORT,
+    RetryPolicy,
+    make_client,
+    parse_json,
+    retry_after_header,
+    transport_error,
+    wait_seconds,
+)
+from bot.capabilities import Capabilities
+from bot.errors import BackendError
+from bot.i18n import Msg
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.request import DrawRequest
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "stability"
+DEFAULT_BASE_URL = "https://api.stability.ai"
+DEFAULT_ENGINE = "stable-diffusion-xl-1024-v1-0"
+BALANCE_PATH = "/v1/user/balance"
+ENGINES_PATH = "/v1/engines/list"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RATE_WINDOW_SECONDS = 10.0  # Stability's limit is 150 requests per 10 s
+
+
+class StabilityBackend(Backend):
+    name = PROVIDER
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        engine: str = DEFAULT_ENGINE,
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        redact.register(api_key)
+        self._engine = engine
+        # JSON, not image/png: only JSON answers can carry more than one sample, and every finishReason.
+        headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        self._client = make_client(base_url, timeout=timeout, connect_timeout=connect_timeout, headers=headers)
+        self._path = f"/v1/generation/{quote(engine, safe='')}/text-to-image"
+        self._retry = retry or RetryPolicy()
+        self._caps = sdxl_v1.capabilities(self.name, sdxl_v1.v1_sizes(engine))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        settings.require("STABILITY_API_KEY", reason=Msg("config.reason.backend", {"backend": cls.name}))
+        assert settings.stability_api_key is not None
+        return cls(
+            settings.stability_api_key,
+            base_url=settings.stability_base_url,
+            engine=settings.stability_engine,
+            timeout=settings.backend_timeout,
+            connect_timeout=settings.backend_connect_timeout,
+            retry=RetryPolicy(retries=settings.backend_retries),
+        )
+
+    async def capabilities(self) -> Capabilities:
+        return self._caps
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def generate(
+        self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
+    ) -> list[GeneratedImage]:
+        assert request.seed is not None, "the caller draws the seed"
+        payload = sdxl_v1.body(request, seed=request.seed, samples=request.n)
+        data = await self._retry.run(lambda: self._request("POST", self._path, payload), _retryable)
+        # Decoding megabytes of base64 is CPU work: off the event loop.
+        return await asyncio.to_thread(sdxl_v1.artifacts, data, request, PROVIDER)
+
+    async def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        try:
+            response = await self._client.request(method, path, json=payload)
+        except httpx.HTTPError as exc:
+            log.warning("stability request failed: %s", type(exc).__name__)
+            raise transport_error(exc, PROVIDER) from None
+        if response.status_code != 200:
+            raise _status_error(response)
+        try:
+            return await parse_json(response.content)
+        except ValueError:
+            # Not retried: the answer was cut or mangled after Stability did (and billed) the work.
+            raise BackendError("backend_unavailable", provider=PROVIDER, reason="malformed") from None
+
+    async def check(self) -> CheckReport:
+        """The balance (free; proves the key) and the engine list (free; proves STABILITY_ENGINE exists for
+        this key). Nothing is generated."""
+        findings: list[tuple[str | Msg, Finding]] = [
+            (Msg("check.label.endpoint"), str(self._client.base_url)),
+        ]
+        try:
+            balance = await self._request("GET", BALANCE_PATH)
+            credits = balance.get("credits") if isinstance(balance, dict) else None
+            if not isinstance(credits, int | float):
+                raise BackendError("backend_unavailable", provider=PROVIDER, reason="malformed")
+            findings.append((Msg("check.label.balance"), Msg("check.stability.credits", {"credits": f"{credits:g}"})))
+            if credits <= 0:
+                raise BackendError("backend_quota_exhausted", provider=PROVIDER, reason="no_credits")
+            engines = await self._request("GET", ENGINES_PATH)
+            ids = [e.get("id") for e in engines if isinstance(e, dict)] if isinstance(engines, list) else []
+            if self._engine not in ids:
+                missing = Msg("check.stability.engine_missing", {"engine": self._engine, "available": ids})
+                findings.append((Msg("check.label.engine"), missing))
+                raise BackendError("backend_config", provider=PROVIDER, reason="engine")
+            findings.append((Msg("check.label.engine"), Msg("check.stability.engine_ok", {"engine": self._engine})))
+        except BackendError as exc:
+            findings.append((Msg("check.label.problem"), exc))
+            return CheckReport(self.name, False, findings)
+        return CheckReport(self.name, True, findings)
+
+
+def _retryable(exc: BackendError) -> bool:
+    return exc.params.get("status") in RETRY_STATUSES or exc.params.get("reason") in RETRYABLE_TRANSPORT
+
+
+def _status_error(response: httpx.Response) -> BackendError:
+    """Stability's ``{"id", "name", "message"}`` error as our outcome; ``name`` kept as the provider code."""
+    status = response.status_code
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    name = str(data.get("name") or "") if isinstance(data, dict) else ""
+    message = str(data.get("message") or "") if isinstance(data, dict) else ""
+    log.warning("stability answered HTTP %s %s: %s", status, name, message[:200])
+    code: str | int = name or status
+    if status == 429:
+        hint = retry_after_header(response.headers)
+        return BackendError(
+            "backend_rate_limited",
+            provider=PROVIDER,
+            provider_code=code,
+            retry_after=hint,
+            status=status,
+            seconds=wait_seconds(hint, RATE_WINDOW_SECONDS),
+        )
+    if status == 400:
+        # The request's values (dimensions, samples, prompt length...): validation should have caught them.
+        return BackendError("backend_invalid_request", provider=PROVIDER, provider_code=code, user_fault=True)
+    if status == 401:
+        return BackendError("backend_auth_failed", provider=PROVIDER, provider_code=code, status=status)
+    if status == 402:
+        return BackendError("backend_quota_exhausted", provider=PROVIDER, provider_code=code, status=status)
+    if status in (403, 404):
+        # 403: the key may not use this engine or organization; 404: STABILITY_ENGINE names no engine.
+        return BackendError("backend_config", provider=PROVIDER, provider_code=code, status=status)
+    return BackendError("backend_unavailable", provider=PROVIDER, provider_code=code, status=status)

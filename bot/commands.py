@@ -1,0 +1,269 @@
+"""The platform-independent text commands and the texts adapters show for jobs, in zh and en.
+
+Chat commands (adapters map their platform's commands onto :meth:`Commands.handle`):
+
+``/help`` (``/start``)          how to use /draw, with examples; admins also see /admin.
+``/quota``                      usage today, limits and when they reset (and the chat's, in a group).
+``/lang zh|en|auto``            choose the reply language; ``auto`` follows the platform's setting again.
+``/cancel [job]``               cancel your queued jobs (or one of them); admins may cancel any job by id.
+``/admin quota <user> <images-per-day|default>``    a user's daily images (0 = no limit).
+``/admin chatquota <images-per-day|default>``       this group chat's / server's daily images (0 = no cap).
+``/admin ban <user>`` / ``/admin unban <user>``
+``/admin reset <user>``         give back the images the user used today.
+``/admin stats``                jobs and images today, failures by code, busiest users.
+
+``<user>`` is ``telegram:123`` / ``discord:456``, or a bare id on the admin's own platform; adapters may
+turn a mention or a replied-to message into that form. The terminal has the same operations as
+``sdbot quota show|set|reset`` and ``sdbot stats`` (:mod:`bot.cli`), which use :meth:`Commands.quota_report`
+and :meth:`Commands.stats_report`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from bot import days, params
+from bot.errors import SdbotError
+from bot.i18n import Lang, Msg, normalize_language, render_error, t
+from bot.jobs import JobStore
+from bot.people import ChatRef, Directory, UserRef, parse_key
+from bot.quotas import Quotas
+
+if TYPE_CHECKING:
+    from bot.capabilities import Capabilities
+    from bot.config import Settings
+    from bot.core import Core, JobEvent
+
+log = logging.getLogger(__name__)
+
+# What people type after /lang besides codes like zh-CN.
+_LANGUAGE_WORDS: dict[str, Lang | None] = {
+    "auto": None,
+    "自动": None,
+    "chinese": "zh",
+    "中文": "zh",
+    "汉语": "zh",
+    "english": "en",
+    "英文": "en",
+    "英语": "en",
+}
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+
+
+def describe_event(event: JobEvent, lang: Lang) -> str:
+    """``#3 in queue`` / ``Drawing… 42%``: the text for a :class:`~bot.core.JobEvent`."""
+    if event.state == "queued":
+        return t(lang, "job.queued", position=event.position)
+    if event.progress is None:
+        return t(lang, "job.running")
+    return t(lang, "job.running_progress", percent=round(event.progress * 100))
+
+
+def describe_failure(error: Exception, refunded: bool, lang: Lang) -> str:
+    """What to tell a user whose job failed; says so when its images still count against the quota."""
+    text = render_error(error, lang)
+    return text if refunded else text + "\n" + t(lang, "job.charged_note")
+
+
+def images_value(limit: int) -> Msg:
+    """A daily image limit for display: ``20 images``, or ``unlimited`` for 0."""
+    return Msg("value.images", {"n": limit}) if limit else Msg("value.unlimited")
+
+
+class Commands:
+    def __init__(self, settings: Settings, quotas: Quotas, jobs: JobStore, directory: Directory) -> None:
+        self._settings = settings
+        self._quotas = quotas
+        self._jobs = jobs
+        self._directory = directory
+
+    async def handle(self, core: Core, user: UserRef, chat: ChatRef, name: str, args: str) -> str:
+        lang = core.language_for(user)
+        command = name.strip().lstrip("/").split("@", 1)[0].casefold()
+        words = args.split()
+        try:
+            if command in ("help", "start"):
+                return self.help_text(lang, await core.backend.capabilities(), admin=core.is_admin(user))
+            if command == "quota":
+                return await self.quota_report(lang, user.key, chat if chat.is_group else None, own=True)
+            if command == "lang":
+                return await self._lang(core, user, words)
+            if command == "cancel":
+                return await self._cancel(core, user, words, lang)
+            if command == "admin":
+                if not core.is_admin(user):
+                    raise SdbotError("admin_only")
+                return await self._admin(user, chat, words, lang)
+            raise SdbotError("command_unknown", command=f"/{command}")
+        except SdbotError as exc:
+            return render_error(exc, lang)
+        except Exception:
+            log.exception("command /%s failed", command)
+            return t(lang, "error.internal")
+
+    # /help ------------------------------------------------------------------------------------------
+
+    def help_text(self, lang: Lang, caps: Capabilities, *, admin: bool) -> str:
+        text = t(
+            lang,
+            "cmd.help",
+            n_max=caps.max_n,
+            steps_min=caps.steps[0],
+            steps_max=caps.steps[1],
+            cfg_min=_number(caps.cfg[0]),
+            cfg_max=_number(caps.cfg[1]),
+            steps_default=params.DEFAULT_STEPS,
+            cfg_default=_number(params.DEFAULT_CFG),
+            sampler_default=params.DEFAULT_SAMPLER,
+        )
+        return text + "\n\n" + t(lang, "cmd.help.admin") if admin else text
+
+    # /quota -----------------------------------------------------------------------------------------
+
+    async def quota_report(self, lang: Lang, user_key: str, chat: ChatRef | None = None, *, own: bool = False) -> str:
+        """``/quota`` (``own``) and ``sdbot quota show`` (about someone): usage, limits, reset time."""
+        now = self._quotas.now()
+        state = await self._quotas.state(user_key, chat.key if chat else None, now=now)
+        title = "cmd.quota.title_own" if own else "cmd.quota.title_user"
+        lines = [t(lang, title, user=user_key, day=self._quotas.today(now))]
+        if self._quotas.is_admin(user_key):
+            lines.append(t(lang, "cmd.quota.admin"))
+        if state.banned:
+            lines.append(t(lang, "cmd.quota.banned"))
+        if state.daily_images:
+            lines.append(t(lang, "cmd.quota.images", used=state.used, limit=state.daily_images, left=state.left))
+        else:
+            lines.append(t(lang, "cmd.quota.images_unlimited", used=state.used))
+        if state.rate_per_minute:
+            lines.append(t(lang, "cmd.quota.rate", limit=state.rate_per_minute))
+        else:
+            lines.append(t(lang, "cmd.quota.rate_unlimited"))
+        lines.append(t(lang, "cmd.quota.pending", pending=state.pending, limit=state.max_pending))
+        if chat is not None:
+            lines.append(self.chat_usage_line(lang, state.chat_used, state.chat_daily_images))
+        reset = self._quotas.next_reset(now)
+        lines.append(t(lang, "cmd.quota.reset", reset=days.reset_msg(reset, now, self._settings.quota_tz)))
+        return "\n".join(lines)
+
+    # /lang ------------------------------------------------------------------------------------------
+
+    async def _lang(self, core: Core, user: UserRef, words: list[str]) -> str:
+        lang = core.language_for(user)
+        if not words:
+            return t(lang, "cmd.lang.current", language=Msg(f"lang.name.{lang}"))
+        word = words[0].casefold()
+        if word in _LANGUAGE_WORDS:
+            choice = _LANGUAGE_WORDS[word]
+        else:
+            choice = normalize_language(word)
+            if choice is None or len(words) > 1:
+                raise SdbotError("command_usage", usage="/lang zh|en|auto")
+        await self._directory.set_language(user, choice)
+        lang = core.language_for(user)
+        key = "cmd.lang.auto" if choice is None else "cmd.lang.set"
+        return t(lang, key, language=Msg(f"lang.name.{lang}"))
+
+    # /cancel ----------------------------------------------------------------------------------------
+
+    async def _cancel(self, core: Core, user: UserRef, words: list[str], lang: Lang) -> str:
+        job_id = None
+        if words:
+            text = words[0].lstrip("#")
+            if len(words) > 1 or not text.isdigit():
+                raise SdbotError("command_usage", usage="/cancel [#job]")
+            job_id = int(text)
+        cancelled = await core.cancel(user, job_id)
+        return t(
+            lang,
+            "cmd.cancel.done",
+            jobs=[f"#{job.id}" for job in cancelled],
+            images=sum(job.images for job in cancelled),
+        )
+
+    # /admin -----------------------------------------------------------------------------------------
+
+    async def _admin(self, admin: UserRef, chat: ChatRef, words: list[str], lang: Lang) -> str:
+        sub = words[0].casefold() if words else ""
+        rest = words[1:]
+        if sub == "stats" and not rest:
+            return await self.stats_report(lang)
+        if sub == "quota" and len(rest) == 2:
+            target = parse_key(rest[0], admin.platform)
+            value = limit_arg(rest[1])
+            await self._quotas.set_user_limit(target, "daily_images", value)
+            return self.limit_set_text(lang, target, value, chat=False)
+        if sub == "chatquota" and len(rest) == 1:
+            value = limit_arg(rest[0])
+            await self._directory.touch_chat(chat)
+            await self._quotas.set_chat_limit(chat.key, value)
+            return self.limit_set_text(lang, chat.key, value, chat=True)
+        if sub in ("ban", "unban") and len(rest) == 1:
+            target = parse_key(rest[0], admin.platform)
+            if sub == "ban" and self._quotas.is_admin(target):
+                raise SdbotError("cannot_ban_admin", user=target)
+            await self._quotas.set_banned(target, sub == "ban")
+            return t(lang, f"cmd.admin.{sub}", user=target)
+        if sub == "reset" and len(rest) == 1:
+            target = parse_key(rest[0], admin.platform)
+            forgiven = await self._quotas.reset_usage("user", target)
+            return t(lang, "cmd.admin.reset", user=target, images=forgiven)
+        raise SdbotError("command_usage", usage=Msg("cmd.help.admin"))
+
+    def limit_set_text(self, lang: Lang, key: str, value: int | None, *, chat: bool) -> str:
+        default = self._settings.chat_daily_images if chat else self._settings.daily_images
+        if value is None:
+            return t(lang, "cmd.admin.limit_default", target=key, limit=images_value(default))
+        return t(lang, "cmd.admin.limit_set", target=key, limit=images_value(value))
+
+    async def chat_report(self, lang: Lang, chat_key: str) -> str:
+        """``sdbot quota show --chat``: a group chat's images today against its cap."""
+        now = self._quotas.now()
+        state = await self._quotas.state("", chat_key, now=now)
+        reset = days.reset_msg(self._quotas.next_reset(now), now, self._settings.quota_tz)
+        return "\n".join(
+            [
+                t(lang, "cmd.quota.title_user", user=chat_key, day=self._quotas.today(now)),
+                self.chat_usage_line(lang, state.chat_used, state.chat_daily_images),
+                t(lang, "cmd.quota.reset", reset=reset),
+            ]
+        )
+
+    @staticmethod
+    def chat_usage_line(lang: Lang, used: int, limit: int) -> str:
+        if limit:
+            return t(lang, "cmd.quota.chat", used=used, limit=limit)
+        return t(lang, "cmd.quota.chat_unlimited", used=used)
+
+    async def stats_report(self, lang: Lang, *, chat_key: str | None = None) -> str:
+        """``/admin stats`` and ``sdbot stats``: today's jobs, images, failures by code, busiest users; of one
+        chat only with ``chat_key`` (Discord's ``/sdadmin stats`` for a server's managers)."""
+        stats = await self._jobs.stats(self._quotas.today(), chat=chat_key)
+        names = await self._directory.display_names([key for key, _ in stats.busiest])
+        busiest = [
+            f"{names[key]} ({key}) {images}" if key in names else f"{key} {images}" for key, images in stats.busiest
+        ]
+        failures = [f"{code} ×{count}" for code, count in stats.failures]
+        counts = {status: stats.jobs.get(status, 0) for status in STATUSES}
+        lines = [
+            t(lang, "cmd.stats.title", day=stats.day, zone=self._settings.quota_tz.key),
+            t(lang, "cmd.stats.jobs", total=sum(stats.jobs.values()), **counts),
+            t(lang, "cmd.stats.images", delivered=stats.images_delivered, charged=stats.images_charged),
+            t(lang, "cmd.stats.failures", failures=failures or None),
+            t(lang, "cmd.stats.busiest", users=busiest or None),
+        ]
+        return "\n".join(lines)
+
+
+def limit_arg(text: str) -> int | None:
+    """``default`` -> None (the configured default); a whole number >= 0 (0 = no limit)."""
+    word = text.casefold()
+    if word in ("default", "默认"):
+        return None
+    if not word.isdigit() or len(word) > 9:
+        raise SdbotError("command_usage", usage=Msg("cmd.help.admin"))
+    return int(word)
+
+
+def _number(value: float) -> str:
+    return repr(float(value)).removesuffix(".0")

@@ -1,0 +1,396 @@
+"""The facade the Telegram and Discord adapters call: submit, re-run, cancel, commands, and delivery sinks.
+
+Life cycle::
+
+    core = await Core.open(settings, backend)   # database opened and migrated; the backend stays yours
+    core.register_sink("telegram", my_sink)       # one per platform this process serves
+    await core.start()                            # recovers unfinished jobs, then starts running jobs
+    job = await core.submit(user, chat, "/draw a cat --n 2", route={"chat_id": 1, "reply_to": 7})
+    ...
+    await core.close()
+
+People and places are :class:`~bot.people.UserRef` and :class:`~bot.people.ChatRef`. ``route`` is any JSON
+object the adapter needs to deliver the result later, even after a restart; it is stored with the job.
+
+What the calls raise is always an :class:`~bot.errors.SdbotError`, so ``render_error(exc, core.language_for(
+user))`` is the reply: :class:`~bot.errors.DrawError` (the text is invalid), :class:`~bot.quotas.QuotaError`
+(``banned``, ``quota_pending``, ``quota_rate``, ``quota_daily``, ``quota_chat``: which limit, the numbers and
+when it resets), ``job_not_found`` / ``job_not_cancellable`` / ``nothing_to_cancel``, and
+:class:`~bot.errors.BackendError` when the backend's capabilities cannot be fetched. Nothing is charged for
+any of them.
+
+**Sinks.** After admission a job is reported through the :class:`Sink` registered for its platform: its
+queue position and progress (:meth:`Sink.on_progress`, latest wins, never after the result), then exactly
+one of :meth:`Sink.deliver` or :meth:`Sink.on_failed`. A job is ``done`` only once ``deliver`` returned; if
+``deliver`` raises, the job fails and is refunded. A sink raises :class:`DeliveryGone` when the destination
+is gone for good (bot blocked, chat deleted): the job fails with ``delivery_gone``, is refunded and logged.
+A process that dies mid-job leaves it unfinished; the next :meth:`Core.start` re-runs it with the same seed
+(so delivery is at least once) or, when it is older than ``SDBOT_JOB_MAX_AGE``, its platform has no sink
+any more, or it was running during :data:`~bot.jobs.MAX_ATTEMPTS` deaths, fails and refunds it.
+
+**Refunds.** A failed generation is never charged, whatever failed (a provider rejecting parameters that
+passed our validation included); the one exception is the content filter, refunded when
+``SDBOT_REFUND_FILTERED`` is on (the default). A cancelled
+job is always refunded.
+
+One process should run the jobs of a database: start-up recovery takes over every unfinished job in the file.
+Other processes (``sdbot quota``, ``sdbot stats``) may read and administer the same file at any time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from bot import commands
+from bot.backends.base import Backend
+from bot.channels import Channels
+from bot.config import Settings
+from bot.errors import BackendError, DrawError, SdbotError
+from bot.generation import Generation, draw_seed, generate, user_key
+from bot.grammar import DrawArgs
+from bot.i18n import Lang, Msg, resolve_language
+from bot.jobs import MAX_ATTEMPTS, Job, JobStore
+from bot.people import ChatRef, Directory, UserRef
+from bot.quotas import Admission, Quotas
+from bot.relay import Relay
+from bot.request import DrawRequest
+from bot.scheduler import Scheduler
+from bot.store import Store
+from bot.validation import parse_request, validate
+
+__all__ = ["ChatRef", "Core", "DeliveryGone", "Job", "JobEvent", "Sink", "UserRef"]
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryGone(Exception):
+    """Raised by a :class:`Sink` when the job's destination no longer exists or refuses the bot for good
+    (the user blocked the bot, the chat was deleted, the bot was removed from the server). The job is
+    failed with ``delivery_gone`` and refunded; nobody can be told, so it is logged."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """A change worth showing while a job waits or runs.
+
+    ``state="queued"``: ``position`` is its place in the queue (1 = starts at the next free slot).
+    ``state="running"``: ``progress`` is 0..1 from backends that report it, else None ("drawing...").
+    """
+
+    state: Literal["queued", "running"]
+    position: int | None = None
+    progress: float | None = None
+
+
+class Sink(Protocol):
+    """How an adapter shows a job's fate. All three are awaited from the job's own task; keep them to the
+    platform calls (with the platform's own timeouts). Any exception other than :class:`DeliveryGone` is
+    logged and, from ``deliver``, fails the job with ``delivery_failed`` (refunded)."""
+
+    async def on_progress(self, job: Job, event: JobEvent) -> None:
+        """Show the queue position or progress. May come before ``submit()`` has returned to the adapter."""
+
+    async def deliver(self, job: Job, generation: Generation) -> None:
+        """Send the images (``generation.images``; ``image.filtered`` ones were blanked by the provider)."""
+
+    async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
+        """Tell the user the job failed: ``commands.describe_failure(error, refunded, job.lang)`` is the
+        text. Not called when the owner cancelled the job themselves (their /cancel reply says so)."""
+
+
+class Core:
+    """See the module documentation. Build with :meth:`open`."""
+
+    def __init__(
+        self, settings: Settings, backend: Backend, store: Store, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.store = store
+        self.clock = clock
+        self.jobs = JobStore(store, clock)
+        self.quotas = Quotas(store, settings, clock)
+        self.directory = Directory(store)
+        self.channels = Channels(store, clock)  # where in a server /draw may be used (adapters check)
+        self.commands = commands.Commands(settings, self.quotas, self.jobs, self.directory)
+        self.scheduler = Scheduler(backend.name, settings.backend_concurrency, self._run, self._on_position)
+        self._sinks: dict[str, Sink] = {}
+        self._active: dict[int, Job] = {}  # queued or running in this process
+        self._relay = Relay()
+        self._background: set[asyncio.Task[None]] = set()
+        self._started = False
+        self._closed = False
+
+    @classmethod
+    async def open(cls, settings: Settings, backend: Backend, *, clock: Callable[[], float] = time.time) -> Core:
+        """Open (create, migrate) ``SDBOT_DB``. Raises ``ConfigError`` when it cannot be used."""
+        store = await Store.open(settings.db)
+        try:
+            core = cls(settings, backend, store, clock)
+            await core.directory.load()
+        except BaseException:
+            await store.close()
+            raise
+        return core
+
+    def register_sink(self, platform: str, sink: Sink) -> None:
+        self._sinks[platform] = sink
+
+    async def start(self) -> None:
+        """Recover jobs a previous process left unfinished, then start running jobs. Call once, after every
+        sink this process serves is registered and able to send."""
+        if self._started:
+            return
+        self._started = True
+        now = self.clock()
+        for job in await self.jobs.unfinished():
+            await self._recover(job, now)
+        self.scheduler.start()
+
+    async def close(self) -> None:
+        """Stop. Jobs still queued or running stay so in the database and resume at the next start."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.scheduler.stop()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._relay.close()
+        await self.store.close()
+
+    # People -----------------------------------------------------------------------------------------
+
+    def language_for(self, user: UserRef) -> Lang:
+        """The user's /lang choice, else their platform's language, else ``SDBOT_LANG``."""
+        return resolve_language(self.directory.choice(user.key), user.language_code, self.settings.lang)
+
+    def is_admin(self, user: UserRef) -> bool:
+        return self.quotas.is_admin(user.key)
+
+    # Jobs -------------------------------------------------------------------------------------------
+
+    async def submit(self, user: UserRef, chat: ChatRef, text: str | DrawArgs, route: dict[str, Any]) -> Job:
+        """Validate ``/draw`` text (or Discord's typed options as :class:`DrawArgs`), admit it against every
+        limit and queue it. Returns the queued job (``core.position(job.id)`` is its place)."""
+        self._require_ready(user.platform)
+        caps = await self.backend.capabilities()
+        request = parse_request(text, caps) if isinstance(text, str) else validate(text, caps)
+        return await self._admit(user, chat, request, route, parent_id=None)
+
+    async def again(self, job_id: int, user: UserRef, route: dict[str, Any]) -> Job:
+        """Re-run job ``job_id``'s request with a new seed, as a new job charged like any other. Only the
+        job's owner may; to anyone else the job does not exist (``job_not_found``)."""
+        self._require_ready(user.platform)
+        original = await self.jobs.get(job_id)
+        if original is None or original.user != user.key:
+            raise SdbotError("job_not_found", job=job_id)
+        # The stored request was valid for the backend of its day; check it against today's, unchanged.
+        caps = await self.backend.capabilities()
+        request = parse_request(original.request.with_seed(None).to_command(include_defaults=True), caps)
+        chat = ChatRef(original.platform, original.chat.split(":", 1)[1], original.group_chat)
+        return await self._admit(user, chat, request, route, parent_id=original.id)
+
+    async def cancel(self, user: UserRef, job_id: int | None = None) -> list[Job]:
+        """Cancel (and refund) a queued job: ``job_id``, or every queued job of ``user`` when None. Admins
+        may cancel anyone's job by id. Running jobs cannot be cancelled (``job_not_cancellable``)."""
+        admin = self.is_admin(user)
+        if job_id is None:
+            cancelled = await self.jobs.cancel_all(user.key)
+            if not cancelled:
+                raise SdbotError("nothing_to_cancel")
+        else:
+            job = await self.jobs.cancel(job_id, owner=None if admin else user.key)
+            if job is None:
+                existing = await self.jobs.get(job_id)
+                if existing is None or not (admin or existing.user == user.key):
+                    raise SdbotError("job_not_found", job=job_id)
+                raise SdbotError("job_not_cancellable", job=job_id, status=Msg(f"job.status.{existing.status}"))
+            cancelled = [job]
+        for job in cancelled:
+            self.scheduler.remove(job.id)
+            self._active.pop(job.id, None)
+            await self._relay.settle(job.id)
+            if job.user != user.key:
+                self._spawn(self._tell_failed(job, SdbotError("cancelled", job=job.id), refunded=job.images > 0))
+        log.info("jobs %s cancelled by %s", [j.id for j in cancelled], "an admin" if admin else "their owner")
+        return cancelled
+
+    def position(self, job_id: int) -> int | None:
+        """The job's place in this process's queue (1 = next), or None when it is not waiting."""
+        return self.scheduler.position(job_id)
+
+    async def get_job(self, job_id: int) -> Job | None:
+        return await self.jobs.get(job_id)
+
+    async def wait_idle(self) -> None:
+        """Until no job is queued or running in this process and every failure notice went out (for orderly
+        shutdowns and tests)."""
+        await self.scheduler.wait_idle()
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def handle_command(self, user: UserRef, chat: ChatRef, name: str, args: str = "") -> str:
+        """``/quota``, ``/lang``, ``/help`` (``/start``), ``/cancel`` and ``/admin ...`` -> the reply text in the
+        user's language. Never raises for anything a user typed; errors come back as their message."""
+        return await self.commands.handle(self, user, chat, name, args)
+
+    # Running ----------------------------------------------------------------------------------------
+
+    def _require_ready(self, platform: str) -> None:
+        # Programming errors in an adapter, not user errors: fail loudly in development.
+        if not self._started or self._closed:
+            raise RuntimeError("Core.start() must be called (and Core not closed) before submitting jobs")
+        if platform not in self._sinks:
+            raise RuntimeError(f"no sink registered for platform {platform!r}")
+
+    async def _admit(
+        self, user: UserRef, chat: ChatRef, request: DrawRequest, route: dict[str, Any], parent_id: int | None
+    ) -> Job:
+        await self.directory.touch_user(user)
+        if chat.is_group:
+            await self.directory.touch_chat(chat)
+        admission = Admission(
+            user=user,
+            chat=chat,
+            request=request,
+            route=route,
+            backend=self.backend.name,
+            lang=self.language_for(user),
+            seed=draw_seed() if request.seed is None else request.seed,
+            exempt=self.is_admin(user),
+            parent_id=parent_id,
+        )
+        job = await self.quotas.admit(admission)
+        log.info("job %s queued: %s image(s) for %s", job.id, job.images, job.platform)
+        self._active[job.id] = job
+        self.scheduler.enqueue(job.id, job.user)
+        return job
+
+    async def _recover(self, job: Job, now: float) -> None:
+        max_age = self.settings.job_max_age
+        if job.platform not in self._sinks:
+            log.warning("job %s: no %s sink in this process; failing and refunding it", job.id, job.platform)
+            await self._fail(job, SdbotError("delivery_gone", job=job.id), refund=True, tell=False)
+            return
+        if max_age and now - job.created_at > max_age:
+            await self._fail(job, SdbotError("job_expired", job=job.id), refund=True, background=True)
+            return
+        if job.status == "running" and job.attempts >= MAX_ATTEMPTS:
+            await self._fail(job, SdbotError("job_crashed", job=job.id), refund=True, background=True)
+            return
+        if job.backend != self.backend.name:
+            try:
+                caps = await self.backend.capabilities()
+                parse_request(job.seeded_request.to_command(include_defaults=True), caps)
+            except (DrawError, BackendError) as exc:
+                await self._fail(job, exc, refund=True, background=True)
+                return
+        if job.status == "running":
+            requeued = await self.jobs.requeue(job.id)
+            if requeued is None:
+                return
+            job = requeued
+        log.info("job %s recovered (attempt %s so far)", job.id, job.attempts)
+        self._active[job.id] = job
+        self.scheduler.enqueue(job.id, job.user)
+
+    async def _run(self, job_id: int) -> None:
+        job = await self.jobs.claim(job_id)
+        if job is None:  # cancelled while it waited
+            self._active.pop(job_id, None)
+            return
+        self._active[job.id] = job
+        self._notify(job, JobEvent("running"))
+
+        async def progress(fraction: float) -> None:
+            self._notify(job, JobEvent("running", progress=min(1.0, max(0.0, float(fraction)))))
+
+        try:
+            generation = await generate(
+                self.backend, job.seeded_request, user=user_key(job.platform, job.user_id), progress=progress
+            )
+        except SdbotError as exc:
+            await self._fail(job, exc, refund=self._refundable(exc))
+            return
+        except Exception:
+            log.exception("job %s: generation failed unexpectedly", job.id)
+            await self._fail(job, SdbotError("internal"), refund=True)
+            return
+        await self._deliver(job, generation)
+
+    async def _deliver(self, job: Job, generation: Generation) -> None:
+        await self._relay.settle(job.id)
+        sink = self._sinks.get(job.platform)
+        try:
+            if sink is None:
+                raise DeliveryGone(f"no sink for {job.platform}")
+            await sink.deliver(job, generation)
+        except DeliveryGone as exc:
+            log.info("job %s: delivery target gone (%s); refunded", job.id, type(exc).__name__)
+            await self._fail(job, SdbotError("delivery_gone", job=job.id), refund=True, tell=False)
+            return
+        except Exception:
+            log.exception("job %s: delivery failed", job.id)
+            await self._fail(job, SdbotError("delivery_failed", job=job.id), refund=True)
+            return
+        filtered = generation.filtered
+        charged = job.charged - filtered if self.settings.refund_filtered else job.charged
+        await self.jobs.finish(job.id, delivered=len(generation.images) - filtered, charged=max(0, charged))
+        self._active.pop(job.id, None)
+        log.info("job %s done: %s image(s) delivered", job.id, len(generation.images) - filtered)
+
+    def _refundable(self, error: SdbotError) -> bool:
+        # A failed generation is never charged: even a provider rejecting parameters our validation let
+        # through is our gap, not the user's. The one exception is the operator's content-filter policy.
+        if error.code == "content_filtered":
+            return self.settings.refund_filtered
+        return True
+
+    async def _fail(
+        self, job: Job, error: SdbotError, *, refund: bool, tell: bool = True, background: bool = False
+    ) -> None:
+        self._active.pop(job.id, None)
+        await self._relay.settle(job.id)
+        failed = await self.jobs.fail(job.id, error.code, refund=refund)
+        if failed is None:
+            return  # it ended some other way meanwhile (cancelled): that path reported it
+        refunded = refund and job.charged > 0
+        log.info("job %s failed: %s (refunded: %s)", job.id, error.code, refunded)
+        if not tell:
+            return
+        if background:  # start-up recovery must not wait on a chat platform per job
+            self._spawn(self._tell_failed(failed, error, refunded))
+        else:
+            await self._tell_failed(failed, error, refunded)
+
+    async def _tell_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
+        sink = self._sinks.get(job.platform)
+        if sink is None:
+            return
+        try:
+            await sink.on_failed(job, error, refunded)
+        except DeliveryGone:
+            log.info("job %s: could not report its failure, destination gone", job.id)
+        except Exception:
+            log.exception("job %s: reporting its failure failed", job.id)
+
+    def _on_position(self, job_id: int, position: int) -> None:
+        job = self._active.get(job_id)
+        if job is not None:
+            self._notify(job, JobEvent("queued", position=position))
+
+    def _notify(self, job: Job, event: JobEvent) -> None:
+        sink = self._sinks.get(job.platform)
+        if sink is not None:
+            self._relay.post(job.id, lambda: sink.on_progress(job, event))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

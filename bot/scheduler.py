@@ -1,0 +1,180 @@
+"""Which queued job runs next: round-robin between users over a bounded pool of concurrent runs.
+
+One :class:`Scheduler` serves one backend (``SDBOT_BACKEND_CONCURRENCY`` runs at once). Jobs wait in one
+queue per user; when a slot frees, the user served least recently goes next (a user never served, or not
+since they last went idle, before everyone else; ties by arrival). So a user with twenty queued jobs gets
+every other slot at most while anyone else waits, and a newcomer's job takes the very next free slot.
+
+The scheduler knows only job ids and owners; ``run(job_id)`` (the core's) does the work and records the
+outcome. Queue positions follow the same rule (1 = starts next) and are reported through ``on_position``
+whenever they change. Nothing here blocks: dispatching is synchronous bookkeeping plus ``create_task``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+RunJob = Callable[[int], Awaitable[None]]
+PositionCallback = Callable[[int, int], None]  # (job id, 1-based position)
+
+
+class Scheduler:
+    def __init__(self, name: str, concurrency: int, run: RunJob, on_position: PositionCallback | None = None) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.name = name
+        self.concurrency = concurrency
+        self._run = run
+        self._on_position = on_position
+        self._queues: dict[str, deque[int]] = {}  # owner -> queued job ids, oldest first
+        self._owner_of: dict[int, str] = {}  # queued or running job -> owner
+        self._arrival: dict[int, int] = {}  # queued job -> arrival number (tie-break)
+        self._served: dict[str, int] = {}  # owner -> tick of their last start, while they have jobs
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._positions: dict[int, int] = {}  # last reported
+        self._tick = 0
+        self._arrivals = 0
+        self._dispatching = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # Public -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin running jobs (those enqueued before start wait until now)."""
+        self._dispatching = True
+        self._pump()
+
+    async def stop(self) -> None:
+        """Stop dispatching and cancel running jobs. Their records stay unfinished, for the next start."""
+        self._dispatching = False
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def enqueue(self, job_id: int, owner: str) -> None:
+        if job_id in self._owner_of:
+            return  # already here: recovery and a live submission can both know a job
+        self._queues.setdefault(owner, deque()).append(job_id)
+        self._owner_of[job_id] = owner
+        self._arrival[job_id] = self._arrivals
+        self._arrivals += 1
+        self._idle.clear()
+        self._pump()
+
+    def remove(self, job_id: int) -> bool:
+        """Take a queued job out (cancelled). False when it is not queued here (running, or unknown)."""
+        owner = self._owner_of.get(job_id)
+        if owner is None or job_id in self._running:
+            return False
+        queue = self._queues[owner]
+        queue.remove(job_id)
+        if not queue:
+            del self._queues[owner]
+        del self._owner_of[job_id], self._arrival[job_id]
+        self._positions.pop(job_id, None)
+        self._forget_if_idle(owner)
+        self._publish()
+        self._check_idle()
+        return True
+
+    def position(self, job_id: int) -> int | None:
+        """1 = starts at the next free slot; None when not queued here."""
+        try:
+            return self.order().index(job_id) + 1
+        except ValueError:
+            return None
+
+    def order(self) -> list[int]:
+        """Every queued job in the order it will start, if nothing else arrives."""
+        heap = [(self._served.get(owner, -1), self._arrival[q[0]], owner) for owner, q in self._queues.items()]
+        heapq.heapify(heap)
+        taken = dict.fromkeys(self._queues, 0)
+        tick = self._tick
+        out: list[int] = []
+        while heap:
+            _, _, owner = heapq.heappop(heap)
+            queue = self._queues[owner]
+            index = taken[owner]
+            out.append(queue[index])
+            taken[owner] = index + 1
+            if index + 1 < len(queue):
+                tick += 1
+                heapq.heappush(heap, (tick, self._arrival[queue[index + 1]], owner))
+        return out
+
+    @property
+    def running(self) -> frozenset[int]:
+        return frozenset(self._running)
+
+    @property
+    def queued(self) -> int:
+        return len(self._arrival)
+
+    async def wait_idle(self) -> None:
+        """Until nothing is queued or running."""
+        await self._idle.wait()
+
+    # Dispatch ---------------------------------------------------------------------------------------
+
+    def _pick(self) -> tuple[str, int]:
+        owner = min(self._queues, key=lambda o: (self._served.get(o, -1), self._arrival[self._queues[o][0]]))
+        queue = self._queues[owner]
+        job_id = queue.popleft()
+        if not queue:
+            del self._queues[owner]
+        del self._arrival[job_id]
+        self._positions.pop(job_id, None)
+        self._tick += 1
+        self._served[owner] = self._tick
+        return owner, job_id
+
+    def _pump(self) -> None:
+        while self._dispatching and self._queues and len(self._running) < self.concurrency:
+            _, job_id = self._pick()
+            task = asyncio.get_running_loop().create_task(self._guarded(job_id), name=f"job-{job_id}")
+            self._running[job_id] = task
+            task.add_done_callback(lambda _task, job_id=job_id: self._finished(job_id))
+        self._publish()
+
+    async def _guarded(self, job_id: int) -> None:
+        try:
+            await self._run(job_id)
+        except Exception:
+            # run() records every outcome itself; reaching here is a bug, which must not stop the queue.
+            log.exception("scheduler %s: job %s raised", self.name, job_id)
+
+    def _finished(self, job_id: int) -> None:
+        self._running.pop(job_id, None)
+        owner = self._owner_of.pop(job_id, None)
+        if owner is not None:
+            self._forget_if_idle(owner)
+        self._pump()
+        self._check_idle()
+
+    def _forget_if_idle(self, owner: str) -> None:
+        # Keeps memory bounded by active users; someone returning after going idle counts as new.
+        if owner not in self._queues and owner not in self._owner_of.values():
+            self._served.pop(owner, None)
+
+    def _check_idle(self) -> None:
+        if not self._queues and not self._running:
+            self._idle.set()
+
+    def _publish(self) -> None:
+        if self._on_position is None:
+            return
+        for index, job_id in enumerate(self.order(), start=1):
+            if self._positions.get(job_id) != index:
+                self._positions[job_id] = index
+                try:
+                    self._on_position(job_id, index)
+                except Exception:
+                    log.exception("scheduler %s: position callback failed", self.name)

@@ -1,0 +1,238 @@
+"""The SQLite database (``SDBOT_DB``): one long-lived aiosqlite connection, WAL, forward migrations.
+
+Every write the bot makes is a single SQL statement. SQLite runs a statement atomically, and a write statement
+in autocommit mode takes the database's write lock before it reads anything, so a decision such as "admit this
+job if the user has images left" cannot interleave with another task on this connection or with another
+process on the same file. That is why :class:`Store` has no transaction helper: tasks sharing one aiosqlite
+connection would otherwise run their statements inside each other's transactions. Counters that must agree
+with the jobs table (images used per day) are kept by triggers, inside the statement that changes the job.
+
+Schema versions are rows of ``schema_migrations``; :data:`MIGRATIONS` lists every version's statements in
+order and :meth:`Store.open` applies the missing ones under ``BEGIN IMMEDIATE``, so processes starting
+together migrate once. A database from a newer sdbot is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.errors import ConfigError
+
+Params = Sequence[Any] | Mapping[str, Any]
+
+# How long a statement waits for another process's write lock before failing. Admissions hold the lock for
+# well under a millisecond; the margin covers a slow disk during a checkpoint.
+BUSY_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "users, chats, jobs and daily usage counters",
+        (
+            """
+            CREATE TABLE users (
+                key TEXT PRIMARY KEY,               -- "telegram:123"
+                platform TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                display_name TEXT,
+                language TEXT,                      -- the user's /lang choice; NULL = follow the platform
+                platform_language TEXT,             -- the language code the platform last reported
+                banned INTEGER NOT NULL DEFAULT 0,
+                daily_images INTEGER,               -- limit overrides; NULL = the configured default
+                rate_per_minute INTEGER,
+                max_pending INTEGER,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE chats (
+                key TEXT PRIMARY KEY,               -- "telegram:-100123", "discord:<guild id>"
+                platform TEXT NOT NULL,
+                chat_id TEXT NOT NULL,
+                is_group INTEGER NOT NULL,
+                title TEXT,
+                daily_images INTEGER,               -- cap override; NULL = SDBOT_CHAT_DAILY_IMAGES
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE jobs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                user_key TEXT NOT NULL,
+                platform TEXT NOT NULL,
+                chat_key TEXT NOT NULL,
+                group_chat INTEGER NOT NULL,
+                backend TEXT NOT NULL,
+                request TEXT NOT NULL,              -- DrawRequest JSON as validated (seed as the user gave it)
+                route TEXT NOT NULL,                -- the adapter's JSON delivery target
+                lang TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+                images INTEGER NOT NULL,            -- images requested
+                charged INTEGER NOT NULL,           -- images counted against quotas now (0 once refunded)
+                quota_day TEXT NOT NULL,            -- the SDBOT_QUOTA_TZ day the images were charged to
+                seed INTEGER NOT NULL,              -- drawn at admission, so a re-run draws the same picture
+                delivered INTEGER NOT NULL DEFAULT 0,
+                error TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                parent_id INTEGER REFERENCES jobs(id),
+                created_at REAL NOT NULL,
+                started_at REAL,
+                finished_at REAL
+            )
+            """,
+            "CREATE INDEX jobs_user_created ON jobs (user_key, created_at)",
+            "CREATE INDEX jobs_user_unfinished ON jobs (user_key) WHERE status IN ('queued', 'running')",
+            "CREATE INDEX jobs_unfinished ON jobs (id) WHERE status IN ('queued', 'running')",
+            "CREATE INDEX jobs_day ON jobs (quota_day)",
+            """
+            CREATE TABLE usage (
+                scope TEXT NOT NULL CHECK (scope IN ('user', 'chat')),
+                key TEXT NOT NULL,
+                day TEXT NOT NULL,
+                images INTEGER NOT NULL,
+                PRIMARY KEY (scope, key, day)
+            ) WITHOUT ROWID
+            """,
+            # usage.images is the sum of jobs.charged for that user (or group chat) and day, kept by the
+            # statement that changes the job: admission charges, a refund or cancel sets charged to 0.
+            """
+            CREATE TRIGGER jobs_charge AFTER INSERT ON jobs WHEN NEW.charged <> 0 BEGIN
+                INSERT INTO usage (scope, key, day, images) VALUES ('user', NEW.user_key, NEW.quota_day, NEW.charged)
+                    ON CONFLICT DO UPDATE SET images = images + excluded.images;
+                INSERT INTO usage (scope, key, day, images)
+                    SELECT 'chat', NEW.chat_key, NEW.quota_day, NEW.charged WHERE NEW.group_chat
+                    ON CONFLICT DO UPDATE SET images = images + excluded.images;
+            END
+            """,
+            # MAX(0, ...): an operator's `sdbot quota reset` may already have zeroed the day.
+            """
+            CREATE TRIGGER jobs_recharge AFTER UPDATE OF charged ON jobs WHEN NEW.charged <> OLD.charged BEGIN
+                UPDATE usage SET images = MAX(0, images + NEW.charged - OLD.charged)
+                    WHERE scope = 'user' AND key = NEW.user_key AND day = NEW.quota_day;
+                UPDATE usage SET images = MAX(0, images + NEW.charged - OLD.charged)
+                    WHERE scope = 'chat' AND key = NEW.chat_key AND day = NEW.quota_day AND NEW.group_chat;
+            END
+            """,
+        ),
+    ),
+    Migration(
+        2,
+        "channels where /draw may be used, per group chat / Discord server",
+        (
+            # No row for a chat: every channel. See bot/channels.py.
+            """
+            CREATE TABLE allowed_channels (
+                chat_key TEXT NOT NULL,             -- "discord:<guild id>"
+                channel_id TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                PRIMARY KEY (chat_key, channel_id)
+            ) WITHOUT ROWID
+            """,
+        ),
+    ),
+)
+
+
+class Store:
+    """The bot's one connection to ``SDBOT_DB``. Open with :meth:`open`, share it, :meth:`close` at exit."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path, version: int) -> None:
+        self._conn = conn
+        self.path = path
+        self.version = version
+
+    @classmethod
+    async def open(cls, path: str | Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> Store:
+        """Connect, switch to WAL and apply missing migrations. Raises :class:`ConfigError` (naming
+        ``SDBOT_DB``) when the file cannot be opened or belongs to a newer sdbot."""
+        path = Path(path)
+        if sqlite3.sqlite_version_info < (3, 35):  # RETURNING, which every decision relies on
+            reason = f"SQLite {sqlite3.sqlite_version} is too old; 3.35 or newer is needed"
+            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(path), reason=reason)
+        if path.is_dir():  # caught here: a failed aiosqlite.connect leaves its thread racing the event loop
+            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(path), reason="it is a directory")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: no implicit BEGIN, so each statement is its own atomic transaction.
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(path), reason=str(exc)) from None
+        conn.row_factory = sqlite3.Row
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable against a killed process in WAL mode (only power loss can lose a commit) and
+            # saves an fsync per admission.
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            version = await _migrate(conn, path, migrations)
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(path), reason=str(exc)) from None
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, path, version)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        """Run one statement (a write too: ``... RETURNING``) and return its rows, in one thread hop."""
+        return list(await self._conn.execute_fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, params: Params = ()) -> None:
+        """Run one write statement. Use :meth:`fetchall` with ``RETURNING`` to learn what it changed."""
+        await self._conn.execute_fetchall(sql, params)
+
+
+async def _migrate(conn: aiosqlite.Connection, path: Path, migrations: Iterable[Migration]) -> int:
+    known = sorted(migrations, key=lambda m: m.version)
+    latest = known[-1].version if known else 0
+    # IMMEDIATE: the write lock is taken before the version is read, so two processes cannot both apply v2.
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        rows = await conn.execute_fetchall("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        current = int(next(iter(rows))[0])
+        if current > latest:
+            raise ConfigError("db_too_new", variable="SDBOT_DB", path=str(path), found=current, known=latest)
+        for migration in known:
+            if migration.version <= current:
+                continue
+            for statement in migration.statements:
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.description, time.time()),
+            )
+            current = migration.version
+        await conn.execute("COMMIT")
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+    return current

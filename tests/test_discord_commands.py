@@ -1,0 +1,143 @@
+"""The Discord command tree as Discord stores it after sync: options, ranges and choices from the backend's
+capabilities, zh-CN / zh-TW localizations from the catalogs, guild or global sync."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+from adapters.discord.adapter import parse_guild_ids
+from bot.capabilities import SEED, Capabilities
+from bot.errors import ConfigError
+from bot.i18n import render_error, style_label, t
+from tests.discord_support import fake_discord, running_bot
+from tests.pipeline_support import GatedBackend
+
+DRAW_OPTIONS = ["prompt", "style", "size", "sampler", "n", "steps", "seed", "cfg", "negative"]
+
+
+class ManySamplers(GatedBackend):
+    """A backend (think of an A1111 server) with more samplers than Discord allows choices."""
+
+    async def capabilities(self) -> Capabilities:
+        samplers = (*SEED.samplers, *(f"Custom Sampler {i}" for i in range(20)))
+        return dataclasses.replace(SEED, backend=self.name, samplers=samplers, max_n=2, steps=(5, 80))
+
+
+def test_the_package_name_does_not_shadow_discord_py() -> None:
+    adapter = importlib.import_module("adapters.discord")
+    import discord
+
+    assert adapter.__name__ == "adapters.discord" and hasattr(adapter, "DiscordAdapter")
+    assert hasattr(discord, "Client") and "site-packages" in (discord.__file__ or "")
+    assert importlib.import_module("adapters.discord.client").discord is discord
+
+
+async def test_sync_declares_draw_with_localized_options_and_backend_choices(tmp_path: Path) -> None:
+    async with fake_discord() as dc, running_bot(dc, tmp_path / "db"):
+        draw = dc.command("draw")
+        names = {c["name"] for c in dc.commands}
+
+    assert names == {"draw", "quota", "lang", "cancel", "help", "sdadmin"}
+    assert draw["description"] == t("en", "menu.draw")
+    assert draw["description_localizations"] == {"zh-CN": t("zh", "menu.draw"), "zh-TW": t("zh", "menu.draw")}
+    options = {o["name"]: o for o in draw["options"]}
+    assert list(options) == DRAW_OPTIONS and options["prompt"]["required"]
+    for name in DRAW_OPTIONS:
+        zh_name, zh_description = t("zh", f"discord.name.{name}"), t("zh", f"option.{name}")
+        assert options[name]["name_localizations"] == {"zh-CN": zh_name, "zh-TW": zh_name}
+        assert options[name]["description"] == t("en", f"option.{name}")
+        assert options[name]["description_localizations"]["zh-CN"] == zh_description
+    assert options["prompt"]["name_localizations"]["zh-CN"] == "描述"
+    styles = options["style"]["choices"]
+    assert [c["value"] for c in styles] == list(SEED.styles)
+    anime = next(c for c in styles if c["value"] == "Anime")
+    assert (
+        anime["name"] == "Anime"
+        and anime["name_localizations"]["zh-CN"] == style_label("zh", "Anime") == "Anime（动漫）"
+    )
+    assert [c["value"] for c in options["size"]["choices"]] == list(SEED.sizes)
+    assert [c["value"] for c in options["sampler"]["choices"]] == list(SEED.samplers)
+    assert (options["n"]["type"], options["n"]["min_value"], options["n"]["max_value"]) == (4, 1, 4)
+    assert (options["steps"]["min_value"], options["steps"]["max_value"]) == (10, 50)
+    assert (options["cfg"]["type"], options["cfg"]["min_value"], options["cfg"]["max_value"]) == (10, 0, 30)
+    assert options["seed"]["max_value"] == 4294967295
+
+
+async def test_admin_group_and_user_commands_are_localized(tmp_path: Path) -> None:
+    async with fake_discord() as dc, running_bot(dc, tmp_path / "db"):
+        admin, lang = dc.command("sdadmin"), dc.command("lang")
+
+    subs = {o["name"]: o for o in admin["options"]}
+    assert set(subs) == {"servercap", "channels", "stats", "quota", "ban", "unban", "reset"}
+    assert admin["dm_permission"] is False  # servers only
+    assert subs["servercap"]["description_localizations"]["zh-CN"] == t("zh", "discord.admin.servercap")
+    channels = {o["name"]: o for o in subs["channels"]["options"]}
+    assert channels["channel"]["type"] == 7 and channels["channel"]["channel_types"] == [0, 5]  # text, announcement
+    assert [c["value"] for c in channels["action"]["choices"]] == ["allow", "remove", "list", "clear"]
+    assert {o["name"]: o["type"] for o in subs["quota"]["options"]} == {"member": 6, "images": 4}
+    (language,) = lang["options"]
+    assert [c["value"] for c in language["choices"]] == ["zh", "en", "auto"]
+    assert language["choices"][2]["name_localizations"]["zh-TW"] == t("zh", "discord.lang.auto")
+
+
+async def test_long_enumerations_become_autocomplete_and_ranges_follow_the_backend(tmp_path: Path) -> None:
+    async with fake_discord() as dc, running_bot(dc, tmp_path / "db", ManySamplers()):
+        options = {o["name"]: o for o in dc.command("draw")["options"]}
+        typed = await dc.autocomplete("draw", {"prompt": "cat", "sampler": "dpm2m"}, "sampler")
+        await dc.wait_for(lambda: typed.autocomplete_choices is not None)
+        custom = await dc.autocomplete("draw", {"prompt": "cat", "sampler": "custom"}, "sampler")
+        await dc.wait_for(lambda: custom.autocomplete_choices is not None)
+
+    assert options["sampler"]["autocomplete"] is True and not options["sampler"].get("choices")
+    assert len(options["style"]["choices"]) == len(SEED.styles)  # still fits: choices
+    assert (options["n"]["max_value"], options["steps"]["min_value"], options["steps"]["max_value"]) == (2, 5, 80)
+    assert [c["value"] for c in typed.autocomplete_choices or []] == [
+        "DPM++ 2M",
+        "DPM++ 2M Karras",
+        "DPM++ 2M SDE",
+        "DPM++ 2M SDE Karras",
+    ]
+    assert len(custom.autocomplete_choices or []) == 20  # at most 25 ever
+
+
+async def test_guild_ids_sync_to_those_servers_only(tmp_path: Path) -> None:
+    async with fake_discord() as dc, running_bot(dc, tmp_path / "db", discord_guild_ids=f" {dc.GUILD_ID}, "):
+        stored = dc.guild_commands[dc.GUILD_ID]
+
+    assert dc.commands == []
+    assert {c["name"] for c in stored} == {"draw", "quota", "lang", "cancel", "help", "sdadmin"}
+    assert all(c["guild_id"] == str(dc.GUILD_ID) for c in stored)
+
+
+async def test_every_synced_text_comes_from_the_catalogs(tmp_path: Path) -> None:
+    """A key missing from a catalog would show as the key itself ("discord.name.n")."""
+    async with fake_discord() as dc, running_bot(dc, tmp_path / "db"):
+        commands = dc.commands
+
+    texts: list[str] = []
+    stack: list[object] = list(commands)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            texts.append(item)
+    assert texts and not [s for s in texts if re.match(r"^(discord|option|menu|lang|button)\.[a-z_.]+$", s)]
+    names = [s for c in commands for o in c["options"] for s in (o["name"], *o.get("name_localizations", {}).values())]
+    assert all(name == name.lower() and " " not in name and len(name) <= 32 for name in names)
+
+
+def test_guild_ids_are_parsed_or_refused_naming_the_variable() -> None:
+    assert parse_guild_ids("") == ()
+    assert parse_guild_ids("12, 34,12,") == (12, 34)
+    with pytest.raises(ConfigError) as caught:
+        parse_guild_ids("12,my-server")
+    assert caught.value.variable == "DISCORD_GUILD_IDS"
+    assert "DISCORD_GUILD_IDS" in render_error(caught.value, "zh")

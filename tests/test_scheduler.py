@@ -1,0 +1,211 @@
+"""Round-robin between users over a bounded pool; positions; removal; a failing run does not stop the queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.relay import Relay
+from bot.scheduler import Scheduler
+from tests.pipeline_support import WAIT_LIMIT
+
+
+class Runs:
+    """A ``run`` callback whose jobs finish only when the test says so; records start order."""
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+        self.active = 0
+        self.peak = 0
+        self.gates: dict[int, asyncio.Event] = {}
+        self.changed = asyncio.Condition()
+        self.fail: set[int] = set()
+
+    async def __call__(self, job_id: int) -> None:
+        gate = self.gates.setdefault(job_id, asyncio.Event())
+        async with self.changed:
+            self.started.append(job_id)
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            self.changed.notify_all()
+        try:
+            await gate.wait()
+            if job_id in self.fail:
+                raise RuntimeError("a bug in run()")
+        finally:
+            self.active -= 1
+
+    def finish(self, job_id: int) -> None:
+        self.gates.setdefault(job_id, asyncio.Event()).set()
+
+    async def wait_started(self, count: int) -> None:
+        async with asyncio.timeout(WAIT_LIMIT), self.changed:
+            await self.changed.wait_for(lambda: len(self.started) >= count)
+
+
+async def test_concurrency_cap_is_never_exceeded() -> None:
+    runs = Runs()
+    scheduler = Scheduler("t", 3, runs)
+    scheduler.start()
+    for job in range(12):
+        scheduler.enqueue(job, f"user{job % 4}")
+    await runs.wait_started(3)
+    assert runs.active == 3 and scheduler.queued == 9
+    for job in range(12):
+        await runs.wait_started(job + 1)
+        runs.finish(runs.started[job])
+    await scheduler.wait_idle()
+    assert runs.peak == 3 and sorted(runs.started) == list(range(12))
+
+
+async def test_a_single_job_is_not_starved_by_a_user_with_twenty() -> None:
+    runs = Runs()
+    scheduler = Scheduler("t", 2, runs)
+    scheduler.start()
+    for job in range(20):
+        scheduler.enqueue(job, "alice")
+    await runs.wait_started(2)
+    scheduler.enqueue(100, "bob")
+    assert scheduler.position(100) == 1
+    runs.finish(runs.started[0])  # the first slot that frees goes to bob
+    await runs.wait_started(3)
+    assert runs.started[2] == 100
+    for job in [*range(20), 100]:
+        runs.finish(job)
+    await scheduler.wait_idle()
+
+
+async def test_users_are_served_in_turn_and_positions_follow_the_same_rule() -> None:
+    runs = Runs()
+    reported: dict[int, list[int]] = {}
+    scheduler = Scheduler("t", 1, runs, on_position=lambda job, pos: reported.setdefault(job, []).append(pos))
+    for job, owner in [(1, "a"), (2, "a"), (3, "a"), (4, "b"), (5, "b"), (6, "c")]:
+        scheduler.enqueue(job, owner)
+    assert scheduler.order() == [1, 4, 6, 2, 5, 3]
+    assert {job: positions[-1] for job, positions in reported.items()} == {1: 1, 4: 2, 6: 3, 2: 4, 5: 5, 3: 6}
+    reported.clear()
+    scheduler.start()
+    for index in range(6):
+        await runs.wait_started(index + 1)
+        runs.finish(runs.started[index])
+    await scheduler.wait_idle()
+    assert runs.started == [1, 4, 6, 2, 5, 3]
+    # Once nobody new arrives, every job moves up one place per start, and each move is reported.
+    assert reported == {4: [1], 6: [2, 1], 2: [3, 2, 1], 5: [4, 3, 2, 1], 3: [5, 4, 3, 2, 1]}
+
+
+async def test_removing_a_queued_job_moves_the_others_up() -> None:
+    runs = Runs()
+    reported: list[tuple[int, int]] = []
+    scheduler = Scheduler("t", 1, runs, on_position=lambda job, pos: reported.append((job, pos)))
+    scheduler.start()
+    for job in (1, 2, 3):
+        scheduler.enqueue(job, "a")
+    await runs.wait_started(1)
+    assert scheduler.position(1) is None  # running, not queued
+    assert not scheduler.remove(1)  # running jobs cannot be removed
+    reported.clear()
+    assert scheduler.remove(2)
+    assert reported == [(3, 1)]
+    assert scheduler.order() == [3] and not scheduler.remove(2)
+    runs.finish(1)
+    runs.finish(3)
+    await scheduler.wait_idle()
+    assert runs.started == [1, 3]
+
+
+async def test_a_run_that_raises_does_not_stop_the_queue(caplog: pytest.LogCaptureFixture) -> None:
+    runs = Runs()
+    runs.fail.add(1)
+    scheduler = Scheduler("t", 1, runs)
+    scheduler.start()
+    scheduler.enqueue(1, "a")
+    scheduler.enqueue(2, "b")
+    runs.finish(1)
+    await runs.wait_started(2)
+    runs.finish(2)
+    await scheduler.wait_idle()
+    assert runs.started == [1, 2]
+    assert "job 1 raised" in caplog.text
+
+
+async def test_nothing_runs_before_start_and_stop_cancels_running_jobs() -> None:
+    runs = Runs()
+    scheduler = Scheduler("t", 2, runs)
+    scheduler.enqueue(1, "a")
+    scheduler.enqueue(1, "a")  # the same job twice is one job
+    await asyncio.sleep(0)
+    assert runs.started == [] and scheduler.queued == 1
+    scheduler.start()
+    await runs.wait_started(1)
+    await scheduler.stop()
+    assert runs.active == 0 and scheduler.running == frozenset()
+    with pytest.raises(ValueError):
+        Scheduler("t", 0, runs)
+
+
+# Progress relay: latest wins, and nothing is in flight after settle() -----------------------------------
+
+
+class Sends:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.changed = asyncio.Condition()
+
+    async def wait_sent(self, label: str) -> None:
+        async with asyncio.timeout(WAIT_LIMIT), self.changed:
+            await self.changed.wait_for(lambda: label in self.sent)
+
+    def make(self, label: str, *, block: bool = False, fail: bool = False):  # type: ignore[no-untyped-def]
+        async def send() -> None:
+            if block:
+                self.entered.set()
+                await self.gate.wait()
+            if fail:
+                raise RuntimeError("chat API down")
+            async with self.changed:
+                self.sent.append(label)
+                self.changed.notify_all()
+
+        return send
+
+
+async def test_relay_sends_only_the_latest_of_what_arrives_while_one_is_in_flight() -> None:
+    relay, sends = Relay(), Sends()
+    relay.post(1, sends.make("#3", block=True))
+    await sends.entered.wait()
+    for label in ("#2", "#1", "running", "42%"):
+        relay.post(1, sends.make(label))
+    relay.post(2, sends.make("other job"))
+    sends.gate.set()
+    await sends.wait_sent("42%")
+    await sends.wait_sent("other job")
+    assert sorted(sends.sent) == sorted(["#3", "42%", "other job"])
+    assert sends.sent.index("#3") < sends.sent.index("42%")
+
+
+async def test_relay_settle_waits_for_the_send_in_flight_and_drops_the_rest() -> None:
+    relay, sends = Relay(), Sends()
+    relay.post(1, sends.make("#1", block=True))
+    await sends.entered.wait()
+    relay.post(1, sends.make("running"))
+    settled = asyncio.create_task(relay.settle(1))
+    await asyncio.sleep(0)
+    assert not settled.done()  # still waiting for "#1"
+    sends.gate.set()
+    await settled
+    assert sends.sent == ["#1"]
+
+
+async def test_relay_keeps_going_after_a_failed_send(caplog: pytest.LogCaptureFixture) -> None:
+    relay, sends = Relay(), Sends()
+    relay.post(1, sends.make("broken", block=True, fail=True))
+    await sends.entered.wait()
+    relay.post(1, sends.make("fine"))
+    sends.gate.set()
+    await sends.wait_sent("fine")
+    await relay.close()
+    assert "progress notification failed: RuntimeError" in caplog.text

@@ -1,0 +1,116 @@
+"""The database: WAL, migrations applied forward once, newer schemas refused, usage counters kept by triggers."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.i18n import render_error
+from bot.store import MIGRATIONS, Migration, Store
+from tests.pipeline_support import usage_matches_jobs
+
+# A migration from a future sdbot, one past the latest this one knows.
+LATEST = MIGRATIONS[-1].version
+NEXT = Migration(LATEST + 1, "users get a note", ("ALTER TABLE users ADD COLUMN note TEXT",))
+
+
+async def test_open_creates_a_wal_database_at_the_latest_schema(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "deep" / "dir" / "sdbot.db")
+    try:
+        assert store.version == MIGRATIONS[-1].version
+        assert (await store.fetchone("PRAGMA journal_mode"))[0] == "wal"
+        assert (await store.fetchone("PRAGMA busy_timeout"))[0] >= 1000
+        tables = {r[0] for r in await store.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"users", "chats", "jobs", "usage", "schema_migrations"} <= tables
+    finally:
+        await store.close()
+
+
+async def test_migrations_apply_forward_once_and_keep_data(tmp_path: Path) -> None:
+    db = tmp_path / "sdbot.db"
+    store = await Store.open(db)
+    await store.execute(
+        "INSERT INTO users (key, platform, user_id, created_at, updated_at) "
+        "VALUES ('telegram:1', 'telegram', '1', 0, 0)"
+    )
+    await store.close()
+
+    store = await Store.open(db, migrations=(*MIGRATIONS, NEXT))
+    try:
+        assert store.version == LATEST + 1
+        row = await store.fetchone("SELECT key, note FROM users")
+        assert tuple(row) == ("telegram:1", None)
+    finally:
+        await store.close()
+
+    store = await Store.open(db, migrations=(*MIGRATIONS, NEXT))  # reopening applies nothing again
+    try:
+        versions = [r[0] for r in await store.fetchall("SELECT version FROM schema_migrations ORDER BY version")]
+        assert versions == list(range(1, LATEST + 2))
+    finally:
+        await store.close()
+
+
+async def test_a_database_from_a_newer_sdbot_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "sdbot.db"
+    await (await Store.open(db, migrations=(*MIGRATIONS, NEXT))).close()
+    with pytest.raises(ConfigError) as caught:
+        await Store.open(db)
+    assert caught.value.code == "db_too_new"
+    assert caught.value.variable == "SDBOT_DB"
+    for lang in ("en", "zh"):
+        text = render_error(caught.value, lang)
+        assert "SDBOT_DB" in text and str(db) in text and str(LATEST + 1) in text
+
+
+async def test_a_failed_migration_leaves_the_database_as_it_was(tmp_path: Path) -> None:
+    db = tmp_path / "sdbot.db"
+    await (await Store.open(db)).close()
+    broken = Migration(LATEST + 1, "broken", ("ALTER TABLE users ADD COLUMN note TEXT", "THIS IS NOT SQL"))
+    with pytest.raises(ConfigError) as caught:
+        await Store.open(db, migrations=(*MIGRATIONS, broken))
+    assert caught.value.code == "db_unavailable"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == LATEST
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(users)")]
+    assert "note" not in columns
+
+
+async def test_an_unusable_path_is_a_configuration_error_naming_sdbot_db(tmp_path: Path) -> None:
+    (tmp_path / "a-directory.db").mkdir()
+    with pytest.raises(ConfigError) as caught:
+        await Store.open(tmp_path / "a-directory.db")
+    assert caught.value.code == "db_unavailable"
+    assert "SDBOT_DB" in render_error(caught.value, "en")
+
+
+async def test_usage_counters_follow_jobs_charged_images(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "sdbot.db")
+    try:
+
+        async def add_job(user: str, chat: str, group: int, n: int, day: str) -> int:
+            row = await store.fetchone(
+                "INSERT INTO jobs (user_key, platform, chat_key, group_chat, backend, request, route, lang, status,"
+                " images, charged, quota_day, seed, created_at) "
+                "VALUES (?, 'telegram', ?, ?, 'b', '{\"prompt\":\"x\"}', '{}', 'en', 'queued', ?, ?, ?, 1, 0) "
+                "RETURNING id",
+                (user, chat, group, n, n, day),
+            )
+            return row[0]
+
+        a = await add_job("telegram:1", "telegram:-5", 1, 3, "2026-01-01")
+        await add_job("telegram:1", "telegram:-5", 1, 2, "2026-01-01")
+        await add_job("telegram:1", "telegram:1", 0, 4, "2026-01-02")  # private chat: no chat counter
+        await store.execute("UPDATE jobs SET charged = 1 WHERE id = ?", (a,))  # two of three refunded
+        usage = {tuple(r[:3]): r[3] for r in await store.fetchall("SELECT * FROM usage")}
+        assert usage == {
+            ("user", "telegram:1", "2026-01-01"): 3,
+            ("chat", "telegram:-5", "2026-01-01"): 3,
+            ("user", "telegram:1", "2026-01-02"): 4,
+        }
+        assert await usage_matches_jobs(store) == []
+    finally:
+        await store.close()
