@@ -1,0 +1,159 @@
+"""The Telegram adapter: python-telegram-bot's Application around the shared core.
+
+Updates are handled concurrently (one user's slow call never holds up another's command); every Bot API call
+goes through PTB's ``AIORateLimiter``, which paces sends to Telegram's flood limits and waits out 429 answers.
+Long polling by default; with ``TELEGRAM_WEBHOOK_URL`` PTB's own webhook server receives the updates.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from telegram.error import InvalidToken, NetworkError
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
+from telegram.request import HTTPXRequest
+
+from adapters.telegram import media, menu
+from adapters.telegram.handlers import Handlers
+from adapters.telegram.sender import Sender
+from adapters.telegram.sink import TelegramSink
+from adapters.telegram.status import StatusBoard
+from bot import redact
+from bot.config import Settings
+from bot.core import Core
+from bot.errors import ConfigError
+from bot.i18n import Msg
+
+log = logging.getLogger(__name__)
+
+PUBLIC_API = "https://api.telegram.org"
+ALLOWED_UPDATES = ["message", "callback_query"]
+_SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+def default_rate_limiter() -> BaseRateLimiter[Any]:
+    # Overall and per-group pacing at Telegram's published limits; a 429 is slept off and retried.
+    return AIORateLimiter(max_retries=5)
+
+
+class TelegramAdapter:
+    platform = "telegram"
+
+    def __init__(
+        self,
+        core: Core,
+        settings: Settings,
+        *,
+        status_interval: float = 3.0,
+        poll_timeout: int = 10,
+        shutdown_grace: float = 3.0,
+        rate_limiter: BaseRateLimiter[Any] | bool | None = True,
+    ) -> None:
+        """``status_interval``: seconds between two status edits in one chat. ``rate_limiter``: ``True`` for
+        the default pacing, ``None``/``False`` for none (benchmarks), or a limiter of your own."""
+        token = settings.telegram_bot_token
+        if not token:
+            raise ValueError("TelegramAdapter needs TELEGRAM_BOT_TOKEN")
+        redact.register(token, settings.telegram_webhook_secret)  # PTB puts the token in every URL it logs
+        self.core = core
+        self.settings = settings
+        self._poll_timeout = poll_timeout
+        self._grace = shutdown_grace
+        api = settings.telegram_api_url.rstrip("/")
+        self._api = api
+        # Our own request objects: PTB does not close its own when initialize() fails (a refused token).
+        self._requests = (HTTPXRequest(media_write_timeout=60.0), HTTPXRequest())
+        builder = (
+            ApplicationBuilder()
+            .token(token)
+            .base_url(f"{api}/bot")
+            .base_file_url(f"{api}/file/bot")
+            .request(self._requests[0])
+            .get_updates_request(self._requests[1])
+            .concurrent_updates(True)
+        )
+        limiter = default_rate_limiter() if rate_limiter is True else rate_limiter or None
+        if limiter is not None:
+            builder = builder.rate_limiter(limiter)
+        self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
+        self.sender = Sender(self.app.bot)
+        self.board = StatusBoard(self.sender, status_interval)
+        self.sink = TelegramSink(
+            self.sender,
+            self.board,
+            send_originals=settings.telegram_send_originals,
+            document_limit=media.DOCUMENT_MAX_BYTES if api == PUBLIC_API else media.LOCAL_DOCUMENT_MAX_BYTES,
+        )
+        self.handlers = Handlers(core, self.sender, self.board)
+        self.handlers.install(self.app)
+        core.register_sink(self.platform, self.sink)
+        self._webhook_secret = settings.telegram_webhook_secret
+
+    async def prepare(self) -> None:
+        """getMe: proves the token and teaches PTB the bot's username (for ``/draw@ThisBot`` in groups)."""
+        self._check_webhook_settings()
+        try:
+            await self.app.initialize()
+        except InvalidToken:
+            await self._release()
+            raise ConfigError("platform_auth_failed", variable="TELEGRAM_BOT_TOKEN", platform="Telegram") from None
+        except NetworkError as exc:
+            await self._release()
+            log.error("Telegram Bot API at %s unreachable: %s", self._api, type(exc).__name__)
+            raise ConfigError(
+                "platform_unreachable", variable="TELEGRAM_API_URL", platform="Telegram", url=self._api
+            ) from None
+        log.info("Telegram: signed in as @%s", self.app.bot.username)
+
+    async def start(self) -> None:
+        await menu.register(self.app.bot, self.settings.lang, self.settings.admins)
+        await self.app.start()
+        updater = self.app.updater
+        assert updater is not None
+        url = self.settings.telegram_webhook_url
+        if url:
+            secret = self._webhook_secret or secrets.token_urlsafe(32)  # Telegram proves itself with it
+            redact.register(secret)
+            await updater.start_webhook(
+                listen=self.settings.telegram_webhook_listen,
+                port=self.settings.telegram_webhook_port,
+                url_path=urlsplit(url).path.lstrip("/"),
+                webhook_url=url,
+                secret_token=secret,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+            log.info("Telegram: receiving updates by webhook on %s", urlsplit(url).netloc)
+        else:
+            await updater.start_polling(poll_interval=0, timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES)
+            log.info("Telegram: receiving updates by long polling")
+
+    async def stop(self) -> None:
+        """Stop taking updates, let handlers and deliveries under way finish (``shutdown_grace``), close."""
+        updater = self.app.updater
+        if updater is not None and updater.running:
+            await updater.stop()
+        if self.app.running:
+            await self.app.stop()
+        await self.sink.close(self._grace)
+        await self.app.shutdown()  # closes the bot's HTTP clients (ours)
+
+    def _check_webhook_settings(self) -> None:
+        secret = self._webhook_secret
+        if self.settings.telegram_webhook_url and secret is not None and not _SECRET_TOKEN.fullmatch(secret):
+            raise ConfigError(
+                "config_invalid",
+                variable="TELEGRAM_WEBHOOK_SECRET",
+                value="***",  # a secret, even a malformed one, is not printed
+                expected=Msg("config.expect.webhook_secret"),
+            )
+
+    async def _release(self) -> None:
+        for request in self._requests:
+            try:
+                await request.shutdown()
+            except Exception as exc:
+                log.debug("closing a Telegram HTTP client: %s", type(exc).__name__)

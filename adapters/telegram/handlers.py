@@ -1,0 +1,240 @@
+"""Telegram updates -> core calls: ``/draw``, the text commands, the Again/Edit buttons.
+
+Every reply is plain text from the catalogs in the user's language; anything unexpected is logged and
+answered with ``error.internal``, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from telegram import CallbackQuery, Chat, Message, MessageEntity, Update, User
+from telegram.constants import ChatType
+from telegram.error import TelegramError
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
+
+from adapters.telegram.sender import Sender
+from adapters.telegram.status import StatusBoard
+from adapters.telegram.text import MAX_ALERT, MAX_TEXT, chunks, utf16_len
+from bot import grammar
+from bot.core import Core, DeliveryGone
+from bot.errors import SdbotError
+from bot.grammar import DrawArgs
+from bot.i18n import Lang, render_error, t
+from bot.people import ChatRef, UserRef
+from bot.presentation import edit_command
+
+log = logging.getLogger(__name__)
+
+TEXT_COMMANDS = ("start", "help", "quota", "lang", "cancel", "admin")
+_ADMIN_ON_USER = {"ban": 0, "unban": 0, "reset": 0, "quota": 1}  # sub-command -> words it takes besides the user
+
+Context = ContextTypes.DEFAULT_TYPE
+
+
+def user_ref(user: User) -> UserRef:
+    return UserRef("telegram", str(user.id), user.language_code, user.full_name or user.username)
+
+
+def chat_ref(chat: Chat) -> ChatRef:
+    return ChatRef("telegram", str(chat.id), chat.type in (ChatType.GROUP, ChatType.SUPERGROUP), chat.title)
+
+
+def split_command(text: str) -> tuple[str, str]:
+    """``/quota@SomeBot  rest`` -> ``("quota", "rest")``."""
+    head, _, rest = text.strip().partition(" ")
+    return head.lstrip("/").split("@", 1)[0].casefold(), rest.strip()
+
+
+def route_for(message: Message) -> dict[str, Any]:
+    route: dict[str, Any] = {"chat_id": message.chat_id, "reply_to": message.message_id}
+    if message.is_topic_message and message.message_thread_id:
+        route["thread_id"] = message.message_thread_id
+    return route
+
+
+class Handlers:
+    def __init__(self, core: Core, sender: Sender, board: StatusBoard) -> None:
+        self.core = core
+        self.sender = sender
+        self.board = board
+
+    def install(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        # New messages only: an edited "/draw" must not draw again.
+        new = filters.UpdateType.MESSAGE
+        app.add_handler(CommandHandler("draw", self.draw, filters=new))
+        app.add_handler(CommandHandler(list(TEXT_COMMANDS), self.command, filters=new))
+        app.add_handler(CallbackQueryHandler(self.button, pattern=r"^(again|edit):\d+$"))
+        app.add_handler(CallbackQueryHandler(self.stale_button))  # anything else: stop the client's spinner
+        app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.migrated))
+        # In a private chat every command is for us, so an unknown one is answered, pointing to /help.
+        app.add_handler(MessageHandler(new & filters.ChatType.PRIVATE & filters.COMMAND, self.command))
+        app.add_error_handler(self.error)
+
+    # Commands ---------------------------------------------------------------------------------------
+
+    async def draw(self, update: Update, context: Context) -> None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or message.text is None:
+            return
+        ref = user_ref(user)
+        try:
+            text = await self._draw_text(message)
+            await self.core.submit(ref, chat_ref(message.chat), text, route_for(message))
+        except SdbotError as exc:  # invalid, over quota, banned...: the answer is the reply
+            await self.reply(message, render_error(exc, self.core.language_for(ref)))
+        # Accepted: the status reply comes from the sink with the job's first news (queue position).
+
+    async def _draw_text(self, message: Message) -> str | DrawArgs:
+        """The command's text, or, when it has no prompt and answers a message, that message's text as the
+        prompt (a replied ``/draw`` command lends its options too; the user's own options win)."""
+        text = message.text or ""
+        replied = message.reply_to_message
+        source = (replied.text or "").strip() if replied is not None else ""
+        if not source:
+            return text
+        caps = await self.core.backend.capabilities()
+        own = grammar.parse(text, caps)
+        if own.prompt:
+            return text
+        # A /draw line (someone's command, or the Edit button's message) is a whole request to start from.
+        drawn = [
+            line.strip() for line in source.splitlines() if line.startswith("/") and split_command(line)[0] == "draw"
+        ]
+        base = DrawArgs(split_command(source)[1] if source.startswith("/") else source)
+        if drawn:
+            base = DrawArgs(split_command(drawn[0])[1])
+            with contextlib.suppress(SdbotError):  # a broken command's words are still a prompt
+                base = grammar.parse(drawn[0], caps)
+        return DrawArgs(base.prompt, {**base.options, **own.options})
+
+    async def command(self, update: Update, context: Context) -> None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or message.text is None:
+            return
+        ref = user_ref(user)
+        mention = message.text.split(maxsplit=1)[0].partition("@")[2]
+        if mention and mention.casefold() != (context.bot.username or "").casefold():
+            return  # "/help@OtherBot" in a private chat reaches the catch-all: not ours to answer
+        name, args = split_command(message.text)
+        if name == "admin":
+            args = self._admin_target(message, args)
+        answer = await self.core.handle_command(ref, chat_ref(message.chat), name, args)
+        await self.reply(message, answer)
+        if name == "cancel":
+            await self._forget_cancelled(ref)
+
+    @staticmethod
+    def _admin_target(message: Message, args: str) -> str:
+        """``/admin ban`` in answer to someone's message means them."""
+        replied = message.reply_to_message
+        target = replied.from_user if replied is not None else None
+        words = args.split()
+        if target is None or target.is_bot or not words:
+            return args
+        extra = _ADMIN_ON_USER.get(words[0].casefold())
+        if extra is None or len(words) != 1 + extra:
+            return args
+        return " ".join([words[0], f"telegram:{target.id}", *words[1:]])
+
+    async def _forget_cancelled(self, user: UserRef) -> None:
+        # The owner's own /cancel is answered by its reply, not the sink: remove the stale status messages.
+        for job_id in self.board.jobs_of(user.key):
+            job = await self.core.get_job(job_id)
+            if job is not None and job.status == "cancelled":
+                self.board.finish(job_id, None)
+
+    async def migrated(self, update: Update, context: Context) -> None:
+        message = update.effective_message
+        if message is None:
+            return
+        if message.migrate_to_chat_id:
+            self.sender.moved(message.chat_id, message.migrate_to_chat_id)
+        elif message.migrate_from_chat_id:
+            self.sender.moved(message.migrate_from_chat_id, message.chat_id)
+
+    # Buttons ----------------------------------------------------------------------------------------
+
+    async def button(self, update: Update, context: Context) -> None:
+        query, user = update.callback_query, update.effective_user
+        if query is None or user is None or query.message is None or query.data is None:
+            return
+        ref = user_ref(user)
+        lang = self.core.language_for(ref)
+        action, _, ident = query.data.partition(":")
+        message = query.message
+        route: dict[str, Any] = {"chat_id": message.chat.id, "reply_to": message.message_id}
+        thread_id = message.message_thread_id if isinstance(message, Message) and message.is_topic_message else None
+        if thread_id:
+            route["thread_id"] = thread_id
+        try:
+            if action == "again":
+                await self.core.again(int(ident), ref, route)
+                await self._answer(query)
+                return
+            job = await self.core.get_job(int(ident))
+            # The command is no secret (the caption shows it) but stays within the chat it was drawn in.
+            visible = job is not None and (job.user == ref.key or job.chat == chat_ref(message.chat).key)
+            if job is None or job.platform != "telegram" or not visible:
+                raise SdbotError("job_not_found", job=int(ident))
+            await self._answer(query)
+            await self._send_edit(route, edit_command(job.seeded_request), lang)
+        except SdbotError as exc:
+            await self._answer_error(query, route, render_error(exc, lang))
+
+    async def stale_button(self, update: Update, context: Context) -> None:
+        if update.callback_query is not None:
+            await self._answer(update.callback_query)
+
+    async def _send_edit(self, route: dict[str, Any], command: str, lang: Lang) -> None:
+        header = t(lang, "edit.reply")
+        text = f"{header}\n{command}"
+        # A code entity, not HTML: the prompt is shown exactly as typed, and clients copy it with one tap.
+        entity = MessageEntity(MessageEntity.CODE, utf16_len(header) + 1, utf16_len(command))
+        chat_id, reply_to, thread_id = route["chat_id"], route["reply_to"], route.get("thread_id")
+        if utf16_len(text) <= MAX_TEXT:
+            await self.sender.send_text(chat_id, text, reply_to=reply_to, thread_id=thread_id, entities=[entity])
+            return
+        for piece in [header, *chunks(command)]:
+            await self.sender.send_text(chat_id, piece, reply_to=reply_to, thread_id=thread_id)
+
+    @staticmethod
+    async def _answer(query: CallbackQuery, text: str | None = None) -> bool:
+        try:
+            await query.answer(text, show_alert=text is not None)
+        except TelegramError as exc:  # too old (over 15 minutes) or answered already: nothing to show
+            log.debug("callback query not answered: %s", type(exc).__name__)
+            return False
+        return True
+
+    async def _answer_error(self, query: CallbackQuery, route: dict[str, Any], text: str) -> None:
+        """A short error pops up for the presser alone; a long one is posted as a reply."""
+        if utf16_len(text) <= MAX_ALERT and await self._answer(query, text):
+            return
+        await self._answer(query)
+        for piece in chunks(text):
+            await self.sender.send_text(
+                route["chat_id"], piece, reply_to=route["reply_to"], thread_id=route.get("thread_id")
+            )
+
+    # Replies and errors -----------------------------------------------------------------------------
+
+    async def reply(self, message: Message, text: str) -> None:
+        thread_id = message.message_thread_id if message.is_topic_message else None
+        try:
+            for piece in chunks(text):
+                await self.sender.send_text(message.chat_id, piece, reply_to=message.message_id, thread_id=thread_id)
+        except DeliveryGone:
+            log.info("could not answer in chat %s: the bot may not write there", message.chat_id)
+
+    async def error(self, update: object, context: Context) -> None:
+        log.error("handling an update failed", exc_info=context.error)
+        if not isinstance(update, Update) or update.effective_message is None or update.effective_user is None:
+            return
+        lang = self.core.language_for(user_ref(update.effective_user))
+        try:
+            await self.reply(update.effective_message, t(lang, "error.internal"))
+        except Exception as exc:
+            log.warning("could not tell the user about the failure: %s", type(exc).__name__)

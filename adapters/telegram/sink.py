@@ -1,0 +1,195 @@
+"""The core's :class:`~bot.core.Sink` for Telegram: status replies, photos and albums, failure notices.
+
+A job's ``route`` is what the ``/draw`` handler (or the Again button) stored at admission: ``chat_id``,
+``reply_to`` (the message the results answer) and, in forum topics, ``thread_id``. That is all delivery needs,
+so jobs recovered after a restart are delivered like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import BadRequest
+
+from adapters.telegram import media
+from adapters.telegram.media import Outgoing
+from adapters.telegram.sender import Sender
+from adapters.telegram.status import StatusBoard
+from adapters.telegram.text import photo_caption
+from bot.commands import describe_event, describe_failure
+from bot.core import DeliveryGone, JobEvent
+from bot.errors import SdbotError
+from bot.generation import Generation
+from bot.i18n import Lang, t
+from bot.jobs import Job
+
+log = logging.getLogger(__name__)
+
+# Telegram refused an upload as a photo although it looked like one: send the same files as documents.
+_PHOTO_REFUSED = ("photo_invalid", "image_process_failed", "file is too big", "photo_save_file_invalid")
+_ACTION_EVERY = 4.5  # seconds; a chat action shows for about five
+
+
+def buttons(job_id: int, lang: Lang) -> InlineKeyboardMarkup:
+    # callback_data is at most 64 bytes: "again:" plus a job id is far below it.
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(t(lang, "button.again"), callback_data=f"again:{job_id}"),
+                InlineKeyboardButton(t(lang, "button.edit"), callback_data=f"edit:{job_id}"),
+            ]
+        ]
+    )
+
+
+def route_of(job: Job) -> tuple[int, int | None, int | None]:
+    route: dict[str, Any] = job.route
+    return int(route["chat_id"]), route.get("reply_to"), route.get("thread_id")
+
+
+class TelegramSink:
+    def __init__(
+        self,
+        sender: Sender,
+        board: StatusBoard,
+        *,
+        send_originals: bool,
+        document_limit: int = media.DOCUMENT_MAX_BYTES,
+    ) -> None:
+        self._sender = sender
+        self._board = board
+        self._send_originals = send_originals
+        self._document_limit = document_limit
+        self._closing = False
+        self._delivering = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # Sink -------------------------------------------------------------------------------------------
+
+    async def on_progress(self, job: Job, event: JobEvent) -> None:
+        if self._closing:
+            return
+        _, reply_to, thread_id = route_of(job)
+        await self._board.show(job, describe_event(event, job.lang), reply_to=reply_to, thread_id=thread_id)
+
+    async def deliver(self, job: Job, generation: Generation) -> None:
+        if self._closing:
+            await self._park(job)
+        self._delivering += 1
+        self._idle.clear()
+        interrupted = False
+        try:
+            count = await self._deliver(job, generation)
+        except DeliveryGone:
+            self._board.finish(job.id, None)
+            raise
+        except Exception:
+            if not self._closing:
+                raise
+            interrupted = True  # the connection was closed under this delivery: not the job's fault
+        finally:
+            self._delivering -= 1
+            if not self._delivering:
+                self._idle.set()
+        if interrupted:
+            await self._park(job)
+        self._board.finish(job.id, t(job.lang, "job.done", count=count))
+
+    async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
+        self._board.finish(job.id, None)  # the notice below replaces the status
+        if self._closing:
+            log.info("job %s failed (%s) during shutdown; the user was not told", job.id, error.code)
+            return
+        chat_id, reply_to, thread_id = route_of(job)
+        text = describe_failure(error, refunded, job.lang)
+        await self._sender.send_text(chat_id, text, reply_to=reply_to, thread_id=thread_id)
+
+    # Life cycle -------------------------------------------------------------------------------------
+
+    async def close(self, grace: float) -> None:
+        """Stop sending: deliveries under way get ``grace`` seconds to finish, later ones wait to be
+        cancelled by the core's shutdown, which leaves their jobs for the next start."""
+        self._closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
+        try:
+            await asyncio.wait_for(self._board.close(), grace)
+        except TimeoutError:
+            log.warning("status messages were not all brought up to date before shutdown")
+
+    # Delivery ---------------------------------------------------------------------------------------
+
+    async def _deliver(self, job: Job, generation: Generation) -> int:
+        chat_id, reply_to, thread_id = route_of(job)
+        pictures = [image for image in generation.images if not image.filtered]
+        caption = photo_caption(generation.request, job.lang)
+        async with self._uploading(chat_id, thread_id):
+            files = await media.prepare(
+                pictures, name=f"sdbot-{job.id}", originals=self._send_originals, document_limit=self._document_limit
+            )
+            try:
+                await self._send(job, files, caption, chat_id, reply_to, thread_id)
+            except BadRequest as exc:
+                if all(f.as_document for f in files) or not any(p in str(exc).casefold() for p in _PHOTO_REFUSED):
+                    raise
+                log.warning("job %s: Telegram refused the photos (%s); sending them as files", job.id, exc)
+                files = [Outgoing(f.data, f.filename, as_document=True, reencoded=f.reencoded) for f in files]
+                await self._send(job, files, caption, chat_id, reply_to, thread_id)
+        if any(f.reencoded for f in files):
+            log.info("job %s: re-encoded to fit Telegram's photo limits", job.id)
+        return len(files)
+
+    async def _send(
+        self, job: Job, files: list[Outgoing], caption: str, chat_id: int, reply_to: int | None, thread_id: int | None
+    ) -> None:
+        markup = buttons(job.id, job.lang)
+        if len(files) == 1:
+            await self._sender.send_photo(
+                chat_id, files[0], caption=caption, reply_to=reply_to, thread_id=thread_id, markup=markup
+            )
+            return
+        album = await self._sender.send_album(chat_id, files, caption=caption, reply_to=reply_to, thread_id=thread_id)
+        # An album cannot carry buttons: they come in a message of their own, answering the album.
+        try:
+            await self._sender.send_text(
+                album[0].chat_id,
+                t(job.lang, "job.actions"),
+                reply_to=album[0].message_id,
+                thread_id=thread_id,
+                markup=markup,
+            )
+        except Exception as exc:  # the pictures arrived; a missing button row must not fail the job
+            log.warning("job %s: delivered, but the buttons could not be sent: %s", job.id, type(exc).__name__)
+
+    @contextlib.asynccontextmanager
+    async def _uploading(self, chat_id: int, thread_id: int | None) -> AsyncIterator[None]:
+        """Show "sending a photo…" in the chat for as long as the upload takes."""
+
+        async def keep_showing() -> None:
+            while True:
+                await asyncio.sleep(_ACTION_EVERY)
+                await self._sender.action(chat_id, "upload_photo", thread_id=thread_id)
+
+        # The first one is awaited: sent concurrently, it could land after the photo and linger for 5 s.
+        await self._sender.action(chat_id, "upload_photo", thread_id=thread_id)
+        task = asyncio.create_task(keep_showing())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @staticmethod
+    async def _park(job: Job) -> NoReturn:
+        # Shutting down: returning would mark the job done, raising would fail and refund it. Waiting until
+        # Core.close() cancels us leaves it unfinished, and the next start delivers it (Adapter protocol).
+        log.info("job %s: delivery stopped by shutdown; it is resumed at the next start", job.id)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable: nothing sets this event")

@@ -1,0 +1,112 @@
+"""Status messages: created at the first news, then edited at most once per interval per chat."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from telegram import Bot
+
+from adapters.telegram.sender import Sender
+from adapters.telegram.status import StatusBoard
+from bot.jobs import Job
+from bot.request import DrawRequest
+from tests.fakes.telegram import FakeTelegram
+from tests.pipeline_support import GatedBackend
+from tests.telegram_support import GROUP, fake_telegram, running, tg_settings
+
+INTERVAL = 0.3
+
+
+class TimedSender(Sender):
+    """The real sender, noting when each edit went out."""
+
+    def __init__(self, bot: Bot) -> None:
+        super().__init__(bot)
+        self.edited_at: list[float] = []
+
+    async def edit_text(self, chat_id: int, message_id: int, text: str) -> bool:
+        self.edited_at.append(asyncio.get_running_loop().time())
+        return await super().edit_text(chat_id, message_id, text)
+
+
+def job(job_id: int, chat_id: int) -> Job:
+    return Job(
+        id=job_id, user=f"telegram:{job_id}", platform="telegram", chat=f"telegram:{chat_id}", group_chat=True,
+        backend="test", request=DrawRequest("x"), route={"chat_id": chat_id, "reply_to": None}, lang="en",
+        status="queued", images=1, charged=1, quota_day="2025-01-01", seed=1, delivered=0, error=None, attempts=0,
+        parent_id=None, created_at=0.0, started_at=None, finished_at=None,
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with fake_telegram() as fake:
+        yield fake
+
+
+async def test_edits_are_coalesced_and_spaced_per_chat(tg: FakeTelegram) -> None:
+    tg.add_chat(GROUP, "supergroup")
+    async with Bot(tg.token, base_url=f"{tg.url}/bot") as bot:
+        sender = TimedSender(bot)
+        board = StatusBoard(sender, INTERVAL)
+        first, second = job(1, GROUP), job(2, GROUP)
+        start = asyncio.get_running_loop().time()
+        await board.show(first, "#2 in the queue", reply_to=None, thread_id=None)
+        await board.show(second, "#3 in the queue", reply_to=None, thread_id=None)
+        for position in (1, 0):  # positions race past faster than the chat may be edited
+            await board.show(first, f"#{position} in the queue", reply_to=None, thread_id=None)
+            await board.show(second, f"#{position + 1} in the queue", reply_to=None, thread_id=None)
+        await board.show(first, "Drawing… 50%", reply_to=None, thread_id=None)
+        board.finish(first.id, "Done: 1 picture(s).")
+        edits = [await tg.wait_for("editMessageText") for _ in range(2)]
+        await board.close()
+
+    assert len(tg.calls_to("sendMessage")) == 2
+    assert sorted(c.params["text"] for c in edits) == ["#1 in the queue", "Done: 1 picture(s)."]
+    assert len(tg.calls_to("editMessageText")) == 2  # five changes, two edits
+    times = [start, *sender.edited_at]
+    assert all(later - earlier >= INTERVAL * 0.95 for earlier, later in itertools.pairwise(times))
+    assert sorted(m["text"] for m in tg.sent_messages(GROUP)) == ["#1 in the queue", "Done: 1 picture(s)."]
+
+
+async def test_chats_do_not_wait_for_each_other(tg: FakeTelegram) -> None:
+    chats = [-1001, -1002, -1003]
+    for chat in chats:
+        tg.add_chat(chat, "supergroup")
+    async with Bot(tg.token, base_url=f"{tg.url}/bot") as bot:
+        board = StatusBoard(Sender(bot), INTERVAL)
+        jobs = [job(i, chat) for i, chat in enumerate(chats, start=1)]
+        for item in jobs:
+            await board.show(item, "Drawing…", reply_to=None, thread_id=None)
+        start = asyncio.get_running_loop().time()
+        for item in jobs:
+            board.finish(item.id, "Done: 1 picture(s).")
+        for _ in chats:
+            await tg.wait_for("editMessageText")
+        elapsed = asyncio.get_running_loop().time() - start
+        await board.close()
+    assert elapsed < 2 * INTERVAL  # three chats, edited in parallel, not one after another
+
+
+async def test_a_live_job_shows_progress_then_done(tg: FakeTelegram, tmp_path: Path) -> None:
+    backend = GatedBackend(hold=True)
+    settings = dataclasses.replace(tg_settings(tmp_path, tg), backend_concurrency=1)
+    async with running(settings, backend) as app:
+        tg.send_text(1, "/draw first")
+        await tg.wait_for("sendMessage")
+        tg.send_text(2, "/draw second")
+        queued = await tg.wait_for("sendMessage", lambda c: c.params["chat_id"] == 2)
+        backend.release(0)
+        await backend.wait_started(2)
+        drawing = await tg.wait_for("editMessageText", lambda c: c.params["chat_id"] == 2)
+        backend.release()
+        done = await tg.wait_for("editMessageText", lambda c: c.params["text"].startswith("Done"))
+        await app.core.wait_idle()
+    assert queued.params["text"] == "#1 in the queue"
+    assert drawing.params["text"] == "Drawing…" and drawing.params["message_id"] == queued.result["message_id"]
+    assert done.params["chat_id"] in (1, 2)
