@@ -171,6 +171,9 @@ class Settings:
     modelslab_poll_deadline: float = var(
         "MODELSLAB_POLL_DEADLINE", "300", "Seconds to keep polling a ModelsLab job that is still processing.", number(1)
     )
+    modelslab_model_id: str | None = var(
+        "MODELSLAB_MODEL_ID", None, "ModelsLab model_id to draw with (unset: the endpoint's default model)."
+    )
     modelslab_max_download: int = var(
         "MODELSLAB_MAX_DOWNLOAD",
         "20971520",

@@ -205,7 +205,7 @@ class ModelsLabBackend(Backend):
         self._timeout = timeout
         self._poll_deadline = poll_deadline
         self._max_download = max_download
-        self._model_id = model_id  # unset: the endpoint's default model (no variable selects one yet)
+        self._model_id = model_id  # unset: the endpoint's default model
         self._retry = retry or RetryPolicy()
         # ``eta`` is the provider's estimate; clamp it so a 0 does not spin and a 600 does not stall.
         self._poll_min, self._poll_max = poll_min, poll_max
@@ -232,6 +232,7 @@ class ModelsLabBackend(Backend):
             connect_timeout=settings.backend_connect_timeout,
             poll_deadline=settings.modelslab_poll_deadline,
             max_download=settings.modelslab_max_download,
+            model_id=settings.modelslab_model_id,
             retry=RetryPolicy(retries=settings.backend_retries),
         )
 
