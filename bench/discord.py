@@ -43,6 +43,7 @@ import aiohttp
 import discord
 from PIL import Image
 
+from bench.looplag import LoopLag
 from bot.backends.base import Backend, CheckReport, GeneratedImage, ProgressCallback
 from bot.capabilities import SEED, Capabilities
 from bot.config import Settings
@@ -119,8 +120,11 @@ class Result:
         return statistics.quantiles(self.latencies, n=100, method="inclusive")[p - 1]
 
 
-async def burst(dc: TimedDiscord, users: list[int], name: str) -> Result:
-    """Every user invokes /draw at once; wait until every answer has its image."""
+async def burst(dc: TimedDiscord, users: list[int], name: str, lag: LoopLag | None = None) -> Result:
+    """Every user invokes /draw at once; wait until every answer has its image (``lag`` measures meanwhile)."""
+    if lag is not None:
+        async with lag:
+            return await burst(dc, users, name)
     dc.expected = len(users)
     before = len(dc.calls)
     loop = asyncio.get_running_loop()
@@ -150,16 +154,16 @@ def _components(job: int) -> list[JSON]:
     return [{"type": 1, "components": buttons}]
 
 
-async def run_sdbot(users: list[int], image: bytes, concurrency: int) -> Result:
+async def run_sdbot(users: list[int], image: bytes, concurrency: int, lag: LoopLag | None = None) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         async with TimedDiscord() as dc:
             with dc.patch_discord():
                 settings = {"backend_concurrency": concurrency, "rate_per_minute": 0, "daily_images": 0}
                 async with running_bot(dc, Path(tmp) / "sdbot.db", InstantBackend(image), **settings):
-                    return await burst(dc, users, "sdbot")
+                    return await burst(dc, users, "sdbot", lag)
 
 
-async def run_raw(users: list[int], image: bytes, concurrency: int) -> Result:
+async def run_raw(users: list[int], image: bytes, concurrency: int, lag: LoopLag | None = None) -> Result:
     # As many uploads in flight as the bot allows: the bot delivers inside a job's slot.
     uploads = asyncio.Semaphore(concurrency)
     async with TimedDiscord() as dc, aiohttp.ClientSession() as http:
@@ -209,7 +213,7 @@ async def run_raw(users: list[int], image: bytes, concurrency: int) -> Result:
             listener = asyncio.create_task(listen())
             await ready.wait()
             try:
-                return await burst(dc, users, "floor (raw REST calls)")
+                return await burst(dc, users, "floor (raw REST calls)", lag)
             finally:
                 listener.cancel()
                 await asyncio.gather(listener, *tasks, return_exceptions=True)
@@ -271,10 +275,12 @@ async def main(args: argparse.Namespace) -> list[Result]:
 
         image = await asyncio.to_thread(images.placeholder_png, width, height, 1, "bench")
     args.image_bytes = len(image)
+    # The event loop's lag while sdbot serves the burst, and while the floor does (the fake shares the loop).
+    args.lag, args.floor_lag = LoopLag(callbacks=True), LoopLag(callbacks=True)
     runs: list[Callable[[list[int]], Awaitable[Result]]] = [
-        lambda users: run_raw(users, image, args.concurrency),
+        lambda users: run_raw(users, image, args.concurrency, args.floor_lag),
         lambda users: run_discord_py(users, image, args.concurrency),
-        lambda users: run_sdbot(users, image, args.concurrency),
+        lambda users: run_sdbot(users, image, args.concurrency, args.lag),
     ]
     results: list[Result] = []
     async with quiet():
@@ -323,6 +329,9 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             f"{r.name} / floor: throughput x{r.per_second / floor.per_second:.2f}; latency added "
             f"p50 {(p50 - f50) * 1000:+.0f} ms (x{p50 / f50:.2f}), p99 {(p99 - f99) * 1000:+.0f} ms (x{p99 / f99:.2f})"
         )
+    if getattr(args, "lag", None) is not None:
+        print(f"while sdbot served: {args.lag.summary()}")
+        print(f"while the floor ran: {args.floor_lag.summary()}")
 
 
 def cli() -> None:

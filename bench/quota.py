@@ -6,7 +6,9 @@ Each decision is :meth:`bot.quotas.Quotas.admit` for a random one of ``--users``
 against a fresh database: every limit is active (20 images per user per day, a chat cap, generous rate and
 pending limits), so about half the decisions admit a job and the rest are refused for ``quota_daily`` and
 explained (the refused path costs a second statement). Latency is measured per decision from the call to
-its answer, so with ``--concurrency`` tasks in flight it includes waiting for the connection.
+its answer, so with ``--concurrency`` tasks in flight it includes waiting for the connection. The floor row
+inserts the same job row with a plain ``INSERT ... RETURNING *`` (no limit checked, no counter kept) through
+the same kind of connection: the round trip and the write any decision needs.
 """
 
 from __future__ import annotations
@@ -73,6 +75,39 @@ async def run_decisions(db: Path, decisions: int, concurrency: int, users: int, 
     ended = time.time()
     await store.close()
     return {"admitted": admitted, "rejected": rejected, "latencies": latencies, "start": started, "end": ended}
+
+
+async def run_floor(db: Path, statements: int, concurrency: int) -> dict[str, object]:
+    """The floor: the same job row inserted ``statements`` times with a plain ``INSERT ... RETURNING *`` (no
+    limit checked, no counter kept) through the same :class:`Store`, ``concurrency`` in flight: the round trip
+    and the write every decision needs at the least."""
+    store = await Store.open(db)
+    request = DrawRequest("bench").to_json()
+    row = {
+        "user": "telegram:1", "platform": "telegram", "chat": "telegram:-1001", "request": request,
+        "route": '{"chat_id":1}', "day": "2025-01-01", "now": time.time(),
+    }  # fmt: skip
+    sql = (
+        "INSERT INTO jobs (user_key, platform, chat_key, group_chat, backend, request, route, lang, status, images, "
+        "charged, quota_day, seed, created_at) VALUES (:user, :platform, :chat, 1, 'placeholder', :request, :route, "
+        "'en', 'queued', 1, 0, :day, 1, :now) RETURNING *"
+    )
+    latencies: list[float] = []
+    left = statements
+
+    async def client() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            began = time.perf_counter()
+            await store.fetchone(sql, row)
+            latencies.append(time.perf_counter() - began)
+
+    started = time.time()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    ended = time.time()
+    await store.close()
+    return {"admitted": statements, "rejected": 0, "latencies": latencies, "start": started, "end": ended}
 
 
 def _row(label: str, processes: int, results: list[dict[str, object]]) -> list[str]:
@@ -163,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
             n = args.decisions // 4 if concurrency == 1 else args.decisions
             result = asyncio.run(run_decisions(db, n, concurrency or args.concurrency, args.users, args.seed))
             rows.append(_row(label, 1, [result]))
+        floor = asyncio.run(run_floor(Path(tmp) / "floor.db", args.decisions, args.concurrency))
+        rows.append(_row(f"floor: plain INSERT, {args.concurrency} in flight", 1, [floor]))
         rows.append(_row(f"3 processes, one file, {args.concurrency} in flight each", 3, _processes(
             Path(tmp) / "shared.db", args, 3)))  # fmt: skip
     print(f"sdbot admission benchmark: SQLite {__import__('sqlite3').sqlite_version}, {os.cpu_count()} CPUs\n")

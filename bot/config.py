@@ -232,6 +232,18 @@ class Settings:
         "Refund images the provider's content filter blocked (1) or charge them (0).",
         boolean,
     )
+    breaker_failures: int = var(
+        "SDBOT_BREAKER_FAILURES",
+        "5",
+        "Consecutive outage failures (unreachable, timeout, bad image) that mark the image service down (0 = never).",
+        integer(0),
+    )
+    breaker_cooldown: float = var(
+        "SDBOT_BREAKER_COOLDOWN",
+        "30",
+        "Seconds the image service stays marked down before one trial job may try it again.",
+        number(0.1),
+    )
 
     # Telegram (issue: Telegram adapter) ------------------------------------------------------------
     telegram_bot_token: str | None = var("TELEGRAM_BOT_TOKEN", None, "Telegram bot token from @BotFather.", secret=True)

@@ -15,18 +15,27 @@ object the adapter needs to deliver the result later, even after a restart; it i
 What the calls raise is always an :class:`~bot.errors.SdbotError`, so ``render_error(exc, core.language_for(
 user))`` is the reply: :class:`~bot.errors.DrawError` (the text is invalid), :class:`~bot.quotas.QuotaError`
 (``banned``, ``quota_pending``, ``quota_rate``, ``quota_daily``, ``quota_chat``: which limit, the numbers and
-when it resets), ``job_not_found`` / ``job_not_cancellable`` / ``nothing_to_cancel``, and
-:class:`~bot.errors.BackendError` when the backend's capabilities cannot be fetched. Nothing is charged for
-any of them.
+when it resets), ``job_not_found`` / ``job_not_cancellable`` / ``nothing_to_cancel``,
+:class:`~bot.errors.BackendError` when the backend's capabilities cannot be fetched, and ``backend_down`` (with
+the ``seconds`` until the next try) while the image service is marked down. Nothing is charged for any of them.
+
+**Outages.** :class:`~bot.breaker.Breaker` (see there for the policy): after ``SDBOT_BREAKER_FAILURES``
+consecutive outage failures the service is marked down for ``SDBOT_BREAKER_COOLDOWN`` seconds. Meanwhile
+``submit``/``again`` refuse at once with ``backend_down``, and jobs already queued fail with it when their turn
+comes (at once: nothing is sent to the service), refunded. After the cooldown the first job to start is a
+trial; jobs starting meanwhile wait for it; its success brings everything back by itself.
 
 **Sinks.** After admission a job is reported through the :class:`Sink` registered for its platform: its
-queue position and progress (:meth:`Sink.on_progress`, latest wins, never after the result), then exactly
-one of :meth:`Sink.deliver` or :meth:`Sink.on_failed`. A job is ``done`` only once ``deliver`` returned; if
-``deliver`` raises, the job fails and is refunded. A sink raises :class:`DeliveryGone` when the destination
-is gone for good (bot blocked, chat deleted): the job fails with ``delivery_gone``, is refunded and logged.
-A process that dies mid-job leaves it unfinished; the next :meth:`Core.start` re-runs it with the same seed
-(so delivery is at least once) or, when it is older than ``SDBOT_JOB_MAX_AGE``, its platform has no sink
-any more, or it was running during :data:`~bot.jobs.MAX_ATTEMPTS` deaths, fails and refunds it.
+queue position (at most once a second while it only moves up, at once when it becomes first) and progress
+(:meth:`Sink.on_progress`, latest wins, never after the result), then exactly
+one of :meth:`Sink.deliver` or :meth:`Sink.on_failed`. A job is ``done`` only once ``deliver`` returned, and
+``failed`` (refunded) only once ``on_failed`` returned; if ``deliver`` raises, the job fails and is refunded.
+A sink that is shutting down may instead wait in either until :meth:`Core.close` cancels it: the job stays
+unfinished for the next start. A sink raises :class:`DeliveryGone` when the destination is gone for good
+(bot blocked, chat deleted): the job fails with ``delivery_gone``, is refunded and logged. A process that
+dies mid-job leaves it unfinished; the next :meth:`Core.start` re-runs it with the same seed (so a delivery,
+or a failure notice, comes at least once) or, when it is older than ``SDBOT_JOB_MAX_AGE``, its platform has
+no sink any more, or it was running during :data:`~bot.jobs.MAX_ATTEMPTS` deaths, fails and refunds it.
 
 **Refunds.** A failed generation is never charged, whatever failed (a provider rejecting parameters that
 passed our validation included); the one exception is the content filter, refunded when
@@ -40,14 +49,16 @@ Other processes (``sdbot quota``, ``sdbot stats``) may read and administer the s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from bot import commands
+from bot import commands, runtime
 from bot.backends.base import Backend
+from bot.breaker import Breaker
 from bot.channels import Channels
 from bot.config import Settings
 from bot.errors import BackendError, DrawError, SdbotError
@@ -107,7 +118,12 @@ class Core:
     """See the module documentation. Build with :meth:`open`."""
 
     def __init__(
-        self, settings: Settings, backend: Backend, store: Store, clock: Callable[[], float] = time.time
+        self,
+        settings: Settings,
+        backend: Backend,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.backend = backend
@@ -119,6 +135,7 @@ class Core:
         self.channels = Channels(store, clock)  # where in a server /draw may be used (adapters check)
         self.commands = commands.Commands(settings, self.quotas, self.jobs, self.directory)
         self.scheduler = Scheduler(backend.name, settings.backend_concurrency, self._run, self._on_position)
+        self.breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown, monotonic)
         self._sinks: dict[str, Sink] = {}
         self._active: dict[int, Job] = {}  # queued or running in this process
         self._relay = Relay()
@@ -127,11 +144,19 @@ class Core:
         self._closed = False
 
     @classmethod
-    async def open(cls, settings: Settings, backend: Backend, *, clock: Callable[[], float] = time.time) -> Core:
-        """Open (create, migrate) ``SDBOT_DB``. Raises ``ConfigError`` when it cannot be used."""
+    async def open(
+        cls,
+        settings: Settings,
+        backend: Backend,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> Core:
+        """Open (create, migrate) ``SDBOT_DB``. Raises ``ConfigError`` when it cannot be used. ``clock`` dates
+        jobs and quota days; ``monotonic`` times the outage breaker's cooldown."""
         store = await Store.open(settings.db)
         try:
-            core = cls(settings, backend, store, clock)
+            core = cls(settings, backend, store, clock, monotonic)
             await core.directory.load()
         except BaseException:
             await store.close()
@@ -147,6 +172,7 @@ class Core:
         if self._started:
             return
         self._started = True
+        runtime.settle()  # no full garbage collection or heap trim holding the loop for tens of ms (see there)
         now = self.clock()
         for job in await self.jobs.unfinished():
             await self._recover(job, now)
@@ -163,6 +189,7 @@ class Core:
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._relay.close()
         await self.store.close()
+        runtime.release()
 
     # People -----------------------------------------------------------------------------------------
 
@@ -179,6 +206,7 @@ class Core:
         """Validate ``/draw`` text (or Discord's typed options as :class:`DrawArgs`), admit it against every
         limit and queue it. Returns the queued job (``core.position(job.id)`` is its place)."""
         self._require_ready(user.platform)
+        self._require_backend_up()
         caps = await self.backend.capabilities()
         request = parse_request(text, caps) if isinstance(text, str) else validate(text, caps)
         return await self._admit(user, chat, request, route, parent_id=None)
@@ -187,6 +215,7 @@ class Core:
         """Re-run job ``job_id``'s request with a new seed, as a new job charged like any other. Only the
         job's owner may; to anyone else the job does not exist (``job_not_found``)."""
         self._require_ready(user.platform)
+        self._require_backend_up()
         original = await self.jobs.get(job_id)
         if original is None or original.user != user.key:
             raise SdbotError("job_not_found", job=job_id)
@@ -221,6 +250,12 @@ class Core:
         log.info("jobs %s cancelled by %s", [j.id for j in cancelled], "an admin" if admin else "their owner")
         return cancelled
 
+    async def update_route(self, job_id: int, route: dict[str, Any]) -> Job | None:
+        """Store a new ``route`` for the job (the adapter's own JSON, replaced whole), so that a job recovered
+        after a restart finds, say, the status message it was shown in. Only the stored record changes: the
+        :class:`Job` objects already handed to the sink keep the route they had. ``None`` when no such job."""
+        return await self.jobs.update_route(job_id, route)
+
     def position(self, job_id: int) -> int | None:
         """The job's place in this process's queue (1 = next), or None when it is not waiting."""
         return self.scheduler.position(job_id)
@@ -248,6 +283,11 @@ class Core:
             raise RuntimeError("Core.start() must be called (and Core not closed) before submitting jobs")
         if platform not in self._sinks:
             raise RuntimeError(f"no sink registered for platform {platform!r}")
+
+    def _require_backend_up(self) -> None:
+        # Refused before anything is stored or charged: the user learns at once instead of after a timeout.
+        if self.breaker.retry_in() is not None:
+            raise self.breaker.error()
 
     async def _admit(
         self, user: UserRef, chat: ChatRef, request: DrawRequest, route: dict[str, Any], parent_id: int | None
@@ -301,28 +341,62 @@ class Core:
         self.scheduler.enqueue(job.id, job.user)
 
     async def _run(self, job_id: int) -> None:
-        job = await self.jobs.claim(job_id)
-        if job is None:  # cancelled while it waited
-            self._active.pop(job_id, None)
+        verdict = await self.breaker.admit()  # waits while a half-open trial runs
+        if verdict == "refuse":
+            await self._refuse(job_id)
             return
-        self._active[job.id] = job
-        self._notify(job, JobEvent("running"))
+        trial = verdict == "trial"
+        settled = False
 
-        async def progress(fraction: float) -> None:
-            self._notify(job, JobEvent("running", progress=min(1.0, max(0.0, float(fraction)))))
+        def settle(error: SdbotError | None) -> None:
+            nonlocal settled
+            settled = True
+            if self.breaker.record(error, trial=trial):
+                log.warning(
+                    "image service %s marked down for %ss after repeated failures (last: %s)",
+                    self.backend.name,
+                    self.settings.breaker_cooldown,
+                    error.code if error else None,
+                )
 
         try:
-            generation = await generate(
-                self.backend, job.seeded_request, user=user_key(job.platform, job.user_id), progress=progress
-            )
-        except SdbotError as exc:
-            await self._fail(job, exc, refund=self._refundable(exc))
+            job = await self.jobs.claim(job_id)
+            if job is None:  # cancelled while it waited
+                self._active.pop(job_id, None)
+                return
+            self._active[job.id] = job
+            self._notify(job, JobEvent("running"))
+
+            async def progress(fraction: float) -> None:
+                self._notify(job, JobEvent("running", progress=min(1.0, max(0.0, float(fraction)))))
+
+            try:
+                generation = await generate(
+                    self.backend, job.seeded_request, user=user_key(job.platform, job.user_id), progress=progress
+                )
+            except SdbotError as exc:
+                settle(exc)
+                await self._fail(job, exc, refund=self._refundable(exc))
+                return
+            except Exception:
+                log.exception("job %s: generation failed unexpectedly", job.id)
+                internal = SdbotError("internal")
+                settle(internal)
+                await self._fail(job, internal, refund=True)
+                return
+            settle(None)  # before delivery: a slow upload must not hold up the jobs waiting on a trial
+            await self._deliver(job, generation)
+        finally:
+            if not settled:  # cancelled or never started: a trial must not leave the others waiting forever
+                settle(SdbotError("internal"))
+
+    async def _refuse(self, job_id: int) -> None:
+        """A queued job whose turn came while the service is marked down: fail it now, refunded, without
+        sending anything to the service."""
+        job = self._active.get(job_id) or await self.jobs.get(job_id)
+        if job is None:
             return
-        except Exception:
-            log.exception("job %s: generation failed unexpectedly", job.id)
-            await self._fail(job, SdbotError("internal"), refund=True)
-            return
-        await self._deliver(job, generation)
+        await self._fail(job, self.breaker.error(), refund=True)
 
     async def _deliver(self, job: Job, generation: Generation) -> None:
         await self._relay.settle(job.id)
@@ -355,19 +429,31 @@ class Core:
     async def _fail(
         self, job: Job, error: SdbotError, *, refund: bool, tell: bool = True, background: bool = False
     ) -> None:
+        """Tell the user, then record the failure and its refund: in that order, as a delivery comes before
+        ``done``, so that a process dying in between (a notice can wait seconds behind a platform's flood
+        limits) leaves the job unfinished and the next start re-runs it: told at least once, never silently
+        refunded. ``background``: all of it in a task of its own (start-up recovery must not wait on a chat
+        platform per job)."""
+        if background:
+            self._spawn(self._fail(job, error, refund=refund, tell=tell))
+            return
         self._active.pop(job.id, None)
         await self._relay.settle(job.id)
+        refunded = refund and job.charged > 0
+        if tell:
+            if job.status == "queued":  # its turn came while the service was down, or start-up recovery
+                # Out of the queue before the user hears of it: a /cancel meanwhile must not end it a second way.
+                claimed = await self.jobs.claim(job.id)
+                if claimed is None:
+                    return  # cancelled first: that path reported it
+                job = claimed
+            # The sink sees the job as it is about to be recorded.
+            ending = dataclasses.replace(job, status="failed", error=error.code, charged=0 if refund else job.charged)
+            await self._tell_failed(ending, error, refunded)
         failed = await self.jobs.fail(job.id, error.code, refund=refund)
         if failed is None:
             return  # it ended some other way meanwhile (cancelled): that path reported it
-        refunded = refund and job.charged > 0
         log.info("job %s failed: %s (refunded: %s)", job.id, error.code, refunded)
-        if not tell:
-            return
-        if background:  # start-up recovery must not wait on a chat platform per job
-            self._spawn(self._tell_failed(failed, error, refunded))
-        else:
-            await self._tell_failed(failed, error, refunded)
 
     async def _tell_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
         sink = self._sinks.get(job.platform)
@@ -381,14 +467,16 @@ class Core:
             log.exception("job %s: reporting its failure failed", job.id)
 
     def _on_position(self, job_id: int, position: int) -> None:
+        # Called for every move of every waiting job (each start moves them all): the relay paces the moves,
+        # except to the head of the queue, to one send a second per job (see bot.relay).
         job = self._active.get(job_id)
         if job is not None:
-            self._notify(job, JobEvent("queued", position=position))
+            self._notify(job, JobEvent("queued", position=position), paced=position > 1)
 
-    def _notify(self, job: Job, event: JobEvent) -> None:
+    def _notify(self, job: Job, event: JobEvent, *, paced: bool = False) -> None:
         sink = self._sinks.get(job.platform)
         if sink is not None:
-            self._relay.post(job.id, lambda: sink.on_progress(job, event))
+            self._relay.post(job.id, lambda: sink.on_progress(job, event), paced=paced)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -7,6 +7,9 @@ An option is ``--name`` (or a phone's ``—name``, ``–name``, ``——name``, 
 ``--negative`` takes everything up to the next option, and enumerated values take the longest run of
 words that spells a known value. Everything else, in order, is the prompt.
 
+Control characters and bidirectional overrides are removed first (:func:`bot.sanitize.clean`), so neither
+the prompt nor any value echoed in an error carries them.
+
 Checking the values (ranges, what the backend accepts) is :mod:`bot.validation`'s job.
 """
 
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 from bot import params
 from bot.capabilities import SEED, Capabilities
 from bot.errors import DrawError
+from bot.sanitize import clean
 
 if TYPE_CHECKING:
     from bot.request import DrawRequest
@@ -157,7 +161,7 @@ def _read_quoted(text: str, start: int) -> tuple[str, int]:
 def parse(text: str, caps: Capabilities = SEED) -> DrawArgs:
     """Split /draw text into prompt and option values. ``caps`` supplies the enumerated values that
     decide how many words a style or sampler spans."""
-    tokens = tokenize(strip_command(text))
+    tokens = tokenize(strip_command(clean(text)))
     prompt: list[str] = []
     options: dict[str, OptionValue] = {}
     i = 0

@@ -29,6 +29,13 @@ UNFINISHED: tuple[JobStatus, ...] = ("queued", "running")
 # A job found unfinished at start this many times already (it was running each time the process died) is
 # failed instead of re-run, so one poisonous request cannot crash the bot forever.
 MAX_ATTEMPTS = 3
+# Ids come from people too (/cancel 12, a button's data): beyond SQLite's integer range none can exist, and
+# passing one would raise OverflowError rather than find nothing.
+MAX_ID = 2**63 - 1
+
+
+def possible_id(job_id: int) -> bool:
+    return 0 < job_id <= MAX_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +118,8 @@ class JobStore:
         self._clock = clock
 
     async def get(self, job_id: int) -> Job | None:
+        if not possible_id(job_id):
+            return None
         row = await self._store.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return Job.from_row(row) if row else None
 
@@ -154,10 +163,22 @@ class JobStore:
 
     async def cancel(self, job_id: int, *, owner: str | None) -> Job | None:
         """queued -> cancelled and refunded; ``owner`` restricts it to that user's job (None: anyone's)."""
+        if not possible_id(job_id):
+            return None
         return await self._one(
             "UPDATE jobs SET status = 'cancelled', error = 'cancelled', charged = 0, finished_at = ? "
             "WHERE id = ? AND status = 'queued' AND (? IS NULL OR user_key = ?) RETURNING *",
             (self._clock(), job_id, owner, owner),
+        )
+
+    async def update_route(self, job_id: int, route: dict[str, Any]) -> Job | None:
+        """Replace the job's stored ``route`` (the adapter learned where it shows the job, e.g. its status
+        message, and needs that after a restart). ``None`` when there is no such job."""
+        if not possible_id(job_id):
+            return None
+        return await self._one(
+            "UPDATE jobs SET route = ? WHERE id = ? RETURNING *",
+            (json.dumps(route, ensure_ascii=False, separators=(",", ":")), job_id),
         )
 
     async def cancel_all(self, owner: str) -> list[Job]:

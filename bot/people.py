@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from bot.errors import SdbotError
 from bot.i18n import Lang, normalize_language
+from bot.sanitize import clean
 from bot.store import Store
 
 PLATFORMS: tuple[str, ...] = ("telegram", "discord")
@@ -32,6 +33,10 @@ class UserRef:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "user_id", str(self.user_id))
+        # Names are stored and shown (/admin stats): no control characters, overrides or lone surrogates,
+        # which SQLite could not even encode.
+        if self.display_name is not None:
+            object.__setattr__(self, "display_name", clean(self.display_name))
 
     @property
     def key(self) -> str:
@@ -54,6 +59,8 @@ class ChatRef:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "chat_id", str(self.chat_id))
+        if self.title is not None:
+            object.__setattr__(self, "title", clean(self.title))
 
     @property
     def key(self) -> str:

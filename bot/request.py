@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -60,10 +61,17 @@ class DrawRequest:
 
     @classmethod
     def from_json(cls, text: str) -> DrawRequest:
-        return cls.from_dict(json.loads(text))
+        return _from_json(text)
 
     def to_command(self, *, include_defaults: bool = False) -> str:
         """Render as ``/draw ...`` text that parses back to this same request."""
         from bot.grammar import render_command  # the grammar owns quoting rules
 
         return render_command(self, include_defaults=include_defaults)
+
+
+@functools.lru_cache(maxsize=1024)
+def _from_json(text: str) -> DrawRequest:
+    # A job's stored request is read back at admission, start and finish (and again by its buttons): the
+    # request is immutable, so one parse serves them all.
+    return DrawRequest.from_dict(json.loads(text))

@@ -8,6 +8,12 @@ every other slot at most while anyone else waits, and a newcomer's job takes the
 The scheduler knows only job ids and owners; ``run(job_id)`` (the core's) does the work and records the
 outcome. Queue positions follow the same rule (1 = starts next) and are reported through ``on_position``
 whenever they change. Nothing here blocks: dispatching is synchronous bookkeeping plus ``create_task``.
+
+**Cost.** The start order is simulated (:meth:`order`) only when an arrival or a removal may have changed it;
+a start takes the head of the remembered order, which is exactly what the simulation would have started, so
+the rest keeps its order. Each start still moves every waiting job up one place, and each of those moves is
+reported: ``on_position`` must be cheap (the core's only records the new place; see :mod:`bot.relay` for how
+often a chat is told).
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ class Scheduler:
         self._arrival: dict[int, int] = {}  # queued job -> arrival number (tie-break)
         self._served: dict[str, int] = {}  # owner -> tick of their last start, while they have jobs
         self._running: dict[int, asyncio.Task[None]] = {}
-        self._positions: dict[int, int] = {}  # last reported
+        self._positions: dict[int, int] = {}  # queued job -> its place, as last reported
+        self._order: deque[int] | None = None  # the queued jobs in start order; None: simulate again
         self._tick = 0
         self._arrivals = 0
         self._dispatching = False
@@ -62,6 +69,14 @@ class Scheduler:
     def enqueue(self, job_id: int, owner: str) -> None:
         if job_id in self._owner_of:
             return  # already here: recovery and a live submission can both know a job
+        newcomer = owner not in self._queues and owner not in self._served
+        if newcomer and self._order is not None:
+            # Someone not served since they last went idle starts after the first job of everyone else in
+            # that case (their keys come first, in order of arrival, and this arrival is the latest) and
+            # before anyone already served: no need to simulate the whole queue again.
+            self._order.insert(sum(1 for o in self._queues if o not in self._served), job_id)
+        else:
+            self._order = None
         self._queues.setdefault(owner, deque()).append(job_id)
         self._owner_of[job_id] = owner
         self._arrival[job_id] = self._arrivals
@@ -80,6 +95,7 @@ class Scheduler:
             del self._queues[owner]
         del self._owner_of[job_id], self._arrival[job_id]
         self._positions.pop(job_id, None)
+        self._order = None
         self._forget_if_idle(owner)
         self._publish()
         self._check_idle()
@@ -87,13 +103,18 @@ class Scheduler:
 
     def position(self, job_id: int) -> int | None:
         """1 = starts at the next free slot; None when not queued here."""
-        try:
-            return self.order().index(job_id) + 1
-        except ValueError:
-            return None
+        return self._positions.get(job_id)
 
     def order(self) -> list[int]:
         """Every queued job in the order it will start, if nothing else arrives."""
+        return list(self._current_order())
+
+    def _current_order(self) -> deque[int]:
+        if self._order is None:
+            self._order = deque(self._simulate())
+        return self._order
+
+    def _simulate(self) -> list[int]:
         heap = [(self._served.get(owner, -1), self._arrival[q[0]], owner) for owner, q in self._queues.items()]
         heapq.heapify(heap)
         taken = dict.fromkeys(self._queues, 0)
@@ -132,6 +153,11 @@ class Scheduler:
             del self._queues[owner]
         del self._arrival[job_id]
         self._positions.pop(job_id, None)
+        # The simulation's first step is this very pick, so what it predicted for the others still holds.
+        if self._order and self._order[0] == job_id:
+            self._order.popleft()
+        else:
+            self._order = None
         self._tick += 1
         self._served[owner] = self._tick
         return owner, job_id
@@ -169,11 +195,12 @@ class Scheduler:
             self._idle.set()
 
     def _publish(self) -> None:
-        if self._on_position is None:
-            return
-        for index, job_id in enumerate(self.order(), start=1):
-            if self._positions.get(job_id) != index:
-                self._positions[job_id] = index
+        positions = self._positions
+        for index, job_id in enumerate(self._current_order(), start=1):
+            if positions.get(job_id) != index:
+                positions[job_id] = index
+                if self._on_position is None:
+                    continue
                 try:
                     self._on_position(job_id, index)
                 except Exception:

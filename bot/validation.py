@@ -11,6 +11,7 @@ from bot.capabilities import SEED, Capabilities
 from bot.errors import DrawError
 from bot.grammar import EXAMPLES, DrawArgs, OptionValue, closest_value, parse
 from bot.request import DrawRequest
+from bot.sanitize import blank, clean
 
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$", re.IGNORECASE)
@@ -23,9 +24,10 @@ def parse_request(text: str, caps: Capabilities = SEED) -> DrawRequest:
 
 
 def validate(args: DrawArgs, caps: Capabilities = SEED) -> DrawRequest:
-    opts = args.options
-    prompt = args.prompt.strip()
-    if not prompt:
+    # Discord's typed options arrive here without passing the grammar: clean them the same way.
+    opts = {name: clean(value) if isinstance(value, str) else value for name, value in args.options.items()}
+    prompt = clean(args.prompt).strip()
+    if blank(prompt):  # nothing visible: zero-width characters alone are no prompt
         raise DrawError("empty_prompt", option="prompt")
     if len(prompt) > caps.prompt_max:
         raise DrawError("prompt_too_long", option="prompt", length=len(prompt), max=caps.prompt_max)
@@ -33,7 +35,7 @@ def validate(args: DrawArgs, caps: Capabilities = SEED) -> DrawRequest:
     negative: str | None = None
     if "negative" in opts:
         negative = str(opts["negative"]).strip()
-        if not negative:
+        if blank(negative):
             raise DrawError("missing_value", option="negative", example=EXAMPLES["negative"])
         if not caps.negative_prompt:
             raise DrawError("unsupported_option", option="negative", backend=caps.backend)

@@ -16,11 +16,14 @@ from adapters.discord.files import Upload, batches
 from adapters.discord.route import Route
 from adapters.discord.sink import CONTENT_MAX, summary
 from bot import redact
+from bot.commands import describe_failure
 from bot.core import Core
-from bot.errors import ConfigError
+from bot.errors import BackendError, ConfigError, SdbotError
+from bot.generation import Generation
 from bot.i18n import render_error, t
+from bot.jobs import Job
 from bot.request import DrawRequest
-from tests.discord_support import TOKEN, fake_discord, running_bot
+from tests.discord_support import TOKEN, QuietBackend, fake_discord, running_bot
 from tests.pipeline_support import GatedBackend, make_settings
 
 
@@ -153,3 +156,66 @@ def test_the_summary_fits_a_message_and_shows_markdown_literally() -> None:
     assert text.endswith("Seed 1 · Base · 1024x1024 · 20 steps · Euler a · CFG 5")
     short = summary(dataclasses.replace(request, prompt="cat", negative_prompt=None), "en", limit=100)
     assert short.splitlines()[0] == "cat"
+
+
+async def test_jobs_finishing_while_the_bot_stops_are_resumed_at_the_next_start(tmp_path: Path) -> None:
+    """A deploy (SIGTERM) while images are generating: the results that come in while the adapter stops are
+    neither sent through the closed connection nor failed; the next start delivers them or tells the failure."""
+    db = tmp_path / "db"
+    backend = QuietBackend(hold=True)
+    backend.failures["doomed"] = BackendError("backend_unavailable")
+    async with fake_discord() as dc:
+        settings = make_settings(db, discord_bot_token=TOKEN, backend_concurrency=2)
+        core = await Core.open(settings, backend)
+        adapter = DiscordAdapter(core, settings, guild_ready_timeout=0.05)
+        reached = asyncio.Event()
+        results = 0
+
+        async def count(job: object, *args: object) -> None:
+            nonlocal results
+            results += 1
+            if results == 2:
+                reached.set()
+
+        try:
+            await adapter.prepare()
+            await core.start()
+            await adapter.start()
+            ok = await dc.invoke_command("draw", {"prompt": "fine", "size": "768x768"})
+            doomed = await dc.invoke_command("draw", {"prompt": "doomed", "size": "768x768"})
+            await backend.wait_started(2)
+            deliver, on_failed = adapter.sink.deliver, adapter.sink.on_failed
+
+            async def deliver_seen(job: Job, generation: Generation) -> None:
+                await count(job)
+                await deliver(job, generation)
+
+            async def failure_seen(job: Job, error: SdbotError, refunded: bool) -> None:
+                await count(job)
+                await on_failed(job, error, refunded)
+
+            adapter.sink.deliver, adapter.sink.on_failed = deliver_seen, failure_seen  # type: ignore[method-assign]
+            await adapter.stop()  # SIGTERM: the gateway and the HTTP session are closed
+            backend.release()  # ... and both generations end now
+            await asyncio.wait_for(reached.wait(), 10)
+            await asyncio.sleep(0.2)  # what used to happen next took milliseconds: "Session is closed", failed
+            assert {job.status for job in await stored_jobs_of(core)} == {"running"}
+        finally:
+            await core.close()
+
+        backend = QuietBackend()
+        backend.failures["doomed"] = BackendError("backend_unavailable")
+        async with running_bot(dc, db, backend) as bot:
+            await bot.delivered(ok)
+            notice = describe_failure(BackendError("backend_unavailable"), True, "en")
+            told = await dc.wait_for(lambda: doomed.original if doomed.original.content == notice else None)
+            await bot.core.wait_idle()
+            jobs = {job.request.prompt: job for job in await bot.jobs()}
+    assert (jobs["fine"].status, jobs["fine"].charged) == ("done", 1)
+    assert (jobs["doomed"].status, jobs["doomed"].error, jobs["doomed"].charged) == ("failed", "backend_unavailable", 0)
+    assert told.attachments == []
+
+
+async def stored_jobs_of(core: Core) -> list[Job]:
+    rows = await core.store.fetchall("SELECT id FROM jobs ORDER BY id")
+    return [job for row in rows if (job := await core.get_job(row["id"])) is not None]

@@ -11,6 +11,7 @@ from bot.errors import DrawError
 from bot.grammar import QUOTES
 from bot.i18n import render_error
 from bot.request import DrawRequest
+from bot.sanitize import blank, clean
 from bot.validation import parse_request
 
 DOCUMENTED = {
@@ -50,14 +51,17 @@ def test_any_text_parses_or_raises_a_documented_error(text: str) -> None:
         for lang in ("en", "zh"):
             assert render_error(exc, lang)  # type: ignore[arg-type]
         return
-    assert 1 <= len(request.prompt) <= params.PROMPT_MAX
+    assert 1 <= len(request.prompt) <= params.PROMPT_MAX and not blank(request.prompt)
+    assert request.prompt == clean(request.prompt)  # no control characters or bidi overrides survive
     assert parse_request(request.to_command()) == request
 
 
+# Texts as validation leaves them: cleaned of control characters, stripped, with something visible.
+PROMPTS = st.text(min_size=1, max_size=60).map(clean).map(str.strip).filter(lambda text: not blank(text))
 REQUESTS = st.builds(
     DrawRequest,
-    prompt=st.text(min_size=1, max_size=60).map(str.strip).filter(bool),
-    negative_prompt=st.none() | st.text(min_size=1, max_size=40).map(str.strip).filter(bool),
+    prompt=PROMPTS,
+    negative_prompt=st.none() | PROMPTS.filter(lambda text: len(text) <= 40),
     size=st.sampled_from(params.SIZES),
     n=st.integers(*params.N_RANGE),
     steps=st.integers(*params.STEPS_RANGE),

@@ -3,13 +3,28 @@ delivers or refunds every accepted job, and the quota counters match exactly."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import sqlite3
 from pathlib import Path
 
-from tests.pipeline_support import Worker
+import pytest
+
+from bot.core import Core
+from bot.errors import BackendError, SdbotError
+from bot.jobs import Job
+from bot.people import ChatRef, UserRef
+from tests.pipeline_support import (
+    WAIT_LIMIT,
+    GatedBackend,
+    RecordingSink,
+    Worker,
+    make_settings,
+    open_core,
+    usage_matches_jobs,
+)
 
 
 def test_a_killed_bot_delivers_or_refunds_every_accepted_job_after_restart(tmp_path: Path) -> None:
@@ -78,3 +93,79 @@ def test_a_killed_bot_delivers_or_refunds_every_accepted_job_after_restart(tmp_p
     assert usage == charged
     day = jobs[accepted["fast"]]["quota_day"]
     assert usage == {("telegram:1", day): 3, ("telegram:2", day): 2, ("telegram:3", day): 0}
+
+
+class NoticeHeldSink(RecordingSink):
+    """A sink whose failure notices (of the ``held`` codes) wait for :meth:`release_notices`: the platform
+    is slow, or the process dies first."""
+
+    def __init__(self, held: frozenset[str] | None = None) -> None:
+        super().__init__()
+        self.held = held
+        self.notice_started = asyncio.Event()
+        self._notices_may_go = asyncio.Event()
+
+    async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
+        if self.held is None or error.code in self.held:
+            self.notice_started.set()
+            await self._notices_may_go.wait()
+        await super().on_failed(job, error, refunded)
+
+    def release_notices(self) -> None:
+        self._notices_may_go.set()
+
+
+async def test_a_failure_is_recorded_only_once_the_user_was_told(tmp_path: Path) -> None:
+    db = tmp_path / "sdbot.db"
+    backend = GatedBackend()
+    backend.failures["doomed"] = BackendError("backend_unavailable")
+    core = await Core.open(make_settings(db), backend)
+    held = NoticeHeldSink()
+    core.register_sink("telegram", held)
+    await core.start()
+    try:
+        job = await core.submit(UserRef("telegram", "1"), ChatRef("telegram", "1", False), "doomed --n 2", {})
+        await asyncio.wait_for(held.notice_started.wait(), WAIT_LIMIT)
+        # The notice is on its way: were the process to die now, nothing may say the user was told.
+        during = await core.get_job(job.id)
+        assert during is not None and (during.status, during.charged) == ("running", 2)
+    finally:
+        await core.close()  # the process ends with the notice still waiting
+
+    async with open_core(db, backend, platforms=("telegram",)) as (restarted, sink):
+        await restarted.wait_idle()
+        ended = await restarted.get_job(job.id)
+        store = restarted.store
+        assert await usage_matches_jobs(store) == []
+    assert sink.of("failed") == [(job.id, ("backend_unavailable", True))]  # told at the next start
+    assert ended is not None and (ended.status, ended.error, ended.charged) == ("failed", "backend_unavailable", 0)
+
+
+async def test_a_job_whose_failure_is_being_told_can_no_longer_be_cancelled(tmp_path: Path) -> None:
+    """The service was marked down while a job waited: it fails when its turn comes. While that notice is on
+    its way (seconds, behind a platform's flood limits) the owner's /cancel must not end the job a second
+    way: one outcome, one message."""
+    backend = GatedBackend(hold=True)
+    backend.failures["first"] = BackendError("backend_unavailable")
+    settings = {"backend_concurrency": 1, "breaker_failures": 1, "breaker_cooldown": 600, "rate_per_minute": 0}
+    core = await Core.open(make_settings(tmp_path / "sdbot.db", **settings), backend)
+    sink = NoticeHeldSink(held=frozenset({"backend_down"}))
+    core.register_sink("telegram", sink)
+    await core.start()
+    user, chat = UserRef("telegram", "1"), ChatRef("telegram", "1", False)
+    try:
+        await core.submit(user, chat, "first", {})
+        second = await core.submit(user, chat, "second", {})
+        await backend.wait_started(1)
+        backend.release()  # "first" fails: the service is marked down, and "second" fails when its turn comes
+        await asyncio.wait_for(sink.notice_started.wait(), WAIT_LIMIT)
+        with pytest.raises(SdbotError) as refused:
+            await core.cancel(user)
+        assert refused.value.code == "nothing_to_cancel"
+        sink.release_notices()
+        await core.wait_idle()
+        ended = await core.get_job(second.id)
+    finally:
+        await core.close()
+    assert ended is not None and (ended.status, ended.error, ended.charged) == ("failed", "backend_down", 0)
+    assert [code for job_id, (code, _) in sink.of("failed") if job_id == second.id] == ["backend_down"]

@@ -16,9 +16,13 @@ from pathlib import Path
 import pytest
 
 from adapters import runner
+from adapters.telegram import TelegramAdapter
 from bot import redact
-from bot.errors import ConfigError
+from bot.commands import describe_failure
+from bot.core import Core
+from bot.errors import BackendError, ConfigError, SdbotError
 from bot.i18n import render_error
+from bot.jobs import Job
 from tests.fakes.telegram import FakeTelegram
 from tests.pipeline_support import GatedBackend
 from tests.telegram_support import USER, PreparedBackend, fake_telegram, running, tg_settings
@@ -171,3 +175,45 @@ async def start_sdbot(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Proc
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def test_a_failure_during_shutdown_is_told_at_the_next_start(tg: FakeTelegram, tmp_path: Path) -> None:
+    """A generation that fails while the bot stops (a deploy): the user is not left without an answer, and
+    the job is not refunded silently; the next start runs it again and tells them."""
+    settings = tg_settings(tmp_path, tg)
+    backend = GatedBackend(hold=True)
+    backend.failures["doomed"] = BackendError("backend_unavailable")
+    core = await Core.open(settings, backend)
+    adapter = TelegramAdapter(core, settings, status_interval=0.2, poll_timeout=1, shutdown_grace=0.5)
+    told = asyncio.Event()
+    on_failed = adapter.sink.on_failed
+
+    async def failure_seen(job: Job, error: SdbotError, refunded: bool) -> None:
+        told.set()
+        await on_failed(job, error, refunded)
+
+    adapter.sink.on_failed = failure_seen  # type: ignore[method-assign]
+    try:
+        await adapter.prepare()
+        await core.start()
+        await adapter.start()
+        tg.send_text(USER, "/draw doomed --size 768x768")
+        await backend.wait_started(1)
+        await adapter.stop()  # SIGTERM: no more sending
+        backend.release()  # ... and the generation fails now
+        await asyncio.wait_for(told.wait(), 10)
+        await asyncio.sleep(0.2)
+        job = await core.get_job(1)
+        # Neither failed nor refunded while nobody was told.
+        assert job is not None and (job.status, job.charged) == ("running", 1)
+    finally:
+        await core.close()
+
+    backend = GatedBackend()
+    backend.failures["doomed"] = BackendError("backend_unavailable")
+    async with running(settings, backend) as bot:
+        await bot.core.wait_idle()
+        ended = await bot.core.get_job(1)
+    notice = describe_failure(BackendError("backend_unavailable"), True, "en")
+    assert notice in tg.texts(USER)
+    assert ended is not None and (ended.status, ended.charged) == ("failed", 0)

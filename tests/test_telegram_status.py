@@ -12,12 +12,14 @@ import pytest
 from telegram import Bot
 
 from adapters.telegram.sender import Sender
-from adapters.telegram.status import StatusBoard
+from adapters.telegram.status import STATUS_KEY, StatusBoard
+from bot.core import Core
+from bot.i18n import t
 from bot.jobs import Job
 from bot.request import DrawRequest
 from tests.fakes.telegram import FakeTelegram
-from tests.pipeline_support import GatedBackend
-from tests.telegram_support import GROUP, fake_telegram, running, tg_settings
+from tests.pipeline_support import WAIT_LIMIT, GatedBackend
+from tests.telegram_support import GROUP, USER, PreparedBackend, fake_telegram, running, tg_settings
 
 INTERVAL = 0.3
 
@@ -110,3 +112,51 @@ async def test_a_live_job_shows_progress_then_done(tg: FakeTelegram, tmp_path: P
     assert queued.params["text"] == "#1 in the queue"
     assert drawing.params["text"] == "Drawing…" and drawing.params["message_id"] == queued.result["message_id"]
     assert done.params["chat_id"] in (1, 2)
+
+
+async def stored_status_id(core: Core, job_id: int) -> int:
+    """The status message id the sink stored in the job's route (waits for it: it is written after the send)."""
+    async with asyncio.timeout(WAIT_LIMIT):
+        while True:
+            job = await core.get_job(job_id)
+            if job is not None and STATUS_KEY in job.route:
+                return int(job.route[STATUS_KEY])
+            await asyncio.sleep(0.01)
+
+
+async def test_a_job_recovered_after_a_restart_edits_its_old_status_message(tg: FakeTelegram, tmp_path: Path) -> None:
+    settings = tg_settings(tmp_path, tg)
+    backend = GatedBackend(hold=True)
+    async with running(settings, backend) as first:
+        tg.send_text(USER, "/draw a slow cat")
+        status = await tg.wait_for("sendMessage")
+        await backend.wait_started(1)
+        remembered = await stored_status_id(first.core, 1)
+    # Stopped while drawing: the job stays unfinished and the next process re-runs it.
+    async with running(settings, PreparedBackend()) as second:
+        await tg.wait_for("sendPhoto")
+        done = await tg.wait_for("editMessageText", lambda c: c.params["text"] == "Done: 1 picture(s).")
+        await second.core.wait_idle()
+        job = await second.core.get_job(1)
+
+    assert remembered == status.result["message_id"]
+    assert job is not None and job.status == "done" and job.attempts == 2
+    assert done.params["message_id"] == remembered  # the same message, brought up to date
+    assert len(tg.calls_to("sendMessage")) == 1  # and no second status message
+    assert tg.texts(USER).count("Done: 1 picture(s).") == 1
+
+
+async def test_a_recovered_job_that_fails_removes_its_old_status_message(tg: FakeTelegram, tmp_path: Path) -> None:
+    backend = GatedBackend(hold=True)
+    async with running(tg_settings(tmp_path, tg), backend) as first:
+        tg.send_text(USER, "/draw a slow cat")
+        await backend.wait_started(1)
+        remembered = await stored_status_id(first.core, 1)
+    # Restarted too late: the job is failed and refunded; its stale "Drawing…" must not stay behind.
+    async with running(tg_settings(tmp_path, tg, job_max_age=0.001), PreparedBackend()) as second:
+        expired = t("en", "error.job_expired", job=1)
+        notice = await tg.wait_for("sendMessage", lambda c: c.params["text"] == expired)
+        await tg.wait_for("deleteMessage")
+        await second.core.wait_idle()
+    assert (USER, remembered) in tg.deleted
+    assert tg.message(USER, remembered) is None and notice.params["chat_id"] == USER

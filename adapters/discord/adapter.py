@@ -57,9 +57,11 @@ class DiscordAdapter:
         token_lifetime: float = TOKEN_LIFETIME,
         progress_interval: float = PROGRESS_INTERVAL,
         ready_timeout: float = 60.0,
+        shutdown_grace: float = 3.0,
     ) -> None:
         """The keyword options exist for tests and benchmarks: discord.py waits ``guild_ready_timeout`` after
-        the last server arrives before it is ready; ``token_lifetime`` is Discord's 15 minutes."""
+        the last server arrives before it is ready; ``token_lifetime`` is Discord's 15 minutes; results being
+        sent when the adapter stops get ``shutdown_grace`` seconds before the connection closes."""
         if not settings.discord_bot_token:
             raise ValueError("DiscordAdapter needs DISCORD_BOT_TOKEN")  # sdbot run only builds it when set
         self.core = core
@@ -68,6 +70,7 @@ class DiscordAdapter:
         redact.register(self._token)
         self.guild_ids = parse_guild_ids(settings.discord_guild_ids)
         self._ready_timeout = ready_timeout
+        self._grace = shutdown_grace
         self.client = SdbotClient(core, guild_ready_timeout=guild_ready_timeout)
         self.sink = DiscordSink(self.client, progress_interval=progress_interval)
         self.handlers = Handlers(core, settings, self.sink, token_lifetime=token_lifetime)
@@ -125,7 +128,10 @@ class DiscordAdapter:
         self.handlers.serving.set()
 
     async def stop(self) -> None:
+        """Stop answering, let results under way finish (``shutdown_grace``), close. Results that come later
+        wait for the core's shutdown, which leaves their jobs for the next start."""
         self.handlers.serving.clear()
+        await self.sink.close(self._grace)
         await self.client.close()
         if self._gateway is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):

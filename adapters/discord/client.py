@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -31,6 +32,29 @@ class SdbotTree(app_commands.CommandTree[Any]):
         await apologize(self.core, interaction)
 
 
+def guard_parsers(parsers: dict[str, Callable[[Any], None]]) -> None:
+    """Make every gateway event parser drop an event it cannot read instead of raising.
+
+    discord.py calls these straight from its gateway loop: one dispatch it cannot parse (a field missing or of
+    an unexpected type, a new kind of interaction) raises out of ``connect()`` and ends the connection for
+    good, so the bot would stop answering everyone. Dropping that one event is the only sane outcome.
+    """
+    for event, parse in list(parsers.items()):
+        parsers[event] = _guarded(event, parse)
+
+
+def _guarded(event: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
+    def guarded(data: Any) -> None:
+        try:
+            parse(data)
+        except Exception as exc:
+            # Not the payload: it holds what users wrote and interaction tokens.
+            log.warning("Discord %s event could not be read (%s); ignored", event, type(exc).__name__)
+            log.debug("unreadable %s event", event, exc_info=exc)
+
+    return guarded
+
+
 class SdbotClient(discord.Client):
     def __init__(self, core: Core, *, guild_ready_timeout: float = 2.0) -> None:
         super().__init__(
@@ -39,6 +63,7 @@ class SdbotClient(discord.Client):
             allowed_mentions=discord.AllowedMentions.none(),
             max_messages=None,  # the bot never looks messages up; nothing to cache
         )
+        guard_parsers(self._connection.parsers)
         self.tree = SdbotTree(self, core)
         self.handlers: Handlers | None = None  # the buttons and the Edit form find their handlers here
 

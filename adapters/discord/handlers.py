@@ -72,12 +72,15 @@ class Handlers:
     @guarded
     async def edit(self, interaction: discord.Interaction, job_id: int) -> None:
         """Open a form holding the job's whole ``/draw`` text (seed included); sending it is a new request.
-        Anyone may: the parameters are in the caption for everyone to see anyway."""
+        Anyone where the picture was posted may (the parameters are in its caption anyway); elsewhere the job
+        does not exist: a custom id is only a string a modified client can forge, and a job drawn in a DM or
+        another server must not reveal its prompt."""
         if not await self._serving(interaction):
             return
         lang = lang_of(self.core, interaction)
         job = await self.core.get_job(job_id)
-        if job is None or job.platform != PLATFORM:
+        visible = job is not None and (job.user == user_ref(interaction).key or job.chat == chat_ref(interaction).key)
+        if job is None or job.platform != PLATFORM or not visible:
             await reply(interaction, render_error(SdbotError("job_not_found", job=job_id), lang))
             return
         command = strip_command(edit_command(job.seeded_request)).strip()

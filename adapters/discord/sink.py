@@ -13,8 +13,8 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NoReturn, cast
 
 import discord
 
@@ -82,6 +82,10 @@ class DiscordSink:
         self._progress_interval = progress_interval
         self._acks: dict[int, asyncio.Event] = {}
         self._shown: dict[int, tuple[float, str]] = {}  # job -> (monotonic time, state) of its last progress edit
+        self._closing = False
+        self._sending = 0  # results (images or failure notices) under way
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # The handler admits the job before it answers the interaction (errors must be ephemeral, and a deferred
     # answer decides that for good), so the job may reach the sink first.
@@ -109,6 +113,8 @@ class DiscordSink:
     # Sink protocol ----------------------------------------------------------------------------------
 
     async def on_progress(self, job: Job, event: JobEvent) -> None:
+        if self._closing:
+            return
         now = time.monotonic()
         last = self._shown.get(job.id)
         if last is not None and last[1] == event.state and now - last[0] < self._progress_interval:
@@ -128,6 +134,45 @@ class DiscordSink:
             log.debug("job %s: token gone, progress not shown", job.id)
 
     async def deliver(self, job: Job, generation: Generation) -> None:
+        await self._while_open(job, lambda: self._deliver(job, generation))
+
+    async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
+        await self._while_open(job, lambda: self._tell_failure(job, error, refunded))
+
+    # Life cycle -------------------------------------------------------------------------------------
+
+    async def close(self, grace: float) -> None:
+        """Stop sending (the adapter is stopping): results under way get ``grace`` seconds to finish while the
+        connection is still open; later ones wait to be cancelled by the core's shutdown, which leaves their
+        jobs unfinished for the next start (a result sent through a closed session would fail the job)."""
+        self._closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
+
+    async def _while_open(self, job: Job, send: Callable[[], Awaitable[None]]) -> None:
+        if self._closing:
+            await _park(job)
+        self._sending += 1
+        self._idle.clear()
+        try:
+            await send()
+        except DeliveryGone:
+            raise
+        except Exception:
+            if not self._closing:
+                raise
+            # The connection was closed under this result: not the job's fault, the next start sends it.
+        else:
+            return
+        finally:
+            self._sending -= 1
+            if not self._sending:
+                self._idle.set()
+        await _park(job)
+
+    # Results ----------------------------------------------------------------------------------------
+
+    async def _deliver(self, job: Job, generation: Generation) -> None:
         self._shown.pop(job.id, None)
         route = Route.from_json(job.route)
         limit = route.filesize_limit
@@ -162,7 +207,7 @@ class DiscordSink:
                 log.info("job %s: interaction token gone (%s %s); posting to the channel", job.id, exc.status, exc.code)
         await self._post(route, job, generation.request, groups[sent:], view, with_text=sent == 0)
 
-    async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
+    async def _tell_failure(self, job: Job, error: SdbotError, refunded: bool) -> None:
         self._shown.pop(job.id, None)
         route = Route.from_json(job.route)
         await self._acknowledgement(route)
@@ -218,7 +263,9 @@ class DiscordSink:
 
     async def _send_to_channel(self, route: Route, *, mention: bool = False, **kwargs: Any) -> None:
         channel = self._client.get_partial_messageable(route.channel_id, guild_id=route.guild_id)
-        allowed = discord.AllowedMentions(users=[discord.Object(route.user_id)]) if mention else _NONE
+        # Only the owner may be pinged, whatever the prompt in the text holds (@everyone, roles, other users).
+        # Every field is explicit: unset ones would default to allowing @everyone and roles.
+        allowed = _owner_only(route.user_id) if mention else _NONE
         try:
             await channel.send(allowed_mentions=allowed, **kwargs)
         except discord.Forbidden as exc:
@@ -232,6 +279,18 @@ class DiscordSink:
 
 
 _NONE = discord.AllowedMentions.none()
+
+
+async def _park(job: Job) -> NoReturn:
+    # Shutting down: returning would mark the job done or failed, raising would fail it. Waiting until
+    # Core.close() cancels us leaves it unfinished, and the next start finishes it (Adapter protocol).
+    log.info("job %s: result held back by shutdown; it is sent at the next start", job.id)
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable: nothing sets this event")
+
+
+def _owner_only(user_id: int) -> discord.AllowedMentions:
+    return discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(user_id)], replied_user=False)
 
 
 def _files(group: Sequence[Upload]) -> list[discord.File]:

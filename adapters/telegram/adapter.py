@@ -22,6 +22,7 @@ from adapters.telegram.handlers import Handlers
 from adapters.telegram.sender import Sender
 from adapters.telegram.sink import TelegramSink
 from adapters.telegram.status import StatusBoard
+from adapters.telegram.updates import UpdatesRequest
 from bot import redact
 from bot.config import Settings
 from bot.core import Core
@@ -66,7 +67,7 @@ class TelegramAdapter:
         api = settings.telegram_api_url.rstrip("/")
         self._api = api
         # Our own request objects: PTB does not close its own when initialize() fails (a refused token).
-        self._requests = (HTTPXRequest(media_write_timeout=60.0), HTTPXRequest())
+        self._requests = (HTTPXRequest(media_write_timeout=60.0), UpdatesRequest())
         builder = (
             ApplicationBuilder()
             .token(token)
@@ -87,6 +88,7 @@ class TelegramAdapter:
             self.board,
             send_originals=settings.telegram_send_originals,
             document_limit=media.DOCUMENT_MAX_BYTES if api == PUBLIC_API else media.LOCAL_DOCUMENT_MAX_BYTES,
+            update_route=core.update_route,
         )
         self.handlers = Handlers(core, self.sender, self.board)
         self.handlers.install(self.app)

@@ -2,7 +2,8 @@
 
 A job's ``route`` is what the ``/draw`` handler (or the Again button) stored at admission: ``chat_id``,
 ``reply_to`` (the message the results answer) and, in forum topics, ``thread_id``. That is all delivery needs,
-so jobs recovered after a restart are delivered like any other.
+so jobs recovered after a restart are delivered like any other. Once the job's status reply exists, its id is
+added (``status_id``, through ``Core.update_route``) so that a restarted bot edits that same message.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
@@ -19,7 +20,7 @@ from telegram.error import BadRequest
 from adapters.telegram import media
 from adapters.telegram.media import Outgoing
 from adapters.telegram.sender import Sender
-from adapters.telegram.status import StatusBoard
+from adapters.telegram.status import STATUS_KEY, StatusBoard
 from adapters.telegram.text import photo_caption
 from bot.commands import describe_event, describe_failure
 from bot.core import DeliveryGone, JobEvent
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 # Telegram refused an upload as a photo although it looked like one: send the same files as documents.
 _PHOTO_REFUSED = ("photo_invalid", "image_process_failed", "file is too big", "photo_save_file_invalid")
 _ACTION_EVERY = 4.5  # seconds; a chat action shows for about five
+
+UpdateRoute = Callable[[int, dict[str, Any]], Awaitable[object]]  # Core.update_route
 
 
 def buttons(job_id: int, lang: Lang) -> InlineKeyboardMarkup:
@@ -60,9 +63,11 @@ class TelegramSink:
         *,
         send_originals: bool,
         document_limit: int = media.DOCUMENT_MAX_BYTES,
+        update_route: UpdateRoute | None = None,
     ) -> None:
         self._sender = sender
         self._board = board
+        self._update_route = update_route
         self._send_originals = send_originals
         self._document_limit = document_limit
         self._closing = False
@@ -76,11 +81,17 @@ class TelegramSink:
         if self._closing:
             return
         _, reply_to, thread_id = route_of(job)
-        await self._board.show(job, describe_event(event, job.lang), reply_to=reply_to, thread_id=thread_id)
+        created = await self._board.show(job, describe_event(event, job.lang), reply_to=reply_to, thread_id=thread_id)
+        if created is not None and self._update_route is not None:
+            try:
+                await self._update_route(job.id, {**job.route, STATUS_KEY: created})
+            except Exception as exc:  # only a restart would miss it: not worth failing the job
+                log.warning("job %s: could not remember its status message: %s", job.id, type(exc).__name__)
 
     async def deliver(self, job: Job, generation: Generation) -> None:
         if self._closing:
             await self._park(job)
+        self._board.adopt(job)  # a recovered job that never reported progress here still has a status message
         self._delivering += 1
         self._idle.clear()
         interrupted = False
@@ -102,13 +113,31 @@ class TelegramSink:
         self._board.finish(job.id, t(job.lang, "job.done", count=count))
 
     async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
-        self._board.finish(job.id, None)  # the notice below replaces the status
+        # Like a delivery: the core records the failure only once this returns, so during shutdown the job
+        # waits for the next start rather than being refunded without a word to the user.
         if self._closing:
-            log.info("job %s failed (%s) during shutdown; the user was not told", job.id, error.code)
-            return
+            await self._park(job)
+        self._board.adopt(job)
+        self._board.finish(job.id, None)  # the notice below replaces the status
         chat_id, reply_to, thread_id = route_of(job)
         text = describe_failure(error, refunded, job.lang)
-        await self._sender.send_text(chat_id, text, reply_to=reply_to, thread_id=thread_id)
+        self._delivering += 1
+        self._idle.clear()
+        try:
+            await self._sender.send_text(chat_id, text, reply_to=reply_to, thread_id=thread_id)
+        except DeliveryGone:
+            raise
+        except Exception:
+            if not self._closing:
+                raise
+            # The connection was closed under the notice: the next start sends it.
+        else:
+            return
+        finally:
+            self._delivering -= 1
+            if not self._delivering:
+                self._idle.set()
+        await self._park(job)
 
     # Life cycle -------------------------------------------------------------------------------------
 
@@ -188,8 +217,8 @@ class TelegramSink:
 
     @staticmethod
     async def _park(job: Job) -> NoReturn:
-        # Shutting down: returning would mark the job done, raising would fail and refund it. Waiting until
-        # Core.close() cancels us leaves it unfinished, and the next start delivers it (Adapter protocol).
-        log.info("job %s: delivery stopped by shutdown; it is resumed at the next start", job.id)
+        # Shutting down: returning would mark the job done (or failed), raising would fail and refund it.
+        # Waiting until Core.close() cancels us leaves it unfinished, and the next start finishes it.
+        log.info("job %s: result held back by shutdown; it is sent at the next start", job.id)
         await asyncio.Event().wait()
         raise AssertionError("unreachable: nothing sets this event")

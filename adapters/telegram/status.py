@@ -7,6 +7,10 @@ latest text. So a job moving through ten queue positions in a second costs one e
 for a status edit. Across all chats, edits are also held to ``edits_per_second``: Telegram's overall limit
 (about 30 messages a second) is shared with the pictures themselves, and a hundred queued users' positions
 must not crowd out the deliveries they are waiting for.
+
+A status message outlives the process that sent it: the sink stores its id in the job's route
+(``STATUS_KEY``), and a job recovered after a restart is :meth:`StatusBoard.adopt` ed, so its news edits the
+message the user already has instead of leaving it stale and sending another.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from bot.jobs import Job
 log = logging.getLogger(__name__)
 
 _MAX_CHATS = 10_000
+STATUS_KEY = "status_id"  # in a job's route: the message id of its status reply
 
 
 @dataclass(slots=True)
@@ -34,6 +39,7 @@ class _Status:
     wanted: str
     final: bool = False  # the last text it will get; forgotten once shown
     delete: bool = False  # remove the message instead (failed or cancelled: the answer is elsewhere)
+    adopted: bool = False  # sent by an earlier process (its text unknown)
 
 
 class StatusBoard:
@@ -54,6 +60,7 @@ class StatusBoard:
         self._dirty: dict[int, dict[int, None]] = {}  # chat -> job ids waiting for an edit, oldest first
         self._next_edit: dict[int, float] = {}  # chat -> when it may be edited again
         self._lanes: dict[int, asyncio.Task[None]] = {}
+        self._abandoned: set[int] = set()  # adopted messages found gone: jobs that need a new status message
         self.edits = 0  # for tests and the benchmark
 
     def __contains__(self, job_id: int) -> bool:
@@ -62,14 +69,25 @@ class StatusBoard:
     def jobs_of(self, owner: str) -> list[int]:
         return [s.job_id for s in self._statuses.values() if s.owner == owner and not s.final]
 
-    async def show(self, job: Job, text: str, *, reply_to: int | None, thread_id: int | None) -> None:
-        """The job's status is now ``text``: create its message or schedule an edit."""
+    def adopt(self, job: Job) -> None:
+        """Take over the status message an earlier process sent for ``job`` (its route says which), unless this
+        board already shows the job."""
+        message_id = job.route.get(STATUS_KEY)
+        if job.id in self._statuses or job.id in self._abandoned or not isinstance(message_id, int):
+            return
+        chat_id = int(job.route["chat_id"])
+        self._statuses[job.id] = _Status(job.id, job.user, chat_id, message_id, shown="", wanted="", adopted=True)
+
+    async def show(self, job: Job, text: str, *, reply_to: int | None, thread_id: int | None) -> int | None:
+        """The job's status is now ``text``: create its message or schedule an edit. Returns the id of the
+        message when this created one (for the sink to remember in the job's route)."""
+        self.adopt(job)
         status = self._statuses.get(job.id)
         if status is not None:
             if not status.final:
                 status.wanted = text
                 self._mark(status)
-            return
+            return None
         chat_id = int(job.route["chat_id"])
         message = await self._sender.send_text(chat_id, text, reply_to=reply_to, thread_id=thread_id)
         self._statuses[job.id] = _Status(job.id, job.user, message.chat_id, message.message_id, text, text)
@@ -77,6 +95,7 @@ class StatusBoard:
         if len(self._next_edit) > _MAX_CHATS:  # forget chats whose pause is long over
             self._next_edit = {chat: when for chat, when in self._next_edit.items() if when > now}
         self._next_edit[message.chat_id] = now + self._interval
+        return message.message_id
 
     def finish(self, job_id: int, text: str | None) -> None:
         """The job ended: show ``text`` as its last status, or delete the status message when None."""
@@ -150,6 +169,8 @@ class StatusBoard:
             self.edits += 1
             if not await self._sender.edit_text(status.chat_id, status.message_id, text):
                 self._statuses.pop(status.job_id, None)  # deleted by someone: stop editing it
+                if status.adopted:
+                    self._abandoned.add(status.job_id)  # the job's next news gets a new message
                 return True
             status.shown = text
             if status.final:

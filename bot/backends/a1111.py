@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
-from bot import images, params, redact
+from bot import cpu, images, params, redact
 from bot.backends.base import Backend, CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.http import (
     RETRYABLE_TRANSPORT,
@@ -238,10 +238,10 @@ class A1111Backend(Backend):
             raise BackendError("backend_bad_image", provider=PROVIDER, reason="empty")
         seeds = info.get("all_seeds")
         seeds = seeds if isinstance(seeds, list) else []
+        # Decoding and inspecting megabytes is CPU work: off the event loop, every picture in one thread call.
+        decoded = await cpu.run(_decode_all, encoded)
         out = []
-        for i, item in enumerate(encoded):
-            data = decode_b64(item.partition(",")[2] if item.startswith("data:") else item, PROVIDER)
-            found = await asyncio.to_thread(images.inspect, data)
+        for i, (data, found) in enumerate(decoded):
             seed = seeds[i] if i < len(seeds) and isinstance(seeds[i], int) else None
             out.append(GeneratedImage(data, found.format, found.width, found.height, seed=seed))
         return out
@@ -379,3 +379,12 @@ def _http_error(response: httpx.Response) -> BackendError:
         # Repeating it would run out of memory again; the message suggests a smaller size or fewer images.
         return BackendError("backend_unavailable", provider=PROVIDER, provider_code="out_of_memory")
     return BackendError("backend_unavailable", provider=PROVIDER, provider_code=code)
+
+
+def _decode_all(encoded: list[str]) -> list[tuple[bytes, images.ImageInfo]]:
+    """Each picture (bare base64 or a ``data:`` URL) decoded and inspected. Runs in a worker thread."""
+    out = []
+    for item in encoded:
+        data = decode_b64(item, PROVIDER, start=item.find(",") + 1 if item.startswith("data:") else 0)
+        out.append((data, images.inspect(data)))
+    return out

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from bot import redact
+from bot import cpu, redact
 from bot.backends import sdxl_v1
 from bot.backends.base import Backend, CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.http import (
@@ -220,7 +220,7 @@ class BedrockBackend(Backend):
             nonlocal done
             body = json.dumps(sdxl_v1.body(request, seed=seed, samples=1)).encode()
             data = await self._retry.run(lambda: self._invoke(body), _retryable)
-            images = await asyncio.to_thread(sdxl_v1.artifacts, data, request, PROVIDER)  # base64: CPU work
+            images = await cpu.run(sdxl_v1.artifacts, data, request, PROVIDER)  # base64: CPU work
             done += 1
             if progress is not None:
                 await progress(done / request.n)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Self
 import httpx
 from PIL import Image
 
-from bot import images, params, redact
+from bot import cpu, images, params, redact
 from bot.backends.base import Backend, CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.http import (
     RETRYABLE_TRANSPORT,
@@ -341,7 +341,7 @@ class ModelsLabBackend(Backend):
 
     async def _download_checked(self, url: str) -> _Download:
         data = await self._retry.run(functools.partial(self._download, url), _retryable)
-        info, blank = await asyncio.to_thread(_examine, data)
+        info, blank = await cpu.run(_examine, data)
         return _Download(data, info, blank)
 
     async def _download(self, url: str) -> bytes:

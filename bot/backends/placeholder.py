@@ -6,11 +6,10 @@ key, and tests and benchmarks have a backend with no network at all.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import TYPE_CHECKING, Self
 
-from bot import images
+from bot import cpu, images
 from bot.backends.base import Backend, CheckReport, GeneratedImage, ProgressCallback
 from bot.capabilities import SEED, Capabilities
 from bot.i18n import Msg
@@ -41,7 +40,7 @@ class PlaceholderBackend(Backend):
         for i in range(request.n):
             seed = (request.seed + i) % 2**32
             label = f"seed {seed}  image {i + 1}/{request.n}  {request.style}"
-            data = await asyncio.to_thread(images.placeholder_png, request.width, request.height, seed, label)
+            data = await cpu.run(images.placeholder_png, request.width, request.height, seed, label)
             out.append(GeneratedImage(data, "PNG", request.width, request.height, seed=seed))
             if progress is not None:
                 await progress((i + 1) / request.n)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
-from bot import redact
+from bot import cpu, redact
 from bot.backends.base import Backend, CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.http import (
     RETRYABLE_TRANSPORT,
@@ -196,7 +196,7 @@ class QianfanBackend(Backend):
         payload["user_id"] = user  # already a stable hash of the platform user, never the raw id
         data = await self._retry.run(lambda: self._call(payload), _retryable)
         # Decoding megabytes of base64 is CPU work: off the event loop.
-        return await asyncio.to_thread(_images, data, request)
+        return await cpu.run(_images, data, request)
 
     async def _call(self, payload: dict[str, Any]) -> dict[str, Any]:
         """One attempt: with the cached token, and once more with a fresh one if Baidu refuses the token."""

@@ -5,14 +5,13 @@ The body and the style/sampler mapping live in :mod:`bot.backends.sdxl_v1`, shar
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
 
 import httpx
 
-from bot import redact
+from bot import cpu, redact
 from bot.backends import sdxl_v1
 from bot.backends.base import Backend, CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.http import (
@@ -91,7 +90,7 @@ class StabilityBackend(Backend):
         payload = sdxl_v1.body(request, seed=request.seed, samples=request.n)
         data = await self._retry.run(lambda: self._request("POST", self._path, payload), _retryable)
         # Decoding megabytes of base64 is CPU work: off the event loop.
-        return await asyncio.to_thread(sdxl_v1.artifacts, data, request, PROVIDER)
+        return await cpu.run(sdxl_v1.artifacts, data, request, PROVIDER)
 
     async def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
         try:

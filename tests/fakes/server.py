@@ -11,7 +11,8 @@ class FakeServer:
     """Base class: subclasses fill ``self.app`` with routes in ``__init__`` and call ``super().__init__()`` first.
 
     Use as ``async with FakeX() as fake: ... fake.url ...``. ``requests`` keeps every request the fake
-    answered, in order, as ``(method, path)`` so tests can count calls.
+    answered, in order, as ``(method, path)`` so tests can count calls. A fake that was stopped and is started
+    again listens on its old port: to its clients, the same service went away and came back (outage tests).
     """
 
     def __init__(self) -> None:
@@ -35,7 +36,7 @@ class FakeServer:
     async def start(self) -> FakeServer:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)  # 0 the first time: any free port
         await site.start()
         server = site._server  # aiohttp keeps the asyncio server here; it is the only way to learn the port
         assert server is not None and server.sockets

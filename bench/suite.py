@@ -1,0 +1,213 @@
+"""``python -m bench``: every benchmark with quick defaults, one table (a few minutes on 2 cores).
+
+    python -m bench                      # all: parse quota pipeline memory telegram discord
+    python -m bench pipeline discord     # some of them
+    python -m bench --list
+
+Each benchmark is also runnable alone (``python -m bench.<name> --help``) with more options. Each figure is
+compared with a floor measured in the same run (these machines are noisy: see BENCHMARKS.md); the asynchronous
+ones also report the event loop's lag (p99) while the bot worked. A benchmark that fails prints its error in
+the table and the others still run; the exit code is 1 when a goal was missed or a benchmark failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.looplag import GOAL_P99_MS, LoopLag
+from bench.support import Figure, machine, print_figures
+
+Runner = Callable[[], list[Figure]]
+
+
+def _lag_figure(name: str, lag: LoopLag, floor: LoopLag | None = None) -> Figure:
+    """The p99 lag while the bot worked; the floor's lag when it has one (the same load without the bot)."""
+    summary = lag.summary()
+    figure = f"{summary.p99_ms:.1f} ms"
+    if summary.longest_ms is not None:
+        figure += f" (longest callback {summary.longest_ms:.0f} ms)"
+    floor_text = "-" if floor is None else f"{floor.summary().p99_ms:.1f} ms"
+    return Figure(f"loop lag p99, {name}", figure, floor_text, "-", f"<= {GOAL_P99_MS:.0f} ms", summary.met)
+
+
+def parse() -> list[Figure]:
+    """Commands parsed and validated per second, against a generic tokenizer (``shlex.split``) of the same
+    texts: what splitting a command line costs without understanding it. No goal; shown for regressions."""
+    import shlex
+
+    from bench import parse as bench_parse
+
+    result = bench_parse.run(1.0)
+    count, begin = 0, time.perf_counter()
+    while time.perf_counter() - begin < 0.5:
+        for text in bench_parse.COMMANDS:
+            shlex.split(text)
+            count += 1
+    floor = count / (time.perf_counter() - begin)
+    rate = result["per_second"]
+    return [Figure("parse+validate (commands/s)", f"{rate:,.0f}", f"{floor:,.0f}", f"{rate / floor:.2f}", "-", None)]
+
+
+def quota() -> list[Figure]:
+    """Admission decisions per second, 32 in flight in one process, against a plain INSERT of the same row
+    through the same connection. Goal (the quota issue): at least 2,000 decisions/s in one process."""
+    import tempfile
+
+    from bench import quota as bench_quota
+
+    with tempfile.TemporaryDirectory(prefix="sdbot-bench-") as tmp:
+        lag, floor_lag = LoopLag(callbacks=True), LoopLag(callbacks=True)
+
+        async def both() -> tuple[dict[str, Any], dict[str, Any]]:
+            async with lag:
+                decided = await bench_quota.run_decisions(Path(tmp) / "q.db", 4000, 32, 500, 0)
+            async with floor_lag:
+                floor = await bench_quota.run_floor(Path(tmp) / "f.db", 4000, 32)
+            return decided, floor
+
+        decided, floor = asyncio.run(both())
+    rates = [len(r["latencies"]) / (r["end"] - r["start"]) for r in (decided, floor)]
+    return [
+        Figure(
+            "quota admissions (decisions/s)",
+            f"{rates[0]:,.0f}",
+            f"{rates[1]:,.0f}",
+            f"{rates[0] / rates[1]:.2f}",
+            ">= 2,000/s",
+            rates[0] >= 2000,
+        ),
+        _lag_figure("quota", lag, floor_lag),
+    ]
+
+
+def pipeline() -> list[Figure]:
+    from bench import pipeline as bench_pipeline
+
+    args = bench_pipeline.parser().parse_args(["--rounds", "4"])
+    return asyncio.run(bench_pipeline.run(args))
+
+
+def memory() -> list[Figure]:
+    from bench import memory as bench_memory
+
+    return bench_memory.figures(bench_memory.run_all(bench_memory.parser().parse_args([])))
+
+
+E2E_GOAL = 1 / 1.25  # "the bot adds no more than 25% to the time of the platform calls": throughput >= 0.8 x
+
+
+Best = Callable[[list[Any], str], Any]
+
+
+def _e2e(name: str, results: list[Any], bot_name: str, lags: tuple[LoopLag, LoopLag], best: Best) -> list[Figure]:
+    names = list(dict.fromkeys(r.name for r in results))
+    floor = best(results, names[0])
+    bot = best(results, bot_name)
+    ratio = bot.per_second / floor.per_second
+    added = bot.percentile(50) / floor.percentile(50)
+    return [
+        Figure(
+            f"{name} end to end (/draw per s)",
+            f"{bot.per_second:.1f}",
+            f"{floor.per_second:.1f}",
+            f"{ratio:.2f}",
+            f">= {E2E_GOAL:.2f} (<= +25% time)",
+            ratio >= E2E_GOAL,
+        ),
+        Figure(
+            f"{name} latency p50 (ms)",
+            f"{bot.percentile(50) * 1000:.0f}",
+            f"{floor.percentile(50) * 1000:.0f}",
+            f"{added:.2f}",
+            "-",
+            None,
+        ),
+        _lag_figure(name, *lags),
+    ]
+
+
+def discord() -> list[Figure]:
+    from bench import discord as bench_discord
+
+    args = argparse.Namespace(interactions=100, concurrency=8, rounds=4, image="flat")
+    results = asyncio.run(bench_discord.main(args))
+    return _e2e("discord", results, "sdbot", (args.lag, args.floor_lag), bench_discord.best)
+
+
+def telegram() -> list[Figure]:
+    """Through bench/telegram.py as it is (its owner may still change it): the bot's row without the rate
+    limiter (Telegram's own 30 sends/s would otherwise be the figure) against its floor."""
+    from bench import telegram as bench_telegram
+
+    lag, floor_lag = LoopLag(callbacks=True), LoopLag(callbacks=True)
+    burst = bench_telegram.burst
+
+    async def measured(tg: Any, users: list[int], started: Any, name: str) -> Any:
+        # From the bot's first poll (bench/telegram.py's burst waits for it) to the last photo.
+        async with lag if "sdbot" in name else floor_lag:
+            return await burst(tg, users, started, name)
+
+    bench_telegram.burst = measured  # type: ignore[assignment]
+    try:
+        args = argparse.Namespace(users=60, concurrency=8, rounds=3, image="flat", no_limiter_row=True)
+        results = asyncio.run(bench_telegram.main(args))
+    finally:
+        bench_telegram.burst = burst  # type: ignore[assignment]
+    names = [r.name for r in results]
+    bot_name = next((n for n in names if "no rate limiter" in n), names[-1])
+    return _e2e("telegram", results, bot_name, (lag, floor_lag), bench_telegram.best)
+
+
+BENCHMARKS: dict[str, tuple[Runner, str]] = {
+    "parse": (parse, "commands parsed and validated per second (bench/parse.py)"),
+    "quota": (quota, "admission decisions per second, one process (bench/quota.py)"),
+    "pipeline": (pipeline, "images per second through the whole core vs decode+check (bench/pipeline.py)"),
+    "memory": (memory, "peak RSS with 100 jobs of 4 pictures in flight vs their bytes (bench/memory.py)"),
+    "telegram": (telegram, "/draw per second end to end through the fake Bot API vs raw calls (bench/telegram.py)"),
+    "discord": (discord, "/draw per second end to end through the fake Discord vs raw calls (bench/discord.py)"),
+}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("names", nargs="*", metavar="benchmark", help=f"any of: {' '.join(BENCHMARKS)} (default all)")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, (_, what) in BENCHMARKS.items():
+            print(f"{name:10} {what}")
+        return 0
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    logging.disable(logging.WARNING)  # placeholder, rate-limit and per-job notices are noise here
+    load = os.getloadavg()
+    print(f"machine: {machine()}")
+    print(f"load average before the run: {load[0]:.2f} (1 min), {load[1]:.2f} (5 min)")
+    figures: list[Figure] = []
+    failed = False
+    began = time.perf_counter()
+    for name in args.names or list(BENCHMARKS):
+        start = time.perf_counter()
+        print(f"running {name} ...", flush=True)
+        try:
+            figures.extend(BENCHMARKS[name][0]())
+        except Exception as exc:
+            failed = True
+            traceback.print_exc()
+            figures.append(Figure(name, f"failed: {type(exc).__name__}", "-", "-", "-", False))
+        print(f"  {name}: {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"\nsdbot benchmarks, {time.perf_counter() - began:.0f} s in all (ratio = figure / floor, same run)\n")
+    print_figures(figures)
+    missed = [f.benchmark for f in figures if f.met is False]
+    if missed:
+        print(f"\ngoals missed: {', '.join(missed)}")
+    return 1 if failed or missed else 0

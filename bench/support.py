@@ -1,0 +1,199 @@
+"""What the benchmarks share: the summary row, the machine, realistic images, an instant backend and a sink.
+
+Images: :func:`photo_png` draws a PNG that compresses like a real Stable Diffusion picture (about 1.7 MB at
+1024x1024, 7 MB at 2048x2048), not a flat one of a few kilobytes, so copying it costs what copying a real
+one costs. :class:`InstantBackend` answers at once with prepared pictures held as base64, the way every
+provider sends them, and decodes them as the real backends do (:func:`bot.backends.http.decode_b64`, in a
+worker thread), so "the backend call" includes the one unavoidable decode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import io
+import os
+import platform
+import random
+import sqlite3
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from PIL import Image, ImageChops
+
+from bot import cpu, images
+from bot.backends.base import Backend, CheckReport, GeneratedImage, ProgressCallback
+from bot.backends.http import decode_b64, sniff_format
+from bot.capabilities import SEED, Capabilities
+from bot.config import Settings
+from bot.core import JobEvent
+from bot.errors import SdbotError
+from bot.generation import Generation
+from bot.jobs import Job
+from bot.request import DrawRequest
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# The summary table ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One row of ``python -m bench``: the figure, the floor it is compared with, and the goal."""
+
+    benchmark: str
+    figure: str
+    floor: str
+    ratio: str
+    goal: str
+    met: bool | None  # None: no goal, reported for information
+
+    @property
+    def verdict(self) -> str:
+        return "-" if self.met is None else ("yes" if self.met else "NO")
+
+
+def print_table(rows: Sequence[Sequence[str]], *, header: Sequence[str]) -> None:
+    table = [list(header), *[list(r) for r in rows]]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for index, row in enumerate(table):
+        cells = [c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))]
+        print("  ".join(cells).rstrip())
+        if index == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def print_figures(figures: Sequence[Figure]) -> None:
+    print_table(
+        [[f.benchmark, f.figure, f.floor, f.ratio, f.goal, f.verdict] for f in figures],
+        header=["benchmark", "figure", "floor", "ratio", "goal", "met?"],
+    )
+
+
+def machine() -> str:
+    """CPU model, cores, Python and SQLite versions: what BENCHMARKS.md records with the figures."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return (
+        f"{model}, {os.cpu_count()} CPUs; Python {platform.python_version()} ({platform.python_implementation()}); "
+        f"SQLite {sqlite3.sqlite_version}"
+    )
+
+
+# Images --------------------------------------------------------------------------------------------------
+
+
+def photo_png(width: int, height: int, seed: int = 0) -> bytes:
+    """A PNG about as large as a real generated picture of that size: the placeholder drawing plus fine noise
+    (3 bits a channel), which PNG cannot compress away."""
+    base = Image.open(io.BytesIO(images.placeholder_png(width, height, seed, "bench"))).convert("RGB")
+    noise = random.Random(seed).randbytes(width * height * 3).translate(bytes(b & 0x07 for b in range(256)))
+    picture = ImageChops.add(base, Image.frombytes("RGB", (width, height), noise))
+    out = io.BytesIO()
+    picture.save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+def encoded_photos(width: int, height: int, count: int = 4) -> list[str]:
+    """``count`` distinct pictures as base64 text, the form every provider's JSON answer carries."""
+    return [base64.b64encode(photo_png(width, height, seed)).decode("ascii") for seed in range(count)]
+
+
+def png_header_ok(data: bytes, width: int, height: int) -> bool:
+    """The floor's image check: PNG signature and IHDR size, nothing decoded."""
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return False
+    return struct.unpack(">II", data[16:24]) == (width, height)
+
+
+# A backend and a sink ------------------------------------------------------------------------------------
+
+
+class InstantBackend(Backend):
+    """Answers at once: request ``i`` gets the prepared pictures ``i, i+1, ...`` (base64), decoded in one worker
+    thread call like a real backend decodes a provider's answer. ``hold`` (optional) is awaited with the decoded
+    pictures in hand before returning, so a benchmark can keep many generations in flight at once."""
+
+    name = "instant"
+
+    def __init__(self, encoded: Sequence[str], hold: Any = None) -> None:
+        self.encoded = list(encoded)
+        self.hold = hold
+        self.caps = dataclasses.replace(SEED, backend=self.name)
+        self._next = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        raise NotImplementedError("benchmark only")
+
+    async def capabilities(self) -> Capabilities:
+        return self.caps
+
+    async def generate(
+        self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
+    ) -> list[GeneratedImage]:
+        assert request.seed is not None
+        first, self._next = self._next, self._next + 1
+        answer = [self.encoded[(first + i) % len(self.encoded)] for i in range(request.n)]
+        datas = await cpu.run(_decode_all, answer, self.name)
+        if self.hold is not None:
+            await self.hold()
+        return [
+            GeneratedImage(data, sniff_format(data), request.width, request.height, seed=request.seed + i)
+            for i, data in enumerate(datas)
+        ]
+
+    async def check(self) -> CheckReport:
+        return CheckReport(self.name, True)
+
+
+def _decode_all(answer: list[str], provider: str) -> list[bytes]:
+    return [decode_b64(text, provider) for text in answer]
+
+
+class MemorySink:
+    """Delivery to memory: counts the pictures and their bytes, then lets them go. ``done`` is set once
+    ``expected`` jobs were delivered; ``hold`` (optional) is awaited inside each delivery first."""
+
+    def __init__(self, expected: int, hold: Any = None) -> None:
+        self.expected = expected
+        self.hold = hold
+        self.delivered = 0
+        self.images = 0
+        self.bytes = 0
+        self.failed: list[str] = []
+        self.done = asyncio.Event()
+
+    async def on_progress(self, job: Job, event: JobEvent) -> None:
+        return None
+
+    async def deliver(self, job: Job, generation: Generation) -> None:
+        if self.hold is not None:
+            await self.hold()
+        self.images += len(generation.images)
+        self.bytes += sum(len(image.data) for image in generation.images)
+        self._count()
+
+    async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
+        self.failed.append(error.code)
+        self._count()
+
+    def _count(self) -> None:
+        self.delivered += 1
+        if self.delivered >= self.expected:
+            self.done.set()
+
+
+def bench_settings(db: Path, **overrides: Any) -> Settings:
+    """Shipped defaults with the limits off (a benchmark measures work, not refusals) and ``overrides``."""
+    limits = {"rate_per_minute": 0, "daily_images": 0, "chat_daily_images": 0, "max_pending": 100_000}
+    return dataclasses.replace(Settings.from_env({}, env_file=None), db=db, **(limits | overrides))

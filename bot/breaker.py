@@ -1,0 +1,133 @@
+"""A circuit breaker in front of the image service: stop sending jobs to a service that keeps failing.
+
+Without it, an outage costs every user the whole timeout and retry budget of their own job (minutes, with
+``SDBOT_BACKEND_TIMEOUT`` 120 s), and a long queue drains one failure at a time. With it:
+
+* **closed** (normal): jobs run. ``SDBOT_BREAKER_FAILURES`` consecutive *outage* failures open it.
+* **open**, for ``SDBOT_BREAKER_COOLDOWN`` seconds: new requests are refused at once with ``backend_down``
+  (nothing queued, nothing charged) and jobs still waiting fail at once, refunded, instead of each waiting
+  for its own timeout.
+* **half-open**, once the cooldown is over: requests are admitted again, and the first job to start is the
+  *trial*. Jobs starting while it runs wait for its outcome instead of piling onto a service that may still
+  be down. The trial succeeding (or the service answering anything that shows it is up) closes the circuit
+  and the waiting jobs run; the trial failing opens it again for another cooldown, and they fail at once.
+
+What counts as an outage failure (``OUTAGE``): the service could not be reached or failed
+(``backend_unavailable``), did not answer in time (``backend_timeout``), or answered with something that is not
+the requested picture (``backend_bad_image``). Each of those comes after the backend's own retries, so one
+failure already means "several attempts failed". Except A1111's out-of-memory answer: it is about that one
+request (its size and number of pictures), and counting it would let one user's oversized requests mark the
+service down for everybody. Everything else the service answers proves it is up and ends a streak: a success,
+a refused prompt, the content filter, rate limiting (the provider is alive and asks us to slow down, which the
+backends already honour with their retry waits), and the operator's problems (auth, quota, configuration:
+they do not pass by themselves, and every job reports them precisely). An unexpected error in our own code
+(``internal``) says nothing about the service and changes nothing.
+
+Nothing here blocks or does I/O; the core (:mod:`bot.core`) applies the decisions to jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from bot.errors import BackendError, SdbotError
+
+OUTAGE = frozenset({"backend_unavailable", "backend_timeout", "backend_bad_image"})
+# Provider answers that are failures of one request, not of the service.
+REQUEST_SPECIFIC = frozenset({"out_of_memory"})
+# Outcomes that prove nothing about the service either way (a bug of ours, a job cancelled under us).
+NEUTRAL = frozenset({"internal"})
+
+
+def outage(error: SdbotError) -> bool:
+    """Whether ``error`` counts towards marking the service down (see the module documentation)."""
+    if error.code not in OUTAGE:
+        return False
+    return not (isinstance(error, BackendError) and error.provider_code in REQUEST_SPECIFIC)
+
+
+State = Literal["closed", "open", "half_open"]
+Verdict = Literal["run", "trial", "refuse"]
+
+
+class Breaker:
+    """``failures`` consecutive outage failures open the circuit for ``cooldown`` seconds (0 = never opens).
+    ``clock`` is monotonic seconds; tests pass their own."""
+
+    def __init__(self, failures: int, cooldown: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.failures = failures
+        self.cooldown = cooldown
+        self.clock = clock
+        self.streak = 0  # consecutive outage failures while closed
+        self.opened = 0  # how many times it opened (logs, tests, the soak harness)
+        self._open_until: float | None = None  # set while open or half-open
+        self._trial: asyncio.Event | None = None  # set when the running trial ends; None: no trial running
+
+    # State ------------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        if self._open_until is None:
+            return "closed"
+        return "open" if self.clock() < self._open_until else "half_open"
+
+    def retry_in(self) -> float | None:
+        """Seconds until requests are taken again; None when they are taken now (closed or half-open)."""
+        if self._open_until is None:
+            return None
+        left = self._open_until - self.clock()
+        return left if left > 0 else None
+
+    def error(self) -> SdbotError:
+        """``backend_down`` with the whole seconds until the next try (at least 1)."""
+        return SdbotError("backend_down", seconds=max(1, math.ceil(self.retry_in() or 0)))
+
+    # Decisions --------------------------------------------------------------------------------------
+
+    async def admit(self) -> Verdict:
+        """Whether a job about to start may call the service: ``run``, ``trial`` (it is the half-open probe:
+        its outcome must be passed to :meth:`record` with ``trial=True``, which ends the trial), or ``refuse``
+        (fail it with :meth:`error`). While another trial runs, this waits for its outcome."""
+        while True:
+            state = self.state
+            if state == "closed":
+                return "run"
+            if state == "open":
+                return "refuse"
+            if self._trial is None:
+                self._trial = asyncio.Event()
+                return "trial"
+            await self._trial.wait()
+
+    def record(self, error: SdbotError | None, *, trial: bool = False) -> bool:
+        """Note how a job's generation ended: ``None`` for a success, else its error; ``trial`` when
+        :meth:`admit` made it the trial. True when this outcome opened the circuit."""
+        opened = self._note(error, trial=trial)
+        if trial and self._trial is not None:
+            self._trial.set()  # the jobs waiting on it decide again, with the new state
+            self._trial = None
+        return opened
+
+    def _note(self, error: SdbotError | None, *, trial: bool) -> bool:
+        if self.failures <= 0 or (error is not None and error.code in NEUTRAL):
+            return False
+        if error is None or not outage(error):  # the service answered: it is up
+            self.streak = 0
+            self._open_until = None
+            return False
+        if trial:  # the probe failed: straight back to open
+            return self._open()
+        if self.state != "closed":
+            return False  # a job that started before the circuit opened; already counted as down
+        self.streak += 1
+        return self.streak >= self.failures and self._open()
+
+    def _open(self) -> bool:
+        self.streak = 0
+        self._open_until = self.clock() + self.cooldown
+        self.opened += 1
+        return True

@@ -1,0 +1,160 @@
+"""The parts that keep the core cheap under load do not change what it does: the scheduler's remembered order,
+paced queue positions, base64 in slices, the one CPU thread, the channel cache."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import os
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from bot import channels, cpu
+from bot.backends.http import B64_SLICE, decode_b64
+from bot.channels import Channels
+from bot.errors import BackendError
+from bot.relay import Relay
+from bot.scheduler import Scheduler
+from bot.store import Store
+from tests.pipeline_support import WAIT_LIMIT
+
+
+async def _never(job_id: int) -> None:
+    await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize(("owners", "seed"), [(4, 1), (12, 7), (60, 3)])
+async def test_the_remembered_order_is_always_what_a_fresh_simulation_gives(owners: int, seed: int) -> None:
+    rng = random.Random(seed)
+    reported: dict[int, int] = {}
+    scheduler = Scheduler("t", 3, _never, on_position=lambda job, pos: reported.__setitem__(job, pos))
+    scheduler.start()
+    finished: list[int] = []
+    try:
+        for job in range(1, 400):
+            action = rng.random()
+            if action < 0.6:
+                scheduler.enqueue(job, f"user{rng.randrange(owners)}")
+            elif action < 0.75 and scheduler.order():
+                scheduler.remove(rng.choice(scheduler.order()))
+            elif scheduler.running:
+                victim = rng.choice(sorted(scheduler.running))
+                scheduler._running[victim].cancel()  # a run ends: the next job starts from the remembered order
+                finished.append(victim)
+                await asyncio.sleep(0)
+            order = scheduler.order()
+            assert order == scheduler._simulate()
+            assert [scheduler.position(j) for j in order] == list(range(1, len(order) + 1))
+            assert all(reported[j] == i for i, j in enumerate(order, start=1))
+    finally:
+        await scheduler.stop()
+    assert finished  # the random walk did start jobs from the remembered order
+
+
+class _Sends:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, float]] = []
+        self.changed = asyncio.Condition()
+
+    def make(self, label: str):  # type: ignore[no-untyped-def]
+        async def send() -> None:
+            async with self.changed:
+                self.sent.append((label, asyncio.get_running_loop().time()))
+                self.changed.notify_all()
+
+        return send
+
+    async def wait(self, count: int) -> None:
+        async with asyncio.timeout(WAIT_LIMIT), self.changed:
+            await self.changed.wait_for(lambda: len(self.sent) >= count)
+
+
+async def test_paced_positions_wait_their_turn_and_only_the_latest_goes() -> None:
+    relay, sends = Relay(pace=0.2), _Sends()
+    relay.post(1, sends.make("#5"), paced=True)  # the first one goes at once
+    await sends.wait(1)
+    for label in ("#4", "#3", "#2"):
+        relay.post(1, sends.make(label), paced=True)
+    await asyncio.sleep(0.05)
+    assert [label for label, _ in sends.sent] == ["#5"]  # held back
+    await sends.wait(2)
+    assert [label for label, _ in sends.sent] == ["#5", "#2"]
+    assert sends.sent[1][1] - sends.sent[0][1] >= 0.19
+    await relay.close()
+
+
+async def test_an_unpaced_notification_cuts_the_wait_and_settle_drops_what_waits() -> None:
+    relay, sends = Relay(pace=30.0), _Sends()
+    relay.post(1, sends.make("#3"), paced=True)
+    await sends.wait(1)
+    relay.post(1, sends.make("#2"), paced=True)  # would wait 30 s
+    relay.post(1, sends.make("#1"))  # the head of the queue: at once, and it replaces "#2"
+    await sends.wait(2)
+    relay.post(2, sends.make("other"), paced=True)
+    await sends.wait(3)
+    relay.post(2, sends.make("other #2"), paced=True)  # waits 30 s
+    await relay.settle(2)  # the job ended: its waiting position is dropped, its timer cancelled
+    await asyncio.sleep(0)
+    assert [label for label, _ in sends.sent] == ["#3", "#1", "other"]
+    assert not relay._timers and not relay._waiting
+    await relay.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 1000, B64_SLICE // 4 * 3 - 1, B64_SLICE // 4 * 3, 200_000, 1_500_001])
+def test_base64_in_slices_decodes_exactly_like_the_standard_library(size: int) -> None:
+    data = os.urandom(size)
+    text = base64.b64encode(data).decode()
+    assert decode_b64(text, "p") == data
+    assert decode_b64("data:image/png;base64," + text, "p", start=22) == data
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        base64.b64encode(os.urandom(B64_SLICE // 4 * 3 - 2)).decode() + base64.b64encode(os.urandom(90_000)).decode(),
+        base64.b64encode(os.urandom(300_000)).decode()[:-1],
+        base64.b64encode(os.urandom(300_000)).decode() + "\n",
+        "QUJD" * 50_000 + " " + "QUJD" * 10,
+        "QU=I",
+        "é" * 8,
+    ],
+)
+def test_base64_in_slices_refuses_what_strict_base64_refuses(text: str) -> None:
+    with pytest.raises(BackendError) as caught:
+        decode_b64(text, "p")
+    assert caught.value.params["reason"] == "base64"
+
+
+async def test_cpu_work_runs_on_one_thread_off_the_loop_with_the_callers_context() -> None:
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker")
+    marker.set("caller")
+
+    def where() -> tuple[str, str]:
+        return threading.current_thread().name, marker.get()
+
+    seen = await asyncio.gather(*(cpu.run(where) for _ in range(8)))
+    names = {name for name, _ in seen}
+    assert len(names) == 1 and next(iter(names)).startswith("sdbot-cpu")
+    assert {value for _, value in seen} == {"caller"}
+    assert threading.current_thread() is threading.main_thread()
+
+
+async def test_allowed_channels_are_remembered_and_refreshed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, other_store = await Store.open(tmp_path / "db"), await Store.open(tmp_path / "db")
+    try:
+        mine, theirs = Channels(store), Channels(other_store)  # two processes on one file
+        assert await mine.allowed("discord:1") == []
+        assert await mine.allow("discord:1", "10") == ["10"]  # its own change: at once
+        await theirs.allow("discord:1", "20")
+        assert await mine.allowed("discord:1") == ["10"]  # remembered for CACHE_SECONDS
+        monkeypatch.setattr(channels, "CACHE_SECONDS", 0.0)
+        assert await mine.allowed("discord:1") == ["10", "20"]
+        await mine.clear("discord:1")
+        assert await mine.allowed("discord:1") == []
+    finally:
+        await store.close()
+        await other_store.close()
