@@ -419,11 +419,15 @@ class BotProcess:
                 and dc.is_connected
             )
 
-        async with asyncio.timeout(limit):
-            while not ready():
-                if self.proc.returncode is not None:
-                    raise RuntimeError(f"the bot exited with {self.proc.returncode} while starting")
-                await asyncio.sleep(0.05)
+        try:
+            async with asyncio.timeout(limit):
+                while not ready():
+                    if self.proc.returncode is not None:
+                        raise RuntimeError(f"the bot exited with {self.proc.returncode} while starting")
+                    await asyncio.sleep(0.05)
+        except (RuntimeError, TimeoutError) as exc:
+            tail = self.log_path.read_bytes()[-3000:].decode("utf-8", "replace")
+            raise RuntimeError(f"bot life {life.number} did not become ready ({exc!r}); its log ends:\n{tail}") from exc
         life.ready = time.monotonic()
         self.serving.set()
         return life
@@ -877,25 +881,26 @@ class Soak:
     async def run(self) -> SoakReport:
         started = time.monotonic()
         async with self.tg, self.dc, self.qf:
-            bot = self.bot = BotProcess(bot_env(self.config, self.workdir, self.tg, self.dc, self.qf), self.workdir,
-                                        self.log_path)  # fmt: skip
-            await bot.start(self.tg, self.dc)
-            self.t0 = time.monotonic()
-            sampler = asyncio.create_task(self._sample_rss())
+            env = bot_env(self.config, self.workdir, self.tg, self.dc, self.qf)
+            bot = self.bot = BotProcess(env, self.workdir, self.log_path)
+            sampler: asyncio.Task[None] | None = None
             try:
-                await asyncio.gather(
-                    self._send_telegram(),
-                    self._send_discord(),
-                    self._outage(),
-                    self._chaos(),
-                    self._telegram_429s(),
-                    self._discord_429s(),
-                )
+                await bot.start(self.tg, self.dc)
+                self.t0 = time.monotonic()
+                sampler = asyncio.create_task(self._sample_rss())
+                async with asyncio.TaskGroup() as group:  # one failing cancels the others
+                    group.create_task(self._send_telegram())
+                    group.create_task(self._send_discord())
+                    group.create_task(self._outage())
+                    group.create_task(self._chaos())
+                    group.create_task(self._telegram_429s())
+                    group.create_task(self._discord_429s())
                 await self._drain()
             finally:
-                sampler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sampler
+                if sampler is not None:
+                    sampler.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sampler
                 if bot.proc is not None and bot.proc.returncode is None:
                     code = await bot.stop("term")
                     if code != 0:
