@@ -111,7 +111,8 @@ class Sink(Protocol):
 
     async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
         """Tell the user the job failed: ``commands.describe_failure(error, refunded, job.lang)`` is the
-        text. Not called when the owner cancelled the job themselves (their /cancel reply says so)."""
+        text. Not called when the owner cancelled the job themselves (their /cancel reply says so). The job is
+        recorded failed (and refunded) once this returns or raises; ``job`` already shows it that way."""
 
 
 class Core:
