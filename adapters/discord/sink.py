@@ -13,11 +13,12 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NoReturn, cast
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import discord
 
+from adapters.closing import ShutdownGate
 from adapters.discord import files
 from adapters.discord.files import Upload
 from adapters.discord.route import Route
@@ -82,10 +83,7 @@ class DiscordSink:
         self._progress_interval = progress_interval
         self._acks: dict[int, asyncio.Event] = {}
         self._shown: dict[int, tuple[float, str]] = {}  # job -> (monotonic time, state) of its last progress edit
-        self._closing = False
-        self._sending = 0  # results (images or failure notices) under way
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._gate = ShutdownGate()
 
     # The handler admits the job before it answers the interaction (errors must be ephemeral, and a deferred
     # answer decides that for good), so the job may reach the sink first.
@@ -113,7 +111,7 @@ class DiscordSink:
     # Sink protocol ----------------------------------------------------------------------------------
 
     async def on_progress(self, job: Job, event: JobEvent) -> None:
-        if self._closing:
+        if self._gate.closing:
             return
         now = time.monotonic()
         last = self._shown.get(job.id)
@@ -134,10 +132,10 @@ class DiscordSink:
             log.debug("job %s: token gone, progress not shown", job.id)
 
     async def deliver(self, job: Job, generation: Generation) -> None:
-        await self._while_open(job, lambda: self._deliver(job, generation))
+        await self._gate.send(job, lambda: self._deliver(job, generation))
 
     async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
-        await self._while_open(job, lambda: self._tell_failure(job, error, refunded))
+        await self._gate.send(job, lambda: self._tell_failure(job, error, refunded))
 
     # Life cycle -------------------------------------------------------------------------------------
 
@@ -145,30 +143,7 @@ class DiscordSink:
         """Stop sending (the adapter is stopping): results under way get ``grace`` seconds to finish while the
         connection is still open; later ones wait to be cancelled by the core's shutdown, which leaves their
         jobs unfinished for the next start (a result sent through a closed session would fail the job)."""
-        self._closing = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), grace)
-
-    async def _while_open(self, job: Job, send: Callable[[], Awaitable[None]]) -> None:
-        if self._closing:
-            await _park(job)
-        self._sending += 1
-        self._idle.clear()
-        try:
-            await send()
-        except DeliveryGone:
-            raise
-        except Exception:
-            if not self._closing:
-                raise
-            # The connection was closed under this result: not the job's fault, the next start sends it.
-        else:
-            return
-        finally:
-            self._sending -= 1
-            if not self._sending:
-                self._idle.set()
-        await _park(job)
+        await self._gate.close(grace)
 
     # Results ----------------------------------------------------------------------------------------
 
@@ -279,14 +254,6 @@ class DiscordSink:
 
 
 _NONE = discord.AllowedMentions.none()
-
-
-async def _park(job: Job) -> NoReturn:
-    # Shutting down: returning would mark the job done or failed, raising would fail it. Waiting until
-    # Core.close() cancels us leaves it unfinished, and the next start finishes it (Adapter protocol).
-    log.info("job %s: result held back by shutdown; it is sent at the next start", job.id)
-    await asyncio.Event().wait()
-    raise AssertionError("unreachable: nothing sets this event")
 
 
 def _owner_only(user_id: int) -> discord.AllowedMentions:

@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest
 
+from adapters.closing import ShutdownGate, park
 from adapters.telegram import media
 from adapters.telegram.media import Outgoing
 from adapters.telegram.sender import Sender
@@ -70,15 +71,12 @@ class TelegramSink:
         self._update_route = update_route
         self._send_originals = send_originals
         self._document_limit = document_limit
-        self._closing = False
-        self._delivering = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._gate = ShutdownGate()
 
     # Sink -------------------------------------------------------------------------------------------
 
     async def on_progress(self, job: Job, event: JobEvent) -> None:
-        if self._closing:
+        if self._gate.closing:
             return
         _, reply_to, thread_id = route_of(job)
         created = await self._board.show(job, describe_event(event, job.lang), reply_to=reply_to, thread_id=thread_id)
@@ -89,64 +87,35 @@ class TelegramSink:
                 log.warning("job %s: could not remember its status message: %s", job.id, type(exc).__name__)
 
     async def deliver(self, job: Job, generation: Generation) -> None:
-        if self._closing:
-            await self._park(job)
+        if self._gate.closing:
+            await park(job)
         self._board.adopt(job)  # a recovered job that never reported progress here still has a status message
-        self._delivering += 1
-        self._idle.clear()
-        interrupted = False
         try:
-            count = await self._deliver(job, generation)
+            count = await self._gate.send(job, lambda: self._deliver(job, generation))
         except DeliveryGone:
             self._board.finish(job.id, None)
             raise
-        except Exception:
-            if not self._closing:
-                raise
-            interrupted = True  # the connection was closed under this delivery: not the job's fault
-        finally:
-            self._delivering -= 1
-            if not self._delivering:
-                self._idle.set()
-        if interrupted:
-            await self._park(job)
         self._board.finish(job.id, t(job.lang, "job.done", count=count))
 
     async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
         # Like a delivery: the core records the failure only once this returns, so during shutdown the job
         # waits for the next start rather than being refunded without a word to the user.
-        if self._closing:
-            await self._park(job)
+        if self._gate.closing:
+            await park(job)
         self._board.adopt(job)
         self._board.finish(job.id, None)  # the notice below replaces the status
         chat_id, reply_to, thread_id = route_of(job)
         text = describe_failure(error, refunded, job.lang)
-        self._delivering += 1
-        self._idle.clear()
-        try:
-            await self._sender.send_text(chat_id, text, reply_to=reply_to, thread_id=thread_id)
-        except DeliveryGone:
-            raise
-        except Exception:
-            if not self._closing:
-                raise
-            # The connection was closed under the notice: the next start sends it.
-        else:
-            return
-        finally:
-            self._delivering -= 1
-            if not self._delivering:
-                self._idle.set()
-        await self._park(job)
+        await self._gate.send(
+            job, lambda: self._sender.send_text(chat_id, text, reply_to=reply_to, thread_id=thread_id)
+        )
 
     # Life cycle -------------------------------------------------------------------------------------
 
     async def close(self, grace: float) -> None:
         """Stop sending: deliveries under way get ``grace`` seconds to finish, later ones wait to be
         cancelled by the core's shutdown, which leaves their jobs for the next start."""
-        self._closing = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), grace)
+        await self._gate.close(grace)
         try:
             await asyncio.wait_for(self._board.close(), grace)
         except TimeoutError:
@@ -214,11 +183,3 @@ class TelegramSink:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    @staticmethod
-    async def _park(job: Job) -> NoReturn:
-        # Shutting down: returning would mark the job done (or failed), raising would fail and refund it.
-        # Waiting until Core.close() cancels us leaves it unfinished, and the next start finishes it.
-        log.info("job %s: result held back by shutdown; it is sent at the next start", job.id)
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable: nothing sets this event")
