@@ -44,6 +44,7 @@ import discord
 from PIL import Image
 
 from bench.looplag import LoopLag
+from bench.support import print_against_floor, print_table
 from bot.backends.base import Backend, CheckReport, GeneratedImage, ProgressCallback
 from bot.capabilities import SEED, Capabilities
 from bot.config import Settings
@@ -311,24 +312,13 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
                 f"{r.calls / r.interactions:.1f}",
             ]
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print(
         f"Python {platform.python_version()}, {platform.machine()}, discord.py {discord.__version__}; "
         f"{args.interactions} users, one /draw each; {SIZE} {args.image} PNG of {args.image_bytes} bytes; "
         f"backend concurrency {args.concurrency}"
     )
-    for index, row in enumerate(rows):
-        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))))
-        if index == 0:
-            print("  ".join("-" * w for w in widths))
-    floor = chosen[0]
-    for r in chosen[1:]:
-        p50, p99 = r.percentile(50), r.percentile(99)
-        f50, f99 = floor.percentile(50), floor.percentile(99)
-        print(
-            f"{r.name} / floor: throughput x{r.per_second / floor.per_second:.2f}; latency added "
-            f"p50 {(p50 - f50) * 1000:+.0f} ms (x{p50 / f50:.2f}), p99 {(p99 - f99) * 1000:+.0f} ms (x{p99 / f99:.2f})"
-        )
+    print_table(rows[1:], header=rows[0])
+    print_against_floor(chosen)
     if getattr(args, "lag", None) is not None:
         print(f"while sdbot served: {args.lag.summary()}")
         print(f"while the floor ran: {args.floor_lag.summary()}")

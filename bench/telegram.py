@@ -41,6 +41,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 import httpx
 
+from bench.support import print_against_floor, print_table
 from tests.fakes.telegram import JSON, Call, FakeTelegram
 from tests.telegram_support import PreparedBackend, png, running, tg_settings
 
@@ -206,23 +207,12 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
                 f"{r.percentile(99) * 1000:.0f}",
             ]
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print(
         f"Python {platform.python_version()}, {platform.machine()}; {args.users} users, one /draw each; "
         f"{SIZE} {args.image} PNG of {args.image_bytes} bytes; backend concurrency {args.concurrency}"
     )
-    for index, row in enumerate(rows):
-        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))))
-        if index == 0:
-            print("  ".join("-" * w for w in widths))
-    floor = chosen[0]
-    for r in chosen[1:]:
-        p50, p99 = r.percentile(50), r.percentile(99)
-        f50, f99 = floor.percentile(50), floor.percentile(99)
-        print(
-            f"{r.name} / floor: throughput x{r.per_second / floor.per_second:.2f}; latency added "
-            f"p50 {(p50 - f50) * 1000:+.0f} ms (x{p50 / f50:.2f}), p99 {(p99 - f99) * 1000:+.0f} ms (x{p99 / f99:.2f})"
-        )
+    print_table(rows[1:], header=rows[0])
+    print_against_floor(chosen)
 
 
 def cli() -> None:
