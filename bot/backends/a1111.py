@@ -24,22 +24,22 @@ import base64
 import functools
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from bot import cpu, images, params, redact
-from bot.backends.base import Backend, CheckReport, Finding, GeneratedImage, ProgressCallback
+from bot.backends.base import CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.http import (
     RETRYABLE_TRANSPORT,
     RetryPolicy,
     decode_b64,
-    make_client,
     parse_json,
     retry_after_header,
     transport_error,
     wait_seconds,
 )
+from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
 from bot.capabilities import Capabilities
 from bot.errors import BackendError, ConfigError
 from bot.i18n import Msg
@@ -87,7 +87,7 @@ def _detail(answer: Any) -> Any:
     return answer.get("detail") if isinstance(answer, dict) else None
 
 
-class A1111Backend(Backend):
+class A1111Backend(HttpBackend):
     name = "a1111"
 
     def __init__(
@@ -95,8 +95,8 @@ class A1111Backend(Backend):
         url: str,
         *,
         auth: tuple[str, str] | None = None,
-        timeout: float = 120.0,
-        connect_timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         retry: RetryPolicy | None = None,
         progress_interval: float = 1.0,
     ) -> None:
@@ -104,29 +104,18 @@ class A1111Backend(Backend):
             user, password = auth
             basic = base64.b64encode(f"{user}:{password}".encode()).decode()
             redact.register(password, f"{user}:{password}", basic)
+        # No capabilities yet: they are the server's samplers and models, asked for on first use.
+        super().__init__(url, timeout=timeout, connect_timeout=connect_timeout, retry=retry, caps=None, auth=auth)
         self._url = url
         self._auth_user = auth[0] if auth else None
-        self._retry = retry or RetryPolicy()
         self._progress_interval = progress_interval
-        self._client = make_client(url, timeout=timeout, connect_timeout=connect_timeout, auth=auth)
-        self._caps: Capabilities | None = None
         self._models: tuple[str, ...] = ()
         self._caps_lock = asyncio.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
-        settings.require("A1111_URL", reason=Msg("config.reason.backend", {"backend": cls.name}))
-        assert settings.a1111_url is not None
-        return cls(
-            settings.a1111_url,
-            auth=parse_auth(settings.a1111_auth),
-            timeout=settings.backend_timeout,
-            connect_timeout=settings.backend_connect_timeout,
-            retry=RetryPolicy(retries=settings.backend_retries),
-        )
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+    def options(cls, settings: Settings) -> dict[str, Any]:
+        cls.require(settings, "A1111_URL")
+        return {"url": settings.a1111_url, "auth": parse_auth(settings.a1111_auth)}
 
     # -- capabilities ------------------------------------------------------------------------------------
 

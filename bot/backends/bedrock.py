@@ -14,24 +14,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from bot import cpu, redact
 from bot.backends import sdxl_v1
-from bot.backends.base import Backend, CheckReport, Finding, GeneratedImage, ProgressCallback
+from bot.backends.base import CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.http import (
     RETRYABLE_TRANSPORT,
     RetryPolicy,
-    make_client,
     parse_json,
     retry_after_header,
     transport_error,
     wait_seconds,
 )
-from bot.capabilities import Capabilities
+from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
 from bot.errors import BackendError, ConfigError
 from bot.i18n import Msg
 
@@ -89,7 +88,7 @@ def _botocore() -> Any:
     return botocore
 
 
-class BedrockBackend(Backend):
+class BedrockBackend(HttpBackend):
     name = PROVIDER
 
     def __init__(
@@ -101,49 +100,38 @@ class BedrockBackend(Backend):
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
         session_token: str | None = None,
-        timeout: float = 120.0,
-        connect_timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         retry: RetryPolicy | None = None,
     ) -> None:
         self._botocore = _botocore()
         redact.register(access_key_id, secret_access_key, session_token)
+        self._endpoint = (endpoint_url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
+        caps = sdxl_v1.capabilities(self.name, sdxl_v1.SDXL_SIZES)
+        super().__init__(self._endpoint, timeout=timeout, connect_timeout=connect_timeout, retry=retry, caps=caps)
         self._region = region
         self._model_id = model_id
-        self._endpoint = (endpoint_url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
         # The model id is one path segment: "stability.stable-diffusion-xl-v1:0" or an ARN are percent-encoded.
         self._url = f"{self._endpoint}/model/{quote(model_id, safe='')}/invoke"
         self._static = (access_key_id, secret_access_key, session_token) if access_key_id else None
         self._credentials: Any = None  # botocore Credentials, resolved on first use
         self._credentials_lock = asyncio.Lock()
-        self._client = make_client(self._endpoint, timeout=timeout, connect_timeout=connect_timeout)
-        self._retry = retry or RetryPolicy()
-        self._caps = sdxl_v1.capabilities(self.name, sdxl_v1.SDXL_SIZES)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def options(cls, settings: Settings) -> dict[str, Any]:
         _botocore()  # before anything else: without botocore nothing below matters
-        reason = Msg("config.reason.backend", {"backend": cls.name})
-        settings.require("AWS_REGION", reason=reason)
+        cls.require(settings, "AWS_REGION")
         if settings.aws_access_key_id or settings.aws_secret_access_key:
-            settings.require("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", reason=reason)
-        assert settings.aws_region is not None
-        return cls(
-            region=settings.aws_region,
-            model_id=settings.bedrock_model_id,
-            endpoint_url=settings.bedrock_endpoint_url,
-            access_key_id=settings.aws_access_key_id,
-            secret_access_key=settings.aws_secret_access_key,
-            session_token=settings.aws_session_token,
-            timeout=settings.backend_timeout,
-            connect_timeout=settings.backend_connect_timeout,
-            retry=RetryPolicy(retries=settings.backend_retries),
-        )
-
-    async def capabilities(self) -> Capabilities:
-        return self._caps
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+            cls.require(settings, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        # Neither key set: botocore's chain (environment, profile, SSO, instance role) decides on first use.
+        return {
+            "region": settings.aws_region,
+            "model_id": settings.bedrock_model_id,
+            "endpoint_url": settings.bedrock_endpoint_url,
+            "access_key_id": settings.aws_access_key_id,
+            "secret_access_key": settings.aws_secret_access_key,
+            "session_token": settings.aws_session_token,
+        }
 
     # -- credentials and signing ---------------------------------------------------------------------
     def _resolve_credentials(self) -> Any:
@@ -156,7 +144,7 @@ class BedrockBackend(Backend):
             raise ConfigError(
                 "config_missing",
                 variable="AWS_ACCESS_KEY_ID",
-                reason=Msg("config.reason.backend", {"backend": self.name}),
+                reason=self.config_reason(),
             )
         return credentials
 

@@ -30,22 +30,22 @@ import math
 import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from PIL import Image
 
 from bot import cpu, images, params, redact
-from bot.backends.base import Backend, CheckReport, Finding, GeneratedImage, ProgressCallback
+from bot.backends.base import CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.http import (
     RETRYABLE_TRANSPORT,
     RetryPolicy,
-    make_client,
     parse_json,
     retry_after_header,
     transport_error,
     wait_seconds,
 )
+from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
 from bot.capabilities import Capabilities
 from bot.errors import BackendError
 from bot.i18n import Msg
@@ -182,7 +182,7 @@ def _http_error(response: httpx.Response) -> BackendError:
     return BackendError("backend_unavailable", provider=PROVIDER, provider_code=code)
 
 
-class ModelsLabBackend(Backend):
+class ModelsLabBackend(HttpBackend):
     name = "modelslab"
 
     def __init__(
@@ -190,8 +190,8 @@ class ModelsLabBackend(Backend):
         api_key: str,
         *,
         base_url: str = "https://modelslab.com",
-        timeout: float = 120.0,
-        connect_timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         poll_deadline: float = 300.0,
         max_download: int = 20 * 1024 * 1024,
         model_id: str | None = None,
@@ -200,19 +200,7 @@ class ModelsLabBackend(Backend):
         poll_max: float = 30.0,
     ) -> None:
         redact.register(api_key)
-        self._key = api_key
-        self._base_url = base_url
-        self._timeout = timeout
-        self._poll_deadline = poll_deadline
-        self._max_download = max_download
-        self._model_id = model_id  # unset: the endpoint's default model
-        self._retry = retry or RetryPolicy()
-        # ``eta`` is the provider's estimate; clamp it so a 0 does not spin and a 600 does not stall.
-        self._poll_min, self._poll_max = poll_min, poll_max
-        self._client = make_client(
-            base_url, timeout=timeout, connect_timeout=connect_timeout, headers={"Accept": "application/json"}
-        )
-        self._caps = Capabilities(
+        caps = Capabilities(
             backend=self.name,
             sizes=SIZES,
             samplers=tuple(SCHEDULERS),
@@ -220,27 +208,29 @@ class ModelsLabBackend(Backend):
             max_n=MAX_SAMPLES,
             cfg=CFG_RANGE,
         )
+        headers = {"Accept": "application/json"}
+        super().__init__(
+            base_url, timeout=timeout, connect_timeout=connect_timeout, retry=retry, caps=caps, headers=headers
+        )
+        self._key = api_key
+        self._base_url = base_url
+        self._timeout = timeout  # also the budget of a whole download (the client's restarts with every chunk)
+        self._poll_deadline = poll_deadline
+        self._max_download = max_download
+        self._model_id = model_id  # unset: the endpoint's default model
+        # ``eta`` is the provider's estimate; clamp it so a 0 does not spin and a 600 does not stall.
+        self._poll_min, self._poll_max = poll_min, poll_max
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
-        settings.require("MODELSLAB_API_KEY", reason=Msg("config.reason.backend", {"backend": cls.name}))
-        assert settings.modelslab_api_key is not None
-        return cls(
-            settings.modelslab_api_key,
-            base_url=settings.modelslab_base_url,
-            timeout=settings.backend_timeout,
-            connect_timeout=settings.backend_connect_timeout,
-            poll_deadline=settings.modelslab_poll_deadline,
-            max_download=settings.modelslab_max_download,
-            model_id=settings.modelslab_model_id,
-            retry=RetryPolicy(retries=settings.backend_retries),
-        )
-
-    async def capabilities(self) -> Capabilities:
-        return self._caps
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+    def options(cls, settings: Settings) -> dict[str, Any]:
+        cls.require(settings, "MODELSLAB_API_KEY")
+        return {
+            "api_key": settings.modelslab_api_key,
+            "base_url": settings.modelslab_base_url,
+            "poll_deadline": settings.modelslab_poll_deadline,
+            "max_download": settings.modelslab_max_download,
+            "model_id": settings.modelslab_model_id,
+        }
 
     # -- generate ----------------------------------------------------------------------------------------
 

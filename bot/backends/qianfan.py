@@ -13,23 +13,23 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from bot import cpu, redact
-from bot.backends.base import Backend, CheckReport, Finding, GeneratedImage, ProgressCallback
+from bot.backends.base import CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.http import (
     RETRYABLE_TRANSPORT,
     RetryPolicy,
     decode_b64,
-    make_client,
     parse_json,
     retry_after_header,
     sniff_format,
     transport_error,
     wait_seconds,
 )
+from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
 from bot.capabilities import Capabilities
 from bot.errors import BackendError
 from bot.i18n import Msg
@@ -74,7 +74,7 @@ def token_margin(expires_in: float) -> float:
     return min(300.0, expires_in / 10)
 
 
-class QianfanBackend(Backend):
+class QianfanBackend(HttpBackend):
     name = PROVIDER
 
     def __init__(
@@ -83,45 +83,35 @@ class QianfanBackend(Backend):
         secret_key: str,
         *,
         base_url: str = DEFAULT_BASE_URL,
-        timeout: float = 120.0,
-        connect_timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         redact.register(api_key, secret_key)
+        caps = Capabilities(backend=self.name)  # the seed document's values are this service's own
+        super().__init__(base_url, timeout=timeout, connect_timeout=connect_timeout, retry=retry, caps=caps)
         self._api_key = api_key
         self._secret_key = secret_key
-        self._client = make_client(base_url, timeout=timeout, connect_timeout=connect_timeout)
-        self._retry = retry or RetryPolicy()
         self._clock = clock
         self._token: _Token | None = None
         self._refreshing: asyncio.Task[_Token] | None = None
-        self._caps = Capabilities(backend=self.name)  # the seed document's values are this service's own
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
-        settings.require(
-            "QIANFAN_API_KEY", "QIANFAN_SECRET_KEY", reason=Msg("config.reason.backend", {"backend": cls.name})
-        )
-        assert settings.qianfan_api_key is not None and settings.qianfan_secret_key is not None
-        return cls(
-            settings.qianfan_api_key,
-            settings.qianfan_secret_key,
-            base_url=settings.qianfan_base_url,
-            timeout=settings.backend_timeout,
-            connect_timeout=settings.backend_connect_timeout,
-            retry=RetryPolicy(retries=settings.backend_retries),
-        )
-
-    async def capabilities(self) -> Capabilities:
-        return self._caps
+    def options(cls, settings: Settings) -> dict[str, Any]:
+        cls.require(settings, "QIANFAN_API_KEY", "QIANFAN_SECRET_KEY")
+        return {
+            "api_key": settings.qianfan_api_key,
+            "secret_key": settings.qianfan_secret_key,
+            "base_url": settings.qianfan_base_url,
+        }
 
     async def aclose(self) -> None:
         if self._refreshing is not None:
             self._refreshing.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._refreshing
-        await self._client.aclose()
+        await super().aclose()
 
     # -- token ---------------------------------------------------------------------------------------
     async def access_token(self) -> str:

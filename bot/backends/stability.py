@@ -6,24 +6,23 @@ The body and the style/sampler mapping live in :mod:`bot.backends.sdxl_v1`, shar
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from bot import cpu, redact
 from bot.backends import sdxl_v1
-from bot.backends.base import Backend, CheckReport, Finding, GeneratedImage, ProgressCallback
+from bot.backends.base import CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.http import (
     RETRYABLE_TRANSPORT,
     RetryPolicy,
-    make_client,
     parse_json,
     retry_after_header,
     transport_error,
     wait_seconds,
 )
-from bot.capabilities import Capabilities
+from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
 from bot.errors import BackendError
 from bot.i18n import Msg
 
@@ -42,7 +41,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RATE_WINDOW_SECONDS = 10.0  # Stability's limit is 150 requests per 10 s
 
 
-class StabilityBackend(Backend):
+class StabilityBackend(HttpBackend):
     name = PROVIDER
 
     def __init__(
@@ -51,37 +50,28 @@ class StabilityBackend(Backend):
         *,
         base_url: str = DEFAULT_BASE_URL,
         engine: str = DEFAULT_ENGINE,
-        timeout: float = 120.0,
-        connect_timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         retry: RetryPolicy | None = None,
     ) -> None:
         redact.register(api_key)
-        self._engine = engine
         # JSON, not image/png: only JSON answers can carry more than one sample, and every finishReason.
         headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
-        self._client = make_client(base_url, timeout=timeout, connect_timeout=connect_timeout, headers=headers)
+        caps = sdxl_v1.capabilities(self.name, sdxl_v1.v1_sizes(engine))
+        super().__init__(
+            base_url, timeout=timeout, connect_timeout=connect_timeout, retry=retry, caps=caps, headers=headers
+        )
+        self._engine = engine
         self._path = f"/v1/generation/{quote(engine, safe='')}/text-to-image"
-        self._retry = retry or RetryPolicy()
-        self._caps = sdxl_v1.capabilities(self.name, sdxl_v1.v1_sizes(engine))
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
-        settings.require("STABILITY_API_KEY", reason=Msg("config.reason.backend", {"backend": cls.name}))
-        assert settings.stability_api_key is not None
-        return cls(
-            settings.stability_api_key,
-            base_url=settings.stability_base_url,
-            engine=settings.stability_engine,
-            timeout=settings.backend_timeout,
-            connect_timeout=settings.backend_connect_timeout,
-            retry=RetryPolicy(retries=settings.backend_retries),
-        )
-
-    async def capabilities(self) -> Capabilities:
-        return self._caps
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+    def options(cls, settings: Settings) -> dict[str, Any]:
+        cls.require(settings, "STABILITY_API_KEY")
+        return {
+            "api_key": settings.stability_api_key,
+            "base_url": settings.stability_base_url,
+            "engine": settings.stability_engine,
+        }
 
     async def generate(
         self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
