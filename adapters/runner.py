@@ -53,6 +53,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
         adapters: list[Adapter] = [load(platform)(core, settings) for platform in platforms]
         started: list[Adapter] = []
         try:
+            core.lock_database()  # one bot per SDBOT_DB: a second one stops here, before it connects anywhere
             for adapter in adapters:
                 await adapter.prepare()
                 started.append(adapter)

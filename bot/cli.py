@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--lang", choices=LANGUAGES, help="language of messages (default SDBOT_LANG)")
     check.set_defaults(handler=cmd_check)
 
-    cli_admin.add_parsers(sub)  # quota show|set|reset, stats
+    cli_admin.add_parsers(sub)  # quota show|set|reset, stats, prune
     return parser
 
 

@@ -1,4 +1,4 @@
-"""``sdbot quota show|set|reset`` and ``sdbot stats``: the /admin operations from the terminal.
+"""``sdbot quota show|set|reset``, ``sdbot stats`` and ``sdbot prune``: the /admin operations from the terminal.
 
 They open ``SDBOT_DB`` directly (safe while the bot runs: every change is one atomic statement) and print
 the same texts as the chat commands, in ``--lang`` or ``SDBOT_LANG``::
@@ -9,15 +9,19 @@ the same texts as the chat commands, in ``--lang`` or ``SDBOT_LANG``::
     sdbot quota set --chat telegram:-100123 200   # a group chat's / Discord server's daily cap
     sdbot quota reset telegram:123                # give back today's images
     sdbot stats
+    sdbot prune --dry-run                         # how many finished jobs SDBOT_JOB_RETENTION_DAYS would delete
+    sdbot prune --days 30                         # delete finished jobs of the days before 30 days ago
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bot import retention
 from bot.commands import Commands, limit_arg
 from bot.config import Settings
 from bot.errors import ConfigError, SdbotError
@@ -29,7 +33,7 @@ from bot.store import Store
 
 
 def add_parsers(sub: Any) -> None:
-    """Register ``quota`` and ``stats`` on ``sdbot``'s subcommand parsers."""
+    """Register ``quota``, ``stats`` and ``prune`` on ``sdbot``'s subcommand parsers."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--lang", choices=LANGUAGES, help="language of messages (default SDBOT_LANG)")
     target = argparse.ArgumentParser(add_help=False, parents=[common])
@@ -49,9 +53,15 @@ def add_parsers(sub: Any) -> None:
     stats = sub.add_parser("stats", parents=[common], help="jobs and images today, failures, busiest users")
     stats.set_defaults(handler=cmd_stats)
 
+    prune = sub.add_parser("prune", parents=[common], help="delete finished jobs older than SDBOT_JOB_RETENTION_DAYS")
+    prune.add_argument("--days", help="keep this many days (at least 1) instead of SDBOT_JOB_RETENTION_DAYS")
+    prune.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    prune.set_defaults(handler=cmd_prune)
+
 
 Action = Callable[[Commands, Quotas, Lang, argparse.Namespace], Awaitable[str]]
 _SET_USAGE = "sdbot quota set [--chat] TARGET IMAGES [--rate N] [--pending N]"
+_PRUNE_USAGE = "sdbot prune [--days N] [--dry-run]"
 
 
 async def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
@@ -60,6 +70,38 @@ async def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     return await _run(args, settings, _stats)
+
+
+async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete (``--dry-run``: count) the finished jobs of the days before the retention window. Safe beside a
+    running bot: each batch is one short statement (see :mod:`bot.retention`)."""
+    from bot.cli import EXIT_CONFIG, EXIT_INVALID, EXIT_OK  # bot.cli imports this module
+
+    lang: Lang = resolve_language(args.lang, None, settings.lang)
+    days = settings.job_retention_days
+    if args.days is not None:
+        days = int(args.days) if args.days.strip().isdigit() else 0
+        if days < 1:
+            print(render_error(SdbotError("command_usage", usage=_PRUNE_USAGE), lang), file=sys.stderr)
+            return EXIT_INVALID
+    if not days:
+        print(t(lang, "cli.prune.forever"))
+        return EXIT_OK
+    try:
+        store = await Store.open(settings.db)
+    except ConfigError as exc:
+        print(render_error(exc, lang), file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        before = retention.cutoff_day(time.time(), days, settings.quota_tz)
+        if args.dry_run:
+            print(t(lang, "cli.prune.dry_run", jobs=await retention.count(store, before), day=before))
+        else:
+            pruned = await retention.prune(store, before, pause=retention.PAUSE)
+            print(t(lang, "cli.prune.done", jobs=pruned, day=before))
+        return EXIT_OK
+    finally:
+        await store.close()
 
 
 async def _stats(commands: Commands, _quotas: Quotas, lang: Lang, _args: argparse.Namespace) -> str:

@@ -226,6 +226,12 @@ class Settings:
         "Seconds after which an unfinished job found at start is failed and refunded (0 = never).",
         number(0),
     )
+    job_retention_days: int = var(
+        "SDBOT_JOB_RETENTION_DAYS",
+        "90",
+        "Days finished jobs (and their daily usage counters) are kept before they are deleted (0 = forever).",
+        integer(0),
+    )
     refund_filtered: bool = var(
         "SDBOT_REFUND_FILTERED",
         "1",

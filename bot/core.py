@@ -42,8 +42,13 @@ passed our validation included); the one exception is the content filter, refund
 ``SDBOT_REFUND_FILTERED`` is on (the default). A cancelled
 job is always refunded.
 
-One process should run the jobs of a database: start-up recovery takes over every unfinished job in the file.
-Other processes (``sdbot quota``, ``sdbot stats``) may read and administer the same file at any time.
+One process runs the jobs of a database: start-up recovery takes over every unfinished job in the file, so
+:meth:`Core.start` (``sdbot run`` earlier, with :meth:`Core.lock_database`) takes an exclusive lock on it and a
+second one fails with ``db_in_use`` (see :mod:`bot.dblock`); :meth:`Core.close` releases it. Other processes
+(``sdbot quota``, ``sdbot stats``, ``sdbot prune``) may read and administer the same file at any time.
+
+**Retention.** A started core deletes finished jobs older than ``SDBOT_JOB_RETENTION_DAYS`` in the background,
+at start and about once a day (see :mod:`bot.retention`); Again on such a job answers ``job_not_found``.
 """
 
 from __future__ import annotations
@@ -61,15 +66,18 @@ from bot.backends.base import Backend
 from bot.breaker import Breaker
 from bot.channels import Channels
 from bot.config import Settings
+from bot.dblock import DatabaseLock
 from bot.errors import BackendError, DrawError, SdbotError
 from bot.generation import Generation, draw_seed, generate, user_key
 from bot.grammar import DrawArgs
 from bot.i18n import Lang, Msg, resolve_language
+from bot.inbox import Inbox
 from bot.jobs import MAX_ATTEMPTS, Job, JobStore
 from bot.people import ChatRef, Directory, UserRef
-from bot.quotas import Admission, Quotas
+from bot.quotas import Admission, AlreadyAdmitted, Quotas
 from bot.relay import Relay
 from bot.request import DrawRequest
+from bot.retention import Pruner
 from bot.scheduler import Scheduler
 from bot.store import Store
 from bot.validation import parse_request, validate
@@ -133,6 +141,7 @@ class Core:
         self.jobs = JobStore(store, clock)
         self.quotas = Quotas(store, settings, clock)
         self.directory = Directory(store)
+        self.inbox = Inbox(store, clock)  # platform events kept until handled (see bot.inbox)
         self.channels = Channels(store, clock)  # where in a server /draw may be used (adapters check)
         self.commands = commands.Commands(settings, self.quotas, self.jobs, self.directory)
         self.scheduler = Scheduler(backend.name, settings.backend_concurrency, self._run, self._on_position)
@@ -143,6 +152,8 @@ class Core:
         self._background: set[asyncio.Task[None]] = set()
         self._started = False
         self._closed = False
+        self.pruner = Pruner(store, settings.job_retention_days, settings.quota_tz, clock)
+        self._lock: DatabaseLock | None = None
 
     @classmethod
     async def open(
@@ -167,29 +178,42 @@ class Core:
     def register_sink(self, platform: str, sink: Sink) -> None:
         self._sinks[platform] = sink
 
+    def lock_database(self) -> None:
+        """Become the one process running this database's jobs, until :meth:`close`. Raises
+        ``ConfigError("db_in_use")`` (naming ``SDBOT_DB``) while another process is. :meth:`start` does it;
+        call it earlier to fail before connecting anywhere."""
+        if self._lock is None:
+            self._lock = DatabaseLock.acquire(self.settings.db)
+
     async def start(self) -> None:
-        """Recover jobs a previous process left unfinished, then start running jobs. Call once, after every
-        sink this process serves is registered and able to send."""
+        """Lock the database (:meth:`lock_database`), recover jobs a previous process left unfinished, then
+        start running jobs and pruning old ones. Call once, after every sink this process serves is registered
+        and able to send."""
         if self._started:
             return
+        self.lock_database()
         self._started = True
         runtime.settle()  # no full garbage collection or heap trim holding the loop for tens of ms (see there)
         now = self.clock()
         for job in await self.jobs.unfinished():
             await self._recover(job, now)
         self.scheduler.start()
+        self.pruner.start()
 
     async def close(self) -> None:
         """Stop. Jobs still queued or running stay so in the database and resume at the next start."""
         if self._closed:
             return
         self._closed = True
+        await self.pruner.stop()
         await self.scheduler.stop()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._relay.close()
         await self.store.close()
+        if self._lock is not None:
+            self._lock.release()  # last: the next bot may start once this one wrote everything
         runtime.release()
 
     # People -----------------------------------------------------------------------------------------
@@ -203,18 +227,31 @@ class Core:
 
     # Jobs -------------------------------------------------------------------------------------------
 
-    async def submit(self, user: UserRef, chat: ChatRef, text: str | DrawArgs, route: dict[str, Any]) -> Job:
+    async def submit(
+        self,
+        user: UserRef,
+        chat: ChatRef,
+        text: str | DrawArgs,
+        route: dict[str, Any],
+        *,
+        origin: str | None = None,
+    ) -> Job:
         """Validate ``/draw`` text (or Discord's typed options as :class:`DrawArgs`), admit it against every
-        limit and queue it. Returns the queued job (``core.position(job.id)`` is its place)."""
+        limit and queue it. Returns the queued job (``core.position(job.id)`` is its place).
+
+        ``origin`` names the platform event asking (``"telegram:<chat>:<message>"``): submitting the same origin
+        again returns the job it made the first time, unchanged and not queued again (``job.origin`` set,
+        ``job.status`` whatever it is now). Adapters whose events may be delivered twice pass it."""
         self._require_ready(user.platform)
         self._require_backend_up()
         caps = await self.backend.capabilities()
         request = parse_request(text, caps) if isinstance(text, str) else validate(text, caps)
-        return await self._admit(user, chat, request, route, parent_id=None)
+        return await self._admit(user, chat, request, route, parent_id=None, origin=origin)
 
-    async def again(self, job_id: int, user: UserRef, route: dict[str, Any]) -> Job:
+    async def again(self, job_id: int, user: UserRef, route: dict[str, Any], *, origin: str | None = None) -> Job:
         """Re-run job ``job_id``'s request with a new seed, as a new job charged like any other. Only the
-        job's owner may; to anyone else the job does not exist (``job_not_found``)."""
+        job's owner may; to anyone else the job does not exist (``job_not_found``). ``origin``: as for
+        :meth:`submit`."""
         self._require_ready(user.platform)
         self._require_backend_up()
         original = await self.jobs.get(job_id)
@@ -224,7 +261,7 @@ class Core:
         caps = await self.backend.capabilities()
         request = parse_request(original.request.with_seed(None).to_command(include_defaults=True), caps)
         chat = ChatRef(original.platform, original.chat.split(":", 1)[1], original.group_chat)
-        return await self._admit(user, chat, request, route, parent_id=original.id)
+        return await self._admit(user, chat, request, route, parent_id=original.id, origin=origin)
 
     async def cancel(self, user: UserRef, job_id: int | None = None) -> list[Job]:
         """Cancel (and refund) a queued job: ``job_id``, or every queued job of ``user`` when None. Admins
@@ -291,7 +328,13 @@ class Core:
             raise self.breaker.error()
 
     async def _admit(
-        self, user: UserRef, chat: ChatRef, request: DrawRequest, route: dict[str, Any], parent_id: int | None
+        self,
+        user: UserRef,
+        chat: ChatRef,
+        request: DrawRequest,
+        route: dict[str, Any],
+        parent_id: int | None,
+        origin: str | None,
     ) -> Job:
         await self.directory.touch_user(user)
         if chat.is_group:
@@ -306,8 +349,14 @@ class Core:
             seed=draw_seed() if request.seed is None else request.seed,
             exempt=self.is_admin(user),
             parent_id=parent_id,
+            origin=origin,
         )
-        job = await self.quotas.admit(admission)
+        try:
+            job = await self.quotas.admit(admission)
+        except AlreadyAdmitted as seen:
+            # Handled before a crash: the job is queued (start-up recovery took it over) or ended already.
+            log.info("job %s: its command %s arrived again; not queued twice", seen.job.id, origin)
+            return seen.job
         log.info("job %s queued: %s image(s) for %s", job.id, job.images, job.platform)
         self._active[job.id] = job
         self.scheduler.enqueue(job.id, job.user)

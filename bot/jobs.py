@@ -61,6 +61,7 @@ class Job:
     created_at: float
     started_at: float | None
     finished_at: float | None
+    origin: str | None = None  # the platform event that asked for it (see bot.quotas: one job per event)
 
     @property
     def user_id(self) -> str:
@@ -95,6 +96,7 @@ class Job:
             created_at=row["created_at"],
             started_at=row["started_at"],
             finished_at=row["finished_at"],
+            origin=row["origin"],
         )
 
 
@@ -123,6 +125,10 @@ class JobStore:
         row = await self._store.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return Job.from_row(row) if row else None
 
+    async def by_origin(self, origin: str) -> Job | None:
+        row = await self._store.fetchone("SELECT * FROM jobs WHERE origin = ?", (origin,))
+        return Job.from_row(row) if row else None
+
     async def unfinished(self) -> list[Job]:
         """Queued and running jobs, oldest first (what a start must recover)."""
         rows = await self._store.fetchall("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY id")
@@ -143,13 +149,16 @@ class JobStore:
             (job_id,),
         )
 
-    async def finish(self, job_id: int, *, delivered: int, charged: int) -> Job | None:
-        """running -> done, after delivery. ``charged`` may only go down (filtered images refunded)."""
-        return await self._one(
+    async def finish(self, job_id: int, *, delivered: int, charged: int) -> bool:
+        """running -> done, after delivery. ``charged`` may only go down (filtered images refunded). False when
+        the job was not running. (Only the id comes back: its one caller needs no row, and building a Job per
+        delivered job cost a JSON parse of its request and route.)"""
+        row = await self._store.fetchone(
             "UPDATE jobs SET status = 'done', delivered = ?, charged = min(charged, ?), finished_at = ? "
-            "WHERE id = ? AND status = 'running' RETURNING *",
+            "WHERE id = ? AND status = 'running' RETURNING id",
             (delivered, charged, self._clock(), job_id),
         )
+        return row is not None
 
     async def fail(self, job_id: int, code: str, *, refund: bool) -> Job | None:
         """queued/running -> failed with ``code``; with ``refund`` its images stop counting. ``None`` when

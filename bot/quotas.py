@@ -18,6 +18,11 @@ RETURNING *``: SQLite evaluates the limits and inserts the job under the databas
 from this process or others sharing the file, can therefore never overspend. When no row comes back the
 request was refused; a second read explains which limit (by :func:`violation`, the same rules in Python) for
 the message. A test checks the SQL and the Python rules agree on random states.
+
+**One job per event.** An admission may carry an ``origin``, the platform event that asked (a chat message, a
+button press). The same statement inserts nothing when a job of that origin exists (a unique index backs it),
+and :class:`AlreadyAdmitted` hands back that job: a command redelivered after a crash (see :mod:`bot.inbox`)
+neither queues nor charges twice.
 """
 
 from __future__ import annotations
@@ -121,6 +126,16 @@ class Admission:
     seed: int
     exempt: bool
     parent_id: int | None = None
+    origin: str | None = None  # the platform event asking; one job per origin (see AlreadyAdmitted)
+
+
+class AlreadyAdmitted(Exception):
+    """The admission's ``origin`` already has a job: the same platform event arrived twice (redelivered after a
+    crash). Nothing new was queued or charged; ``job`` is the one it made the first time."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(job.id)
+        self.job = job
 
 
 # The effective limits: overrides where an admin set one, else the configured defaults.
@@ -141,17 +156,17 @@ _CHAT_USED = "coalesce((SELECT images FROM usage WHERE scope = 'chat' AND key = 
 
 _ADMIT = f"""
     INSERT INTO jobs (user_key, platform, chat_key, group_chat, backend, request, route, lang, status,
-                      images, charged, quota_day, seed, parent_id, created_at)
+                      images, charged, quota_day, seed, parent_id, origin, created_at)
     SELECT :user, :platform, :chat, :group_chat, :backend, :request, :route, :lang, 'queued',
-           :n, :n, :day, :seed, :parent_id, :now
+           :n, :n, :day, :seed, :parent_id, :origin, :now
     FROM ({_LIMITS}) AS lim
-    WHERE :exempt OR (
+    WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE origin = :origin) AND (:exempt OR (
         NOT lim.banned
         AND {_PENDING} < lim.max_pending
         AND (lim.rate_per_minute = 0 OR {_RECENT} < lim.rate_per_minute)
         AND (lim.daily_images = 0 OR {_USED} + :n <= lim.daily_images)
         AND (NOT :group_chat OR lim.chat_daily_images = 0 OR {_CHAT_USED} + :n <= lim.chat_daily_images)
-    )
+    ))
     RETURNING *
 """
 
@@ -187,7 +202,9 @@ class Quotas:
     # Admission --------------------------------------------------------------------------------------
 
     async def admit(self, a: Admission) -> Job:
-        """Insert ``a`` as a queued job with its images charged, or raise :class:`QuotaError`."""
+        """Insert ``a`` as a queued job with its images charged, or raise :class:`QuotaError`, or
+        :class:`AlreadyAdmitted` when ``a.origin`` has its job already (checked first: a redelivered command
+        finds its job even when the job itself now fills the user's quota)."""
         for _ in range(_EXPLAIN_TRIES):
             now = self._clock()
             params = self._params(a.user.key, a.chat.key, now) | {
@@ -201,10 +218,15 @@ class Quotas:
                 "seed": a.seed,
                 "parent_id": a.parent_id,
                 "exempt": int(a.exempt),
+                "origin": a.origin,
             }
             row = await self._store.fetchone(_ADMIT, params)
             if row is not None:
                 return Job.from_row(row)
+            if a.origin is not None:
+                existing = await self._store.fetchone("SELECT * FROM jobs WHERE origin = ?", (a.origin,))
+                if existing is not None:
+                    raise AlreadyAdmitted(Job.from_row(existing))
             state = await self.state(a.user.key, a.chat.key, now=now)
             error = await self._explain(state, a, now)
             if error is not None:

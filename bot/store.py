@@ -147,6 +147,53 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        3,
+        "idempotent admission per platform event, and the inbox of events not yet handled",
+        (
+            # The platform event that asked for the job ("telegram:<chat>:<message>", a button press...):
+            # the same event handled twice (redelivered after a crash) finds its job instead of a second one.
+            "ALTER TABLE jobs ADD COLUMN origin TEXT",
+            "CREATE UNIQUE INDEX jobs_origin ON jobs (origin) WHERE origin IS NOT NULL",
+            # Events received but not yet handled, so a crash between receiving and handling loses none, and
+            # handled ones for a day, so a redelivery is recognised. See bot/inbox.py.
+            """
+            CREATE TABLE inbox (
+                platform TEXT NOT NULL,
+                event_id INTEGER NOT NULL,          -- the platform's own id (Telegram's update_id)
+                payload TEXT NOT NULL,              -- the event as the platform sent it (JSON); '' once handled
+                attempts INTEGER NOT NULL DEFAULT 0,  -- starts that found it unhandled
+                received_at REAL NOT NULL,
+                handled_at REAL,
+                PRIMARY KEY (platform, event_id)
+            ) WITHOUT ROWID
+            """,
+        ),
+    ),
+    Migration(
+        4,
+        "deleting old jobs (retention): parent index, counters and re-runs follow deletions",
+        (
+            # With foreign keys on, every deleted job makes SQLite look for jobs naming it as parent: without
+            # this index that is a scan of the whole table per deleted row.
+            "CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL",
+            # A deleted job's images leave its day's counters (which thus stay the sum of jobs.charged; a
+            # counter at 0 goes), and its re-runs forget it: ON DELETE SET NULL, which SQLite cannot add to
+            # an existing foreign key. See bot/retention.py.
+            """
+            CREATE TRIGGER jobs_delete AFTER DELETE ON jobs BEGIN
+                UPDATE jobs SET parent_id = NULL WHERE parent_id = OLD.id;
+                UPDATE usage SET images = MAX(0, images - OLD.charged)
+                    WHERE scope = 'user' AND key = OLD.user_key AND day = OLD.quota_day;
+                UPDATE usage SET images = MAX(0, images - OLD.charged)
+                    WHERE scope = 'chat' AND key = OLD.chat_key AND day = OLD.quota_day AND OLD.group_chat;
+                DELETE FROM usage WHERE scope = 'user' AND key = OLD.user_key AND day = OLD.quota_day AND images = 0;
+                DELETE FROM usage WHERE scope = 'chat' AND key = OLD.chat_key AND day = OLD.quota_day
+                    AND OLD.group_chat AND images = 0;
+            END
+            """,
+        ),
+    ),
 )
 
 

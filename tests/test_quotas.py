@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import uuid
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ from bot import days
 from bot.i18n import render_error
 from bot.jobs import JobStore
 from bot.people import ChatRef, UserRef
-from bot.quotas import Admission, QuotaError, Quotas, QuotaState, violation
+from bot.quotas import Admission, AlreadyAdmitted, QuotaError, Quotas, QuotaState, violation
 from bot.request import DrawRequest
 from bot.store import Store
 from tests.pipeline_support import make_settings, usage_matches_jobs
@@ -370,3 +371,30 @@ async def _check_state(store: Store, i: int, s: dict[str, Any]) -> None:
     except QuotaError as exc:
         outcome = exc.code
     assert outcome == expected
+
+
+# One job per platform event ----------------------------------------------------------------------------
+
+
+async def test_the_same_origin_is_admitted_once_even_all_at_once(store: Store) -> None:
+    quotas = quotas_for(store, daily_images=10)
+    first = dataclasses.replace(admission(), origin="telegram:1:77")
+    results = await asyncio.gather(*(quotas.admit(first) for _ in range(50)), return_exceptions=True)
+    jobs = [r for r in results if not isinstance(r, BaseException)]
+    again = [r for r in results if isinstance(r, AlreadyAdmitted)]
+    assert len(jobs) == 1 and len(again) == 49
+    assert {a.job.id for a in again} == {jobs[0].id} and jobs[0].origin == "telegram:1:77"
+    assert (await quotas.state("telegram:1")).used == 1  # charged once
+    other = await quotas.admit(dataclasses.replace(admission(), origin="telegram:1:78"))
+    assert other.id != jobs[0].id
+    assert await usage_matches_jobs(store) == []
+
+
+async def test_a_redelivered_command_finds_its_job_before_any_limit_refuses_it(store: Store) -> None:
+    quotas = quotas_for(store, daily_images=1, max_pending=1)
+    job = await quotas.admit(dataclasses.replace(admission(), origin="telegram:1:5"))
+    with pytest.raises(AlreadyAdmitted) as caught:  # the job itself now fills both limits
+        await quotas.admit(dataclasses.replace(admission(), origin="telegram:1:5"))
+    assert caught.value.job.id == job.id
+    with pytest.raises(QuotaError):  # a new command is refused as before
+        await quotas.admit(dataclasses.replace(admission(), origin="telegram:1:6"))

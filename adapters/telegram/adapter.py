@@ -17,7 +17,8 @@ from telegram.error import InvalidToken, NetworkError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
 from telegram.request import HTTPXRequest
 
-from adapters.telegram import media, menu
+from adapters.telegram import durable, media, menu
+from adapters.telegram.durable import DurableProcessor, DurableQueue
 from adapters.telegram.handlers import Handlers
 from adapters.telegram.sender import Sender
 from adapters.telegram.sink import TelegramSink
@@ -68,6 +69,7 @@ class TelegramAdapter:
         self._api = api
         # Our own request objects: PTB does not close its own when initialize() fails (a refused token).
         self._requests = (HTTPXRequest(media_write_timeout=60.0), UpdatesRequest())
+        self._queue = DurableQueue(core.inbox)
         builder = (
             ApplicationBuilder()
             .token(token)
@@ -75,7 +77,9 @@ class TelegramAdapter:
             .base_file_url(f"{api}/file/bot")
             .request(self._requests[0])
             .get_updates_request(self._requests[1])
-            .concurrent_updates(True)
+            # Updates are stored before PTB confirms them and forgotten once handled (see durable.py).
+            .update_queue(self._queue)
+            .concurrent_updates(DurableProcessor(core.inbox))
         )
         limiter = default_rate_limiter() if rate_limiter is True else rate_limiter or None
         if limiter is not None:
@@ -114,6 +118,8 @@ class TelegramAdapter:
     async def start(self) -> None:
         await menu.register(self.app.bot, self.settings.lang, self.settings.admins)
         await self.app.start()
+        # Commands a killed process had received but not handled, before any new ones.
+        await durable.replay(self.core.inbox, self._queue, self.app.bot)
         updater = self.app.updater
         assert updater is not None
         url = self.settings.telegram_webhook_url

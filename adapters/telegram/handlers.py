@@ -82,7 +82,8 @@ class Handlers:
         ref = user_ref(user)
         try:
             text = await self._draw_text(message)
-            await self.core.submit(ref, chat_ref(message.chat), text, route_for(message))
+            origin = f"telegram:{message.chat_id}:{message.message_id}"  # redelivered after a crash: one job
+            await self.core.submit(ref, chat_ref(message.chat), text, route_for(message), origin=origin)
         except SdbotError as exc:  # invalid, over quota, banned...: the answer is the reply
             await self.reply(message, render_error(exc, self.core.language_for(ref)))
         # Accepted: the status reply comes from the sink with the job's first news (queue position).
@@ -171,7 +172,7 @@ class Handlers:
             route["thread_id"] = thread_id
         try:
             if action == "again":
-                await self.core.again(int(ident), ref, route)
+                await self.core.again(int(ident), ref, route, origin=f"telegram:query:{query.id}")
                 await self._answer(query)
                 return
             job = await self.core.get_job(int(ident))

@@ -719,6 +719,12 @@ class FakeTelegram(FakeServer):
         self._wake()
         return update
 
+    def redeliver(self, update: JSON) -> None:
+        """Offer ``update`` again, as Telegram does at the next ``getUpdates`` with every update the bot has not
+        confirmed yet (a bot that died before confirming sees them again after its restart)."""
+        self._queue.append(update)
+        self._wake()
+
     def add_chat(self, chat_id: int, chat_type: str = "private", title: str | None = None) -> JSON:
         """Make a chat known (as if it had talked to the bot) and return its Chat object."""
         if chat_type == "private":

@@ -1,0 +1,76 @@
+"""One bot process per database: an exclusive ``flock`` on ``<SDBOT_DB>.lock``.
+
+The process that runs jobs (:meth:`bot.core.Core.start`, and ``sdbot run`` before it connects to any chat
+platform) takes the lock; start-up recovery takes over every unfinished job in the file, so a second bot on
+the same file is refused with ``db_in_use`` instead. The operating system releases the lock when the process
+ends, however it ends (SIGKILL and out-of-memory kills included), so a dead bot never leaves a stale lock.
+The file itself stays (it holds the pid of the last bot that locked it, for the message); deleting it while a
+bot runs would let a second one lock a new file, so it is never deleted.
+
+Processes that only read and administer the database (``sdbot quota``, ``sdbot stats``, ``sdbot prune``) take
+no lock and run beside the bot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from bot.errors import ConfigError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the rule stays documented only
+    fcntl = None  # type: ignore[assignment]
+
+
+def lock_path(db: Path) -> Path:
+    return db.with_name(db.name + ".lock")
+
+
+class DatabaseLock:
+    """Held from :meth:`acquire` until :meth:`release` (or the process's end)."""
+
+    def __init__(self, fd: int | None, path: Path) -> None:
+        self._fd = fd
+        self.path = path
+
+    @classmethod
+    def acquire(cls, db: Path) -> DatabaseLock:
+        """Lock ``db`` for this process. Raises ``ConfigError("db_in_use")`` naming ``SDBOT_DB`` when another
+        process holds it, ``db_unavailable`` when the lock file cannot be opened."""
+        path = lock_path(db)
+        if fcntl is None:
+            return cls(None, path)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(db), reason=str(exc)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            raise ConfigError("db_in_use", variable="SDBOT_DB", path=str(db), pid=holder) from None
+        except OSError as exc:  # a file system without locks
+            os.close(fd)
+            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(db), reason=str(exc)) from None
+        with contextlib.suppress(OSError):  # the pid only makes the message of a refused second bot clearer
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(fd, path)
+
+    def release(self) -> None:
+        """Unlock (closing the descriptor unlocks). Idempotent."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        text = ""
+    return text if text.isdigit() else "?"

@@ -1,0 +1,121 @@
+"""Retention: finished jobs of days older than ``SDBOT_JOB_RETENTION_DAYS`` are deleted (0 = kept forever).
+
+A job goes when it is finished (``done``, ``failed`` or ``cancelled``; queued and running jobs are never
+touched) and its quota day (in ``SDBOT_QUOTA_TZ``) is before :func:`cutoff_day`: today minus that many days.
+Whole quota days go, so today and every day inside the window keep all their jobs and exact usage counters.
+
+Deleting a job takes its charged images off its day's ``usage`` counters, drops a counter that reaches 0, and
+sets ``parent_id`` of the jobs re-running it (Again) to NULL: triggers of migration 4 do it inside the deleting
+statement, so the counters stay equal to the sum of ``jobs.charged`` and no foreign key ever dangles.
+
+Deletion runs in batches of :data:`BATCH` jobs, one short statement each (see :mod:`bot.store`), so the write
+lock is held for milliseconds and other statements run between batches. The bot prunes at start and about
+once a day in a background task (:class:`Pruner`); ``sdbot prune`` does it on demand, beside a running bot
+too. Once a job is gone, the Again and Edit buttons under its old message answer ``job_not_found``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+BATCH = 100  # jobs per statement: about 10 ms of write lock (indexes and triggers cost ~0.1 ms a job)
+PAUSE = 0.02  # seconds between batches, leaving the write lock to other statements and processes
+INTERVAL = 24 * 3600.0  # seconds between background runs
+RETRY = 3600.0  # seconds before the background task tries again after a failed run
+
+_OLD = "quota_day < ? AND status IN ('done', 'failed', 'cancelled')"
+
+
+def cutoff_day(now: float, days: int, tz: ZoneInfo) -> str:
+    """The oldest quota day kept (``YYYY-MM-DD``): finished jobs of earlier days are pruned."""
+    return (datetime.fromtimestamp(now, tz).date() - timedelta(days=days)).isoformat()
+
+
+async def count(store: Store, before: str) -> int:
+    """How many jobs :func:`prune` would delete."""
+    row = await store.fetchone(f"SELECT count(*) FROM jobs WHERE {_OLD}", (before,))
+    return int(row[0]) if row else 0
+
+
+async def prune(store: Store, before: str, *, batch: int = BATCH, pause: float = 0.0) -> int:
+    """Delete the finished jobs of quota days before ``before``, ``batch`` per statement; returns how many."""
+    total = 0
+    while True:
+        rows = await store.fetchall(
+            f"DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE {_OLD} ORDER BY quota_day, id LIMIT ?) "
+            "RETURNING id",
+            (before, batch),
+        )
+        total += len(rows)
+        if len(rows) < batch:
+            return total
+        await asyncio.sleep(pause)
+
+
+class Pruner:
+    """The running bot's pruning: once at :meth:`start`, then every :data:`INTERVAL` seconds, in a task of its
+    own. Does nothing when ``days`` is 0."""
+
+    def __init__(
+        self,
+        store: Store,
+        days: int,
+        tz: ZoneInfo,
+        clock: Callable[[], float],
+        *,
+        interval: float = INTERVAL,
+        pause: float = PAUSE,
+    ) -> None:
+        self.days = days
+        self.interval = interval
+        self.runs = 0  # completed runs, successful or not
+        self._store = store
+        self._tz = tz
+        self._clock = clock
+        self._pause = pause
+        self._task: asyncio.Task[None] | None = None
+        self._ran = asyncio.Condition()
+
+    def start(self) -> None:
+        if self.days and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="sdbot-prune")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def run(self) -> int:
+        """One pruning now; returns how many jobs went."""
+        before = cutoff_day(self._clock(), self.days, self._tz)
+        pruned = await prune(self._store, before, pause=self._pause)
+        if pruned:
+            log.info("pruned %s finished job(s) of quota days before %s", pruned, before)
+        return pruned
+
+    async def wait_runs(self, runs: int) -> None:
+        """Until ``runs`` background runs have completed (for tests)."""
+        async with self._ran:
+            await self._ran.wait_for(lambda: self.runs >= runs)
+
+    async def _loop(self) -> None:
+        while True:
+            delay = self.interval
+            try:
+                await self.run()
+            except Exception:  # the database is busy or broken: the bot goes on, pruning tries again later
+                log.exception("pruning old jobs failed")
+                delay = min(self.interval, RETRY)
+            async with self._ran:
+                self.runs += 1
+                self._ran.notify_all()
+            await asyncio.sleep(delay)
