@@ -1,11 +1,12 @@
 """/draw interactions per second through the Discord adapter, and the latency it adds, against floors.
 
-    python -m bench.discord [--interactions 100] [--concurrency 8] [--rounds 1]
+    python -m bench.discord [--interactions 100] [--concurrency 8] [--rounds 1] [--same-loop]
 
 N users each invoke ``/draw`` at once on the fake Discord (REST + gateway on 127.0.0.1, the one the tests
-use); the image backend answers instantly with a prepared PNG. Latency is per interaction, from the fake
-dispatching INTERACTION_CREATE to it receiving the edit that carries the image. Each configuration runs
-against a fresh fake and database:
+use, in a process of its own: see :mod:`bench.remote`); the image backend answers instantly with a prepared
+PNG. Latency is per interaction, from the fake dispatching INTERACTION_CREATE to it receiving the edit that
+carries the image. Each configuration runs against a fresh fake and database, alternating, and each keeps its
+best (least disturbed) round:
 
 * ``floor (raw REST calls)``: a minimal script with aiohttp: a bare gateway connection, and per interaction
   the same REST calls the bot makes (the deferred callback, the progress edits of ``@original``, the final
@@ -16,7 +17,12 @@ against a fresh fake and database:
   its stored route, progress through the relay, images fitted to the size limit, persistent buttons).
 
 ``--concurrency`` is ``SDBOT_BACKEND_CONCURRENCY``: the bot delivers inside a job's slot, so it bounds the
-uploads in flight; the floors hold their final upload to the same bound.
+uploads in flight; the floors hold their final upload to the same bound. ``--same-loop`` runs the fake on the
+benchmark's own event loop instead (how these figures were taken before; the fake's work then weighs on every
+row and on the lag). "client CPU" is this process's CPU time (every thread) per interaction during the burst:
+what serving one costs, less disturbed by other work on the machine than the throughput; "fake CPU" is the
+fake's CPU time over the burst's time (near 100%: the fake, not the client, set the pace, as it does for the
+floors here). With ``--same-loop`` both are the one process's, fake and client together.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ import platform
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Self
 
@@ -44,18 +52,23 @@ import discord
 from PIL import Image
 
 from bench.looplag import LoopLag
+from bench.remote import Burst, Fakes, Host, Local, Platform
 from bench.support import print_against_floor, print_table
 from bot.backends.base import Backend, CheckReport, GeneratedImage, ProgressCallback
 from bot.capabilities import SEED, Capabilities
 from bot.config import Settings
 from bot.request import DrawRequest
 from tests.discord_support import TOKEN, running_bot
-from tests.fakes.discord import JSON, FakeDiscord, FakeMessage, _Upload
+from tests.fakes.discord import JSON
 
 SIZE = "768x768"
 PROMPT = "a lighthouse at dusk --style Anime"
 PROGRESS = ("#1 in the queue", "Drawing…")  # what the floors send before the image, like the bot
 CAPTION = "a lighthouse at dusk\nSeed 1 · Anime · 768x768 · 20 steps · Euler a · CFG 5"
+
+FLOOR = "floor (raw REST calls)"
+LIBRARY = "discord.py alone"
+BOT = "sdbot"
 
 
 class InstantBackend(Backend):
@@ -86,23 +99,6 @@ class InstantBackend(Backend):
         return CheckReport(self.name, True)
 
 
-class TimedDiscord(FakeDiscord):
-    """The fake, noting when each interaction's answer received its image."""
-
-    def __init__(self) -> None:
-        super().__init__(TOKEN)
-        self.done_at: dict[int, float] = {}
-        self.expected = 0
-        self.all_done = asyncio.Event()
-
-    def _edit_message(self, message: FakeMessage, data: JSON, uploads: dict[str, _Upload]) -> None:
-        super()._edit_message(message, data, uploads)
-        if message.attachments and message.interaction_id is not None and message.interaction_id not in self.done_at:
-            self.done_at[message.interaction_id] = asyncio.get_running_loop().time()
-            if len(self.done_at) >= self.expected:
-                self.all_done.set()
-
-
 @dataclasses.dataclass
 class Result:
     name: str
@@ -110,6 +106,12 @@ class Result:
     seconds: float
     latencies: list[float]
     calls: int  # REST requests the fake answered during the burst
+    fake_busy: float = 0.0  # the fake's CPU time / the burst's time (near 1: the fake was the bottleneck)
+    cpu: float = 0.0  # seconds of this process's CPU time (all threads) during the burst
+
+    @classmethod
+    def of(cls, name: str, burst: Burst, cpu: float) -> Result:
+        return cls(name, len(burst.latencies), burst.seconds, burst.latencies, burst.calls, burst.busy, cpu)
 
     @property
     def per_second(self) -> float:
@@ -121,24 +123,13 @@ class Result:
         return statistics.quantiles(self.latencies, n=100, method="inclusive")[p - 1]
 
 
-async def burst(dc: TimedDiscord, users: list[int], name: str, lag: LoopLag | None = None) -> Result:
-    """Every user invokes /draw at once; wait until every answer has its image (``lag`` measures meanwhile)."""
-    if lag is not None:
-        async with lag:
-            return await burst(dc, users, name)
-    dc.expected = len(users)
-    before = len(dc.calls)
-    loop = asyncio.get_running_loop()
-    sent: dict[int, float] = {}
-    begin = loop.time()
-    for user in users:
-        at = loop.time()
-        record = await dc.invoke_command("draw", {"prompt": PROMPT, "size": SIZE}, user_id=user)
-        sent[record.id] = at
-    await asyncio.wait_for(dc.all_done.wait(), 120)
-    end = max(dc.done_at.values())
-    latencies = [dc.done_at[i] - sent[i] for i in sent]
-    return Result(name, len(users), end - begin, latencies, len(dc.calls) - before)
+async def burst(fake: Platform, users: list[int], name: str, lag: LoopLag | None = None) -> Result:
+    """Every user invokes /draw at once; wait until every answer has its image (``lag`` measures this loop
+    meanwhile)."""
+    async with lag or contextlib.nullcontext():
+        cpu = time.process_time()
+        done = await fake.burst(users, command="draw", options={"prompt": PROMPT, "size": SIZE})
+        return Result.of(name, done, time.process_time() - cpu)
 
 
 def _command() -> JSON:
@@ -155,22 +146,24 @@ def _components(job: int) -> list[JSON]:
     return [{"type": 1, "components": buttons}]
 
 
-async def run_sdbot(users: list[int], image: bytes, concurrency: int, lag: LoopLag | None = None) -> Result:
-    with tempfile.TemporaryDirectory() as tmp:
-        async with TimedDiscord() as dc:
-            with dc.patch_discord():
-                settings = {"backend_concurrency": concurrency, "rate_per_minute": 0, "daily_images": 0}
-                async with running_bot(dc, Path(tmp) / "sdbot.db", InstantBackend(image), **settings):
-                    return await burst(dc, users, "sdbot", lag)
+async def run_sdbot(
+    fake: Platform, users: list[int], image: bytes, concurrency: int, lag: LoopLag | None = None
+) -> Result:
+    with tempfile.TemporaryDirectory() as tmp, fake.patch_discord():
+        settings = {"backend_concurrency": concurrency, "rate_per_minute": 0, "daily_images": 0}
+        async with running_bot(fake, Path(tmp) / "sdbot.db", InstantBackend(image), **settings):  # type: ignore[arg-type]
+            return await burst(fake, users, BOT, lag)
 
 
-async def run_raw(users: list[int], image: bytes, concurrency: int, lag: LoopLag | None = None) -> Result:
+async def run_raw(
+    fake: Platform, users: list[int], image: bytes, concurrency: int, lag: LoopLag | None = None
+) -> Result:
     # As many uploads in flight as the bot allows: the bot delivers inside a job's slot.
     uploads = asyncio.Semaphore(concurrency)
-    async with TimedDiscord() as dc, aiohttp.ClientSession() as http:
-        api = dc.api_base
+    async with aiohttp.ClientSession() as http:
+        api = fake.api_base
         auth = {"Authorization": f"Bot {TOKEN}"}
-        async with http.put(f"{api}/applications/{dc.application_id}/commands", json=[_command()], headers=auth):
+        async with http.put(f"{api}/applications/{fake.application_id}/commands", json=[_command()], headers=auth):
             pass
         tasks: set[asyncio.Task[None]] = set()
 
@@ -193,7 +186,7 @@ async def run_raw(users: list[int], image: bytes, concurrency: int, lag: LoopLag
             async with uploads, http.patch(original, data=form) as r:
                 r.raise_for_status()
 
-        async with http.ws_connect(dc.gateway_url) as ws:
+        async with http.ws_connect(fake.gateway_url) as ws:
             await ws.receive_json()  # HELLO; the run is far shorter than a heartbeat interval
             identify = {"token": TOKEN, "intents": 0, "properties": {"os": "linux", "browser": "b", "device": "b"}}
             await ws.send_json({"op": 2, "d": identify})
@@ -214,42 +207,43 @@ async def run_raw(users: list[int], image: bytes, concurrency: int, lag: LoopLag
             listener = asyncio.create_task(listen())
             await ready.wait()
             try:
-                return await burst(dc, users, "floor (raw REST calls)", lag)
+                return await burst(fake, users, FLOOR, lag)
             finally:
                 listener.cancel()
                 await asyncio.gather(listener, *tasks, return_exceptions=True)
 
 
-async def run_discord_py(users: list[int], image: bytes, concurrency: int) -> Result:
+async def run_discord_py(
+    fake: Platform, users: list[int], image: bytes, concurrency: int, lag: LoopLag | None = None
+) -> Result:
     uploads = asyncio.Semaphore(concurrency)
-    async with TimedDiscord() as dc:
-        with dc.patch_discord():
-            client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.05)
-            jobs = iter(range(1, 10**9))
+    with fake.patch_discord():
+        client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.05)
+        jobs = iter(range(1, 10**9))
 
-            async def on_interaction(interaction: discord.Interaction) -> None:
-                job = next(jobs)
-                await interaction.response.defer(thinking=True)
-                for text in PROGRESS:
-                    await interaction.edit_original_response(content=text)
-                view = discord.ui.View(timeout=None)
-                view.add_item(discord.ui.Button(label="🔁 Again", custom_id=f"sdbot:again:{job}"))
-                view.add_item(discord.ui.Button(label="✏️ Edit", custom_id=f"sdbot:edit:{job}"))
-                upload = discord.File(io.BytesIO(image), filename=f"sdbot-{job}-1.png")
-                async with uploads:
-                    await interaction.edit_original_response(content=CAPTION, attachments=[upload], view=view)
+        async def on_interaction(interaction: discord.Interaction) -> None:
+            job = next(jobs)
+            await interaction.response.defer(thinking=True)
+            for text in PROGRESS:
+                await interaction.edit_original_response(content=text)
+            view = discord.ui.View(timeout=None)
+            view.add_item(discord.ui.Button(label="🔁 Again", custom_id=f"sdbot:again:{job}"))
+            view.add_item(discord.ui.Button(label="✏️ Edit", custom_id=f"sdbot:edit:{job}"))
+            upload = discord.File(io.BytesIO(image), filename=f"sdbot-{job}-1.png")
+            async with uploads:
+                await interaction.edit_original_response(content=CAPTION, attachments=[upload], view=view)
 
-            client.on_interaction = on_interaction  # type: ignore[method-assign]
-            await client.login(TOKEN)
-            await client.http.bulk_upsert_global_commands(dc.application_id, [_command()])
-            gateway = asyncio.create_task(client.connect())
-            await client.wait_until_ready()
-            try:
-                return await burst(dc, users, "discord.py alone")
-            finally:
-                await client.close()
-                with contextlib.suppress(Exception):
-                    await gateway
+        client.on_interaction = on_interaction  # type: ignore[method-assign]
+        await client.login(TOKEN)
+        await client.http.bulk_upsert_global_commands(fake.application_id, [_command()])
+        gateway = asyncio.create_task(client.connect())
+        await client.wait_until_ready()
+        try:
+            return await burst(fake, users, LIBRARY, lag)
+        finally:
+            await client.close()
+            with contextlib.suppress(Exception):
+                await gateway
 
 
 @contextlib.asynccontextmanager
@@ -267,7 +261,13 @@ def png(width: int, height: int) -> bytes:
     return out.getvalue()
 
 
+def fakes(args: argparse.Namespace) -> AbstractAsyncContextManager[Fakes]:
+    return Local("discord") if getattr(args, "same_loop", False) else Host("discord")
+
+
 async def main(args: argparse.Namespace) -> list[Result]:
+    """Every configuration, ``args.rounds`` times, alternating. Sets ``args.lag`` (this loop's lag while sdbot
+    served) and ``args.floor_lag`` (while the raw floor ran)."""
     width, height = (int(side) for side in SIZE.split("x"))
     if args.image == "flat":
         image = png(width, height)
@@ -276,19 +276,21 @@ async def main(args: argparse.Namespace) -> list[Result]:
 
         image = await asyncio.to_thread(images.placeholder_png, width, height, 1, "bench")
     args.image_bytes = len(image)
-    # The event loop's lag while sdbot serves the burst, and while the floor does (the fake shares the loop).
     args.lag, args.floor_lag = LoopLag(callbacks=True), LoopLag(callbacks=True)
-    runs: list[Callable[[list[int]], Awaitable[Result]]] = [
-        lambda users: run_raw(users, image, args.concurrency, args.floor_lag),
-        lambda users: run_discord_py(users, image, args.concurrency),
-        lambda users: run_sdbot(users, image, args.concurrency, args.lag),
+    n = args.concurrency
+    runs: list[Callable[[Platform, list[int]], Awaitable[Result]]] = [
+        lambda fake, users: run_raw(fake, users, image, n, args.floor_lag),
+        lambda fake, users: run_discord_py(fake, users, image, n),
+        lambda fake, users: run_sdbot(fake, users, image, n, args.lag),
     ]
     results: list[Result] = []
-    async with quiet():
+    async with quiet(), fakes(args) as host:
+        args.fake_where = host.where
         for round_ in range(args.rounds):
+            users = [10_000 + round_ * args.interactions + i for i in range(args.interactions)]
             for run in runs:
-                users = [10_000 + round_ * args.interactions + i for i in range(args.interactions)]
-                results.append(await run(users))
+                async with host.fake() as fake:
+                    results.append(await run(fake, users))
     return results
 
 
@@ -300,25 +302,29 @@ def best(results: list[Result], name: str) -> Result | None:
 def report(results: list[Result], args: argparse.Namespace) -> None:
     names = list(dict.fromkeys(r.name for r in results))
     chosen = [r for n in names if (r := best(results, n)) is not None]
-    rows = [["configuration", "interactions", "per second", "p50 ms", "p99 ms", "REST calls each"]]
+    rows = [["configuration", "per second", "p50 ms", "p99 ms", "REST calls each", "client CPU ms each", "fake CPU"]]
     for r in chosen:
         rows.append(
             [
                 r.name,
-                str(r.interactions),
                 f"{r.per_second:.1f}",
                 f"{r.percentile(50) * 1000:.0f}",
                 f"{r.percentile(99) * 1000:.0f}",
                 f"{r.calls / r.interactions:.1f}",
+                f"{r.cpu / r.interactions * 1000:.2f}",
+                f"{r.fake_busy:.0%}",
             ]
         )
     print(
         f"Python {platform.python_version()}, {platform.machine()}, discord.py {discord.__version__}; "
         f"{args.interactions} users, one /draw each; {SIZE} {args.image} PNG of {args.image_bytes} bytes; "
-        f"backend concurrency {args.concurrency}"
+        f"backend concurrency {args.concurrency}; fake Discord in {args.fake_where}"
     )
     print_table(rows[1:], header=rows[0])
     print_against_floor(chosen)
+    library, bot = best(results, LIBRARY), best(results, BOT)
+    if library is not None and bot is not None:
+        print(f"{BOT} / {LIBRARY}: throughput x{bot.per_second / library.per_second:.2f}")
     if getattr(args, "lag", None) is not None:
         print(f"while sdbot served: {args.lag.summary()}")
         print(f"while the floor ran: {args.floor_lag.summary()}")
@@ -329,6 +335,7 @@ def cli() -> None:
     parser.add_argument("--interactions", type=int, default=100, help="simulated users, one /draw each (default 100)")
     parser.add_argument("--concurrency", type=int, default=8, help="SDBOT_BACKEND_CONCURRENCY (default 8)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat and keep each configuration's best")
+    parser.add_argument("--same-loop", action="store_true", help="the fake on this event loop, not its own process")
     parser.add_argument(
         "--image",
         choices=("flat", "placeholder"),

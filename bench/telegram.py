@@ -1,29 +1,38 @@
-"""/draw commands per second through the Telegram adapter, and the latency the bot adds, against a floor.
+"""/draw commands per second through the Telegram adapter, and the latency the bot adds, against floors.
 
-    python -m bench.telegram [--users 60] [--concurrency 8] [--rounds 2] [--image flat|placeholder]
+    python -m bench.telegram [--users 60] [--concurrency 8] [--rounds 2] [--image flat|placeholder] [--same-loop]
 
-N simulated users each send ``/draw`` at once to the fake Bot API (127.0.0.1, the same server the tests use);
-the image backend answers instantly with a prepared PNG. Latency is per command, from the update being queued
-to the fake having received the photo. Each configuration runs against a fresh fake and database:
+N simulated users each send ``/draw`` at once to the fake Bot API (127.0.0.1, the server the tests use, in a
+process of its own: see :mod:`bench.remote`); the image backend answers instantly with a prepared PNG. Latency
+is per command, from the update being queued to the fake having received the photo. Each configuration runs
+against a fresh fake and database, alternating, and each keeps its best (least disturbed) round:
 
-* ``floor``: a minimal script with httpx, making the same Bot API calls per command as the bot (long-poll
-  getUpdates, a status sendMessage, sendChatAction, sendPhoto with the same PNG, caption and buttons, and an
-  editMessageText to "done" as many seconds later as the bot's status pacing), every update handled
-  concurrently with at most ``--concurrency`` uploads in flight, like the bot. What the Bot API round trips
-  cost on their own.
+* ``floor (raw Bot API calls)``: a minimal script with httpx, making the same Bot API calls per command as the
+  bot (long-poll getUpdates, a status sendMessage, sendChatAction, sendPhoto with the same PNG, caption and
+  buttons, and an editMessageText to "done" as many seconds later as the bot's status pacing), every update
+  handled concurrently with at most ``--concurrency`` uploads in flight, like the bot. What the Bot API round
+  trips cost on their own.
+* ``python-telegram-bot alone``: the same calls from a minimal PTB bot (``Application``, long polling, one
+  ``CommandHandler``, concurrent updates, no rate limiter): what the library the bot is built on costs by itself.
 * ``sdbot, no rate limiter``: the real adapter and core (parsing, quotas in SQLite, scheduling, the job
   record, delivery, status) with PTB's pacing off: the bot's own overhead.
-* ``sdbot`` as shipped: with ``AIORateLimiter`` holding sends to Telegram's 30 per second, so throughput is
-  bounded by Telegram's published limit, not by the bot.
+* ``sdbot`` as shipped (unless ``--no-limiter-row``): with ``AIORateLimiter`` holding sends to Telegram's 30
+  per second, so throughput is bounded by Telegram's published limit, not by the bot.
 
 ``--concurrency`` is ``SDBOT_BACKEND_CONCURRENCY``: delivery runs inside a job's slot, so with an instant
-backend it bounds how many uploads are in flight.
+backend it bounds how many uploads are in flight. ``--same-loop`` runs the fake on the benchmark's own event
+loop instead (how these figures were taken before; the fake's work then weighs on every row and on the lag).
+"client CPU" is this process's CPU time (every thread) per command during the burst: what serving one costs,
+less disturbed by other work on the machine than the throughput; "fake CPU" is the fake's CPU time over the
+burst's time (near 100%: the fake, not the client, set the pace). With ``--same-loop`` both are the one
+process's, fake and client together.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -31,8 +40,9 @@ import platform
 import statistics
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,31 +50,38 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
+from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes
 
+from bench.looplag import LoopLag
+from bench.remote import Burst, Fakes, Host, Local, Platform
 from bench.support import print_against_floor, print_table
-from tests.fakes.telegram import JSON, Call, FakeTelegram
+from bot.capabilities import SEED, Capabilities
+from tests.fakes.telegram import JSON
 from tests.telegram_support import PreparedBackend, png, running, tg_settings
 
 SIZE = "768x768"
 STATUS_INTERVAL = 3.0  # the adapter's default
 PROMPT = "a lighthouse at dusk --style Anime --size " + SIZE
+COMMAND = f"/draw {PROMPT}"
+ALLOWED_UPDATES = ["message", "callback_query"]  # the adapter's
+
+FLOOR = "floor (raw Bot API calls)"
+LIBRARY = "python-telegram-bot alone"
+BOT = "sdbot, no rate limiter"
+SHIPPED = "sdbot (AIORateLimiter, as shipped)"
 
 
-class TimedTelegram(FakeTelegram):
-    """The fake, noting when each chat's photo arrived."""
+class CachedBackend(PreparedBackend):
+    """The tests' instant backend, with its capabilities built once, as every real backend caches them (the
+    tests' one builds them per call, which would charge the bot an index build per command)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.photo_at: dict[int, float] = {}
-        self.expected = 0
-        self.all_delivered = asyncio.Event()
+    def __init__(self, prepared: dict[str, bytes]) -> None:
+        super().__init__(prepared)
+        self.caps = dataclasses.replace(SEED, backend=self.name)
 
-    async def _api_sendPhoto(self, call: Call) -> JSON:
-        result: JSON = await super()._api_sendPhoto(call)  # type: ignore[misc]
-        self.photo_at[int(call.params["chat_id"])] = asyncio.get_running_loop().time()
-        if len(self.photo_at) >= self.expected:
-            self.all_delivered.set()
-        return result
+    async def capabilities(self) -> Capabilities:
+        return self.caps
 
 
 @dataclasses.dataclass
@@ -73,6 +90,13 @@ class Result:
     users: int
     seconds: float
     latencies: list[float]
+    calls: int = 0  # Bot API requests the fake answered during the burst
+    fake_busy: float = 0.0  # the fake's CPU time / the burst's time (near 1: the fake was the bottleneck)
+    cpu: float = 0.0  # seconds of this process's CPU time (all threads) during the burst
+
+    @classmethod
+    def of(cls, name: str, burst: Burst, cpu: float) -> Result:
+        return cls(name, len(burst.latencies), burst.seconds, burst.latencies, burst.calls, burst.busy, cpu)
 
     @property
     def per_second(self) -> float:
@@ -84,37 +108,37 @@ class Result:
         return statistics.quantiles(self.latencies, n=100, method="inclusive")[p - 1]
 
 
-async def burst(tg: TimedTelegram, users: list[int], started: Awaitable[Any], name: str) -> Result:
-    """Every user sends /draw at once; wait for every photo."""
-    await started
-    tg.expected = len(users)
-    loop = asyncio.get_running_loop()
-    sent: dict[int, float] = {}
-    begin = loop.time()
-    for user in users:
-        sent[user] = loop.time()
-        tg.send_text(user, f"/draw {PROMPT}")
-    await asyncio.wait_for(tg.all_delivered.wait(), 300)
-    end = max(tg.photo_at.values())
-    return Result(name, len(users), end - begin, [tg.photo_at[u] - sent[u] for u in users])
+async def burst(fake: Platform, users: list[int], name: str, lag: LoopLag | None) -> Result:
+    """Every user sends /draw at once (once the client polls); wait for every photo. ``lag`` measures this
+    loop meanwhile."""
+    async with lag or contextlib.nullcontext():
+        cpu = time.process_time()
+        done = await fake.burst(users, text=COMMAND)
+        return Result.of(name, done, time.process_time() - cpu)
 
 
-async def run_bot(users: list[int], image: bytes, *, limiter: bool, concurrency: int) -> Result:
-    name = "sdbot (AIORateLimiter, as shipped)" if limiter else "sdbot, no rate limiter"
+async def run_bot(
+    fake: Platform, users: list[int], image: bytes, *, limiter: bool, concurrency: int, lag: LoopLag | None = None
+) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
-        async with TimedTelegram() as tg:
-            settings = tg_settings(Path(tmp), tg, backend_concurrency=concurrency, rate_per_minute=10_000)
-            # The shipped poll timeout and status interval; only the pacing is switched for the second row.
-            options: dict[str, Any] = {"status_interval": STATUS_INTERVAL, "poll_timeout": 10, "rate_limiter": limiter}
-            async with running(settings, PreparedBackend({SIZE: image}), **options):
-                return await burst(tg, users, tg.wait_for("deleteWebhook"), name)
+        settings = tg_settings(Path(tmp), fake, backend_concurrency=concurrency, rate_per_minute=10_000)  # type: ignore[arg-type]
+        # The shipped poll timeout and status interval; only the pacing is switched for the second row.
+        options: dict[str, Any] = {"status_interval": STATUS_INTERVAL, "poll_timeout": 10, "rate_limiter": limiter}
+        async with running(settings, CachedBackend({SIZE: image}), **options):
+            return await burst(fake, users, SHIPPED if limiter else BOT, lag)
 
 
-async def run_floor(users: list[int], image: bytes, caption: str, concurrency: int) -> Result:
+def _markup() -> list[list[JSON]]:
+    return [[{"text": "🔁 Again", "callback_data": "again:1"}, {"text": "✏️ Edit", "callback_data": "edit:1"}]]
+
+
+async def run_floor(
+    fake: Platform, users: list[int], image: bytes, caption: str, concurrency: int, lag: LoopLag | None = None
+) -> Result:
     # As many uploads in flight as the bot allows: sixty at once through one loop are slower, not faster.
     uploads = asyncio.Semaphore(concurrency)
-    async with TimedTelegram() as tg, httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=256)) as http:
-        api = f"{tg.url}/bot{tg.token}"
+    api = f"{fake.url}/bot{fake.token}"
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=256)) as http:
 
         async def call(method: str, data: dict[str, Any], files: dict[str, Any] | None = None) -> Any:
             answer = await http.post(f"{api}/{method}", data=data, files=files)
@@ -126,22 +150,20 @@ async def run_floor(users: list[int], image: bytes, caption: str, concurrency: i
             status = await call("sendMessage", {"chat_id": chat, "text": "Drawing…", "reply_parameters": reply})
             async with uploads:
                 await call("sendChatAction", {"chat_id": chat, "action": "upload_photo"})
-                markup = json.dumps({"inline_keyboard": [[{"text": "Again", "callback_data": "again:1"}]]})
+                markup = json.dumps({"inline_keyboard": _markup()})
                 data = {"chat_id": chat, "caption": caption, "reply_parameters": reply, "reply_markup": markup}
                 await call("sendPhoto", data, {"photo": ("sdbot.png", image, "image/png")})
             await asyncio.sleep(STATUS_INTERVAL)  # the bot's status edits are paced like this too
             await call("editMessageText", {"chat_id": chat, "message_id": status["message_id"], "text": "Done"})
 
-        polling = asyncio.Event()
         tasks: set[asyncio.Task[None]] = set()
 
         async def poll() -> None:
             offset = 0
             await call("deleteWebhook", {})
-            polling.set()
             while True:
-                updates = await call("getUpdates", {"offset": offset, "timeout": 10})
-                for update in updates:
+                data = {"offset": offset, "timeout": 10, "allowed_updates": json.dumps(ALLOWED_UPDATES)}
+                for update in await call("getUpdates", data):
                     offset = update["update_id"] + 1
                     task = asyncio.create_task(handle(update))
                     tasks.add(task)
@@ -149,10 +171,53 @@ async def run_floor(users: list[int], image: bytes, caption: str, concurrency: i
 
         poller = asyncio.create_task(poll())
         try:
-            return await burst(tg, users, polling.wait(), "floor (raw Bot API calls)")
+            return await burst(fake, users, FLOOR, lag)
         finally:
             poller.cancel()
             await asyncio.gather(poller, *tasks, return_exceptions=True)
+
+
+async def run_library(
+    fake: Platform, users: list[int], image: bytes, caption: str, concurrency: int, lag: LoopLag | None = None
+) -> Result:
+    """The same calls from the smallest PTB bot that makes them: what the library costs without sdbot."""
+    uploads = asyncio.Semaphore(concurrency)
+    markup = InlineKeyboardMarkup(
+        [[InlineKeyboardButton(b["text"], callback_data=b["callback_data"]) for b in row] for row in _markup()]
+    )
+
+    async def draw(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        assert message is not None
+        bot, chat, reply = context.bot, message.chat_id, ReplyParameters(message.message_id)
+        status = await bot.send_message(chat, "Drawing…", reply_parameters=reply)
+        async with uploads:
+            await bot.send_chat_action(chat, "upload_photo")
+            await bot.send_photo(
+                chat, image, filename="sdbot.png", caption=caption, reply_parameters=reply, reply_markup=markup
+            )
+        await asyncio.sleep(STATUS_INTERVAL)
+        await bot.edit_message_text("Done", chat, status.message_id)
+
+    app = (
+        ApplicationBuilder()
+        .token(fake.token)
+        .base_url(f"{fake.url}/bot")
+        .base_file_url(f"{fake.url}/file/bot")
+        .concurrent_updates(True)
+        .build()
+    )
+    app.add_handler(CommandHandler("draw", draw))
+    async with app:  # initialize (getMe) ... shutdown
+        await app.start()
+        updater = app.updater
+        assert updater is not None
+        await updater.start_polling(poll_interval=0, timeout=10, allowed_updates=ALLOWED_UPDATES)
+        try:
+            return await burst(fake, users, LIBRARY, lag)
+        finally:
+            await updater.stop()
+            await app.stop()
 
 
 @asynccontextmanager
@@ -164,7 +229,13 @@ async def quiet() -> AsyncIterator[None]:
         logging.disable(logging.NOTSET)
 
 
+def fakes(args: argparse.Namespace) -> AbstractAsyncContextManager[Fakes]:
+    return Local("telegram") if getattr(args, "same_loop", False) else Host("telegram")
+
+
 async def main(args: argparse.Namespace) -> list[Result]:
+    """Every configuration, ``args.rounds`` times, alternating. Sets ``args.lag`` (this loop's lag while the
+    bot without rate limiter served) and ``args.floor_lag`` (while the raw floor ran)."""
     from bot import images
     from bot.presentation import caption
     from bot.validation import parse_request
@@ -176,14 +247,23 @@ async def main(args: argparse.Namespace) -> list[Result]:
         image = await asyncio.to_thread(images.placeholder_png, width, height, 1, "bench")
     args.image_bytes = len(image)
     text = caption(parse_request(f"/draw {PROMPT} --seed 1"), "en", limit=1024)
+    args.lag, args.floor_lag = LoopLag(callbacks=True), LoopLag(callbacks=True)
+    n = args.concurrency
+    runs: list[Callable[[Platform, list[int]], Awaitable[Result]]] = [
+        lambda fake, users: run_floor(fake, users, image, text, n, args.floor_lag),
+        lambda fake, users: run_library(fake, users, image, text, n),
+        lambda fake, users: run_bot(fake, users, image, limiter=False, concurrency=n, lag=args.lag),
+    ]
+    if not args.no_limiter_row:
+        runs.append(lambda fake, users: run_bot(fake, users, image, limiter=True, concurrency=n))
     results: list[Result] = []
-    async with quiet():
+    async with quiet(), fakes(args) as host:
+        args.fake_where = host.where
         for round_ in range(args.rounds):
             users = [10_000 + round_ * args.users + i for i in range(args.users)]
-            results.append(await run_floor(users, image, text, args.concurrency))
-            results.append(await run_bot(users, image, limiter=False, concurrency=args.concurrency))
-            if not args.no_limiter_row:
-                results.append(await run_bot(users, image, limiter=True, concurrency=args.concurrency))
+            for run in runs:
+                async with host.fake() as fake:
+                    results.append(await run(fake, users))
     return results
 
 
@@ -195,28 +275,37 @@ def best(results: list[Result], name: str) -> Result | None:
 
 def report(results: list[Result], args: argparse.Namespace) -> None:
     names = list(dict.fromkeys(r.name for r in results))
-    rows = [["configuration", "users", "commands/s", "p50 ms", "p99 ms"]]
+    rows = [["configuration", "commands/s", "p50 ms", "p99 ms", "API calls each", "client CPU ms each", "fake CPU"]]
     chosen = [r for n in names if (r := best(results, n)) is not None]
     for r in chosen:
         rows.append(
             [
                 r.name,
-                str(r.users),
                 f"{r.per_second:.1f}",
                 f"{r.percentile(50) * 1000:.0f}",
                 f"{r.percentile(99) * 1000:.0f}",
+                f"{r.calls / r.users:.1f}",
+                f"{r.cpu / r.users * 1000:.2f}",
+                f"{r.fake_busy:.0%}",
             ]
         )
     print(
         f"Python {platform.python_version()}, {platform.machine()}; {args.users} users, one /draw each; "
-        f"{SIZE} {args.image} PNG of {args.image_bytes} bytes; backend concurrency {args.concurrency}"
+        f"{SIZE} {args.image} PNG of {args.image_bytes} bytes; backend concurrency {args.concurrency}; "
+        f"fake Bot API in {args.fake_where}"
     )
     print_table(rows[1:], header=rows[0])
     print_against_floor(chosen)
+    library = best(results, LIBRARY)
+    bot = best(results, BOT)
+    if library is not None and bot is not None:
+        print(f"{BOT} / {LIBRARY}: throughput x{bot.per_second / library.per_second:.2f}")
+    print(f"while sdbot (no rate limiter) served: {args.lag.summary()}")
+    print(f"while the raw floor ran: {args.floor_lag.summary()}")
 
 
 def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--users", type=int, default=60, help="simulated users, one /draw each (default 60)")
     parser.add_argument("--concurrency", type=int, default=8, help="SDBOT_BACKEND_CONCURRENCY (default 8)")
     parser.add_argument("--rounds", type=int, default=2, help="repeat and keep each configuration's best (default 2)")
@@ -228,6 +317,7 @@ def cli() -> None:
         "placeholder: the ~200 KB picture the offline backend draws",
     )
     parser.add_argument("--no-limiter-row", action="store_true", help="skip the paced (as shipped) run")
+    parser.add_argument("--same-loop", action="store_true", help="the fake on this event loop, not its own process")
     args = parser.parse_args()
     report(asyncio.run(main(args)), args)
 

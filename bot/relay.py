@@ -38,11 +38,11 @@ class Relay:
         self._waiting[job_id] = send
         if job_id in self._senders:
             return  # the send in flight takes the latest when it is done
-        loop = asyncio.get_running_loop()
         timer = self._timers.get(job_id)
         if paced:
             if timer is not None:
-                return  # already waiting for its time, and will send the latest
+                return  # already waiting for its time, and will send the latest (the common case: kept cheap)
+            loop = asyncio.get_running_loop()
             due = self._last.get(job_id, -self.pace) + self.pace
             if due > loop.time():
                 self._timers[job_id] = loop.call_at(due, self._start, job_id)
