@@ -38,13 +38,13 @@ each time restarted at once, as a supervisor would.
 * a job whose life spanned a SIGKILL may be delivered twice, delivered and then told of a failure, or told
   twice: it is re-run with the same seed, so its result comes at least once (the process died between
   sending the result and recording it);
-* a command nobody answered because the process that had fetched it was killed first. Telegram: the last
-  ``getUpdates`` that returned it was answered to a life that ended in SIGKILL. python-telegram-bot confirms a
-  batch of updates when it asks for the next one, not when their handlers are done, so commands are consumed
-  at most once; after a restart the backlog comes in one batch and its answers queue behind Telegram's 30
-  messages a second, so a kill soon after a restart can take a good part of the backlog with it. Discord: the
-  interaction was dispatched to such a life; Discord itself then tells the user the application did not
-  respond. (Accepted jobs are never among them: a job row outlives any process.)
+* a Discord command nobody answered because the interaction was dispatched to a life that ended in SIGKILL:
+  Discord does not send an interaction again, and itself tells the user the application did not respond.
+  (Accepted jobs are never among them: a job row outlives any process.)
+
+A Telegram command is never allowed to go unanswered, kill or not: each update is kept in the bot's inbox
+(``bot/inbox.py``) before Telegram learns it arrived and until its handler is done, so one the killed process
+had fetched is handled after the restart, and handling it twice admits its ``/draw`` once.
 """
 
 from __future__ import annotations
