@@ -35,7 +35,6 @@ import io
 import json
 import logging
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -52,7 +51,7 @@ import discord
 from PIL import Image
 
 from bench.looplag import LoopLag
-from bench.remote import Burst, Fakes, Host, Local, Platform
+from bench.remote import Fakes, Host, Local, Platform, Result
 from bench.support import print_against_floor, print_table
 from bot.backends.base import Backend, CheckReport, GeneratedImage, ProgressCallback
 from bot.capabilities import SEED, Capabilities
@@ -97,30 +96,6 @@ class InstantBackend(Backend):
 
     async def check(self) -> CheckReport:
         return CheckReport(self.name, True)
-
-
-@dataclasses.dataclass
-class Result:
-    name: str
-    interactions: int
-    seconds: float
-    latencies: list[float]
-    calls: int  # REST requests the fake answered during the burst
-    fake_busy: float = 0.0  # the fake's CPU time / the burst's time (near 1: the fake was the bottleneck)
-    cpu: float = 0.0  # seconds of this process's CPU time (all threads) during the burst
-
-    @classmethod
-    def of(cls, name: str, burst: Burst, cpu: float) -> Result:
-        return cls(name, len(burst.latencies), burst.seconds, burst.latencies, burst.calls, burst.busy, cpu)
-
-    @property
-    def per_second(self) -> float:
-        return self.interactions / self.seconds
-
-    def percentile(self, p: int) -> float:
-        if len(self.latencies) == 1:
-            return self.latencies[0]
-        return statistics.quantiles(self.latencies, n=100, method="inclusive")[p - 1]
 
 
 async def burst(fake: Platform, users: list[int], name: str, lag: LoopLag | None = None) -> Result:
@@ -310,8 +285,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
                 f"{r.per_second:.1f}",
                 f"{r.percentile(50) * 1000:.0f}",
                 f"{r.percentile(99) * 1000:.0f}",
-                f"{r.calls / r.interactions:.1f}",
-                f"{r.cpu / r.interactions * 1000:.2f}",
+                f"{r.calls / r.commands:.1f}",
+                f"{r.cpu / r.commands * 1000:.2f}",
                 f"{r.fake_busy:.0%}",
             ]
         )

@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 import os
+import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -50,6 +51,32 @@ class Burst:
     latencies: list[float]  # per user, command -> picture
     calls: int  # API requests the fake answered during the burst
     busy: float  # the fake's CPU time over the burst's wall time: near 1.0, the fake was the bottleneck
+
+
+@dataclass
+class Result:
+    """One configuration's burst as the end-to-end benchmarks report it."""
+
+    name: str
+    commands: int  # users, one /draw each
+    seconds: float
+    latencies: list[float]
+    calls: int  # API requests the fake answered during the burst
+    fake_busy: float = 0.0  # the fake's CPU time / the burst's time (near 1: the fake was the bottleneck)
+    cpu: float = 0.0  # seconds of this process's CPU time (all threads) during the burst
+
+    @classmethod
+    def of(cls, name: str, burst: Burst, cpu: float) -> Result:
+        return cls(name, len(burst.latencies), burst.seconds, burst.latencies, burst.calls, burst.busy, cpu)
+
+    @property
+    def per_second(self) -> float:
+        return self.commands / self.seconds
+
+    def percentile(self, p: int) -> float:
+        if len(self.latencies) == 1:
+            return self.latencies[0]
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[p - 1]
 
 
 # The fakes, noting when each user's picture arrived ----------------------------------------------------------

@@ -37,7 +37,6 @@ import dataclasses
 import json
 import logging
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -54,7 +53,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
 from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes
 
 from bench.looplag import LoopLag
-from bench.remote import Burst, Fakes, Host, Local, Platform
+from bench.remote import Fakes, Host, Local, Platform, Result
 from bench.support import print_against_floor, print_table
 from bot.capabilities import SEED, Capabilities
 from tests.fakes.telegram import JSON
@@ -82,30 +81,6 @@ class CachedBackend(PreparedBackend):
 
     async def capabilities(self) -> Capabilities:
         return self.caps
-
-
-@dataclasses.dataclass
-class Result:
-    name: str
-    users: int
-    seconds: float
-    latencies: list[float]
-    calls: int = 0  # Bot API requests the fake answered during the burst
-    fake_busy: float = 0.0  # the fake's CPU time / the burst's time (near 1: the fake was the bottleneck)
-    cpu: float = 0.0  # seconds of this process's CPU time (all threads) during the burst
-
-    @classmethod
-    def of(cls, name: str, burst: Burst, cpu: float) -> Result:
-        return cls(name, len(burst.latencies), burst.seconds, burst.latencies, burst.calls, burst.busy, cpu)
-
-    @property
-    def per_second(self) -> float:
-        return self.users / self.seconds
-
-    def percentile(self, p: int) -> float:
-        if len(self.latencies) == 1:
-            return self.latencies[0]
-        return statistics.quantiles(self.latencies, n=100, method="inclusive")[p - 1]
 
 
 async def burst(fake: Platform, users: list[int], name: str, lag: LoopLag | None) -> Result:
@@ -284,8 +259,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
                 f"{r.per_second:.1f}",
                 f"{r.percentile(50) * 1000:.0f}",
                 f"{r.percentile(99) * 1000:.0f}",
-                f"{r.calls / r.users:.1f}",
-                f"{r.cpu / r.users * 1000:.2f}",
+                f"{r.calls / r.commands:.1f}",
+                f"{r.cpu / r.commands * 1000:.2f}",
                 f"{r.fake_busy:.0%}",
             ]
         )
