@@ -125,10 +125,6 @@ class JobStore:
         row = await self._store.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return Job.from_row(row) if row else None
 
-    async def by_origin(self, origin: str) -> Job | None:
-        row = await self._store.fetchone("SELECT * FROM jobs WHERE origin = ?", (origin,))
-        return Job.from_row(row) if row else None
-
     async def unfinished(self) -> list[Job]:
         """Queued and running jobs, oldest first (what a start must recover)."""
         rows = await self._store.fetchall("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY id")
