@@ -74,7 +74,7 @@ from bot.i18n import Lang, Msg, resolve_language
 from bot.inbox import Inbox
 from bot.jobs import MAX_ATTEMPTS, Job, JobStore
 from bot.people import ChatRef, Directory, UserRef
-from bot.quotas import Admission, AlreadyAdmitted, Quotas
+from bot.quotas import Admission, AlreadyAdmitted, QuotaError, Quotas
 from bot.relay import Relay
 from bot.request import DrawRequest
 from bot.retention import Pruner
@@ -336,9 +336,9 @@ class Core:
         parent_id: int | None,
         origin: str | None,
     ) -> Job:
-        await self.directory.touch_user(user)
-        if chat.is_group:
-            await self.directory.touch_chat(chat)
+        # The user's and group's rows are written in the admission's own trip to the database.
+        place = chat if chat.is_group else None
+        touch = self.directory.changes(user, place)
         admission = Admission(
             user=user,
             chat=chat,
@@ -352,11 +352,16 @@ class Core:
             origin=origin,
         )
         try:
-            job = await self.quotas.admit(admission)
+            job = await self.quotas.admit(admission, before=touch)
         except AlreadyAdmitted as seen:
+            self.directory.seen(user, place)
             # Handled before a crash: the job is queued (start-up recovery took it over) or ended already.
             log.info("job %s: its command %s arrived again; not queued twice", seen.job.id, origin)
             return seen.job
+        except QuotaError:
+            self.directory.seen(user, place)  # the refused admission's trip wrote them too
+            raise
+        self.directory.seen(user, place)
         log.info("job %s queued: %s image(s) for %s", job.id, job.images, job.platform)
         self._active[job.id] = job
         self.scheduler.enqueue(job.id, job.user)
@@ -517,8 +522,8 @@ class Core:
             log.exception("job %s: reporting its failure failed", job.id)
 
     def _on_position(self, job_id: int, position: int) -> None:
-        # Called for every move of every waiting job (each start moves them all): the relay paces the moves,
-        # except to the head of the queue, to one send a second per job (see bot.relay).
+        # The scheduler reports arrivals and the head of the queue at once, other moves once a second at most;
+        # the relay still holds each job's moves (but the one to the head) to one send a second (bot.relay).
         job = self._active.get(job_id)
         if job is not None:
             self._notify(job, JobEvent("queued", position=position), paced=position > 1)

@@ -12,10 +12,27 @@ from dataclasses import dataclass
 from bot.errors import SdbotError
 from bot.i18n import Lang, normalize_language
 from bot.sanitize import clean
-from bot.store import Store
+from bot.store import Statement, Store
 
 PLATFORMS: tuple[str, ...] = ("telegram", "discord")
 _SEEN_MAX = 50_000  # remembered users/chats per process; past this the memo starts over
+
+_TOUCH_USER = """
+    INSERT INTO users (key, platform, user_id, display_name, platform_language, created_at, updated_at)
+    VALUES (:key, :platform, :user_id, :name, :lang, :now, :now)
+    ON CONFLICT (key) DO UPDATE SET
+        display_name = coalesce(excluded.display_name, display_name),
+        platform_language = coalesce(excluded.platform_language, platform_language),
+        updated_at = excluded.updated_at
+"""
+_TOUCH_CHAT = """
+    INSERT INTO chats (key, platform, chat_id, is_group, title, created_at, updated_at)
+    VALUES (:key, :platform, :chat_id, :group, :title, :now, :now)
+    ON CONFLICT (key) DO UPDATE SET
+        is_group = excluded.is_group,
+        title = coalesce(excluded.title, title),
+        updated_at = excluded.updated_at
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,58 +119,54 @@ class Directory:
 
     async def touch_user(self, user: UserRef) -> None:
         """Record the user's name and platform language, writing only when they changed since last seen."""
-        seen = (user.display_name, user.language_code)
-        if self._seen_users.get(user.key) == seen:
-            return
+        await self._write(self.changes(user))
+        self.seen(user)
+
+    async def touch_chat(self, chat: ChatRef) -> None:
+        await self._write(self.changes(chat=chat))
+        self.seen(chat=chat)
+
+    def changes(self, user: UserRef | None = None, chat: ChatRef | None = None) -> list[Statement]:
+        """The writes that record ``user`` and ``chat`` as seen now, if they changed since :meth:`seen` was last
+        told of them (a caller running these with a statement of its own, in one hop, then calls it)."""
+        out: list[Statement] = []
         now = time.time()
-        await self._store.execute(
-            """
-            INSERT INTO users (key, platform, user_id, display_name, platform_language, created_at, updated_at)
-            VALUES (:key, :platform, :user_id, :name, :lang, :now, :now)
-            ON CONFLICT (key) DO UPDATE SET
-                display_name = coalesce(excluded.display_name, display_name),
-                platform_language = coalesce(excluded.platform_language, platform_language),
-                updated_at = excluded.updated_at
-            """,
-            {
+        if user is not None and self._seen_users.get(user.key) != (user.display_name, user.language_code):
+            params = {
                 "key": user.key,
                 "platform": user.platform,
                 "user_id": user.user_id,
                 "name": user.display_name,
                 "lang": user.language_code,
                 "now": now,
-            },
-        )
-        if len(self._seen_users) >= _SEEN_MAX:
-            self._seen_users.clear()
-        self._seen_users[user.key] = seen
-
-    async def touch_chat(self, chat: ChatRef) -> None:
-        seen = (chat.is_group, chat.title)
-        if self._seen_chats.get(chat.key) == seen:
-            return
-        now = time.time()
-        await self._store.execute(
-            """
-            INSERT INTO chats (key, platform, chat_id, is_group, title, created_at, updated_at)
-            VALUES (:key, :platform, :chat_id, :group, :title, :now, :now)
-            ON CONFLICT (key) DO UPDATE SET
-                is_group = excluded.is_group,
-                title = coalesce(excluded.title, title),
-                updated_at = excluded.updated_at
-            """,
-            {
+            }
+            out.append(Statement(_TOUCH_USER, params))
+        if chat is not None and self._seen_chats.get(chat.key) != (chat.is_group, chat.title):
+            params = {
                 "key": chat.key,
                 "platform": chat.platform,
                 "chat_id": chat.chat_id,
                 "group": int(chat.is_group),
                 "title": chat.title,
                 "now": now,
-            },
-        )
-        if len(self._seen_chats) >= _SEEN_MAX:
-            self._seen_chats.clear()
-        self._seen_chats[chat.key] = seen
+            }
+            out.append(Statement(_TOUCH_CHAT, params))
+        return out
+
+    def seen(self, user: UserRef | None = None, chat: ChatRef | None = None) -> None:
+        """``user`` and ``chat`` are recorded as they are now (their :meth:`changes` were written)."""
+        if user is not None:
+            if len(self._seen_users) >= _SEEN_MAX:
+                self._seen_users.clear()
+            self._seen_users[user.key] = (user.display_name, user.language_code)
+        if chat is not None:
+            if len(self._seen_chats) >= _SEEN_MAX:
+                self._seen_chats.clear()
+            self._seen_chats[chat.key] = (chat.is_group, chat.title)
+
+    async def _write(self, statements: list[Statement]) -> None:
+        for statement in statements:
+            await self._store.execute(statement.sql, statement.params)
 
     async def set_language(self, user: UserRef, lang: Lang | None) -> None:
         """Remember the user's /lang choice (``None``: follow the platform's language again)."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,7 +40,7 @@ from bot.i18n import Lang
 from bot.jobs import Job
 from bot.people import ChatRef, UserRef
 from bot.request import DrawRequest
-from bot.store import Store
+from bot.store import Statement, Store
 
 RATE_WINDOW = 60.0  # seconds: SDBOT_RATE_PER_MINUTE counts requests in the last minute
 QUOTA_CODES: tuple[str, ...] = ("banned", "quota_pending", "quota_rate", "quota_daily", "quota_chat")
@@ -201,10 +201,11 @@ class Quotas:
 
     # Admission --------------------------------------------------------------------------------------
 
-    async def admit(self, a: Admission) -> Job:
+    async def admit(self, a: Admission, *, before: Sequence[Statement] = ()) -> Job:
         """Insert ``a`` as a queued job with its images charged, or raise :class:`QuotaError`, or
         :class:`AlreadyAdmitted` when ``a.origin`` has its job already (checked first: a redelivered command
-        finds its job even when the job itself now fills the user's quota)."""
+        finds its job even when the job itself now fills the user's quota). ``before``: writes to run just
+        before the admission, in the same trip to the database (the user's and chat's rows)."""
         for _ in range(_EXPLAIN_TRIES):
             now = self._clock()
             params = self._params(a.user.key, a.chat.key, now) | {
@@ -220,7 +221,9 @@ class Quotas:
                 "exempt": int(a.exempt),
                 "origin": a.origin,
             }
-            row = await self._store.fetchone(_ADMIT, params)
+            rows = await self._store.fetchall(_ADMIT, params, before=before)
+            before = ()
+            row = rows[0] if rows else None
             if row is not None:
                 return Job.from_row(row)
             if a.origin is not None:

@@ -6,14 +6,16 @@ since they last went idle, before everyone else; ties by arrival). So a user wit
 every other slot at most while anyone else waits, and a newcomer's job takes the very next free slot.
 
 The scheduler knows only job ids and owners; ``run(job_id)`` (the core's) does the work and records the
-outcome. Queue positions follow the same rule (1 = starts next) and are reported through ``on_position``
-whenever they change. Nothing here blocks: dispatching is synchronous bookkeeping plus ``create_task``.
+outcome. Queue positions follow the same rule (1 = starts next); :meth:`position` answers at any time, and
+``on_position`` is told of changes: at once when a job arrives or reaches the head of the queue, and for
+every other move in one pass at most every ``report_every`` seconds. Nothing here blocks: dispatching is
+synchronous bookkeeping plus ``create_task``.
 
 **Cost.** The start order is simulated (:meth:`order`) only when an arrival or a removal may have changed it;
 a start takes the head of the remembered order, which is exactly what the simulation would have started, so
-the rest keeps its order. Each start still moves every waiting job up one place, and each of those moves is
-reported: ``on_position`` must be cheap (the core's only records the new place; see :mod:`bot.relay` for how
-often a chat is told).
+the rest keeps its order. Each start moves every waiting job up one place, but a chat cannot show a place a
+second anyway (see :mod:`bot.relay`): reporting each move would cost a hundred waiting jobs a hundred calls
+per start, where the periodic pass costs each one call a second at most.
 """
 
 from __future__ import annotations
@@ -29,21 +31,34 @@ log = logging.getLogger(__name__)
 RunJob = Callable[[int], Awaitable[None]]
 PositionCallback = Callable[[int, int], None]  # (job id, 1-based position)
 
+REPORT_EVERY = 1.0  # seconds between two passes reporting the moves of waiting jobs (not the head's)
+
 
 class Scheduler:
-    def __init__(self, name: str, concurrency: int, run: RunJob, on_position: PositionCallback | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        concurrency: int,
+        run: RunJob,
+        on_position: PositionCallback | None = None,
+        *,
+        report_every: float = REPORT_EVERY,
+    ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.name = name
         self.concurrency = concurrency
         self._run = run
         self._on_position = on_position
+        self.report_every = report_every
         self._queues: dict[str, deque[int]] = {}  # owner -> queued job ids, oldest first
         self._owner_of: dict[int, str] = {}  # queued or running job -> owner
         self._arrival: dict[int, int] = {}  # queued job -> arrival number (tie-break)
         self._served: dict[str, int] = {}  # owner -> tick of their last start, while they have jobs
         self._running: dict[int, asyncio.Task[None]] = {}
-        self._positions: dict[int, int] = {}  # queued job -> its place, as last reported
+        self._reported: dict[int, int] = {}  # queued job -> its place, as last reported
+        self._untold: list[int] = []  # arrivals whose place is not reported yet
+        self._report_timer: asyncio.TimerHandle | None = None  # the next pass over every waiting job
         self._order: deque[int] | None = None  # the queued jobs in start order; None: simulate again
         self._tick = 0
         self._arrivals = 0
@@ -61,6 +76,9 @@ class Scheduler:
     async def stop(self) -> None:
         """Stop dispatching and cancel running jobs. Their records stay unfinished, for the next start."""
         self._dispatching = False
+        if self._report_timer is not None:
+            self._report_timer.cancel()
+            self._report_timer = None
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
@@ -81,6 +99,7 @@ class Scheduler:
         self._owner_of[job_id] = owner
         self._arrival[job_id] = self._arrivals
         self._arrivals += 1
+        self._untold.append(job_id)
         self._idle.clear()
         self._pump()
 
@@ -94,7 +113,7 @@ class Scheduler:
         if not queue:
             del self._queues[owner]
         del self._owner_of[job_id], self._arrival[job_id]
-        self._positions.pop(job_id, None)
+        self._reported.pop(job_id, None)
         self._order = None
         self._forget_if_idle(owner)
         self._publish()
@@ -103,7 +122,21 @@ class Scheduler:
 
     def position(self, job_id: int) -> int | None:
         """1 = starts at the next free slot; None when not queued here."""
-        return self._positions.get(job_id)
+        if job_id not in self._arrival:
+            return None
+        return self._current_order().index(job_id) + 1
+
+    def report_positions(self) -> None:
+        """Report every place that changed since it was last reported (what the periodic pass does)."""
+        if self._report_timer is not None:
+            self._report_timer.cancel()
+            self._report_timer = None
+        if self._on_position is None:
+            return
+        reported = self._reported
+        for index, job_id in enumerate(self._current_order(), start=1):
+            if reported.get(job_id) != index:
+                self._report(job_id, index)
 
     def order(self) -> list[int]:
         """Every queued job in the order it will start, if nothing else arrives."""
@@ -152,7 +185,7 @@ class Scheduler:
         if not queue:
             del self._queues[owner]
         del self._arrival[job_id]
-        self._positions.pop(job_id, None)
+        self._reported.pop(job_id, None)
         # The simulation's first step is this very pick, so what it predicted for the others still holds.
         if self._order and self._order[0] == job_id:
             self._order.popleft()
@@ -195,13 +228,24 @@ class Scheduler:
             self._idle.set()
 
     def _publish(self) -> None:
-        positions = self._positions
-        for index, job_id in enumerate(self._current_order(), start=1):
-            if positions.get(job_id) != index:
-                positions[job_id] = index
-                if self._on_position is None:
-                    continue
-                try:
-                    self._on_position(job_id, index)
-                except Exception:
-                    log.exception("scheduler %s: position callback failed", self.name)
+        # At once: the place of each new arrival (the user's first news of the job) and the head of the queue
+        # ("starts next"). Every other move waits for the periodic pass.
+        untold, self._untold = self._untold, []
+        if self._on_position is None or not self._arrival:
+            return
+        order = self._current_order()
+        if self._reported.get(order[0]) != 1:
+            self._report(order[0], 1)
+        for job_id in untold:
+            if job_id in self._arrival and job_id not in self._reported:
+                self._report(job_id, order.index(job_id) + 1)
+        if self._report_timer is None and len(order) > 1:
+            self._report_timer = asyncio.get_running_loop().call_later(self.report_every, self.report_positions)
+
+    def _report(self, job_id: int, position: int) -> None:
+        assert self._on_position is not None
+        self._reported[job_id] = position
+        try:
+            self._on_position(job_id, position)
+        except Exception:
+            log.exception("scheduler %s: position callback failed", self.name)

@@ -91,6 +91,26 @@ async def test_a_refused_request_leaves_no_job(tmp_path: Path) -> None:
         assert (await core.store.fetchone("SELECT count(*) FROM jobs"))[0] == 1
 
 
+async def test_people_and_groups_are_recorded_with_the_admission_even_when_it_is_refused(tmp_path: Path) -> None:
+    async with open_core(tmp_path / "db", GatedBackend(hold=True), daily_images=1) as (core, _sink):
+        await core.submit(ANN, GROUP, f"/draw a cat {SMALL}", {})
+        with pytest.raises(QuotaError):
+            await core.submit(BO, GROUP, f"/draw a cat --n 2 {SMALL}", {})
+        users = await core.store.fetchall("SELECT key, display_name, platform_language FROM users ORDER BY key")
+        assert [tuple(r) for r in users] == [("telegram:1", "Ann", "en"), ("telegram:2", "Bo", "zh-hans")]
+        chat = await core.store.fetchone("SELECT key, is_group FROM chats")
+        assert tuple(chat) == ("telegram:-100", 1)
+        # Seen as they are: nothing to write again, until the name changes.
+        assert core.directory.changes(ANN, GROUP) == [] and core.directory.changes(BO) == []
+        renamed = dataclasses.replace(BO, display_name="Bo2")
+        assert len(core.directory.changes(renamed, GROUP)) == 1
+        with pytest.raises(QuotaError):
+            await core.submit(renamed, DM, f"/draw a cat --n 2 {SMALL}", {})
+        row = await core.store.fetchone("SELECT display_name FROM users WHERE key = 'telegram:2'")
+        assert row[0] == "Bo2"
+        assert (await core.store.fetchone("SELECT count(*) FROM chats"))[0] == 1  # a private chat has no row
+
+
 @pytest.mark.parametrize(
     ("failure", "refund_filtered", "code", "refunded"),
     [

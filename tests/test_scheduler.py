@@ -79,10 +79,15 @@ async def test_a_single_job_is_not_starved_by_a_user_with_twenty() -> None:
 async def test_users_are_served_in_turn_and_positions_follow_the_same_rule() -> None:
     runs = Runs()
     reported: dict[int, list[int]] = {}
-    scheduler = Scheduler("t", 1, runs, on_position=lambda job, pos: reported.setdefault(job, []).append(pos))
+    scheduler = Scheduler(
+        "t", 1, runs, on_position=lambda job, pos: reported.setdefault(job, []).append(pos), report_every=60
+    )
     for job, owner in [(1, "a"), (2, "a"), (3, "a"), (4, "b"), (5, "b"), (6, "c")]:
         scheduler.enqueue(job, owner)
     assert scheduler.order() == [1, 4, 6, 2, 5, 3]
+    # Each arrival was told its place at once; later arrivals moved some of them back.
+    assert reported == {1: [1], 2: [2], 3: [3], 4: [2], 5: [4], 6: [3]}
+    scheduler.report_positions()
     assert {job: positions[-1] for job, positions in reported.items()} == {1: 1, 4: 2, 6: 3, 2: 4, 5: 5, 3: 6}
     reported.clear()
     scheduler.start()
@@ -91,8 +96,40 @@ async def test_users_are_served_in_turn_and_positions_follow_the_same_rule() -> 
         runs.finish(runs.started[index])
     await scheduler.wait_idle()
     assert runs.started == [1, 4, 6, 2, 5, 3]
-    # Once nobody new arrives, every job moves up one place per start, and each move is reported.
-    assert reported == {4: [1], 6: [2, 1], 2: [3, 2, 1], 5: [4, 3, 2, 1], 3: [5, 4, 3, 2, 1]}
+    # Reaching the head of the queue is reported at once; the moves behind it wait for the periodic pass.
+    assert reported == {4: [1], 6: [1], 2: [1], 5: [1], 3: [1]}
+
+
+async def test_the_moves_behind_the_head_are_reported_together_by_the_periodic_pass() -> None:
+    runs = Runs()
+    reported: list[tuple[int, int]] = []
+    three = asyncio.Event()
+
+    def report(job: int, position: int) -> None:
+        reported.append((job, position))
+        if len(reported) >= 3:
+            three.set()
+
+    scheduler = Scheduler("t", 1, runs, on_position=report, report_every=0.05)
+    scheduler.start()
+    for job in range(1, 6):
+        scheduler.enqueue(job, f"user{job}")
+    await runs.wait_started(1)
+    assert reported == [(2, 1), (3, 2), (4, 3), (5, 4)]  # job 1 started at once: never queued
+    reported.clear()
+    three.clear()
+    runs.finish(1)
+    await runs.wait_started(2)
+    assert reported == [(3, 1)]  # the new head at once, the others not yet
+    async with asyncio.timeout(WAIT_LIMIT):
+        await three.wait()
+    await asyncio.sleep(0.1)  # a second pass has nothing more to say
+    assert reported == [(3, 1), (4, 2), (5, 3)]
+    for job in range(2, 6):
+        runs.finish(job)
+    await scheduler.wait_idle()
+    await scheduler.stop()
+    assert scheduler._report_timer is None
 
 
 async def test_removing_a_queued_job_moves_the_others_up() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.i18n import render_error
-from bot.store import MIGRATIONS, Migration, Store
+from bot.store import MIGRATIONS, Migration, Statement, Store
 from tests.pipeline_support import usage_matches_jobs
 
 # A migration from a future sdbot, one past the latest this one knows.
@@ -112,5 +112,25 @@ async def test_usage_counters_follow_jobs_charged_images(tmp_path: Path) -> None
             ("user", "telegram:1", "2026-01-02"): 4,
         }
         assert await usage_matches_jobs(store) == []
+    finally:
+        await store.close()
+
+
+async def test_statements_before_a_statement_run_in_the_same_trip_each_committed_alone(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "sdbot.db")
+    try:
+        add = "INSERT INTO users (key, platform, user_id, created_at, updated_at) VALUES (?, 'telegram', ?, 0, 0)"
+        rows = await store.fetchall(
+            "SELECT count(*) FROM users",
+            before=[Statement(add, ("telegram:1", "1")), Statement(add, ("telegram:2", "2"))],
+        )
+        assert rows[0][0] == 2  # the last statement sees what ran before it
+        with pytest.raises(sqlite3.IntegrityError):  # the second one fails: the first stays written
+            await store.fetchall(
+                "SELECT 1", before=[Statement(add, ("telegram:3", "3")), Statement(add, ("telegram:1", "1"))]
+            )
+        keys = [r[0] for r in await store.fetchall("SELECT key FROM users ORDER BY key")]
+        assert keys == ["telegram:1", "telegram:2", "telegram:3"]
+        assert await store.fetchall("SELECT 1 WHERE 0", before=[]) == []  # nothing before: the usual path
     finally:
         await store.close()
