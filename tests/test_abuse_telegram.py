@@ -5,6 +5,7 @@ The bot keeps serving, shows text exactly as typed, and charges nobody for what 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from adapters.telegram.updates import PollingBot, UpdatesRequest
 from bot.backends.a1111 import A1111Backend
 from bot.backends.http import RetryPolicy
 from bot.errors import SdbotError
@@ -178,3 +180,26 @@ async def test_garbage_from_the_image_service_is_refused_and_refunded(tg: FakeTe
         ("done", None, 1),
     ]
     assert len(tg.photos(ZH_USER)) == 1  # only the good picture was ever sent
+
+
+async def test_a_batch_is_parsed_once_and_a_bad_update_in_it_costs_only_itself(
+    tg: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    request = UpdatesRequest()
+    bot = PollingBot(tg.token, base_url=f"{tg.url}/bot", get_updates_request=request)
+    good = tg.send_text(USER, "/draw first secret")
+    tg.enqueue({"message": {"message_id": 9001, "text": "second secret"}})  # no date, no chat: unparseable
+    last = tg.send_text(USER, "/draw third secret")
+    async with bot:
+        updates = await bot.get_updates(timeout=0)
+        ids = [update.update_id for update in updates]
+        assert len(ids) == 3 and ids[0] == good["update_id"] and ids[2] == last["update_id"]
+        assert updates[0].message.text == "/draw first secret" and updates[1].message is None
+        # What the inbox stores is the update as sent, once; the bad one is kept as its bare id only.
+        assert bot.take_raw(ids[0]) == good and bot.take_raw(ids[0]) is None
+        assert bot.take_raw(ids[1]) is None
+        assert await bot.get_updates(offset=ids[2] + 1, timeout=0) == ()
+        assert bot.take_raw(ids[2]) is None  # a new poll forgets the batch before
+    assert f"Telegram update {ids[1]} could not be read" in caplog.text
+    assert "secret" not in caplog.text  # what users wrote is not logged
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -23,7 +23,7 @@ from adapters.telegram.handlers import Handlers
 from adapters.telegram.sender import Sender
 from adapters.telegram.sink import TelegramSink
 from adapters.telegram.status import StatusBoard
-from adapters.telegram.updates import UpdatesRequest
+from adapters.telegram.updates import PollingBot, UpdatesRequest
 from bot import redact
 from bot.config import Settings
 from bot.core import Core
@@ -68,22 +68,25 @@ class TelegramAdapter:
         api = settings.telegram_api_url.rstrip("/")
         self._api = api
         # Our own request objects: PTB does not close its own when initialize() fails (a refused token).
-        self._requests = (HTTPXRequest(media_write_timeout=60.0), UpdatesRequest())
-        self._queue = DurableQueue(core.inbox)
+        updates_request = UpdatesRequest()
+        self._requests = (HTTPXRequest(media_write_timeout=60.0), updates_request)
+        limiter = default_rate_limiter() if rate_limiter is True else rate_limiter or None
+        bot = PollingBot(
+            token,
+            base_url=f"{api}/bot",
+            base_file_url=f"{api}/file/bot",
+            request=self._requests[0],
+            get_updates_request=updates_request,
+            rate_limiter=limiter,
+        )
+        self._queue = DurableQueue(core.inbox, raw=bot.take_raw)
         builder = (
             ApplicationBuilder()
-            .token(token)
-            .base_url(f"{api}/bot")
-            .base_file_url(f"{api}/file/bot")
-            .request(self._requests[0])
-            .get_updates_request(self._requests[1])
+            .bot(bot)
             # Updates are stored before PTB confirms them and forgotten once handled (see durable.py).
             .update_queue(self._queue)
             .concurrent_updates(DurableProcessor(core.inbox))
         )
-        limiter = default_rate_limiter() if rate_limiter is True else rate_limiter or None
-        if limiter is not None:
-            builder = builder.rate_limiter(limiter)
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         self.sender = Sender(self.app.bot)
         self.board = StatusBoard(self.sender, status_interval)

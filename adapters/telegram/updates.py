@@ -1,11 +1,15 @@
-"""Long polling that survives an update python-telegram-bot cannot parse.
+"""Long polling that parses each ``getUpdates`` answer once and survives an update PTB cannot parse.
 
 PTB parses a whole ``getUpdates`` answer at once. When one update fails to parse (a field missing or of a
-type this PTB does not expect, say after a Bot API change), PTB logs it and drops the batch *without
-confirming it*, so the next poll fetches the same batch and fails again: the bot never sees another update,
-and stopping it raises from the final confirming poll. Here each update is checked on its own first, and one
-that cannot be parsed is replaced by its bare ``update_id``: PTB confirms it like any other, no handler
-matches it, and the updates around it are served.
+type this PTB does not expect, say after a Bot API change), PTB logs the whole answer (what users wrote) and
+drops the batch *without confirming it*, so the next poll fetches the same batch and fails again: the bot
+never sees another update. :class:`PollingBot` lets PTB parse the batch as usual and, only when that fails,
+parses its updates one by one from what :class:`UpdatesRequest` kept: one that cannot be parsed becomes its
+bare ``update_id``, which PTB confirms like any other and no handler matches, and the updates around it are
+served. The common case costs one parse, as in plain PTB.
+
+The updates as Telegram sent them are also what the inbox stores (:meth:`PollingBot.take_raw`), which saves
+turning each parsed update back into a dictionary.
 
 Webhook mode is not covered: PTB's webhook server answers such an update with 400, and Telegram retries it
 for a while before giving up; nothing short of replacing PTB's server changes that.
@@ -17,30 +21,86 @@ import logging
 from typing import Any
 
 from telegram import Update
+from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest
 
 log = logging.getLogger(__name__)
 
-
-def parseable(update: Any) -> Any:
-    """``update`` when PTB can parse it, else just its ``update_id`` (None when it has not even that)."""
-    try:
-        Update.de_json(update, None)
-    except Exception as exc:
-        update_id = update.get("update_id") if isinstance(update, dict) else None
-        # The update itself is not logged: it holds what users wrote.
-        log.warning("Telegram update %s could not be read (%s); skipped", update_id, type(exc).__name__)
-        return {"update_id": update_id} if isinstance(update_id, int) and not isinstance(update_id, bool) else None
-    return update
+# PTB's message when a getUpdates answer does not parse; it appends the answer itself.
+_PTB_PARSE_FAILURE = "Error while parsing updates!"
 
 
 class UpdatesRequest(HTTPXRequest):
-    """The request object for ``getUpdates`` only (PTB's ``get_updates_request``)."""
+    """The request object for ``getUpdates`` only (PTB's ``get_updates_request``); keeps the latest answer's
+    updates as sent."""
 
-    @staticmethod
-    def parse_json_payload(payload: bytes) -> dict[str, Any]:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch: list[Any] = []
+
+    def parse_json_payload(self, payload: bytes) -> dict[str, Any]:
         data = HTTPXRequest.parse_json_payload(payload)
         result = data.get("result") if isinstance(data, dict) else None
-        if isinstance(result, list):
-            data["result"] = [kept for update in result if (kept := parseable(update)) is not None]
+        self.batch = result if isinstance(result, list) else []
         return data
+
+
+class _QuietParseFailure(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """PTB's bot logger, except that a batch failing to parse is not logged with its contents (user text):
+    :class:`PollingBot` reads it update by update and says which could not be read."""
+
+    def critical(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        if isinstance(msg, str) and msg.startswith(_PTB_PARSE_FAILURE):
+            self.logger.info("a getUpdates answer could not be read whole; reading its updates one by one")
+            return
+        self.logger.critical(msg, *args, **kwargs)
+
+
+class PollingBot(ExtBot[Any]):
+    """PTB's bot with :meth:`get_updates` as described in the module documentation."""
+
+    _LOGGER = _QuietParseFailure(ExtBot._LOGGER)  # type: ignore[assignment]
+
+    def __init__(self, *args: Any, get_updates_request: UpdatesRequest, **kwargs: Any) -> None:
+        # Set before PTB's __init__, which freezes the object's attributes.
+        self._updates_request = get_updates_request
+        self._raw: dict[int, Any] = {}  # update id -> the update as sent, until the inbox takes it
+        super().__init__(*args, get_updates_request=get_updates_request, **kwargs)
+
+    async def get_updates(self, *args: Any, **kwargs: Any) -> tuple[Update, ...]:
+        request = self._updates_request
+        request.batch = []
+        self._raw.clear()  # the previous batch went to the update queue before this poll began
+        try:
+            updates = await super().get_updates(*args, **kwargs)
+            kept = request.batch
+        except Exception:
+            if not request.batch:
+                raise  # the request failed, not the parsing: PTB's updater retries
+            updates, kept = self._one_by_one(request.batch)
+        for raw in kept:
+            self._raw[raw["update_id"]] = raw
+        return updates
+
+    def take_raw(self, update_id: int) -> Any:
+        """The update ``update_id`` of the latest batch as Telegram sent it, once (None if unknown)."""
+        return self._raw.pop(update_id, None)
+
+    def _one_by_one(self, batch: list[Any]) -> tuple[tuple[Update, ...], list[Any]]:
+        """Every update of ``batch`` PTB can parse, the others as their bare ids; and the raw ones parsed."""
+        updates: list[Update] = []
+        kept: list[Any] = []
+        for raw in batch:
+            try:
+                update = Update.de_json(raw, self)
+            except Exception as exc:
+                update_id = raw.get("update_id") if isinstance(raw, dict) else None
+                # The update itself is not logged: it holds what users wrote.
+                log.warning("Telegram update %s could not be read (%s); skipped", update_id, type(exc).__name__)
+                if isinstance(update_id, int) and not isinstance(update_id, bool):
+                    updates.append(Update(update_id))  # confirmed like any other; no handler matches it
+                continue
+            self.insert_callback_data(update)
+            updates.append(update)
+            kept.append(raw)
+        return tuple(updates), kept
