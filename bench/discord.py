@@ -90,6 +90,9 @@ class InstantBackend(Backend):
         self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
     ) -> list[GeneratedImage]:
         assert request.seed is not None
+        # A real backend awaits its answer at least once, which lets the job's "Drawing…" edit go out before
+        # the picture, as in production; the floors make that call too.
+        await asyncio.sleep(0)
         return [
             GeneratedImage(self.image, "PNG", request.width, request.height, request.seed + i) for i in range(request.n)
         ]

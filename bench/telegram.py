@@ -55,7 +55,9 @@ from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes
 from bench.looplag import LoopLag
 from bench.remote import Fakes, Host, Local, Platform, Result
 from bench.support import print_against_floor, print_table
+from bot.backends.base import GeneratedImage, ProgressCallback
 from bot.capabilities import SEED, Capabilities
+from bot.request import DrawRequest
 from tests.fakes.telegram import JSON
 from tests.telegram_support import PreparedBackend, png, running, tg_settings
 
@@ -81,6 +83,14 @@ class CachedBackend(PreparedBackend):
 
     async def capabilities(self) -> Capabilities:
         return self.caps
+
+    async def generate(
+        self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
+    ) -> list[GeneratedImage]:
+        # A real backend awaits its answer at least once, which lets the job's first news reach the chat
+        # before the picture, as in production; the floors make that call too.
+        await asyncio.sleep(0)
+        return await super().generate(request, user=user, progress=progress)
 
 
 async def burst(fake: Platform, users: list[int], name: str, lag: LoopLag | None) -> Result:
