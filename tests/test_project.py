@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.abc
 import shutil
 import subprocess
 import sys
@@ -72,3 +74,26 @@ def test_every_error_code_is_documented() -> None:
         codes = [m.id.removeprefix("error.") for m in read_po(fh) if m.id and m.id.startswith("error.")]
     missing = [code for code in codes if f"`{code}`" not in readme]
     assert not missing, f"error codes missing from README.md: {missing}"
+
+
+def test_httpcore_finds_sniffio_without_searching_for_it() -> None:
+    """httpcore asks for sniffio in every lock and event of every request; absent, each ask searches sys.path
+    (encode/httpcore#1103), which is why it is one of our dependencies."""
+    from httpcore._synchronization import current_async_library
+
+    searched: list[str] = []
+
+    class Spy(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+            searched.append(name)
+
+    async def ask() -> str:
+        return current_async_library()
+
+    spy = Spy()
+    sys.meta_path.insert(0, spy)
+    try:
+        assert asyncio.run(ask()) == "asyncio"
+    finally:
+        sys.meta_path.remove(spy)
+    assert "sniffio" not in searched

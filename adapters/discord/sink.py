@@ -100,7 +100,8 @@ class DiscordSink:
         event = self._acks.get(route.interaction_id)
         if event is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), ACK_WAIT)
+                async with asyncio.timeout(ACK_WAIT):  # not wait_for: no task of its own per wait
+                    await event.wait()
 
     def _hook(self, route: Route) -> discord.Webhook:
         return discord.Webhook.partial(route.application_id, route.token, client=self._client)
