@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import io
 import json
 import logging
@@ -41,7 +40,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Self
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -52,10 +50,8 @@ from PIL import Image
 
 from bench.looplag import LoopLag
 from bench.remote import Fakes, Host, Local, Platform, Result
-from bench.support import print_against_floor, print_table
-from bot.backends.base import Backend, CheckReport, GeneratedImage, ProgressCallback
-from bot.capabilities import SEED, Capabilities
-from bot.config import Settings
+from bench.support import BenchBackend, print_against_floor, print_table
+from bot.backends.base import GeneratedImage, ProgressCallback
 from bot.request import DrawRequest
 from tests.discord_support import TOKEN, running_bot
 from tests.fakes.discord import JSON
@@ -70,21 +66,12 @@ LIBRARY = "discord.py alone"
 BOT = "sdbot"
 
 
-class InstantBackend(Backend):
-    """Answers at once with one prepared image per size."""
-
-    name = "instant"
+class InstantBackend(BenchBackend):
+    """Answers at once with one prepared image."""
 
     def __init__(self, image: bytes) -> None:
+        super().__init__()
         self.image = image
-        self.caps = dataclasses.replace(SEED, backend=self.name)  # built once, as real backends cache theirs
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
-        raise NotImplementedError("benchmark only")
-
-    async def capabilities(self) -> Capabilities:
-        return self.caps
 
     async def generate(
         self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
@@ -96,9 +83,6 @@ class InstantBackend(Backend):
         return [
             GeneratedImage(self.image, "PNG", request.width, request.height, request.seed + i) for i in range(request.n)
         ]
-
-    async def check(self) -> CheckReport:
-        return CheckReport(self.name, True)
 
 
 async def burst(fake: Platform, users: list[int], name: str, lag: LoopLag | None = None) -> Result:

@@ -26,7 +26,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +35,7 @@ from typing import Any, Protocol
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.fakes.discord import FakeDiscord, FakeMessage, _Upload
+from tests.fakes.discord import FakeDiscord, FakeMessage, _Upload, patch_discord
 from tests.fakes.telegram import JSON, Call, FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,17 +104,15 @@ class TimedTelegram(FakeTelegram):
         self.photo_at.clear()
         self.all_delivered.clear()
         self.expected = len(users)
-        before, cpu = len(self.calls), time.process_time()
-        loop = asyncio.get_running_loop()
-        sent: dict[int, float] = {}
-        begin = loop.time()
-        for user in users:
-            sent[user] = loop.time()
-            self.send_text(user, text)
-        await asyncio.wait_for(self.all_delivered.wait(), BURST_TIMEOUT)
-        end = max(self.photo_at.values())
-        busy = (time.process_time() - cpu) / max(loop.time() - begin, 1e-9)
-        return Burst(end - begin, [self.photo_at[u] - sent[u] for u in users], len(self.calls) - before, busy)
+
+        async def send() -> dict[int, float]:
+            sent: dict[int, float] = {}
+            for user in users:
+                sent[user] = asyncio.get_running_loop().time()
+                self.send_text(user, text)
+            return sent
+
+        return await _timed(self.calls, send, self.photo_at, self.all_delivered)
 
 
 class TimedDiscord(FakeDiscord):
@@ -136,18 +134,34 @@ class TimedDiscord(FakeDiscord):
         self.done_at.clear()
         self.all_done.clear()
         self.expected = len(users)
-        before, cpu = len(self.calls), time.process_time()
-        loop = asyncio.get_running_loop()
-        sent: dict[int, float] = {}
-        begin = loop.time()
-        for user in users:
-            at = loop.time()
-            record = await self.invoke_command(command, options, user_id=user)
-            sent[record.id] = at
-        await asyncio.wait_for(self.all_done.wait(), BURST_TIMEOUT)
-        end = max(self.done_at.values())
-        busy = (time.process_time() - cpu) / max(loop.time() - begin, 1e-9)
-        return Burst(end - begin, [self.done_at[i] - sent[i] for i in sent], len(self.calls) - before, busy)
+
+        async def send() -> dict[int, float]:
+            sent: dict[int, float] = {}
+            for user in users:
+                at = asyncio.get_running_loop().time()
+                record = await self.invoke_command(command, options, user_id=user)
+                sent[record.id] = at
+            return sent
+
+        return await _timed(self.calls, send, self.done_at, self.all_done)
+
+
+async def _timed(
+    calls: list[Any],
+    send: Callable[[], Awaitable[dict[Any, float]]],
+    done_at: dict[Any, float],
+    all_done: asyncio.Event,
+) -> Burst:
+    """Run ``send`` (which returns when each command was sent, by key) and wait until ``done_at`` has every
+    key's answer (``all_done``): the burst as seen from the fake's side."""
+    before, cpu = len(calls), time.process_time()
+    loop = asyncio.get_running_loop()
+    begin = loop.time()
+    sent = await send()
+    await asyncio.wait_for(all_done.wait(), BURST_TIMEOUT)
+    end = max(done_at.values())
+    busy = (time.process_time() - cpu) / max(loop.time() - begin, 1e-9)
+    return Burst(end - begin, [done_at[key] - sent[key] for key in sent], len(calls) - before, busy)
 
 
 def _new_fake(kind: str) -> TimedTelegram | TimedDiscord:
@@ -190,21 +204,9 @@ class Platform:
         """Telegram: ``text``; Discord: ``command`` and ``options``. Returns once every user has a picture."""
         return await self._burst({"users": users, **spec})  # type: ignore[no-any-return]
 
-    @contextlib.contextmanager
-    def patch_discord(self) -> Iterator[None]:
+    def patch_discord(self) -> contextlib.AbstractContextManager[None]:
         """Point discord.py at this fake, as :meth:`FakeDiscord.patch_discord` does for an in-process one."""
-        import yarl
-        from discord.gateway import DiscordWebSocket
-        from discord.http import Route
-
-        old_base, old_gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
-        Route.BASE = self.api_base
-        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
-        try:
-            yield
-        finally:
-            Route.BASE = old_base
-            DiscordWebSocket.DEFAULT_GATEWAY = old_gateway
+        return patch_discord(self.api_base, self.gateway_url)
 
 
 class Fakes(Protocol):

@@ -137,18 +137,14 @@ def png_header_ok(data: bytes, width: int, height: int) -> bool:
 # A backend and a sink ------------------------------------------------------------------------------------
 
 
-class InstantBackend(Backend):
-    """Answers at once: request ``i`` gets the prepared pictures ``i, i+1, ...`` (base64), decoded in one worker
-    thread call like a real backend decodes a provider's answer. ``hold`` (optional) is awaited with the decoded
-    pictures in hand before returning, so a benchmark can keep many generations in flight at once."""
+class BenchBackend(Backend):
+    """What every benchmark backend shares: the default capabilities, built once as real backends cache theirs,
+    and a check that always passes. Subclasses answer ``generate``."""
 
     name = "instant"
 
-    def __init__(self, encoded: Sequence[str], hold: Any = None) -> None:
-        self.encoded = list(encoded)
-        self.hold = hold
+    def __init__(self) -> None:
         self.caps = dataclasses.replace(SEED, backend=self.name)
-        self._next = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -156,6 +152,21 @@ class InstantBackend(Backend):
 
     async def capabilities(self) -> Capabilities:
         return self.caps
+
+    async def check(self) -> CheckReport:
+        return CheckReport(self.name, True)
+
+
+class InstantBackend(BenchBackend):
+    """Answers at once: request ``i`` gets the prepared pictures ``i, i+1, ...`` (base64), decoded in one worker
+    thread call like a real backend decodes a provider's answer. ``hold`` (optional) is awaited with the decoded
+    pictures in hand before returning, so a benchmark can keep many generations in flight at once."""
+
+    def __init__(self, encoded: Sequence[str], hold: Any = None) -> None:
+        super().__init__()
+        self.encoded = list(encoded)
+        self.hold = hold
+        self._next = 0
 
     async def generate(
         self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
@@ -170,9 +181,6 @@ class InstantBackend(Backend):
             GeneratedImage(data, sniff_format(data), request.width, request.height, seed=request.seed + i)
             for i, data in enumerate(datas)
         ]
-
-    async def check(self) -> CheckReport:
-        return CheckReport(self.name, True)
 
 
 def _decode_all(answer: list[str], provider: str) -> list[bytes]:

@@ -396,6 +396,28 @@ class _Upload:
     content_type: str | None
 
 
+@contextlib.contextmanager
+def patch_discord(api_base: str, gateway_url: str) -> Iterator[None]:
+    """Point discord.py at a fake (REST base and default gateway) and restore both afterwards.
+
+    In discord.py 2.7 only these two matter: ``Client.connect`` never asks ``GET /gateway``, it dials
+    ``DiscordWebSocket.DEFAULT_GATEWAY``; ``Route.url`` is computed from ``Route.BASE`` when a route is
+    created, so patch before the client makes requests.
+    """
+    import yarl
+    from discord.gateway import DiscordWebSocket
+    from discord.http import Route
+
+    old_base, old_gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    Route.BASE = api_base
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+    try:
+        yield
+    finally:
+        Route.BASE = old_base
+        DiscordWebSocket.DEFAULT_GATEWAY = old_gateway
+
+
 class FakeDiscord(FakeServer):
     """The fake. See the module docstring for the helper API.
 
@@ -511,26 +533,9 @@ class FakeDiscord(FakeServer):
         """Whether a bot session is identified (or resumed) on an open gateway socket."""
         return self._current is not None and self._current.ws is not None
 
-    @contextlib.contextmanager
-    def patch_discord(self) -> Iterator[None]:
-        """Point discord.py at this fake (REST base and default gateway) and restore both afterwards.
-
-        In discord.py 2.7 only these two matter: ``Client.connect`` never asks ``GET /gateway``, it dials
-        ``DiscordWebSocket.DEFAULT_GATEWAY``; ``Route.url`` is computed from ``Route.BASE`` when a route is
-        created, so patch before the client makes requests.
-        """
-        import yarl
-        from discord.gateway import DiscordWebSocket
-        from discord.http import Route
-
-        old_base, old_gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
-        Route.BASE = self.api_base
-        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
-        try:
-            yield
-        finally:
-            Route.BASE = old_base
-            DiscordWebSocket.DEFAULT_GATEWAY = old_gateway
+    def patch_discord(self) -> contextlib.AbstractContextManager[None]:
+        """Point discord.py at this fake and restore it afterwards (see :func:`patch_discord`)."""
+        return patch_discord(self.api_base, self.gateway_url)
 
     def add_user(self, user_id: int, username: str | None = None, global_name: str | None = None) -> JSON:
         """Register (or return) a human user; ``invoke_command`` creates unknown ones on the fly."""
