@@ -17,7 +17,7 @@ import pytest
 
 from tests.fakes.telegram import FakeTelegram
 from tests.telegram_support import USER, PreparedBackend, fake_telegram, running, tg_settings
-from tests.test_telegram_run import free_port, start_sdbot
+from tests.test_telegram_run import free_port, start_sdbot, telegram_env
 
 
 @pytest.fixture
@@ -45,12 +45,7 @@ async def confirmed(tg: FakeTelegram, update_id: int) -> None:
 async def test_a_command_confirmed_but_not_answered_when_killed_is_answered_after_restart(
     tg: FakeTelegram, tmp_path: Path
 ) -> None:
-    env = {
-        "TELEGRAM_BOT_TOKEN": tg.token,
-        "TELEGRAM_API_URL": tg.url,
-        "SDBOT_DB": str(tmp_path / "sdbot.db"),
-        "SDBOT_LOG_LEVEL": "INFO",
-    }
+    env = telegram_env(tg, tmp_path)
     # The answer meets a long flood wait: the bot has confirmed the update and is still sleeping it off.
     tg.fail_next("sendMessage", retry_after=30)
     first = await start_sdbot(env, tmp_path)

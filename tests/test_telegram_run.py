@@ -128,12 +128,7 @@ async def test_the_token_never_reaches_the_logs(
 
 
 async def test_sigterm_keeps_the_accepted_job_for_the_next_start(tg: FakeTelegram, tmp_path: Path) -> None:
-    env = {
-        "TELEGRAM_BOT_TOKEN": tg.token,
-        "TELEGRAM_API_URL": tg.url,
-        "SDBOT_DB": str(tmp_path / "sdbot.db"),
-        "SDBOT_LOG_LEVEL": "INFO",
-    }
+    env = telegram_env(tg, tmp_path)
     # The first delivery meets a long flood wait, so the signal arrives while the job is being delivered.
     tg.fail_next("sendPhoto", retry_after=10)
     first = await start_sdbot(env, tmp_path)
@@ -159,6 +154,16 @@ async def test_sigterm_keeps_the_accepted_job_for_the_next_start(tg: FakeTelegra
     secret = tg.token.split(":", 1)[1]
     logs = first_err.decode() + second_err.decode()
     assert "recovered" in logs and secret not in logs
+
+
+def telegram_env(tg: FakeTelegram, tmp_path: Path) -> dict[str, str]:
+    """What an operator sets to run the bot against ``tg`` with its database in ``tmp_path``."""
+    return {
+        "TELEGRAM_BOT_TOKEN": tg.token,
+        "TELEGRAM_API_URL": tg.url,
+        "SDBOT_DB": str(tmp_path / "sdbot.db"),
+        "SDBOT_LOG_LEVEL": "INFO",
+    }
 
 
 async def start_sdbot(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
