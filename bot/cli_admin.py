@@ -87,10 +87,8 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
     if not days:
         print(t(lang, "cli.prune.forever"))
         return EXIT_OK
-    try:
-        store = await Store.open(settings.db)
-    except ConfigError as exc:
-        print(render_error(exc, lang), file=sys.stderr)
+    store = await _open_store(settings, lang)
+    if store is None:
         return EXIT_CONFIG
     try:
         before = retention.cutoff_day(time.time(), days, settings.quota_tz)
@@ -138,10 +136,8 @@ async def _run(args: argparse.Namespace, settings: Settings, action: Action) -> 
     from bot.cli import EXIT_CONFIG, EXIT_INVALID, EXIT_OK  # bot.cli imports this module
 
     lang: Lang = resolve_language(args.lang, None, settings.lang)
-    try:
-        store = await Store.open(settings.db)
-    except ConfigError as exc:
-        print(render_error(exc, lang), file=sys.stderr)
+    store = await _open_store(settings, lang)
+    if store is None:
         return EXIT_CONFIG
     try:
         quotas = Quotas(store, settings)
@@ -153,3 +149,13 @@ async def _run(args: argparse.Namespace, settings: Settings, action: Action) -> 
         return EXIT_INVALID
     finally:
         await store.close()
+
+
+async def _open_store(settings: Settings, lang: Lang) -> Store | None:
+    """``SDBOT_DB``, or None once the reason it cannot be opened is printed (the caller exits with
+    ``EXIT_CONFIG``)."""
+    try:
+        return await Store.open(settings.db)
+    except ConfigError as exc:
+        print(render_error(exc, lang), file=sys.stderr)
+        return None
