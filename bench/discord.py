@@ -1,12 +1,12 @@
 """/draw interactions per second through the Discord adapter, and the latency it adds, against floors.
 
-    python -m bench.discord [--interactions 100] [--concurrency 8] [--rounds 1] [--same-loop]
+    python -m bench.discord [--interactions 100] [--concurrency 8] [--rounds 3] [--same-loop]
 
 N users each invoke ``/draw`` at once on the fake Discord (REST + gateway on 127.0.0.1, the one the tests
 use, in a process of its own: see :mod:`bench.remote`); the image backend answers instantly with a prepared
 PNG. Latency is per interaction, from the fake dispatching INTERACTION_CREATE to it receiving the edit that
-carries the image. Each configuration runs against a fresh fake and database, alternating, and each keeps its
-best (least disturbed) round:
+carries the image. Each configuration runs against a fresh fake and database, one after the other in each
+round; the figures are medians over the rounds, and the ratios are taken round by round (:mod:`bench.rounds`):
 
 * ``floor (raw REST calls)``: a minimal script with aiohttp: a bare gateway connection, and per interaction
   the same REST calls the bot makes (the deferred callback, the progress edits of ``@original``, the final
@@ -50,7 +50,8 @@ from PIL import Image
 
 from bench.looplag import LoopLag
 from bench.remote import Fakes, Host, Local, Platform, Result
-from bench.support import BenchBackend, print_against_floor, print_table
+from bench.rounds import print_rounds
+from bench.support import BenchBackend
 from bot.backends.base import GeneratedImage, ProgressCallback
 from bot.request import DrawRequest
 from tests.discord_support import TOKEN, running_bot
@@ -256,37 +257,13 @@ async def main(args: argparse.Namespace) -> list[Result]:
     return results
 
 
-def best(results: list[Result], name: str) -> Result | None:
-    runs = [r for r in results if r.name == name]  # over several rounds, the least disturbed run
-    return max(runs, key=lambda r: r.per_second) if runs else None
-
-
 def report(results: list[Result], args: argparse.Namespace) -> None:
-    names = list(dict.fromkeys(r.name for r in results))
-    chosen = [r for n in names if (r := best(results, n)) is not None]
-    rows = [["configuration", "per second", "p50 ms", "p99 ms", "REST calls each", "client CPU ms each", "fake CPU"]]
-    for r in chosen:
-        rows.append(
-            [
-                r.name,
-                f"{r.per_second:.1f}",
-                f"{r.percentile(50) * 1000:.0f}",
-                f"{r.percentile(99) * 1000:.0f}",
-                f"{r.calls / r.commands:.1f}",
-                f"{r.cpu / r.commands * 1000:.2f}",
-                f"{r.fake_busy:.0%}",
-            ]
-        )
     print(
         f"Python {platform.python_version()}, {platform.machine()}, discord.py {discord.__version__}; "
         f"{args.interactions} users, one /draw each; {SIZE} {args.image} PNG of {args.image_bytes} bytes; "
         f"backend concurrency {args.concurrency}; fake Discord in {args.fake_where}"
     )
-    print_table(rows[1:], header=rows[0])
-    print_against_floor(chosen)
-    library, bot = best(results, LIBRARY), best(results, BOT)
-    if library is not None and bot is not None:
-        print(f"{BOT} / {LIBRARY}: throughput x{bot.per_second / library.per_second:.2f}")
+    print_rounds(results, unit="per second", calls="REST calls each", library=LIBRARY, bot=BOT)
     if getattr(args, "lag", None) is not None:
         print(f"while sdbot served: {args.lag.summary()}")
         print(f"while the floor ran: {args.floor_lag.summary()}")
@@ -296,7 +273,7 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--interactions", type=int, default=100, help="simulated users, one /draw each (default 100)")
     parser.add_argument("--concurrency", type=int, default=8, help="SDBOT_BACKEND_CONCURRENCY (default 8)")
-    parser.add_argument("--rounds", type=int, default=1, help="repeat and keep each configuration's best")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; medians and round-by-round ratios over them")
     parser.add_argument("--same-loop", action="store_true", help="the fake on this event loop, not its own process")
     parser.add_argument(
         "--image",

@@ -21,7 +21,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 from PIL import Image, ImageChops
 
@@ -66,25 +66,6 @@ def print_table(rows: Sequence[Sequence[str]], *, header: Sequence[str]) -> None
         print("  ".join(cells).rstrip())
         if index == 0:
             print("  ".join("-" * w for w in widths))
-
-
-class _Run(Protocol):
-    name: str
-    per_second: float
-
-    def percentile(self, q: float) -> float: ...
-
-
-def print_against_floor(runs: Sequence[_Run]) -> None:
-    """One line per run after the first (the floor): throughput ratio and latency added at p50 and p99."""
-    floor = runs[0]
-    for r in runs[1:]:
-        p50, p99 = r.percentile(50), r.percentile(99)
-        f50, f99 = floor.percentile(50), floor.percentile(99)
-        print(
-            f"{r.name} / floor: throughput x{r.per_second / floor.per_second:.2f}; latency added "
-            f"p50 {(p50 - f50) * 1000:+.0f} ms (x{p50 / f50:.2f}), p99 {(p99 - f99) * 1000:+.0f} ms (x{p99 / f99:.2f})"
-        )
 
 
 def print_figures(figures: Sequence[Figure]) -> None:

@@ -1,11 +1,12 @@
 """/draw commands per second through the Telegram adapter, and the latency the bot adds, against floors.
 
-    python -m bench.telegram [--users 60] [--concurrency 8] [--rounds 2] [--image flat|placeholder] [--same-loop]
+    python -m bench.telegram [--users 60] [--concurrency 8] [--rounds 3] [--image flat|placeholder] [--same-loop]
 
 N simulated users each send ``/draw`` at once to the fake Bot API (127.0.0.1, the server the tests use, in a
 process of its own: see :mod:`bench.remote`); the image backend answers instantly with a prepared PNG. Latency
 is per command, from the update being queued to the fake having received the photo. Each configuration runs
-against a fresh fake and database, alternating, and each keeps its best (least disturbed) round:
+against a fresh fake and database, one after the other in each round; the figures are medians over the rounds,
+and the ratios are taken round by round (:mod:`bench.rounds`):
 
 * ``floor (raw Bot API calls)``: a minimal script with httpx, making the same Bot API calls per command as the
   bot (long-poll getUpdates, a status sendMessage, sendChatAction, sendPhoto with the same PNG, caption and
@@ -54,7 +55,7 @@ from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes
 
 from bench.looplag import LoopLag
 from bench.remote import Fakes, Host, Local, Platform, Result
-from bench.support import print_against_floor, print_table
+from bench.rounds import print_rounds
 from bot.backends.base import GeneratedImage, ProgressCallback
 from bot.capabilities import SEED, Capabilities
 from bot.request import DrawRequest
@@ -252,39 +253,13 @@ async def main(args: argparse.Namespace) -> list[Result]:
     return results
 
 
-def best(results: list[Result], name: str) -> Result | None:
-    # Over several rounds, keep each configuration's best (least disturbed) run.
-    runs = [r for r in results if r.name == name]
-    return max(runs, key=lambda r: r.per_second) if runs else None
-
-
 def report(results: list[Result], args: argparse.Namespace) -> None:
-    names = list(dict.fromkeys(r.name for r in results))
-    rows = [["configuration", "commands/s", "p50 ms", "p99 ms", "API calls each", "client CPU ms each", "fake CPU"]]
-    chosen = [r for n in names if (r := best(results, n)) is not None]
-    for r in chosen:
-        rows.append(
-            [
-                r.name,
-                f"{r.per_second:.1f}",
-                f"{r.percentile(50) * 1000:.0f}",
-                f"{r.percentile(99) * 1000:.0f}",
-                f"{r.calls / r.commands:.1f}",
-                f"{r.cpu / r.commands * 1000:.2f}",
-                f"{r.fake_busy:.0%}",
-            ]
-        )
     print(
         f"Python {platform.python_version()}, {platform.machine()}; {args.users} users, one /draw each; "
         f"{SIZE} {args.image} PNG of {args.image_bytes} bytes; backend concurrency {args.concurrency}; "
         f"fake Bot API in {args.fake_where}"
     )
-    print_table(rows[1:], header=rows[0])
-    print_against_floor(chosen)
-    library = best(results, LIBRARY)
-    bot = best(results, BOT)
-    if library is not None and bot is not None:
-        print(f"{BOT} / {LIBRARY}: throughput x{bot.per_second / library.per_second:.2f}")
+    print_rounds(results, unit="commands/s", calls="API calls each", library=LIBRARY, bot=BOT)
     print(f"while sdbot (no rate limiter) served: {args.lag.summary()}")
     print(f"while the raw floor ran: {args.floor_lag.summary()}")
 
@@ -293,7 +268,7 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--users", type=int, default=60, help="simulated users, one /draw each (default 60)")
     parser.add_argument("--concurrency", type=int, default=8, help="SDBOT_BACKEND_CONCURRENCY (default 8)")
-    parser.add_argument("--rounds", type=int, default=2, help="repeat and keep each configuration's best (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, for medians and ratios (default 3)")
     parser.add_argument(
         "--image",
         choices=("flat", "placeholder"),

@@ -1,0 +1,69 @@
+"""The end-to-end benchmarks' verdicts (:mod:`bench.rounds`, ``bench.suite._e2e``): ratios are taken within
+each round, where the machine ran both configurations at the same speed, and their median decides."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import rounds
+from bench.looplag import LoopLag
+from bench.remote import Result
+from bench.suite import E2E_GOAL, _e2e
+
+RAW, LIBRARY, BOT = "raw", "library", "bot"
+
+
+def run(name: str, per_second: float, cpu_each: float = 0.01) -> Result:
+    commands = 100
+    return Result(name, commands, commands / per_second, [0.1] * commands, 4 * commands, 0.5, cpu_each * commands)
+
+
+def burst_rounds(*speeds: tuple[float, float, float]) -> list[Result]:
+    """One round per (raw, library, bot) throughput, in the order the benchmarks run them."""
+    return [r for raw, lib, bot in speeds for r in (run(RAW, raw), run(LIBRARY, lib), run(BOT, bot))]
+
+
+def test_ratios_are_taken_within_each_round_and_the_median_decides() -> None:
+    # The machine halves its speed in the second round and doubles it in the third: every round, the bot
+    # makes 0.9 of the library's throughput, and that is the verdict.
+    results = burst_rounds((300, 200, 180), (150, 100, 90), (600, 400, 360))
+    ratio = rounds.paired(results, BOT, LIBRARY)
+    assert ratio.each == pytest.approx([0.9, 0.9, 0.9])
+    assert ratio.median == pytest.approx(0.9)
+
+
+def test_a_fast_minute_for_one_configuration_does_not_decide() -> None:
+    # The library happened to run in the machine's fastest minute once. Keeping each one's best run would
+    # give 180 / 400 = 0.45; round by round the bot made 0.9 of the library twice.
+    results = burst_rounds((300, 400, 180), (300, 200, 180), (300, 200, 180))
+    assert rounds.paired(results, BOT, LIBRARY).median == pytest.approx(0.9)
+
+
+def test_one_disturbed_round_does_not_move_the_median() -> None:
+    results = burst_rounds((300, 200, 180), (300, 200, 40), (300, 200, 170), (300, 200, 190), (300, 200, 176))
+    ratio = rounds.paired(results, BOT, LIBRARY)
+    assert ratio.median == pytest.approx(0.88)
+    assert str(ratio) == "0.88 (0.20-0.95)"
+    assert rounds.median(results, BOT, rounds.per_second) == pytest.approx(176)
+
+
+def test_rounds_must_pair_up() -> None:
+    results = [*burst_rounds((300, 200, 180)), run(BOT, 170)]
+    with pytest.raises(ValueError, match="one run each per round"):
+        rounds.paired(results, BOT, LIBRARY)
+    with pytest.raises(ValueError):
+        rounds.paired(results, "nobody", LIBRARY)
+
+
+@pytest.mark.parametrize(("bot", "met"), [(170, True), (150, False)])
+def test_the_goal_is_judged_against_the_library_and_the_raw_floor_is_shown(bot: float, met: bool) -> None:
+    results = burst_rounds((300, 200, bot), (300, 200, bot), (300, 200, bot))
+    lag, floor_lag = LoopLag(), LoopLag()
+    lag.lags, floor_lag.lags = [0.001] * 10, [0.002] * 10
+    figures = _e2e("telegram", results, (RAW, LIBRARY, BOT), (lag, floor_lag))
+    against_library, against_raw = figures[0], figures[1]
+    assert against_library.met is met and against_library.ratio.startswith(f"{bot / 200:.2f}")
+    assert (bot / 200 >= E2E_GOAL) is met
+    assert against_raw.met is None and against_raw.ratio.startswith(f"{bot / 300:.2f}")
+    assert "library alone: 0.67" in against_raw.goal
+    assert figures[-1].met is True  # the loop lag row: 1 ms
