@@ -48,10 +48,8 @@ def median(results: Sequence[Result], name: str, measure: Measure) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Ratio:
-    """``name``'s figure over ``floor``'s, one ratio per round."""
+    """One configuration's figure over another's, one ratio per round."""
 
-    name: str
-    floor: str
     each: list[float]
 
     @property
@@ -69,7 +67,7 @@ def paired(results: Sequence[Result], name: str, floor: str, measure: Measure = 
     mine, theirs = runs(results, name), runs(results, floor)
     if not mine or len(mine) != len(theirs):
         raise ValueError(f"{name} and {floor} need one run each per round ({len(mine)} and {len(theirs)})")
-    return Ratio(name, floor, [measure(a) / measure(b) for a, b in zip(mine, theirs, strict=True)])
+    return Ratio([measure(a) / measure(b) for a, b in zip(mine, theirs, strict=True)])
 
 
 def print_rounds(results: Sequence[Result], *, unit: str, calls: str, library: str, bot: str) -> None:
@@ -78,16 +76,15 @@ def print_rounds(results: Sequence[Result], *, unit: str, calls: str, library: s
     names = list(dict.fromkeys(r.name for r in results))
     rows = []
     for name in names:
-        mine = runs(results, name)
         rows.append(
             [
                 name,
                 f"{median(results, name, per_second):.1f}",
                 f"{median(results, name, p50) * 1000:.0f}",
                 f"{median(results, name, p99) * 1000:.0f}",
-                f"{statistics.median(r.calls / r.commands for r in mine):.1f}",
+                f"{median(results, name, lambda r: r.calls / r.commands):.1f}",
                 f"{median(results, name, cpu_each) * 1000:.2f}",
-                f"{statistics.median(r.fake_busy for r in mine):.0%}",
+                f"{median(results, name, lambda r: r.fake_busy):.0%}",
             ]
         )
     header = ["configuration", unit, "p50 ms", "p99 ms", calls, "client CPU ms each", "fake CPU"]
