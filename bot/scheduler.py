@@ -11,9 +11,11 @@ outcome. Queue positions follow the same rule (1 = starts next); :meth:`position
 every other move in one pass at most every ``report_every`` seconds. Nothing here blocks: dispatching is
 synchronous bookkeeping plus ``create_task``.
 
-**Cost.** The start order is simulated (:meth:`order`) only when an arrival or a removal may have changed it;
-a start takes the head of the remembered order, which is exactly what the simulation would have started, so
-the rest keeps its order. Each start moves every waiting job up one place, but a chat cannot show a place a
+**Cost.** The next user to serve comes off a heap keyed like the rule above (entries made stale by a start or
+a removal are skipped when they surface), so a start, an arrival and a finish cost O(log users), not a scan
+of everyone waiting. The start order is simulated (:meth:`order`) only when an arrival or a removal may have
+changed it; a start takes the head of the remembered order, which is exactly what the simulation would have
+started, so the rest keeps its order. Each start moves every waiting job up one place, but a chat cannot show a place a
 second anyway (see :mod:`bot.relay`): reporting each move would cost a hundred waiting jobs a hundred calls
 per start, where the periodic pass costs each one call a second at most.
 """
@@ -55,6 +57,11 @@ class Scheduler:
         self._owner_of: dict[int, str] = {}  # queued or running job -> owner
         self._arrival: dict[int, int] = {}  # queued job -> arrival number (tie-break)
         self._served: dict[str, int] = {}  # owner -> tick of their last start, while they have jobs
+        self._fresh: set[str] = set()  # owners waiting who were not served since they last went idle
+        self._running_of: dict[str, int] = {}  # owner -> their jobs running now
+        # (last served tick or -1, arrival of their first queued job, owner) for each owner waiting; entries
+        # that no longer match those two (the owner started or lost a job since) are dropped when popped.
+        self._next: list[tuple[int, int, str]] = []
         self._running: dict[int, asyncio.Task[None]] = {}
         self._reported: dict[int, int] = {}  # queued job -> its place, as last reported
         self._untold: list[int] = []  # arrivals whose place is not reported yet
@@ -87,18 +94,23 @@ class Scheduler:
     def enqueue(self, job_id: int, owner: str) -> None:
         if job_id in self._owner_of:
             return  # already here: recovery and a live submission can both know a job
-        newcomer = owner not in self._queues and owner not in self._served
+        waiting = owner in self._queues
+        newcomer = not waiting and owner not in self._served
         if newcomer and self._order is not None:
             # Someone not served since they last went idle starts after the first job of everyone else in
             # that case (their keys come first, in order of arrival, and this arrival is the latest) and
             # before anyone already served: no need to simulate the whole queue again.
-            self._order.insert(sum(1 for o in self._queues if o not in self._served), job_id)
+            self._order.insert(len(self._fresh), job_id)
         else:
             self._order = None
+        if newcomer:
+            self._fresh.add(owner)
         self._queues.setdefault(owner, deque()).append(job_id)
         self._owner_of[job_id] = owner
         self._arrival[job_id] = self._arrivals
         self._arrivals += 1
+        if not waiting:
+            self._push(owner)
         self._untold.append(job_id)
         self._idle.clear()
         self._pump()
@@ -109,10 +121,16 @@ class Scheduler:
         if owner is None or job_id in self._running:
             return False
         queue = self._queues[owner]
+        was_first = queue[0] == job_id
         queue.remove(job_id)
+        del self._owner_of[job_id], self._arrival[job_id]
         if not queue:
             del self._queues[owner]
-        del self._owner_of[job_id], self._arrival[job_id]
+            self._fresh.discard(owner)
+            if not self._queues:
+                self._next.clear()
+        elif was_first:
+            self._push(owner)  # their key changed: the entry in the heap is stale now
         self._reported.pop(job_id, None)
         self._order = None
         self._forget_if_idle(owner)
@@ -178,12 +196,20 @@ class Scheduler:
 
     # Dispatch ---------------------------------------------------------------------------------------
 
+    def _key(self, owner: str) -> tuple[int, int]:
+        return self._served.get(owner, -1), self._arrival[self._queues[owner][0]]
+
+    def _push(self, owner: str) -> None:
+        heapq.heappush(self._next, (*self._key(owner), owner))
+
     def _pick(self) -> tuple[str, int]:
-        owner = min(self._queues, key=lambda o: (self._served.get(o, -1), self._arrival[self._queues[o][0]]))
+        while True:
+            served, first, owner = heapq.heappop(self._next)
+            if owner in self._queues and self._key(owner) == (served, first):
+                break
         queue = self._queues[owner]
         job_id = queue.popleft()
-        if not queue:
-            del self._queues[owner]
+        self._fresh.discard(owner)
         del self._arrival[job_id]
         self._reported.pop(job_id, None)
         # The simulation's first step is this very pick, so what it predicted for the others still holds.
@@ -193,6 +219,13 @@ class Scheduler:
             self._order = None
         self._tick += 1
         self._served[owner] = self._tick
+        self._running_of[owner] = self._running_of.get(owner, 0) + 1
+        if queue:
+            self._push(owner)
+        else:
+            del self._queues[owner]
+            if not self._queues:
+                self._next.clear()  # only stale entries are left
         return owner, job_id
 
     def _pump(self) -> None:
@@ -214,13 +247,16 @@ class Scheduler:
         self._running.pop(job_id, None)
         owner = self._owner_of.pop(job_id, None)
         if owner is not None:
+            left = self._running_of.pop(owner) - 1
+            if left:
+                self._running_of[owner] = left
             self._forget_if_idle(owner)
         self._pump()
         self._check_idle()
 
     def _forget_if_idle(self, owner: str) -> None:
         # Keeps memory bounded by active users; someone returning after going idle counts as new.
-        if owner not in self._queues and owner not in self._owner_of.values():
+        if owner not in self._queues and owner not in self._running_of:
             self._served.pop(owner, None)
 
     def _check_idle(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
@@ -180,6 +181,97 @@ async def test_nothing_runs_before_start_and_stop_cancels_running_jobs() -> None
     assert runs.active == 0 and scheduler.running == frozenset()
     with pytest.raises(ValueError):
         Scheduler("t", 0, runs)
+
+
+class FairModel:
+    """The scheduling rule written the plain way: scan every waiting user, least recently served first (never
+    served, or not since they went idle, before anyone), ties by the arrival of their first waiting job."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self.queues: dict[str, list[int]] = {}
+        self.served: dict[str, int] = {}
+        self.arrival: dict[int, int] = {}
+        self.running: dict[int, str] = {}
+        self.started: list[int] = []
+        self.tick = 0
+
+    def _pick(self, queues: dict[str, list[int]], served: dict[str, int]) -> str:
+        return min(queues, key=lambda o: (served.get(o, -1), self.arrival[queues[o][0]]))
+
+    def _idle(self, owner: str) -> None:
+        if owner not in self.queues and owner not in self.running.values():
+            self.served.pop(owner, None)
+
+    def pump(self) -> None:
+        while self.queues and len(self.running) < self.concurrency:
+            owner = self._pick(self.queues, self.served)
+            job = self.queues[owner].pop(0)
+            if not self.queues[owner]:
+                del self.queues[owner]
+            self.tick += 1
+            self.served[owner] = self.tick
+            self.running[job] = owner
+            self.started.append(job)
+
+    def enqueue(self, job: int, owner: str) -> None:
+        self.queues.setdefault(owner, []).append(job)
+        self.arrival[job] = len(self.arrival)
+        self.pump()
+
+    def remove(self, job: int) -> None:
+        owner = next(o for o, q in self.queues.items() if job in q)
+        self.queues[owner].remove(job)
+        if not self.queues[owner]:
+            del self.queues[owner]
+        self._idle(owner)
+
+    def finish(self, job: int) -> None:
+        self._idle(self.running.pop(job))
+        self.pump()
+
+    def order(self) -> list[int]:
+        queues = {o: list(q) for o, q in self.queues.items()}
+        served, tick, out = dict(self.served), self.tick, []
+        while queues:
+            owner = self._pick(queues, served)
+            out.append(queues[owner].pop(0))
+            if not queues[owner]:
+                del queues[owner]
+            tick += 1
+            served[owner] = tick
+        return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+async def test_start_order_and_positions_follow_the_rule_over_random_arrivals_cancels_and_finishes(seed: int) -> None:
+    rng = random.Random(seed)
+    concurrency = rng.choice((1, 2, 3))
+    runs, model = Runs(), FairModel(concurrency)
+    scheduler = Scheduler("t", concurrency, runs, on_position=lambda job, pos: None, report_every=60)
+    scheduler.start()
+    queued: list[int] = []
+    for job in range(300):
+        action = rng.random()
+        if action < 0.5 or not (queued or model.running):
+            owner = f"user{rng.randrange(8)}"
+            scheduler.enqueue(job, owner)
+            model.enqueue(job, owner)
+        elif action < 0.65 and queued:
+            victim = rng.choice(queued)
+            assert scheduler.remove(victim)
+            model.remove(victim)
+        elif model.running:
+            done = rng.choice(sorted(model.running))
+            runs.finish(done)
+            model.finish(done)
+        for _ in range(3):  # the finished task's callback, then the next task's first step
+            await asyncio.sleep(0)
+        assert runs.started == model.started
+        assert scheduler.order() == model.order()
+        queued = model.order()
+        assert [scheduler.position(j) for j in queued] == list(range(1, len(queued) + 1))
+    await scheduler.stop()
 
 
 # Progress relay: latest wins, and nothing is in flight after settle() -----------------------------------
