@@ -1,6 +1,7 @@
 """/draw interactions per second through the Discord adapter, and the latency it adds, against floors.
 
     python -m bench.discord [--interactions 100] [--concurrency 8] [--rounds 3] [--same-loop]
+                            [--one-by-one 30] [--one-by-one-rounds 5]
 
 N users each invoke ``/draw`` at once on the fake Discord (REST + gateway on 127.0.0.1, the one the tests
 use, in a process of its own: see :mod:`bench.remote`); the image backend answers instantly with a prepared
@@ -23,6 +24,11 @@ row and on the lag). "client CPU" is this process's CPU time (every thread) per 
 what serving one costs, less disturbed by other work on the machine than the throughput; "fake CPU" is the
 fake's CPU time over the burst's time (near 100%: the fake, not the client, set the pace, as it does for the
 floors here). With ``--same-loop`` both are the one process's, fake and client together.
+
+After the bursts, ``--one-by-one`` users invoke ``/draw`` one after the other (each once the previous one has
+its image), for the same three configurations: the latency of a command with nothing else in flight, what a
+user of a quiet bot waits, and so the time the bot adds to the REST calls themselves rather than its cost
+under load.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -50,7 +56,7 @@ from PIL import Image
 
 from bench.looplag import LoopLag
 from bench.remote import Fakes, Host, Local, Platform, Result
-from bench.rounds import print_rounds
+from bench.rounds import Run, add_one_by_one_options, alternate, print_rounds
 from bench.support import BenchBackend
 from bot.backends.base import GeneratedImage, ProgressCallback
 from bot.request import DrawRequest
@@ -86,12 +92,16 @@ class InstantBackend(BenchBackend):
         ]
 
 
-async def burst(fake: Platform, users: list[int], name: str, lag: LoopLag | None = None) -> Result:
+async def burst(
+    fake: Platform, users: list[int], name: str, lag: LoopLag | None = None, *, one_by_one: bool = False
+) -> Result:
     """Every user invokes /draw at once; wait until every answer has its image (``lag`` measures this loop
-    meanwhile)."""
+    meanwhile). ``one_by_one``: each user once the previous one has their image (latency, nothing else in
+    flight)."""
     async with lag or contextlib.nullcontext():
         cpu = time.process_time()
-        done = await fake.burst(users, command="draw", options={"prompt": PROMPT, "size": SIZE})
+        send = fake.one_by_one if one_by_one else fake.burst
+        done = await send(users, command="draw", options={"prompt": PROMPT, "size": SIZE})
         return Result.of(name, done, time.process_time() - cpu)
 
 
@@ -110,16 +120,28 @@ def _components(job: int) -> list[JSON]:
 
 
 async def run_sdbot(
-    fake: Platform, users: list[int], image: bytes, concurrency: int, lag: LoopLag | None = None
+    fake: Platform,
+    users: list[int],
+    image: bytes,
+    concurrency: int,
+    lag: LoopLag | None = None,
+    *,
+    one_by_one: bool = False,
 ) -> Result:
     with tempfile.TemporaryDirectory() as tmp, fake.patch_discord():
         settings = {"backend_concurrency": concurrency, "rate_per_minute": 0, "daily_images": 0}
         async with running_bot(fake, Path(tmp) / "sdbot.db", InstantBackend(image), **settings):  # type: ignore[arg-type]
-            return await burst(fake, users, BOT, lag)
+            return await burst(fake, users, BOT, lag, one_by_one=one_by_one)
 
 
 async def run_raw(
-    fake: Platform, users: list[int], image: bytes, concurrency: int, lag: LoopLag | None = None
+    fake: Platform,
+    users: list[int],
+    image: bytes,
+    concurrency: int,
+    lag: LoopLag | None = None,
+    *,
+    one_by_one: bool = False,
 ) -> Result:
     # As many uploads in flight as the bot allows: the bot delivers inside a job's slot.
     uploads = asyncio.Semaphore(concurrency)
@@ -170,14 +192,20 @@ async def run_raw(
             listener = asyncio.create_task(listen())
             await ready.wait()
             try:
-                return await burst(fake, users, FLOOR, lag)
+                return await burst(fake, users, FLOOR, lag, one_by_one=one_by_one)
             finally:
                 listener.cancel()
                 await asyncio.gather(listener, *tasks, return_exceptions=True)
 
 
 async def run_discord_py(
-    fake: Platform, users: list[int], image: bytes, concurrency: int, lag: LoopLag | None = None
+    fake: Platform,
+    users: list[int],
+    image: bytes,
+    concurrency: int,
+    lag: LoopLag | None = None,
+    *,
+    one_by_one: bool = False,
 ) -> Result:
     uploads = asyncio.Semaphore(concurrency)
     with fake.patch_discord():
@@ -202,7 +230,7 @@ async def run_discord_py(
         gateway = asyncio.create_task(client.connect())
         await client.wait_until_ready()
         try:
-            return await burst(fake, users, LIBRARY, lag)
+            return await burst(fake, users, LIBRARY, lag, one_by_one=one_by_one)
         finally:
             await client.close()
             with contextlib.suppress(Exception):
@@ -229,8 +257,9 @@ def fakes(args: argparse.Namespace) -> AbstractAsyncContextManager[Fakes]:
 
 
 async def main(args: argparse.Namespace) -> list[Result]:
-    """Every configuration, ``args.rounds`` times, alternating. Sets ``args.lag`` (this loop's lag while sdbot
-    served) and ``args.floor_lag`` (while the raw floor ran)."""
+    """Every configuration, ``args.rounds`` times, alternating; then ``args.one_by_one_rounds`` rounds with
+    ``args.one_by_one`` users one after the other (``args.one_by_one_results``). Sets ``args.lag`` (this loop's
+    lag while sdbot served) and ``args.floor_lag`` (while the raw floor ran)."""
     width, height = (int(side) for side in SIZE.split("x"))
     if args.image == "flat":
         image = png(width, height)
@@ -241,19 +270,22 @@ async def main(args: argparse.Namespace) -> list[Result]:
     args.image_bytes = len(image)
     args.lag, args.floor_lag = LoopLag(callbacks=True), LoopLag(callbacks=True)
     n = args.concurrency
-    runs: list[Callable[[Platform, list[int]], Awaitable[Result]]] = [
+    runs: list[Run] = [
         lambda fake, users: run_raw(fake, users, image, n, args.floor_lag),
         lambda fake, users: run_discord_py(fake, users, image, n),
         lambda fake, users: run_sdbot(fake, users, image, n, args.lag),
     ]
-    results: list[Result] = []
+    one_by_one: list[Run] = [
+        lambda fake, users: run_raw(fake, users, image, n, one_by_one=True),
+        lambda fake, users: run_discord_py(fake, users, image, n, one_by_one=True),
+        lambda fake, users: run_sdbot(fake, users, image, n, one_by_one=True),
+    ]
     async with quiet(), fakes(args) as host:
         args.fake_where = host.where
-        for round_ in range(args.rounds):
-            users = [10_000 + round_ * args.interactions + i for i in range(args.interactions)]
-            for run in runs:
-                async with host.fake() as fake:
-                    results.append(await run(fake, users))
+        results = await alternate(host, runs, args.rounds, args.interactions)
+        args.one_by_one_results = (
+            await alternate(host, one_by_one, args.one_by_one_rounds, args.one_by_one) if args.one_by_one else []
+        )
     return results
 
 
@@ -264,6 +296,9 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         f"backend concurrency {args.concurrency}; fake Discord in {args.fake_where}"
     )
     print_rounds(results, unit="per second", calls="REST calls each", library=LIBRARY, bot=BOT)
+    if args.one_by_one_results:
+        print(f"\none /draw at a time ({args.one_by_one} users, each once the previous one has their image):")
+        print_rounds(args.one_by_one_results, unit="per second", calls="REST calls each", library=LIBRARY, bot=BOT)
     if getattr(args, "lag", None) is not None:
         print(f"while sdbot served: {args.lag.summary()}")
         print(f"while the floor ran: {args.floor_lag.summary()}")
@@ -274,6 +309,7 @@ def cli() -> None:
     parser.add_argument("--interactions", type=int, default=100, help="simulated users, one /draw each (default 100)")
     parser.add_argument("--concurrency", type=int, default=8, help="SDBOT_BACKEND_CONCURRENCY (default 8)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; medians and round-by-round ratios over them")
+    add_one_by_one_options(parser)
     parser.add_argument("--same-loop", action="store_true", help="the fake on this event loop, not its own process")
     parser.add_argument(
         "--image",

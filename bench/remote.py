@@ -204,6 +204,19 @@ class Platform:
         """Telegram: ``text``; Discord: ``command`` and ``options``. Returns once every user has a picture."""
         return await self._burst({"users": users, **spec})  # type: ignore[no-any-return]
 
+    async def one_by_one(self, users: list[int], **spec: Any) -> Burst:
+        """As :meth:`burst`, but each user's command is sent once the previous user's picture arrived: the
+        latency of one command with nothing else in flight (what a user of a quiet bot waits)."""
+        seconds, calls, busy = 0.0, 0, 0.0
+        latencies: list[float] = []
+        for user in users:
+            one = await self.burst([user], **spec)
+            seconds += one.seconds
+            latencies += one.latencies
+            calls += one.calls
+            busy += one.busy * one.seconds
+        return Burst(seconds, latencies, calls, busy / max(seconds, 1e-9))
+
     def patch_discord(self) -> contextlib.AbstractContextManager[None]:
         """Point discord.py at this fake, as :meth:`FakeDiscord.patch_discord` does for an in-process one."""
         return patch_discord(self.api_base, self.gateway_url)

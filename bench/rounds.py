@@ -10,14 +10,34 @@ machine's fastest minute, and swung from 0.6 to 1.0 on unchanged code.
 
 from __future__ import annotations
 
+import argparse
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from bench.remote import Result
+from bench.remote import Fakes, Platform, Result
 from bench.support import print_table
 
 Measure = Callable[[Result], float]
+Run = Callable[[Platform, list[int]], Awaitable[Result]]
+
+
+def add_one_by_one_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--one-by-one", type=int, default=30, help="users sent one at a time after the bursts (0: none; default 30)"
+    )
+    parser.add_argument("--one-by-one-rounds", type=int, default=5, help="rounds of those (default 5)")
+
+
+async def alternate(host: Fakes, configurations: Sequence[Run], rounds: int, users: int) -> list[Result]:
+    """``rounds`` rounds of every configuration in turn, each against a fresh fake, with ``users`` users."""
+    results: list[Result] = []
+    for round_ in range(rounds):
+        ids = [10_000 + round_ * users + i for i in range(users)]
+        for run in configurations:
+            async with host.fake() as fake:
+                results.append(await run(fake, ids))
+    return results
 
 
 def per_second(result: Result) -> float:

@@ -1,6 +1,7 @@
 """/draw commands per second through the Telegram adapter, and the latency the bot adds, against floors.
 
     python -m bench.telegram [--users 60] [--concurrency 8] [--rounds 3] [--image flat|placeholder] [--same-loop]
+                             [--one-by-one 30] [--one-by-one-rounds 5]
 
 N simulated users each send ``/draw`` at once to the fake Bot API (127.0.0.1, the server the tests use, in a
 process of its own: see :mod:`bench.remote`); the image backend answers instantly with a prepared PNG. Latency
@@ -27,6 +28,11 @@ loop instead (how these figures were taken before; the fake's work then weighs o
 less disturbed by other work on the machine than the throughput; "fake CPU" is the fake's CPU time over the
 burst's time (near 100%: the fake, not the client, set the pace). With ``--same-loop`` both are the one
 process's, fake and client together.
+
+After the bursts, ``--one-by-one`` users send ``/draw`` one after the other (each once the previous one has its
+photo), for the same three configurations without the paced one: the latency of a command with nothing else
+in flight, what a user of a quiet bot waits, and so the time the bot adds to the Bot API calls themselves
+rather than its cost under load.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -55,7 +61,7 @@ from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes
 
 from bench.looplag import LoopLag
 from bench.remote import Fakes, Host, Local, Platform, Result
-from bench.rounds import print_rounds
+from bench.rounds import Run, add_one_by_one_options, alternate, print_rounds
 from bot.backends.base import GeneratedImage, ProgressCallback
 from bot.capabilities import SEED, Capabilities
 from bot.request import DrawRequest
@@ -94,24 +100,35 @@ class CachedBackend(PreparedBackend):
         return await super().generate(request, user=user, progress=progress)
 
 
-async def burst(fake: Platform, users: list[int], name: str, lag: LoopLag | None) -> Result:
+async def burst(
+    fake: Platform, users: list[int], name: str, lag: LoopLag | None, *, one_by_one: bool = False
+) -> Result:
     """Every user sends /draw at once (once the client polls); wait for every photo. ``lag`` measures this
-    loop meanwhile."""
+    loop meanwhile. ``one_by_one``: each user once the previous one has their photo (latency, nothing else
+    in flight)."""
     async with lag or contextlib.nullcontext():
         cpu = time.process_time()
-        done = await fake.burst(users, text=COMMAND)
+        send = fake.one_by_one if one_by_one else fake.burst
+        done = await send(users, text=COMMAND)
         return Result.of(name, done, time.process_time() - cpu)
 
 
 async def run_bot(
-    fake: Platform, users: list[int], image: bytes, *, limiter: bool, concurrency: int, lag: LoopLag | None = None
+    fake: Platform,
+    users: list[int],
+    image: bytes,
+    *,
+    limiter: bool,
+    concurrency: int,
+    lag: LoopLag | None = None,
+    one_by_one: bool = False,
 ) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         settings = tg_settings(Path(tmp), fake, backend_concurrency=concurrency, rate_per_minute=10_000)  # type: ignore[arg-type]
         # The shipped poll timeout and status interval; only the pacing is switched for the second row.
         options: dict[str, Any] = {"status_interval": STATUS_INTERVAL, "poll_timeout": 10, "rate_limiter": limiter}
         async with running(settings, CachedBackend({SIZE: image}), **options):
-            return await burst(fake, users, SHIPPED if limiter else BOT, lag)
+            return await burst(fake, users, SHIPPED if limiter else BOT, lag, one_by_one=one_by_one)
 
 
 def _markup() -> list[list[JSON]]:
@@ -119,7 +136,14 @@ def _markup() -> list[list[JSON]]:
 
 
 async def run_floor(
-    fake: Platform, users: list[int], image: bytes, caption: str, concurrency: int, lag: LoopLag | None = None
+    fake: Platform,
+    users: list[int],
+    image: bytes,
+    caption: str,
+    concurrency: int,
+    lag: LoopLag | None = None,
+    *,
+    one_by_one: bool = False,
 ) -> Result:
     # As many uploads in flight as the bot allows: sixty at once through one loop are slower, not faster.
     uploads = asyncio.Semaphore(concurrency)
@@ -157,14 +181,21 @@ async def run_floor(
 
         poller = asyncio.create_task(poll())
         try:
-            return await burst(fake, users, FLOOR, lag)
+            return await burst(fake, users, FLOOR, lag, one_by_one=one_by_one)
         finally:
             poller.cancel()
             await asyncio.gather(poller, *tasks, return_exceptions=True)
 
 
 async def run_library(
-    fake: Platform, users: list[int], image: bytes, caption: str, concurrency: int, lag: LoopLag | None = None
+    fake: Platform,
+    users: list[int],
+    image: bytes,
+    caption: str,
+    concurrency: int,
+    lag: LoopLag | None = None,
+    *,
+    one_by_one: bool = False,
 ) -> Result:
     """The same calls from the smallest PTB bot that makes them: what the library costs without sdbot."""
     uploads = asyncio.Semaphore(concurrency)
@@ -200,7 +231,7 @@ async def run_library(
         assert updater is not None
         await updater.start_polling(poll_interval=0, timeout=10, allowed_updates=ALLOWED_UPDATES)
         try:
-            return await burst(fake, users, LIBRARY, lag)
+            return await burst(fake, users, LIBRARY, lag, one_by_one=one_by_one)
         finally:
             await updater.stop()
             await app.stop()
@@ -220,8 +251,10 @@ def fakes(args: argparse.Namespace) -> AbstractAsyncContextManager[Fakes]:
 
 
 async def main(args: argparse.Namespace) -> list[Result]:
-    """Every configuration, ``args.rounds`` times, alternating. Sets ``args.lag`` (this loop's lag while the
-    bot without rate limiter served) and ``args.floor_lag`` (while the raw floor ran)."""
+    """Every configuration, ``args.rounds`` times, alternating; then ``args.one_by_one_rounds`` rounds with
+    ``args.one_by_one`` users one after the other, without the paced row (``args.one_by_one_results``). Sets
+    ``args.lag`` (this loop's lag while the bot without rate limiter served) and ``args.floor_lag`` (while the
+    raw floor ran)."""
     from bot import images
     from bot.presentation import caption
     from bot.validation import parse_request
@@ -235,21 +268,24 @@ async def main(args: argparse.Namespace) -> list[Result]:
     text = caption(parse_request(f"/draw {PROMPT} --seed 1"), "en", limit=1024)
     args.lag, args.floor_lag = LoopLag(callbacks=True), LoopLag(callbacks=True)
     n = args.concurrency
-    runs: list[Callable[[Platform, list[int]], Awaitable[Result]]] = [
+    runs: list[Run] = [
         lambda fake, users: run_floor(fake, users, image, text, n, args.floor_lag),
         lambda fake, users: run_library(fake, users, image, text, n),
         lambda fake, users: run_bot(fake, users, image, limiter=False, concurrency=n, lag=args.lag),
     ]
     if not args.no_limiter_row:
         runs.append(lambda fake, users: run_bot(fake, users, image, limiter=True, concurrency=n))
-    results: list[Result] = []
+    one_by_one: list[Run] = [
+        lambda fake, users: run_floor(fake, users, image, text, n, one_by_one=True),
+        lambda fake, users: run_library(fake, users, image, text, n, one_by_one=True),
+        lambda fake, users: run_bot(fake, users, image, limiter=False, concurrency=n, one_by_one=True),
+    ]
     async with quiet(), fakes(args) as host:
         args.fake_where = host.where
-        for round_ in range(args.rounds):
-            users = [10_000 + round_ * args.users + i for i in range(args.users)]
-            for run in runs:
-                async with host.fake() as fake:
-                    results.append(await run(fake, users))
+        results = await alternate(host, runs, args.rounds, args.users)
+        args.one_by_one_results = (
+            await alternate(host, one_by_one, args.one_by_one_rounds, args.one_by_one) if args.one_by_one else []
+        )
     return results
 
 
@@ -262,6 +298,9 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     print_rounds(results, unit="commands/s", calls="API calls each", library=LIBRARY, bot=BOT)
     print(f"while sdbot (no rate limiter) served: {args.lag.summary()}")
     print(f"while the raw floor ran: {args.floor_lag.summary()}")
+    if args.one_by_one_results:
+        print(f"\none /draw at a time ({args.one_by_one} users, each once the previous one has their photo):")
+        print_rounds(args.one_by_one_results, unit="commands/s", calls="API calls each", library=LIBRARY, bot=BOT)
 
 
 def cli() -> None:
@@ -276,6 +315,7 @@ def cli() -> None:
         help="flat: a 2 KB one-colour PNG, so the numbers are the bot's, not the upload's (default); "
         "placeholder: the ~200 KB picture the offline backend draws",
     )
+    add_one_by_one_options(parser)
     parser.add_argument("--no-limiter-row", action="store_true", help="skip the paced (as shipped) run")
     parser.add_argument("--same-loop", action="store_true", help="the fake on this event loop, not its own process")
     args = parser.parse_args()

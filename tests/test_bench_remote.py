@@ -45,9 +45,13 @@ async def test_discord_bot_and_floors_run_against_a_fake_in_another_process() ->
         for run in (bench_discord.run_sdbot, bench_discord.run_discord_py, bench_discord.run_raw):
             async with host.fake() as fake:
                 results.append(await run(fake, USERS, image, 2))
+        async with host.fake() as fake:  # one user after the other: each waits for the previous picture
+            results.append(await bench_discord.run_sdbot(fake, USERS, image, 2, one_by_one=True))
     for result in results:
         assert len(result.latencies) == len(USERS) and result.per_second > 0
         assert result.calls >= 3 * len(USERS)  # the deferred answer, progress and the picture each
+    quiet = results[-1]
+    assert sum(quiet.latencies) <= quiet.seconds  # the commands did not overlap
 
 
 async def test_an_error_mid_burst_ends_the_child_at_once() -> None:
