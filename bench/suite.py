@@ -150,7 +150,7 @@ def _e2e(
         *rows,
         Figure(
             f"{name} latency, one /draw at a time (p50 ms), vs {library}",
-            f"{alone * 1000:.1f} (+{(alone - alone_floor) * 1000:.1f})",
+            f"{alone * 1000:.1f} ({(alone - alone_floor) * 1000:+.1f})",
             f"{alone_floor * 1000:.1f}",
             str(added),
             f"<= {LATENCY_GOAL:.2f}",
