@@ -92,16 +92,12 @@ class InstantBackend(BenchBackend):
         ]
 
 
-async def burst(
-    fake: Platform, users: list[int], name: str, lag: LoopLag | None = None, *, one_by_one: bool = False
-) -> Result:
+async def burst(fake: Platform, users: list[int], name: str, lag: LoopLag | None = None) -> Result:
     """Every user invokes /draw at once; wait until every answer has its image (``lag`` measures this loop
-    meanwhile). ``one_by_one``: each user once the previous one has their image (latency, nothing else in
-    flight)."""
+    meanwhile). (From :meth:`Platform.one_at_a_time`: each user once the previous one has their image.)"""
     async with lag or contextlib.nullcontext():
         cpu = time.process_time()
-        send = fake.one_by_one if one_by_one else fake.burst
-        done = await send(users, command="draw", options={"prompt": PROMPT, "size": SIZE})
+        done = await fake.burst(users, command="draw", options={"prompt": PROMPT, "size": SIZE})
         return Result.of(name, done, time.process_time() - cpu)
 
 
@@ -120,28 +116,16 @@ def _components(job: int) -> list[JSON]:
 
 
 async def run_sdbot(
-    fake: Platform,
-    users: list[int],
-    image: bytes,
-    concurrency: int,
-    lag: LoopLag | None = None,
-    *,
-    one_by_one: bool = False,
+    fake: Platform, users: list[int], image: bytes, concurrency: int, lag: LoopLag | None = None
 ) -> Result:
     with tempfile.TemporaryDirectory() as tmp, fake.patch_discord():
         settings = {"backend_concurrency": concurrency, "rate_per_minute": 0, "daily_images": 0}
         async with running_bot(fake, Path(tmp) / "sdbot.db", InstantBackend(image), **settings):  # type: ignore[arg-type]
-            return await burst(fake, users, BOT, lag, one_by_one=one_by_one)
+            return await burst(fake, users, BOT, lag)
 
 
 async def run_raw(
-    fake: Platform,
-    users: list[int],
-    image: bytes,
-    concurrency: int,
-    lag: LoopLag | None = None,
-    *,
-    one_by_one: bool = False,
+    fake: Platform, users: list[int], image: bytes, concurrency: int, lag: LoopLag | None = None
 ) -> Result:
     # As many uploads in flight as the bot allows: the bot delivers inside a job's slot.
     uploads = asyncio.Semaphore(concurrency)
@@ -192,20 +176,14 @@ async def run_raw(
             listener = asyncio.create_task(listen())
             await ready.wait()
             try:
-                return await burst(fake, users, FLOOR, lag, one_by_one=one_by_one)
+                return await burst(fake, users, FLOOR, lag)
             finally:
                 listener.cancel()
                 await asyncio.gather(listener, *tasks, return_exceptions=True)
 
 
 async def run_discord_py(
-    fake: Platform,
-    users: list[int],
-    image: bytes,
-    concurrency: int,
-    lag: LoopLag | None = None,
-    *,
-    one_by_one: bool = False,
+    fake: Platform, users: list[int], image: bytes, concurrency: int, lag: LoopLag | None = None
 ) -> Result:
     uploads = asyncio.Semaphore(concurrency)
     with fake.patch_discord():
@@ -230,7 +208,7 @@ async def run_discord_py(
         gateway = asyncio.create_task(client.connect())
         await client.wait_until_ready()
         try:
-            return await burst(fake, users, LIBRARY, lag, one_by_one=one_by_one)
+            return await burst(fake, users, LIBRARY, lag)
         finally:
             await client.close()
             with contextlib.suppress(Exception):
@@ -276,15 +254,17 @@ async def main(args: argparse.Namespace) -> list[Result]:
         lambda fake, users: run_sdbot(fake, users, image, n, args.lag),
     ]
     one_by_one: list[Run] = [
-        lambda fake, users: run_raw(fake, users, image, n, one_by_one=True),
-        lambda fake, users: run_discord_py(fake, users, image, n, one_by_one=True),
-        lambda fake, users: run_sdbot(fake, users, image, n, one_by_one=True),
+        lambda fake, users: run_raw(fake, users, image, n),
+        lambda fake, users: run_discord_py(fake, users, image, n),
+        lambda fake, users: run_sdbot(fake, users, image, n),
     ]
     async with quiet(), fakes(args) as host:
         args.fake_where = host.where
         results = await alternate(host, runs, args.rounds, args.interactions)
         args.one_by_one_results = (
-            await alternate(host, one_by_one, args.one_by_one_rounds, args.one_by_one) if args.one_by_one else []
+            await alternate(host, one_by_one, args.one_by_one_rounds, args.one_by_one, one_at_a_time=True)
+            if args.one_by_one
+            else []
         )
     return results
 

@@ -191,26 +191,30 @@ async def _burst(fake: TimedTelegram | TimedDiscord, spec: JSON) -> Burst:
 class Platform:
     """One fresh fake for one run: where it listens, and :meth:`burst`."""
 
-    def __init__(self, info: JSON, burst: Any) -> None:
+    def __init__(self, info: JSON, burst: Any, *, one_at_a_time: bool = False) -> None:
         self.url: str = info["url"]
         self.port: int = info["port"]
         self.token: str = info["token"]
         self.api_base: str = info.get("api_base", "")
         self.gateway_url: str = info.get("gateway_url", "")
         self.application_id: int = info.get("application_id", 0)
+        self._info = info
         self._burst = burst
+        self._one_at_a_time = one_at_a_time
+
+    def one_at_a_time(self) -> Platform:
+        """The same fake, whose :meth:`burst` sends each user's command once the previous user's picture
+        arrived: the latency of one command with nothing else in flight (what a user of a quiet bot waits)."""
+        return Platform(self._info, self._burst, one_at_a_time=True)
 
     async def burst(self, users: list[int], **spec: Any) -> Burst:
         """Telegram: ``text``; Discord: ``command`` and ``options``. Returns once every user has a picture."""
-        return await self._burst({"users": users, **spec})  # type: ignore[no-any-return]
-
-    async def one_by_one(self, users: list[int], **spec: Any) -> Burst:
-        """As :meth:`burst`, but each user's command is sent once the previous user's picture arrived: the
-        latency of one command with nothing else in flight (what a user of a quiet bot waits)."""
+        if not self._one_at_a_time:
+            return await self._burst({"users": users, **spec})  # type: ignore[no-any-return]
         seconds, calls, busy = 0.0, 0, 0.0
         latencies: list[float] = []
         for user in users:
-            one = await self.burst([user], **spec)
+            one: Burst = await self._burst({"users": [user], **spec})
             seconds += one.seconds
             latencies += one.latencies
             calls += one.calls

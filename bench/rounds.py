@@ -29,14 +29,17 @@ def add_one_by_one_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--one-by-one-rounds", type=int, default=5, help="rounds of those (default 5)")
 
 
-async def alternate(host: Fakes, configurations: Sequence[Run], rounds: int, users: int) -> list[Result]:
-    """``rounds`` rounds of every configuration in turn, each against a fresh fake, with ``users`` users."""
+async def alternate(
+    host: Fakes, configurations: Sequence[Run], rounds: int, users: int, *, one_at_a_time: bool = False
+) -> list[Result]:
+    """``rounds`` rounds of every configuration in turn, each against a fresh fake, with ``users`` users, all
+    at once or (``one_at_a_time``) each once the previous one has their picture."""
     results: list[Result] = []
     for round_ in range(rounds):
         ids = [10_000 + round_ * users + i for i in range(users)]
         for run in configurations:
             async with host.fake() as fake:
-                results.append(await run(fake, ids))
+                results.append(await run(fake.one_at_a_time() if one_at_a_time else fake, ids))
     return results
 
 

@@ -176,19 +176,24 @@ def _e2e(
     ]
 
 
-def discord() -> list[Figure]:
-    """bench/discord.py: sdbot against the raw floor and discord.py alone, the fake in a process of its own."""
-    from bench import discord as bench_discord
-
-    args = argparse.Namespace(
-        interactions=100,
+def _e2e_args(rounds: int, **only_this_one: Any) -> argparse.Namespace:
+    """What ``python -m bench.telegram`` / ``bench.discord`` would parse for the suite's run of them."""
+    return argparse.Namespace(
         concurrency=8,
-        rounds=DISCORD_ROUNDS,
+        rounds=rounds,
         one_by_one=ONE_BY_ONE_USERS,
         one_by_one_rounds=ONE_BY_ONE_ROUNDS,
         image="flat",
         same_loop=False,
+        **only_this_one,
     )
+
+
+def discord() -> list[Figure]:
+    """bench/discord.py: sdbot against the raw floor and discord.py alone, the fake in a process of its own."""
+    from bench import discord as bench_discord
+
+    args = _e2e_args(DISCORD_ROUNDS, interactions=100)
     results = asyncio.run(bench_discord.main(args))
     names = (bench_discord.FLOOR, bench_discord.LIBRARY, bench_discord.BOT)
     return _e2e("discord", results, args.one_by_one_results, names, (args.lag, args.floor_lag))
@@ -199,16 +204,7 @@ def telegram() -> list[Figure]:
     figure) against the raw floor and python-telegram-bot alone, the fake in a process of its own."""
     from bench import telegram as bench_telegram
 
-    args = argparse.Namespace(
-        users=60,
-        concurrency=8,
-        rounds=TELEGRAM_ROUNDS,
-        one_by_one=ONE_BY_ONE_USERS,
-        one_by_one_rounds=ONE_BY_ONE_ROUNDS,
-        image="flat",
-        no_limiter_row=True,
-        same_loop=False,
-    )
+    args = _e2e_args(TELEGRAM_ROUNDS, users=60, no_limiter_row=True)
     results = asyncio.run(bench_telegram.main(args))
     names = (bench_telegram.FLOOR, bench_telegram.LIBRARY, bench_telegram.BOT)
     return _e2e("telegram", results, args.one_by_one_results, names, (args.lag, args.floor_lag))

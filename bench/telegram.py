@@ -100,35 +100,24 @@ class CachedBackend(PreparedBackend):
         return await super().generate(request, user=user, progress=progress)
 
 
-async def burst(
-    fake: Platform, users: list[int], name: str, lag: LoopLag | None, *, one_by_one: bool = False
-) -> Result:
+async def burst(fake: Platform, users: list[int], name: str, lag: LoopLag | None) -> Result:
     """Every user sends /draw at once (once the client polls); wait for every photo. ``lag`` measures this
-    loop meanwhile. ``one_by_one``: each user once the previous one has their photo (latency, nothing else
-    in flight)."""
+    loop meanwhile. (From :meth:`Platform.one_at_a_time`: each user once the previous one has their photo.)"""
     async with lag or contextlib.nullcontext():
         cpu = time.process_time()
-        send = fake.one_by_one if one_by_one else fake.burst
-        done = await send(users, text=COMMAND)
+        done = await fake.burst(users, text=COMMAND)
         return Result.of(name, done, time.process_time() - cpu)
 
 
 async def run_bot(
-    fake: Platform,
-    users: list[int],
-    image: bytes,
-    *,
-    limiter: bool,
-    concurrency: int,
-    lag: LoopLag | None = None,
-    one_by_one: bool = False,
+    fake: Platform, users: list[int], image: bytes, *, limiter: bool, concurrency: int, lag: LoopLag | None = None
 ) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         settings = tg_settings(Path(tmp), fake, backend_concurrency=concurrency, rate_per_minute=10_000)  # type: ignore[arg-type]
         # The shipped poll timeout and status interval; only the pacing is switched for the second row.
         options: dict[str, Any] = {"status_interval": STATUS_INTERVAL, "poll_timeout": 10, "rate_limiter": limiter}
         async with running(settings, CachedBackend({SIZE: image}), **options):
-            return await burst(fake, users, SHIPPED if limiter else BOT, lag, one_by_one=one_by_one)
+            return await burst(fake, users, SHIPPED if limiter else BOT, lag)
 
 
 def _markup() -> list[list[JSON]]:
@@ -136,14 +125,7 @@ def _markup() -> list[list[JSON]]:
 
 
 async def run_floor(
-    fake: Platform,
-    users: list[int],
-    image: bytes,
-    caption: str,
-    concurrency: int,
-    lag: LoopLag | None = None,
-    *,
-    one_by_one: bool = False,
+    fake: Platform, users: list[int], image: bytes, caption: str, concurrency: int, lag: LoopLag | None = None
 ) -> Result:
     # As many uploads in flight as the bot allows: sixty at once through one loop are slower, not faster.
     uploads = asyncio.Semaphore(concurrency)
@@ -181,21 +163,14 @@ async def run_floor(
 
         poller = asyncio.create_task(poll())
         try:
-            return await burst(fake, users, FLOOR, lag, one_by_one=one_by_one)
+            return await burst(fake, users, FLOOR, lag)
         finally:
             poller.cancel()
             await asyncio.gather(poller, *tasks, return_exceptions=True)
 
 
 async def run_library(
-    fake: Platform,
-    users: list[int],
-    image: bytes,
-    caption: str,
-    concurrency: int,
-    lag: LoopLag | None = None,
-    *,
-    one_by_one: bool = False,
+    fake: Platform, users: list[int], image: bytes, caption: str, concurrency: int, lag: LoopLag | None = None
 ) -> Result:
     """The same calls from the smallest PTB bot that makes them: what the library costs without sdbot."""
     uploads = asyncio.Semaphore(concurrency)
@@ -231,7 +206,7 @@ async def run_library(
         assert updater is not None
         await updater.start_polling(poll_interval=0, timeout=10, allowed_updates=ALLOWED_UPDATES)
         try:
-            return await burst(fake, users, LIBRARY, lag, one_by_one=one_by_one)
+            return await burst(fake, users, LIBRARY, lag)
         finally:
             await updater.stop()
             await app.stop()
@@ -276,15 +251,17 @@ async def main(args: argparse.Namespace) -> list[Result]:
     if not args.no_limiter_row:
         runs.append(lambda fake, users: run_bot(fake, users, image, limiter=True, concurrency=n))
     one_by_one: list[Run] = [
-        lambda fake, users: run_floor(fake, users, image, text, n, one_by_one=True),
-        lambda fake, users: run_library(fake, users, image, text, n, one_by_one=True),
-        lambda fake, users: run_bot(fake, users, image, limiter=False, concurrency=n, one_by_one=True),
+        lambda fake, users: run_floor(fake, users, image, text, n),
+        lambda fake, users: run_library(fake, users, image, text, n),
+        lambda fake, users: run_bot(fake, users, image, limiter=False, concurrency=n),
     ]
     async with quiet(), fakes(args) as host:
         args.fake_where = host.where
         results = await alternate(host, runs, args.rounds, args.users)
         args.one_by_one_results = (
-            await alternate(host, one_by_one, args.one_by_one_rounds, args.one_by_one) if args.one_by_one else []
+            await alternate(host, one_by_one, args.one_by_one_rounds, args.one_by_one, one_at_a_time=True)
+            if args.one_by_one
+            else []
         )
     return results
 

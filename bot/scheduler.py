@@ -125,10 +125,7 @@ class Scheduler:
         queue.remove(job_id)
         del self._owner_of[job_id], self._arrival[job_id]
         if not queue:
-            del self._queues[owner]
-            self._fresh.discard(owner)
-            if not self._queues:
-                self._next.clear()
+            self._stop_waiting(owner)
         elif was_first:
             self._push(owner)  # their key changed: the entry in the heap is stale now
         self._reported.pop(job_id, None)
@@ -223,10 +220,14 @@ class Scheduler:
         if queue:
             self._push(owner)
         else:
-            del self._queues[owner]
-            if not self._queues:
-                self._next.clear()  # only stale entries are left
+            self._stop_waiting(owner)
         return owner, job_id
+
+    def _stop_waiting(self, owner: str) -> None:
+        del self._queues[owner]
+        self._fresh.discard(owner)
+        if not self._queues:
+            self._next.clear()  # only stale entries are left
 
     def _pump(self) -> None:
         while self._dispatching and self._queues and len(self._running) < self.concurrency:

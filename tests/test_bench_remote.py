@@ -46,7 +46,7 @@ async def test_discord_bot_and_floors_run_against_a_fake_in_another_process() ->
             async with host.fake() as fake:
                 results.append(await run(fake, USERS, image, 2))
         async with host.fake() as fake:  # one user after the other: each waits for the previous picture
-            results.append(await bench_discord.run_sdbot(fake, USERS, image, 2, one_by_one=True))
+            results.append(await bench_discord.run_sdbot(fake.one_at_a_time(), USERS, image, 2))
     for result in results:
         assert len(result.latencies) == len(USERS) and result.per_second > 0
         assert result.calls >= 3 * len(USERS)  # the deferred answer, progress and the picture each
