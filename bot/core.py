@@ -336,9 +336,11 @@ class Core:
         parent_id: int | None,
         origin: str | None,
     ) -> Job:
-        # The user's and group's rows are written in the admission's own trip to the database.
+        # The user's and group's rows are written in the admission's own trip to the database, and so is the
+        # claim when the job can start at once (a slot is held for it meanwhile).
         place = chat if chat.is_group else None
         touch = self.directory.changes(user, place)
+        start = self.breaker.state == "closed" and self.scheduler.reserve()
         admission = Admission(
             user=user,
             chat=chat,
@@ -350,9 +352,15 @@ class Core:
             exempt=self.is_admin(user),
             parent_id=parent_id,
             origin=origin,
+            start=start,
         )
         try:
-            job = await self.quotas.admit(admission, before=touch)
+            try:
+                job = await self.quotas.admit(admission, before=touch)
+            except BaseException:
+                if start:
+                    self.scheduler.release()
+                raise
         except AlreadyAdmitted as seen:
             self.directory.seen(user, place)
             # Handled before a crash: the job is queued (start-up recovery took it over) or ended already.
@@ -364,7 +372,7 @@ class Core:
         self.directory.seen(user, place)
         log.info("job %s queued: %s image(s) for %s", job.id, job.images, job.platform)
         self._active[job.id] = job
-        self.scheduler.enqueue(job.id, job.user)
+        self.scheduler.enqueue(job.id, job.user, reserved=start)
         return job
 
     async def _recover(self, job: Job, now: float) -> None:
@@ -415,7 +423,9 @@ class Core:
                 )
 
         try:
-            job = await self.jobs.claim(job_id)
+            job = self._active.get(job_id)
+            if job is None or job.status != "running":  # "running": its admission claimed it
+                job = await self.jobs.claim(job_id)
             if job is None:  # cancelled while it waited
                 self._active.pop(job_id, None)
                 return

@@ -127,6 +127,7 @@ class Admission:
     exempt: bool
     parent_id: int | None = None
     origin: str | None = None  # the platform event asking; one job per origin (see AlreadyAdmitted)
+    start: bool = False  # recorded as running at once, as a claim would (a slot is held for it)
 
 
 class AlreadyAdmitted(Exception):
@@ -156,9 +157,10 @@ _CHAT_USED = "coalesce((SELECT images FROM usage WHERE scope = 'chat' AND key = 
 
 _ADMIT = f"""
     INSERT INTO jobs (user_key, platform, chat_key, group_chat, backend, request, route, lang, status,
-                      images, charged, quota_day, seed, parent_id, origin, created_at)
-    SELECT :user, :platform, :chat, :group_chat, :backend, :request, :route, :lang, 'queued',
-           :n, :n, :day, :seed, :parent_id, :origin, :now
+                      images, charged, quota_day, seed, parent_id, origin, created_at, started_at, attempts)
+    SELECT :user, :platform, :chat, :group_chat, :backend, :request, :route, :lang,
+           CASE WHEN :start THEN 'running' ELSE 'queued' END,
+           :n, :n, :day, :seed, :parent_id, :origin, :now, CASE WHEN :start THEN :now END, :start
     FROM ({_LIMITS}) AS lim
     WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE origin = :origin) AND (:exempt OR (
         NOT lim.banned
@@ -202,10 +204,10 @@ class Quotas:
     # Admission --------------------------------------------------------------------------------------
 
     async def admit(self, a: Admission, *, before: Sequence[Statement] = ()) -> Job:
-        """Insert ``a`` as a queued job with its images charged, or raise :class:`QuotaError`, or
-        :class:`AlreadyAdmitted` when ``a.origin`` has its job already (checked first: a redelivered command
-        finds its job even when the job itself now fills the user's quota). ``before``: writes to run just
-        before the admission, in the same trip to the database (the user's and chat's rows)."""
+        """Insert ``a`` as a queued job (running, with ``a.start``) with its images charged, or raise
+        :class:`QuotaError`, or :class:`AlreadyAdmitted` when ``a.origin`` has its job already (checked first: a
+        redelivered command finds its job even when the job itself now fills the user's quota). ``before``:
+        writes to run just before the admission, in the same trip to the database (the user's and chat's rows)."""
         for _ in range(_EXPLAIN_TRIES):
             now = self._clock()
             params = self._params(a.user.key, a.chat.key, now) | {
@@ -220,6 +222,7 @@ class Quotas:
                 "parent_id": a.parent_id,
                 "exempt": int(a.exempt),
                 "origin": a.origin,
+                "start": int(a.start),
             }
             rows = await self._store.fetchall(_ADMIT, params, before=before)
             before = ()

@@ -63,6 +63,7 @@ class Scheduler:
         # that no longer match those two (the owner started or lost a job since) are dropped when popped.
         self._next: list[tuple[int, int, str]] = []
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._reserved = 0  # slots held by reserve() for jobs being admitted
         self._reported: dict[int, int] = {}  # queued job -> its place, as last reported
         self._untold: list[int] = []  # arrivals whose place is not reported yet
         self._report_timer: asyncio.TimerHandle | None = None  # the next pass over every waiting job
@@ -91,7 +92,35 @@ class Scheduler:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def enqueue(self, job_id: int, owner: str) -> None:
+    def reserve(self) -> bool:
+        """Hold a slot for a job about to be admitted, if it could start at once (a slot is free and nothing
+        waits): the admission can then record it as started in its own trip to the database. Follow with
+        :meth:`enqueue` ``(reserved=True)``, which starts it, or :meth:`release`."""
+        if not self._dispatching or self._queues or len(self._running) + self._reserved >= self.concurrency:
+            return False
+        self._reserved += 1
+        return True
+
+    def release(self) -> None:
+        """Give back a slot :meth:`reserve` held (the admission did not make a job)."""
+        self._reserved -= 1
+        self._pump()
+
+    def enqueue(self, job_id: int, owner: str, *, reserved: bool = False) -> None:
+        """Queue ``job_id``; with ``reserved`` (see :meth:`reserve`) start it now, in the slot held for it."""
+        if reserved:
+            self._reserved -= 1
+            if self._dispatching and job_id not in self._owner_of:
+                self._owner_of[job_id] = owner
+                self._idle.clear()
+                self._serve(owner)
+                self._start(job_id)
+                if owner in self._queues:  # they queued more meanwhile: their turn's key changed
+                    self._fresh.discard(owner)
+                    self._push(owner)
+                    self._order = None
+                self._publish()
+                return
         if job_id in self._owner_of:
             return  # already here: recovery and a live submission can both know a job
         waiting = owner in self._queues
@@ -199,7 +228,7 @@ class Scheduler:
     def _push(self, owner: str) -> None:
         heapq.heappush(self._next, (*self._key(owner), owner))
 
-    def _pick(self) -> tuple[str, int]:
+    def _pick(self) -> int:
         while True:
             served, first, owner = heapq.heappop(self._next)
             if owner in self._queues and self._key(owner) == (served, first):
@@ -214,14 +243,17 @@ class Scheduler:
             self._order.popleft()
         else:
             self._order = None
-        self._tick += 1
-        self._served[owner] = self._tick
-        self._running_of[owner] = self._running_of.get(owner, 0) + 1
+        self._serve(owner)
         if queue:
             self._push(owner)
         else:
             self._stop_waiting(owner)
-        return owner, job_id
+        return job_id
+
+    def _serve(self, owner: str) -> None:
+        self._tick += 1
+        self._served[owner] = self._tick
+        self._running_of[owner] = self._running_of.get(owner, 0) + 1
 
     def _stop_waiting(self, owner: str) -> None:
         del self._queues[owner]
@@ -230,12 +262,14 @@ class Scheduler:
             self._next.clear()  # only stale entries are left
 
     def _pump(self) -> None:
-        while self._dispatching and self._queues and len(self._running) < self.concurrency:
-            _, job_id = self._pick()
-            task = asyncio.get_running_loop().create_task(self._guarded(job_id), name=f"job-{job_id}")
-            self._running[job_id] = task
-            task.add_done_callback(lambda _task, job_id=job_id: self._finished(job_id))
+        while self._dispatching and self._queues and len(self._running) + self._reserved < self.concurrency:
+            self._start(self._pick())
         self._publish()
+
+    def _start(self, job_id: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._guarded(job_id), name=f"job-{job_id}")
+        self._running[job_id] = task
+        task.add_done_callback(lambda _task, job_id=job_id: self._finished(job_id))
 
     async def _guarded(self, job_id: int) -> None:
         try:

@@ -12,7 +12,7 @@ from bot.core import Core, JobEvent
 from bot.errors import BackendError, DrawError, SdbotError
 from bot.grammar import DrawArgs
 from bot.i18n import render_error
-from bot.jobs import MAX_ATTEMPTS
+from bot.jobs import MAX_ATTEMPTS, Job
 from bot.people import ChatRef, UserRef
 from bot.quotas import QuotaError
 from tests.pipeline_support import GatedBackend, RecordingSink, make_settings, open_core, usage_matches_jobs
@@ -33,8 +33,12 @@ async def test_a_job_is_generated_with_its_seed_delivered_and_charged(tmp_path: 
     async with open_core(tmp_path / "db") as (core, sink):
         job = await core.submit(ANN, GROUP, f"/draw a red fox --n 2 {SMALL}", {"chat_id": -100, "reply_to": 5})
         assert (job.status, job.images, job.charged, job.lang, job.route) == (
-            "queued", 2, 2, "en", {"chat_id": -100, "reply_to": 5},
-        )  # fmt: skip
+            "running",
+            2,
+            2,
+            "en",
+            {"chat_id": -100, "reply_to": 5},
+        )  # fmt: skip  (nothing waited: it started as it was admitted)
         await core.wait_idle()
         done = await core.get_job(job.id)
         assert done is not None
@@ -66,6 +70,42 @@ async def test_positions_and_progress_reach_the_sink_and_stop_before_the_result(
             assert kinds[-1] == "delivered" and "progress" not in kinds[kinds.index("deliver_started") :]
     assert describe_event(JobEvent("queued", position=3), "en") == "#3 in the queue"
     assert describe_event(JobEvent("running", progress=0.42), "zh") == "正在绘制… 42%"
+
+
+async def test_a_job_that_can_start_at_once_is_claimed_by_its_admission(tmp_path: Path) -> None:
+    """One trip to the database instead of two; a job that waits is claimed when its turn comes, and a refused
+    admission gives back the slot it held."""
+    backend = GatedBackend(hold=True)
+    async with open_core(tmp_path / "db", backend, backend_concurrency=1, daily_images=3) as (core, _sink):
+        claims: list[int] = []
+        claim = core.jobs.claim
+
+        async def counted(job_id: int) -> Job | None:
+            claims.append(job_id)
+            return await claim(job_id)
+
+        core.jobs.claim = counted  # type: ignore[method-assign]
+        first = await core.submit(ANN, DM, f"/draw one --n 2 {SMALL}", {})
+        second = await core.submit(BO, DM, f"/draw two {SMALL}", {})
+        assert (first.status, first.attempts, second.status, core.position(second.id)) == ("running", 1, "queued", 1)
+        with pytest.raises(QuotaError):  # no slot was free: none held, none to give back
+            await core.submit(ANN, DM, f"/draw three --n 2 {SMALL}", {})
+        await backend.wait_started(1)
+        backend.release(0)
+        await backend.wait_started(2)
+        assert claims == [second.id]
+        backend.release(1)
+        await core.wait_idle()
+        # Idle again: the next job starts at once, and a refused one before it leaves its held slot free.
+        with pytest.raises(QuotaError):
+            await core.submit(BO, DM, f"/draw four --n 3 {SMALL}", {})
+        third = await core.submit(BO, DM, f"/draw five {SMALL}", {})
+        assert third.status == "running" and core.scheduler.running == frozenset({third.id})
+        backend.release()
+        await core.wait_idle()
+        assert claims == [second.id]
+        rows = await core.store.fetchall("SELECT status, attempts FROM jobs ORDER BY id")
+        assert [tuple(r) for r in rows] == [("done", 1)] * 3
 
 
 async def test_invalid_requests_charge_nothing(tmp_path: Path) -> None:
