@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import statistics
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 from bench.remote import Fakes, Platform, Result
-from bench.support import print_table
+from bench.support import Ratio, print_table
 
 Measure = Callable[[Result], float]
 Run = Callable[[Platform, list[int]], Awaitable[Result]]
@@ -67,22 +66,6 @@ def runs(results: Sequence[Result], name: str) -> list[Result]:
 
 def median(results: Sequence[Result], name: str, measure: Measure) -> float:
     return statistics.median(measure(r) for r in runs(results, name))
-
-
-@dataclass(frozen=True, slots=True)
-class Ratio:
-    """One configuration's figure over another's, one ratio per round."""
-
-    each: list[float]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.each)
-
-    def __str__(self) -> str:
-        if len(self.each) == 1:
-            return f"{self.median:.2f}"
-        return f"{self.median:.2f} ({min(self.each):.2f}-{max(self.each):.2f})"
 
 
 def paired(results: Sequence[Result], name: str, floor: str, measure: Measure = per_second) -> Ratio:

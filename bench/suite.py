@@ -91,7 +91,7 @@ def quota() -> list[Figure]:
 def pipeline() -> list[Figure]:
     from bench import pipeline as bench_pipeline
 
-    args = bench_pipeline.parser().parse_args(["--rounds", "4"])
+    args = bench_pipeline.parser().parse_args([])
     return asyncio.run(bench_pipeline.run(args))
 
 

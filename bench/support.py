@@ -17,6 +17,7 @@ import os
 import platform
 import random
 import sqlite3
+import statistics
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +57,22 @@ class Figure:
     @property
     def verdict(self) -> str:
         return "-" if self.met is None else ("yes" if self.met else "NO")
+
+
+@dataclass(frozen=True, slots=True)
+class Ratio:
+    """One configuration's figure over another's, one ratio per round (see :mod:`bench.rounds` for why)."""
+
+    each: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.each)
+
+    def __str__(self) -> str:
+        if len(self.each) == 1:
+            return f"{self.median:.2f}"
+        return f"{self.median:.2f} ({min(self.each):.2f}-{max(self.each):.2f})"
 
 
 def print_table(rows: Sequence[Sequence[str]], *, header: Sequence[str]) -> None:
