@@ -11,6 +11,10 @@ outcome. Queue positions follow the same rule (1 = starts next); :meth:`position
 every other move in one pass at most every ``report_every`` seconds. Nothing here blocks: dispatching is
 synchronous bookkeeping plus ``create_task``.
 
+A job that could start the moment it is admitted (a slot free, nobody waiting) may hold that slot while its
+admission runs (:meth:`Scheduler.reserve`), so that the admission records it as started in the same trip to
+the database; it then starts as it arrives, as if it had arrived when the slot was held.
+
 **Cost.** The next user to serve comes off a heap keyed like the rule above (entries made stale by a start or
 a removal are skipped when they surface), so a start, an arrival and a finish cost O(log users), not a scan
 of everyone waiting. The start order is simulated (:meth:`order`) only when an arrival or a removal may have
