@@ -120,8 +120,11 @@ async def run_sdbot(
 ) -> Result:
     with tempfile.TemporaryDirectory() as tmp, fake.patch_discord():
         settings = {"backend_concurrency": concurrency, "rate_per_minute": 0, "daily_images": 0}
-        async with running_bot(fake, Path(tmp) / "sdbot.db", InstantBackend(image), **settings):  # type: ignore[arg-type]
-            return await burst(fake, users, BOT, lag)
+        async with running_bot(fake, Path(tmp) / "sdbot.db", InstantBackend(image), **settings) as bot:  # type: ignore[arg-type]
+            trips = bot.core.store.hops
+            result = await burst(fake, users, BOT, lag)
+            result.trips = bot.core.store.hops - trips
+            return result
 
 
 async def run_raw(

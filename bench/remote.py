@@ -64,6 +64,7 @@ class Result:
     calls: int  # API requests the fake answered during the burst
     fake_busy: float = 0.0  # the fake's CPU time / the burst's time (near 1: the fake was the bottleneck)
     cpu: float = 0.0  # seconds of this process's CPU time (all threads) during the burst
+    trips: int | None = None  # the bot's trips to its database's thread during the burst (None: no database)
 
     @classmethod
     def of(cls, name: str, burst: Burst, cpu: float) -> Result:

@@ -288,10 +288,10 @@ class Core:
         log.info("jobs %s cancelled by %s", [j.id for j in cancelled], "an admin" if admin else "their owner")
         return cancelled
 
-    async def update_route(self, job_id: int, route: dict[str, Any]) -> Job | None:
+    async def update_route(self, job_id: int, route: dict[str, Any]) -> bool:
         """Store a new ``route`` for the job (the adapter's own JSON, replaced whole), so that a job recovered
         after a restart finds, say, the status message it was shown in. Only the stored record changes: the
-        :class:`Job` objects already handed to the sink keep the route they had. ``None`` when no such job."""
+        :class:`Job` objects already handed to the sink keep the route they had. False when no such job."""
         return await self.jobs.update_route(job_id, route)
 
     def position(self, job_id: int) -> int | None:

@@ -57,15 +57,17 @@ class Inbox:
         return row is not None
 
     async def done(self, platform: str, event_id: int) -> None:
-        """The event was handled: forget what it said, remember that it came."""
+        """The event was handled: forget what it said, remember that it came. Lazy (see
+        :meth:`bot.store.Store.fetchall`): a mark lost to a crash only makes the core see a repeat."""
         now = self._clock()
         await self._store.execute(
             "UPDATE inbox SET handled_at = ?, payload = '' WHERE platform = ? AND event_id = ?",
             (now, platform, event_id),
+            lazy=True,
         )
         if now - self._pruned_at > _PRUNE_EVERY:
             self._pruned_at = now
-            await self._store.execute("DELETE FROM inbox WHERE handled_at < ?", (now - REMEMBER,))
+            await self._store.execute("DELETE FROM inbox WHERE handled_at < ?", (now - REMEMBER,), lazy=True)
 
     async def take_over(self, platform: str) -> list[HeldEvent]:
         """At start: the events a previous process received but did not finish handling, oldest first, each

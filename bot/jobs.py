@@ -176,15 +176,18 @@ class JobStore:
             (self._clock(), job_id, owner, owner),
         )
 
-    async def update_route(self, job_id: int, route: dict[str, Any]) -> Job | None:
+    async def update_route(self, job_id: int, route: dict[str, Any]) -> bool:
         """Replace the job's stored ``route`` (the adapter learned where it shows the job, e.g. its status
-        message, and needs that after a restart). ``None`` when there is no such job."""
+        message, and needs that after a restart). False when there is no such job. Lazy (see
+        :meth:`bot.store.Store.fetchall`): only a restart reads it."""
         if not possible_id(job_id):
-            return None
-        return await self._one(
-            "UPDATE jobs SET route = ? WHERE id = ? RETURNING *",
+            return False
+        rows = await self._store.fetchall(
+            "UPDATE jobs SET route = ? WHERE id = ? RETURNING id",
             (json.dumps(route, ensure_ascii=False, separators=(",", ":")), job_id),
+            lazy=True,
         )
+        return bool(rows)
 
     async def cancel_all(self, owner: str) -> list[Job]:
         """Cancel and refund every queued job of ``owner``."""

@@ -14,6 +14,8 @@ together migrate once. A database from a newer sdbot is refused rather than misr
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,6 +41,9 @@ class Statement:
 # How long a statement waits for another process's write lock before failing. Admissions hold the lock for
 # well under a millisecond; the margin covers a slow disk during a checkpoint.
 BUSY_TIMEOUT_MS = 10_000
+# How long a lazy write (see Store.fetchall) may wait for another statement's trip to the database's thread.
+# Short enough that a quiet bot's bookkeeping is written at once as far as anyone can tell.
+LAZY_DELAY = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +218,11 @@ class Store:
         self._conn = conn
         self.path = path
         self.version = version
+        self._asked: list[_Call] = []  # statements asked for during this pass of the loop (see fetchall)
+        self.hops = 0  # trips to the database's thread so far (what batching saves; tests and benchmarks)
+        self._in_flight: set[asyncio.Future[None]] = set()
+        self._sending = False  # a trip is due at the end of this pass of the loop
+        self._lazy_timer: asyncio.TimerHandle | None = None  # a trip due for lazy statements only
 
     @classmethod
     async def open(cls, path: str | Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> Store:
@@ -248,33 +258,99 @@ class Store:
         return cls(conn, path, version)
 
     async def close(self) -> None:
+        self._send()  # statements asked for just before: they run before the connection closes
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
         await self._conn.close()
 
-    async def fetchall(self, sql: str, params: Params = (), *, before: Sequence[Statement] = ()) -> list[sqlite3.Row]:
-        """Run one statement (a write too: ``... RETURNING``) and return its rows, in one thread hop.
+    async def fetchall(
+        self, sql: str, params: Params = (), *, before: Sequence[Statement] = (), lazy: bool = False
+    ) -> list[sqlite3.Row]:
+        """Run one statement (a write too: ``... RETURNING``) and return its rows.
 
-        ``before``: statements to run first in the same hop, each its own transaction as if executed apart.
-        Nothing else on the connection runs in between; what it saves is the round trip to the database's
-        thread per statement (two wake-ups of the event loop), which is most of a short statement's cost."""
-        if not before:
-            return list(await self._conn.execute_fetchall(sql, params))
+        ``before``: statements to run first, each its own transaction as if executed apart; nothing else on
+        the connection runs in between.
+
+        Every statement asked for during one pass of the event loop goes to the database's thread in one trip
+        (see :class:`_Call`): each is still its own transaction, run in the order asked, with its own result
+        or exception, but a burst of commands costs one thread wake-up and one loop wake-up per pass instead
+        of two per statement, which was most of a short statement's cost. ``lazy``: a write no one is
+        waiting on (a bookkeeping mark) waits up to :data:`LAZY_DELAY` seconds for another statement's trip
+        to travel with."""
+        loop = asyncio.get_running_loop()
+        call = _Call(before, sql, params, loop.create_future())
+        self._asked.append(call)
+        if not lazy:
+            if not self._sending:
+                self._sending = True
+                loop.call_soon(self._send)
+        elif self._lazy_timer is None and not self._sending:
+            self._lazy_timer = loop.call_later(LAZY_DELAY, self._send)
+        return await call.future
+
+    def _send(self) -> None:
+        self._sending = False
+        if self._lazy_timer is not None:
+            self._lazy_timer.cancel()
+            self._lazy_timer = None
+        calls, self._asked = self._asked, []
+        if not calls:
+            return
+        self.hops += 1
         # aiosqlite's own way to run a function on its thread (what each of its methods does); it has no
         # public one, and a thread of our own beside it could not share the connection.
-        return await self._conn._execute(self._run_after, before, sql, params)
-
-    def _run_after(self, before: Sequence[Statement], sql: str, params: Params) -> list[sqlite3.Row]:
-        conn = self._conn._conn  # on the database's thread: see fetchall
-        for statement in before:
-            conn.execute(statement.sql, statement.params)
-        return conn.execute(sql, params).fetchall()
+        hop = asyncio.ensure_future(self._conn._execute(_run_calls, self._conn, calls))
+        hop.add_done_callback(functools.partial(_settle, calls))
+        self._in_flight.add(hop)
+        hop.add_done_callback(self._in_flight.discard)
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
-    async def execute(self, sql: str, params: Params = ()) -> None:
-        """Run one write statement. Use :meth:`fetchall` with ``RETURNING`` to learn what it changed."""
-        await self._conn.execute_fetchall(sql, params)
+    async def execute(self, sql: str, params: Params = (), *, lazy: bool = False) -> None:
+        """Run one write statement (``lazy``: see :meth:`fetchall`). Use :meth:`fetchall` with ``RETURNING``
+        to learn what it changed."""
+        await self.fetchall(sql, params, lazy=lazy)
+
+
+@dataclass(slots=True)
+class _Call:
+    """A statement asked for, waiting for its hop to the database's thread, and the future its caller awaits.
+    ``outcome`` is set on that thread: the rows, or the exception the statement raised."""
+
+    before: Sequence[Statement]
+    sql: str
+    params: Params
+    future: asyncio.Future[list[sqlite3.Row]]
+    outcome: list[sqlite3.Row] | BaseException | None = None
+
+
+def _run_calls(connection: aiosqlite.Connection, calls: list[_Call]) -> None:
+    """On the database's thread: every call in order, each failing alone."""
+    for call in calls:
+        try:
+            conn = connection._conn  # on its own thread, where the sqlite3 connection may be used
+            for statement in call.before:
+                conn.execute(statement.sql, statement.params)
+            call.outcome = conn.execute(call.sql, call.params).fetchall()
+        except Exception as exc:
+            call.outcome = exc
+
+
+def _settle(calls: list[_Call], hop: asyncio.Future[None]) -> None:
+    """On the loop, when the hop is back: hand each caller its outcome (a failed hop, say a closed
+    connection, fails them all)."""
+    failure = None if hop.cancelled() else hop.exception()
+    for call in calls:
+        if call.future.done():  # its caller was cancelled; the statement ran regardless, as it would alone
+            continue
+        outcome = call.outcome if failure is None else failure
+        if hop.cancelled():  # the loop is being torn down
+            call.future.cancel()
+        elif isinstance(outcome, BaseException):
+            call.future.set_exception(outcome)
+        else:
+            call.future.set_result(outcome or [])
 
 
 async def _migrate(conn: aiosqlite.Connection, path: Path, migrations: Iterable[Migration]) -> int:

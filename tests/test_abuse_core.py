@@ -102,7 +102,7 @@ async def test_forged_and_absurd_job_ids_reach_nobody_and_charge_nothing(tmp_pat
         with pytest.raises(SdbotError) as caught:
             await core.cancel(UserRef("telegram", "9"), HUGE_ID)  # admins may cancel anyone's, but not nothing
         assert caught.value.code == "job_not_found"
-        assert await core.get_job(HUGE_ID) is None and await core.update_route(HUGE_ID, {}) is None
+        assert await core.get_job(HUGE_ID) is None and await core.update_route(HUGE_ID, {}) is False
         reply = await core.handle_command(BO, DM, "cancel", "#" + "9" * 30)
         assert reply == render_error(SdbotError("job_not_found", job=int("9" * 30)), "en")
         assert await jobs(core) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.i18n import render_error
-from bot.store import MIGRATIONS, Migration, Statement, Store
+from bot.store import LAZY_DELAY, MIGRATIONS, Migration, Statement, Store
 from tests.pipeline_support import usage_matches_jobs
 
 # A migration from a future sdbot, one past the latest this one knows.
@@ -132,5 +133,79 @@ async def test_statements_before_a_statement_run_in_the_same_trip_each_committed
         keys = [r[0] for r in await store.fetchall("SELECT key FROM users ORDER BY key")]
         assert keys == ["telegram:1", "telegram:2", "telegram:3"]
         assert await store.fetchall("SELECT 1 WHERE 0", before=[]) == []  # nothing before: the usual path
+    finally:
+        await store.close()
+
+
+async def test_statements_asked_together_share_one_trip_each_with_its_own_outcome(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "sdbot.db")
+    try:
+        add = "INSERT INTO users (key, platform, user_id, created_at, updated_at) VALUES (?, 'telegram', ?, 0, 0)"
+        hops = store.hops
+        outcomes = await asyncio.gather(
+            store.execute(add, ("telegram:1", "1")),
+            store.execute(add, ("telegram:1", "1")),  # the same key again: fails, alone
+            store.fetchall("SELECT count(*) FROM users", before=[Statement(add, ("telegram:2", "2"))]),
+            store.fetchone("SELECT key FROM users ORDER BY key DESC"),
+            return_exceptions=True,
+        )
+        assert store.hops == hops + 1
+        assert outcomes[0] is None
+        assert isinstance(outcomes[1], sqlite3.IntegrityError)
+        assert outcomes[2][0][0] == 2  # run in the order asked: sees the first insert and its own `before`
+        assert outcomes[3]["key"] == "telegram:2"
+        await store.fetchall("SELECT 1")
+        await store.fetchall("SELECT 2")
+        assert store.hops == hops + 3  # one after the other: a trip each
+    finally:
+        await store.close()
+
+
+async def test_a_cancelled_caller_leaves_its_trip_to_the_others(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "sdbot.db")
+    try:
+        add = "INSERT INTO users (key, platform, user_id, created_at, updated_at) VALUES (?, 'telegram', ?, 0, 0)"
+        cancelled = asyncio.create_task(store.execute(add, ("telegram:1", "1")))
+        kept = asyncio.create_task(store.fetchall("SELECT count(*) FROM users"))
+        await asyncio.sleep(0)  # both have asked
+        cancelled.cancel()
+        assert (await kept)[0][0] == 1  # the statement ran regardless, as one sent alone would have
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+    finally:
+        await store.close()
+
+
+async def test_closing_runs_what_was_asked_just_before_and_then_refuses(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "sdbot.db")
+    add = "INSERT INTO users (key, platform, user_id, created_at, updated_at) VALUES (?, 'telegram', ?, 0, 0)"
+    asked = asyncio.create_task(store.execute(add, ("telegram:1", "1")))
+    await asyncio.sleep(0)
+    await store.close()
+    await asked
+    with pytest.raises(ValueError):
+        await store.fetchall("SELECT 1")
+    store = await Store.open(tmp_path / "sdbot.db")
+    try:
+        assert (await store.fetchall("SELECT key FROM users"))[0][0] == "telegram:1"
+    finally:
+        await store.close()
+
+
+async def test_a_lazy_write_travels_with_the_next_statement_or_alone_soon_after(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "sdbot.db")
+    try:
+        add = "INSERT INTO users (key, platform, user_id, created_at, updated_at) VALUES (?, 'telegram', ?, 0, 0)"
+        hops = store.hops
+        mark = asyncio.create_task(store.execute(add, ("telegram:1", "1"), lazy=True))
+        await asyncio.sleep(0.01)  # a fifth of LAZY_DELAY: still waiting for company
+        assert store.hops == hops and not mark.done()
+        rows = await store.fetchall("SELECT key FROM users")
+        assert store.hops == hops + 1 and mark.done()  # one trip for both, the lazy one first as asked
+        assert [r[0] for r in rows] == ["telegram:1"]
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await store.execute(add, ("telegram:2", "2"), lazy=True)  # alone: it goes once LAZY_DELAY is up
+        assert loop.time() - began >= LAZY_DELAY * 0.9 and store.hops == hops + 2
     finally:
         await store.close()
