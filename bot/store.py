@@ -270,19 +270,22 @@ class Store:
         ``before``: statements to run first, each its own transaction as if executed apart; nothing else on
         the connection runs in between.
 
-        Every statement asked for during one pass of the event loop goes to the database's thread in one trip
-        (see :class:`_Call`): each is still its own transaction, run in the order asked, with its own result
-        or exception, but a burst of commands costs one thread wake-up and one loop wake-up per pass instead
-        of two per statement, which was most of a short statement's cost. ``lazy``: a write no one is
-        waiting on (a bookkeeping mark) waits up to :data:`LAZY_DELAY` seconds for another statement's trip
-        to travel with."""
+        Statements travel to the database's thread together (see :class:`_Call`): those asked during one
+        pass of the event loop, and those asked while a trip is under way, which go in one trip when it is
+        back (the connection runs one statement at a time anyway, so none waits longer for the database).
+        Each is still its own transaction, run in the order asked, with its own result or exception. What
+        is saved is the hand-over of Python's GIL between the loop's thread and the database's at each trip:
+        on two busy cores that cost more than a short statement itself. ``lazy``: a write no one is waiting
+        on (a bookkeeping mark) waits up to :data:`LAZY_DELAY` seconds for another statement's trip to
+        travel with."""
         loop = asyncio.get_running_loop()
         call = _Call(before, sql, params, loop.create_future())
         self._asked.append(call)
         if not lazy:
             if not self._sending:
                 self._sending = True
-                loop.call_soon(self._send)
+                if not self._in_flight:  # else it goes when the trip under way is back (see _back)
+                    loop.call_soon(self._send)
         elif self._lazy_timer is None and not self._sending:
             self._lazy_timer = loop.call_later(LAZY_DELAY, self._send)
         return await call.future
@@ -301,7 +304,13 @@ class Store:
         hop = asyncio.ensure_future(self._conn._execute(_run_calls, self._conn, calls))
         hop.add_done_callback(functools.partial(_settle, calls))
         self._in_flight.add(hop)
-        hop.add_done_callback(self._in_flight.discard)
+        hop.add_done_callback(self._back)
+
+    def _back(self, hop: asyncio.Future[None]) -> None:
+        """A trip is back: what was asked meanwhile goes now."""
+        self._in_flight.discard(hop)
+        if self._sending and not self._in_flight:
+            self._send()
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self.fetchall(sql, params)

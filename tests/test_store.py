@@ -209,3 +209,23 @@ async def test_a_lazy_write_travels_with_the_next_statement_or_alone_soon_after(
         assert loop.time() - began >= LAZY_DELAY * 0.9 and store.hops == hops + 2
     finally:
         await store.close()
+
+
+async def test_statements_asked_while_a_trip_is_under_way_go_together_when_it_is_back(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "sdbot.db")
+    try:
+        hops = store.hops
+        # A statement that keeps the database's thread busy for a good while (hundreds of milliseconds).
+        slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 500000) SELECT count(*) FROM c"
+        first = asyncio.create_task(store.fetchall(slow))
+        for _ in range(3):  # the task asks; the trip leaves
+            await asyncio.sleep(0)
+        assert store.hops == hops + 1
+        later = []
+        for i in range(2, 6):  # each asked in a pass of the loop of its own
+            later.append(asyncio.create_task(store.fetchall(f"SELECT {i}")))
+            await asyncio.sleep(0)
+        assert [r[0][0] for r in await asyncio.gather(first, *later)] == [500000, 2, 3, 4, 5]
+        assert store.hops == hops + 2
+    finally:
+        await store.close()
