@@ -425,7 +425,7 @@ class Core:
         try:
             job = self._active.get(job_id)
             if job is None or job.status != "running":  # "running": its admission claimed it
-                job = await self.jobs.claim(job_id)
+                job = await self.jobs.claim(job_id, known=job)
             if job is None:  # cancelled while it waited
                 self._active.pop(job_id, None)
                 return

@@ -12,6 +12,7 @@ to deliver after a restart, stored verbatim.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
@@ -130,13 +131,21 @@ class JobStore:
         rows = await self._store.fetchall("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY id")
         return [Job.from_row(r) for r in rows]
 
-    async def claim(self, job_id: int) -> Job | None:
-        """queued -> running. ``None`` when the job is no longer queued (cancelled meanwhile)."""
-        return await self._one(
+    async def claim(self, job_id: int, known: Job | None = None) -> Job | None:
+        """queued -> running. ``None`` when the job is no longer queued (cancelled meanwhile). ``known``: the
+        job as this process admitted it, returned with its new state rather than rebuilt from its row (which
+        parses its request and route again); nothing else about a queued job changes meanwhile but its stored
+        route, which the job objects already handed out do not follow anyway (see ``Core.update_route``)."""
+        claim = (
             "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1 "
-            "WHERE id = ? AND status = 'queued' RETURNING *",
-            (self._clock(), job_id),
+            "WHERE id = ? AND status = 'queued' RETURNING "
         )
+        if known is None:
+            return await self._one(claim + "*", (self._clock(), job_id))
+        row = await self._store.fetchone(claim + "started_at, attempts", (self._clock(), job_id))
+        if row is None:
+            return None
+        return dataclasses.replace(known, status="running", started_at=row["started_at"], attempts=row["attempts"])
 
     async def requeue(self, job_id: int) -> Job | None:
         """running -> queued, for a job a dead process left running."""

@@ -80,9 +80,9 @@ async def test_a_job_that_can_start_at_once_is_claimed_by_its_admission(tmp_path
         claims: list[int] = []
         claim = core.jobs.claim
 
-        async def counted(job_id: int) -> Job | None:
+        async def counted(job_id: int, known: Job | None = None) -> Job | None:
             claims.append(job_id)
-            return await claim(job_id)
+            return await claim(job_id, known)
 
         core.jobs.claim = counted  # type: ignore[method-assign]
         first = await core.submit(ANN, DM, f"/draw one --n 2 {SMALL}", {})

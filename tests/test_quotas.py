@@ -261,6 +261,16 @@ async def test_a_refund_goes_back_to_the_day_that_was_charged(store: Store) -> N
     assert await usage_matches_jobs(store) == []
 
 
+async def test_a_claim_of_a_known_job_returns_it_as_its_row_now_reads(store: Store) -> None:
+    quotas = quotas_for(store, daily_images=4)
+    jobs = JobStore(store)
+    job = await quotas.admit(admission(n=2))
+    claimed = await jobs.claim(job.id, known=job)
+    assert claimed is not None and claimed == await jobs.get(job.id)
+    assert (claimed.status, claimed.attempts) == ("running", 1) and claimed.started_at is not None
+    assert await jobs.claim(job.id, known=job) is None  # running already: not claimed twice
+
+
 async def test_a_failure_that_was_the_users_fault_stays_charged(store: Store) -> None:
     quotas = quotas_for(store, daily_images=4)
     jobs = JobStore(store)
