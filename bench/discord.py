@@ -24,6 +24,7 @@ row and on the lag). "client CPU" is this process's CPU time (every thread) per 
 what serving one costs, less disturbed by other work on the machine than the throughput; "fake CPU" is the
 fake's CPU time over the burst's time (near 100%: the fake, not the client, set the pace, as it does for the
 floors here). With ``--same-loop`` both are the one process's, fake and client together.
+"DB trips each": the bot's trips to its database's thread per command (``Store.hops``; see :mod:`bot.store`).
 
 After the bursts, ``--one-by-one`` users invoke ``/draw`` one after the other (each once the previous one has
 its image), for the same three configurations: the latency of a command with nothing else in flight, what a

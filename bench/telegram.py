@@ -28,6 +28,7 @@ loop instead (how these figures were taken before; the fake's work then weighs o
 less disturbed by other work on the machine than the throughput; "fake CPU" is the fake's CPU time over the
 burst's time (near 100%: the fake, not the client, set the pace). With ``--same-loop`` both are the one
 process's, fake and client together.
+"DB trips each": the bot's trips to its database's thread per command (``Store.hops``; see :mod:`bot.store`).
 
 After the bursts, ``--one-by-one`` users send ``/draw`` one after the other (each once the previous one has its
 photo), for the same three configurations without the paced one: the latency of a command with nothing else

@@ -7,6 +7,11 @@ process on the same file. That is why :class:`Store` has no transaction helper: 
 connection would otherwise run their statements inside each other's transactions. Counters that must agree
 with the jobs table (images used per day) are kept by triggers, inside the statement that changes the job.
 
+Statements reach the connection's thread in shared trips (see :meth:`Store.fetchall`): each trip hands
+Python's GIL from the event loop's thread to the database's and back, which under load costs more than a
+short statement, so what is asked together travels together, and writes no one waits on may wait briefly
+(``lazy``) for company. Each statement is still its own transaction, in the order asked.
+
 Schema versions are rows of ``schema_migrations``; :data:`MIGRATIONS` lists every version's statements in
 order and :meth:`Store.open` applies the missing ones under ``BEGIN IMMEDIATE``, so processes starting
 together migrate once. A database from a newer sdbot is refused rather than misread.
@@ -221,7 +226,7 @@ class Store:
         self._asked: list[_Call] = []  # statements asked for during this pass of the loop (see fetchall)
         self.hops = 0  # trips to the database's thread so far (what batching saves; tests and benchmarks)
         self._in_flight: set[asyncio.Future[None]] = set()
-        self._sending = False  # a trip is due at the end of this pass of the loop
+        self._sending = False  # a trip is due: at the end of this pass of the loop, or when the one under way is back
         self._lazy_timer: asyncio.TimerHandle | None = None  # a trip due for lazy statements only
 
     @classmethod

@@ -16,6 +16,7 @@ from tests.pipeline_support import usage_matches_jobs
 # A migration from a future sdbot, one past the latest this one knows.
 LATEST = MIGRATIONS[-1].version
 NEXT = Migration(LATEST + 1, "users get a note", ("ALTER TABLE users ADD COLUMN note TEXT",))
+ADD_USER = "INSERT INTO users (key, platform, user_id, created_at, updated_at) VALUES (?, 'telegram', ?, 0, 0)"
 
 
 async def test_open_creates_a_wal_database_at_the_latest_schema(tmp_path: Path) -> None:
@@ -120,15 +121,14 @@ async def test_usage_counters_follow_jobs_charged_images(tmp_path: Path) -> None
 async def test_statements_before_a_statement_run_in_the_same_trip_each_committed_alone(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "sdbot.db")
     try:
-        add = "INSERT INTO users (key, platform, user_id, created_at, updated_at) VALUES (?, 'telegram', ?, 0, 0)"
         rows = await store.fetchall(
             "SELECT count(*) FROM users",
-            before=[Statement(add, ("telegram:1", "1")), Statement(add, ("telegram:2", "2"))],
+            before=[Statement(ADD_USER, ("telegram:1", "1")), Statement(ADD_USER, ("telegram:2", "2"))],
         )
         assert rows[0][0] == 2  # the last statement sees what ran before it
         with pytest.raises(sqlite3.IntegrityError):  # the second one fails: the first stays written
             await store.fetchall(
-                "SELECT 1", before=[Statement(add, ("telegram:3", "3")), Statement(add, ("telegram:1", "1"))]
+                "SELECT 1", before=[Statement(ADD_USER, ("telegram:3", "3")), Statement(ADD_USER, ("telegram:1", "1"))]
             )
         keys = [r[0] for r in await store.fetchall("SELECT key FROM users ORDER BY key")]
         assert keys == ["telegram:1", "telegram:2", "telegram:3"]
@@ -140,12 +140,11 @@ async def test_statements_before_a_statement_run_in_the_same_trip_each_committed
 async def test_statements_asked_together_share_one_trip_each_with_its_own_outcome(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "sdbot.db")
     try:
-        add = "INSERT INTO users (key, platform, user_id, created_at, updated_at) VALUES (?, 'telegram', ?, 0, 0)"
         hops = store.hops
         outcomes = await asyncio.gather(
-            store.execute(add, ("telegram:1", "1")),
-            store.execute(add, ("telegram:1", "1")),  # the same key again: fails, alone
-            store.fetchall("SELECT count(*) FROM users", before=[Statement(add, ("telegram:2", "2"))]),
+            store.execute(ADD_USER, ("telegram:1", "1")),
+            store.execute(ADD_USER, ("telegram:1", "1")),  # the same key again: fails, alone
+            store.fetchall("SELECT count(*) FROM users", before=[Statement(ADD_USER, ("telegram:2", "2"))]),
             store.fetchone("SELECT key FROM users ORDER BY key DESC"),
             return_exceptions=True,
         )
@@ -164,8 +163,7 @@ async def test_statements_asked_together_share_one_trip_each_with_its_own_outcom
 async def test_a_cancelled_caller_leaves_its_trip_to_the_others(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "sdbot.db")
     try:
-        add = "INSERT INTO users (key, platform, user_id, created_at, updated_at) VALUES (?, 'telegram', ?, 0, 0)"
-        cancelled = asyncio.create_task(store.execute(add, ("telegram:1", "1")))
+        cancelled = asyncio.create_task(store.execute(ADD_USER, ("telegram:1", "1")))
         kept = asyncio.create_task(store.fetchall("SELECT count(*) FROM users"))
         await asyncio.sleep(0)  # both have asked
         cancelled.cancel()
@@ -178,8 +176,7 @@ async def test_a_cancelled_caller_leaves_its_trip_to_the_others(tmp_path: Path) 
 
 async def test_closing_runs_what_was_asked_just_before_and_then_refuses(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "sdbot.db")
-    add = "INSERT INTO users (key, platform, user_id, created_at, updated_at) VALUES (?, 'telegram', ?, 0, 0)"
-    asked = asyncio.create_task(store.execute(add, ("telegram:1", "1")))
+    asked = asyncio.create_task(store.execute(ADD_USER, ("telegram:1", "1")))
     await asyncio.sleep(0)
     await store.close()
     await asked
@@ -195,9 +192,8 @@ async def test_closing_runs_what_was_asked_just_before_and_then_refuses(tmp_path
 async def test_a_lazy_write_travels_with_the_next_statement_or_alone_soon_after(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "sdbot.db")
     try:
-        add = "INSERT INTO users (key, platform, user_id, created_at, updated_at) VALUES (?, 'telegram', ?, 0, 0)"
         hops = store.hops
-        mark = asyncio.create_task(store.execute(add, ("telegram:1", "1"), lazy=True))
+        mark = asyncio.create_task(store.execute(ADD_USER, ("telegram:1", "1"), lazy=True))
         await asyncio.sleep(0.01)  # a fifth of LAZY_DELAY: still waiting for company
         assert store.hops == hops and not mark.done()
         rows = await store.fetchall("SELECT key FROM users")
@@ -205,7 +201,7 @@ async def test_a_lazy_write_travels_with_the_next_statement_or_alone_soon_after(
         assert [r[0] for r in rows] == ["telegram:1"]
         loop = asyncio.get_running_loop()
         began = loop.time()
-        await store.execute(add, ("telegram:2", "2"), lazy=True)  # alone: it goes once LAZY_DELAY is up
+        await store.execute(ADD_USER, ("telegram:2", "2"), lazy=True)  # alone: it goes once LAZY_DELAY is up
         assert loop.time() - began >= LAZY_DELAY * 0.9 and store.hops == hops + 2
     finally:
         await store.close()
