@@ -56,7 +56,7 @@ import discord
 from PIL import Image
 
 from bench.looplag import LoopLag
-from bench.remote import Fakes, Host, Local, Platform, Result
+from bench.remote import Fakes, Host, Local, Platform, Result, counting_trips
 from bench.rounds import Run, add_one_by_one_options, alternate, print_rounds
 from bench.support import BenchBackend
 from bot.backends.base import GeneratedImage, ProgressCallback
@@ -122,10 +122,7 @@ async def run_sdbot(
     with tempfile.TemporaryDirectory() as tmp, fake.patch_discord():
         settings = {"backend_concurrency": concurrency, "rate_per_minute": 0, "daily_images": 0}
         async with running_bot(fake, Path(tmp) / "sdbot.db", InstantBackend(image), **settings) as bot:  # type: ignore[arg-type]
-            trips = bot.core.store.hops
-            result = await burst(fake, users, BOT, lag)
-            result.trips = bot.core.store.hops - trips
-            return result
+            return await counting_trips(bot.core.store, burst(fake, users, BOT, lag))
 
 
 async def run_raw(

@@ -30,13 +30,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.fakes.discord import FakeDiscord, FakeMessage, _Upload, patch_discord
 from tests.fakes.telegram import JSON, Call, FakeTelegram
+
+if TYPE_CHECKING:  # not imported at run time: the fake's own process has no database
+    from bot.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("telegram", "discord")
@@ -78,6 +81,14 @@ class Result:
         if len(self.latencies) == 1:
             return self.latencies[0]
         return statistics.quantiles(self.latencies, n=100, method="inclusive")[p - 1]
+
+
+async def counting_trips(store: Store, burst: Awaitable[Result]) -> Result:
+    """``burst``'s result, with the trips the bot's ``store`` made to its database's thread meanwhile."""
+    before = store.hops
+    result = await burst
+    result.trips = store.hops - before
+    return result
 
 
 # The fakes, noting when each user's picture arrived ----------------------------------------------------------

@@ -61,7 +61,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
 from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes
 
 from bench.looplag import LoopLag
-from bench.remote import Fakes, Host, Local, Platform, Result
+from bench.remote import Fakes, Host, Local, Platform, Result, counting_trips
 from bench.rounds import Run, add_one_by_one_options, alternate, print_rounds
 from bot.backends.base import GeneratedImage, ProgressCallback
 from bot.capabilities import SEED, Capabilities
@@ -118,10 +118,7 @@ async def run_bot(
         # The shipped poll timeout and status interval; only the pacing is switched for the second row.
         options: dict[str, Any] = {"status_interval": STATUS_INTERVAL, "poll_timeout": 10, "rate_limiter": limiter}
         async with running(settings, CachedBackend({SIZE: image}), **options) as bot:
-            trips = bot.core.store.hops
-            result = await burst(fake, users, SHIPPED if limiter else BOT, lag)
-            result.trips = bot.core.store.hops - trips
-            return result
+            return await counting_trips(bot.core.store, burst(fake, users, SHIPPED if limiter else BOT, lag))
 
 
 def _markup() -> list[list[JSON]]:
