@@ -10,7 +10,8 @@ with the jobs table (images used per day) are kept by triggers, inside the state
 Statements reach the connection's thread in shared trips (see :meth:`Store.fetchall`): each trip hands
 Python's GIL from the event loop's thread to the database's and back, which under load costs more than a
 short statement, so what is asked together travels together, and writes no one waits on may wait briefly
-(``lazy``) for company. Each statement is still its own transaction, in the order asked.
+(``lazy``) for company. A trip's writes share one transaction and so one commit; each statement still runs
+in the order asked and succeeds or fails as it would alone.
 
 Schema versions are rows of ``schema_migrations``; :data:`MIGRATIONS` lists every version's statements in
 order and :meth:`Store.open` applies the missing ones under ``BEGIN IMMEDIATE``, so processes starting
@@ -272,17 +273,18 @@ class Store:
     ) -> list[sqlite3.Row]:
         """Run one statement (a write too: ``... RETURNING``) and return its rows.
 
-        ``before``: statements to run first, each its own transaction as if executed apart; nothing else on
+        ``before``: statements to run first, each succeeding or failing as if executed apart; nothing else on
         the connection runs in between.
 
         Statements travel to the database's thread together (see :class:`_Call`): those asked during one
         pass of the event loop, and those asked while a trip is under way, which go in one trip when it is
         back (the connection runs one statement at a time anyway, so none waits longer for the database).
-        Each is still its own transaction, run in the order asked, with its own result or exception. What
-        is saved is the hand-over of Python's GIL between the loop's thread and the database's at each trip:
-        on two busy cores that cost more than a short statement itself. ``lazy``: a write no one is waiting
-        on (a bookkeeping mark) waits up to :data:`LAZY_DELAY` seconds for another statement's trip to
-        travel with."""
+        Each runs in the order asked, with its own result or exception. What is saved is the hand-over of
+        Python's GIL between the loop's thread and the database's at each trip: on two busy cores that cost
+        more than a short statement itself. A trip that writes runs in one transaction (see
+        :func:`_run_together`): one commit instead of one per statement, and nobody hears of a result before
+        it is committed. ``lazy``: a write no one is waiting on (a bookkeeping mark) waits up to
+        :data:`LAZY_DELAY` seconds for another statement's trip to travel with."""
         loop = asyncio.get_running_loop()
         call = _Call(before, sql, params, loop.create_future())
         self._asked.append(call)
@@ -341,14 +343,60 @@ class _Call:
 
 def _run_calls(connection: aiosqlite.Connection, calls: list[_Call]) -> None:
     """On the database's thread: every call in order, each failing alone."""
+    conn = connection._conn  # on its own thread, where the sqlite3 connection may be used
+    if _writes_twice(calls) and _run_together(conn, calls):
+        return
     for call in calls:
-        try:
-            conn = connection._conn  # on its own thread, where the sqlite3 connection may be used
-            for statement in call.before:
-                conn.execute(statement.sql, statement.params)
-            call.outcome = conn.execute(call.sql, call.params).fetchall()
-        except Exception as exc:
-            call.outcome = exc
+        _run_one(conn, call)
+
+
+def _run_one(conn: sqlite3.Connection, call: _Call) -> None:
+    try:
+        for statement in call.before:
+            conn.execute(statement.sql, statement.params)
+        call.outcome = conn.execute(call.sql, call.params).fetchall()
+    except Exception as exc:
+        call.outcome = exc
+
+
+def _writes_twice(calls: list[_Call]) -> bool:
+    """Whether two or more of the statements may write (all but plain SELECTs): a transaction saves nothing
+    for one, and would make reads wait for another process's write lock, which they need not in WAL mode."""
+    writes = 0
+    for call in calls:
+        for sql in [*(statement.sql for statement in call.before), call.sql]:
+            if sql.lstrip()[:6].upper() != "SELECT":
+                writes += 1
+                if writes > 1:
+                    return True
+    return False
+
+
+def _run_together(conn: sqlite3.Connection, calls: list[_Call]) -> bool:
+    """Run ``calls`` in one transaction, committed once: each autocommitted write costs SQLite a commit of
+    its own (the WAL frames of every page it changed, the WAL index), most of a short write's time. A failing
+    statement undoes only itself (SQLite's default for a constraint, a trigger's ABORT...), as it would alone.
+
+    False, with nothing changed, when the transaction could not be had, an error rolled all of it back (a
+    full disk, a trigger's ROLLBACK) or the commit failed: the caller then runs each call alone, as before
+    batching, so no outcome depends on which calls happened to travel together."""
+    try:
+        # IMMEDIATE: the write lock first (waiting busy_timeout for another process, as a lone write does),
+        # so no read snapshot can go stale before the first write.
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error:
+        return False
+    try:
+        for call in calls:
+            _run_one(conn, call)
+            if not conn.in_transaction:  # the error rolled back the whole transaction, not just its statement
+                return False
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return False
+    return True
 
 
 def _settle(calls: list[_Call], hop: asyncio.Future[None]) -> None:

@@ -118,7 +118,7 @@ async def test_usage_counters_follow_jobs_charged_images(tmp_path: Path) -> None
         await store.close()
 
 
-async def test_statements_before_a_statement_run_in_the_same_trip_each_committed_alone(tmp_path: Path) -> None:
+async def test_statements_before_a_statement_run_in_the_same_trip_each_as_if_alone(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "sdbot.db")
     try:
         rows = await store.fetchall(
@@ -157,6 +157,68 @@ async def test_statements_asked_together_share_one_trip_each_with_its_own_outcom
         await store.fetchall("SELECT 2")
         assert store.hops == hops + 3  # one after the other: a trip each
     finally:
+        await store.close()
+
+
+async def test_a_trip_that_writes_commits_once_and_reads_take_no_write_lock(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "sdbot.db")
+    traced: list[str] = []
+    try:
+        await store._conn.set_trace_callback(traced.append)  # called on the database's thread, in order
+        await asyncio.gather(*(store.execute(ADD_USER, (f"telegram:{i}", str(i))) for i in range(3)))
+        await asyncio.gather(store.fetchall("SELECT count(*) FROM users"), store.fetchall("SELECT 1"))
+        await store.execute(ADD_USER, ("telegram:9", "9"))  # one write alone: its own commit, as ever
+        await store._conn.set_trace_callback(None)
+        assert [t for t in traced if t in ("BEGIN IMMEDIATE", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]
+        assert traced.index("COMMIT") == 4  # the three inserts between BEGIN and COMMIT; then reads, no BEGIN
+        with sqlite3.connect(tmp_path / "sdbot.db") as other:  # committed: another connection sees them all
+            assert other.execute("SELECT count(*) FROM users").fetchone()[0] == 4
+    finally:
+        await store.close()
+
+
+async def test_an_error_that_rolls_back_a_shared_transaction_leaves_each_statement_to_run_alone(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path / "sdbot.db")
+    try:
+        await store.execute("CREATE TABLE t (x INTEGER)")
+        # A trigger's ROLLBACK undoes the whole transaction, not only its own statement (unlike a constraint).
+        trigger = "CREATE TRIGGER t_guard BEFORE INSERT ON t WHEN NEW.x < 0 BEGIN SELECT RAISE(ROLLBACK, 'no'); END"
+        await store.execute(trigger)
+        insert = "INSERT INTO t (x) VALUES (?)"
+        outcomes = await asyncio.gather(
+            store.execute(insert, (1,)),
+            store.execute(insert, (-1,)),
+            store.execute(insert, (2,)),
+            return_exceptions=True,
+        )
+        assert outcomes[0] is None and outcomes[2] is None
+        assert isinstance(outcomes[1], sqlite3.IntegrityError)
+        assert [r[0] for r in await store.fetchall("SELECT x FROM t ORDER BY x")] == [1, 2]  # each once
+        assert not store._conn.in_transaction
+    finally:
+        await store.close()
+
+
+async def test_a_write_lock_held_elsewhere_fails_each_statement_of_a_trip_as_it_would_alone(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "sdbot.db")
+    other = sqlite3.connect(tmp_path / "sdbot.db", isolation_level=None)
+    try:
+        await store.execute("PRAGMA busy_timeout = 50")
+        other.execute("BEGIN IMMEDIATE")  # another process writing, past our patience
+        outcomes = await asyncio.gather(
+            store.execute(ADD_USER, ("telegram:1", "1")),
+            store.execute(ADD_USER, ("telegram:2", "2")),
+            return_exceptions=True,
+        )
+        assert all(isinstance(o, sqlite3.OperationalError) and "locked" in str(o) for o in outcomes)
+        other.execute("COMMIT")
+        await asyncio.gather(store.execute(ADD_USER, ("telegram:1", "1")), store.execute(ADD_USER, ("telegram:2", "2")))
+        assert (await store.fetchone("SELECT count(*) FROM users"))[0] == 2
+        assert not store._conn.in_transaction
+    finally:
+        other.close()
         await store.close()
 
 
