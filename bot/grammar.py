@@ -74,6 +74,8 @@ _QUOTE_CHARS = re.escape("".join(QUOTES) + "".join(QUOTES.values()))
 _OPTION = re.compile(_DASHES + rf"(?P<name>[^\W\d_][^\s=＝{_QUOTE_CHARS}]*)(?P<eq>[=＝])?")
 _MAX_SPAN = 6  # words an enumerated value may span ("dpm ++ 2m sde karras")
 _SIZE_SHAPE = re.compile(r"^\d+x\d+$")
+# A run of anything but white space (the regular expressions' \s is exactly str.isspace()).
+_WORD = re.compile(r"\S+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,34 +110,27 @@ def strip_command(text: str) -> str:
 
 def tokenize(text: str) -> list[Token]:
     tokens: list[Token] = []
-    i, end = 0, len(text)
-    while i < end:
-        if text[i].isspace():
-            i += 1
-            continue
+    i = 0
+    while (word := _WORD.search(text, i)) is not None:
+        i = word.start()
         if text[i] in QUOTES:
             value, i = _read_quoted(text, i)
             tokens.append(Token("quoted", value))
             continue
         match = _OPTION.match(text, i)
-        if match:
-            i = match.end()
-            inline: Token | None = None
-            if match.group("eq") and i < end and not text[i].isspace():
-                if text[i] in QUOTES:
-                    value, i = _read_quoted(text, i)
-                    inline = Token("quoted", value)
-                else:
-                    start = i
-                    while i < end and not text[i].isspace():
-                        i += 1
-                    inline = Token("word", text[start:i])
-            tokens.append(Token("option", match.group("name"), inline))
+        if match is None:
+            tokens.append(Token("word", word.group()))
+            i = word.end()
             continue
-        start = i
-        while i < end and not text[i].isspace():
-            i += 1
-        tokens.append(Token("word", text[start:i]))
+        i = match.end()
+        inline: Token | None = None
+        if match.group("eq") and (attached := _WORD.match(text, i)) is not None:  # "--n=2", not "--n= 2"
+            if text[i] in QUOTES:
+                value, i = _read_quoted(text, i)
+                inline = Token("quoted", value)
+            else:
+                inline, i = Token("word", attached.group()), attached.end()
+        tokens.append(Token("option", match.group("name"), inline))
     return tokens
 
 

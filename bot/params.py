@@ -6,6 +6,7 @@ Everything here is data: names, ranges and defaults. Backends declare their own 
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 
@@ -87,20 +88,24 @@ DEFAULT_CFG = 5.0
 DEFAULT_STYLE = "Base"
 
 
+# What fold and size_key drop; the regular expressions' \s is exactly str.isspace().
+_FOLDED_OUT = re.compile(r"[\s_-]+")
+_SPACES = re.compile(r"\s+")
+
+
 def fold(text: str) -> str:
     """The key enumerated values are compared by: NFKC, case-folded, without spaces, '_' and '-'.
 
     So ``dpm++ sde karras``, ``DPM++_SDE_Karras`` and ``ｄｐｍ＋＋ＳＤＥ Ｋａｒｒａｓ`` are one sampler, and
     ``low poly`` / ``low-poly`` / ``Lowpoly`` one style.
     """
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in text if not ch.isspace() and ch not in "_-")
+    return _FOLDED_OUT.sub("", unicodedata.normalize("NFKC", text).casefold())
 
 
 def size_key(text: str) -> str:
     """Fold a size: ``768×1024``, ``768 * 1024``, ``７６８Ｘ１０２４`` all become ``768x1024``."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in text if not ch.isspace()).replace("×", "x").replace("*", "x")
+    text = _SPACES.sub("", unicodedata.normalize("NFKC", text).casefold())
+    return text.replace("×", "x").replace("*", "x")
 
 
 def build_index(values: Iterable[str], aliases: Mapping[str, str] | None = None) -> dict[str, str]:
