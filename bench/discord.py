@@ -17,7 +17,7 @@ round; the figures are medians over the rounds, and the ratios are taken round b
 * ``sdbot``: the real adapter and core (option parsing, quotas in SQLite, scheduling, the job record and
   its stored route, progress through the relay, images fitted to the size limit, persistent buttons).
 
-``--concurrency`` is ``SDBOT_BACKEND_CONCURRENCY``: the bot delivers inside a job's slot, so it bounds the
+``--concurrency`` is ``SDBOT_BACKEND_CONCURRENCY``: it bounds the bot's generations and its
 uploads in flight; the floors hold their final upload to the same bound. ``--same-loop`` runs the fake on the
 benchmark's own event loop instead (how these figures were taken before; the fake's work then weighs on every
 row and on the lag). "client CPU" is this process's CPU time (every thread) per interaction during the burst:
@@ -128,7 +128,7 @@ async def run_sdbot(
 async def run_raw(
     fake: Platform, users: list[int], image: bytes, concurrency: int, lag: LoopLag | None = None
 ) -> Result:
-    # As many uploads in flight as the bot allows: the bot delivers inside a job's slot.
+    # As many uploads in flight as the bot allows (SDBOT_BACKEND_CONCURRENCY bounds its deliveries too).
     uploads = asyncio.Semaphore(concurrency)
     async with aiohttp.ClientSession() as http:
         api = fake.api_base

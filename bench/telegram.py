@@ -21,13 +21,13 @@ and the ratios are taken round by round (:mod:`bench.rounds`):
 * ``sdbot`` as shipped (unless ``--no-limiter-row``): with ``AIORateLimiter`` holding sends to Telegram's 30
   per second, so throughput is bounded by Telegram's published limit, not by the bot.
 
-``--concurrency`` is ``SDBOT_BACKEND_CONCURRENCY``: delivery runs inside a job's slot, so with an instant
-backend it bounds how many uploads are in flight. ``--same-loop`` runs the fake on the benchmark's own event
-loop instead (how these figures were taken before; the fake's work then weighs on every row and on the lag).
-"client CPU" is this process's CPU time (every thread) per command during the burst: what serving one costs,
-less disturbed by other work on the machine than the throughput; "fake CPU" is the fake's CPU time over the
-burst's time (near 100%: the fake, not the client, set the pace). With ``--same-loop`` both are the one
-process's, fake and client together.
+``--concurrency`` is ``SDBOT_BACKEND_CONCURRENCY``: it bounds the deliveries at once as well as the generations, so
+with an instant backend it bounds how many uploads are in flight. ``--same-loop`` runs the fake on the benchmark's
+own event loop instead (how these figures were taken before; the fake's work then weighs on every row and on the
+lag). "client CPU" is this process's CPU time (every thread) per command during the burst: what serving one costs,
+less disturbed by other work on the machine than the throughput; "fake CPU" is the fake's CPU time over the burst's
+time (near 100%: the fake, not the client, set the pace). With ``--same-loop`` both are the one process's, fake and
+client together.
 "DB trips each": the bot's trips to its database's thread per command (``Store.hops``; see :mod:`bot.store`).
 
 After the bursts, ``--one-by-one`` users send ``/draw`` one after the other (each once the previous one has its

@@ -145,6 +145,7 @@ class Core:
         self.channels = Channels(store, clock)  # where in a server /draw may be used (adapters check)
         self.commands = commands.Commands(settings, self.quotas, self.jobs, self.directory)
         self.scheduler = Scheduler(backend.name, settings.backend_concurrency, self._run, self._on_position)
+        self._deliveries = asyncio.Semaphore(settings.backend_concurrency)  # jobs delivering at once (see _run)
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown, monotonic)
         self._sinks: dict[str, Sink] = {}
         self._active: dict[int, Job] = {}  # queued or running in this process
@@ -450,7 +451,12 @@ class Core:
                 await self._fail(job, internal, refund=True)
                 return
             settle(None)  # before delivery: a slow upload must not hold up the jobs waiting on a trial
-            await self._deliver(job, generation)
+            # Delivery (an upload: seconds on a slow link) needs no image service, so the job's slot goes to
+            # the next job once this one holds a place to deliver in. Those are as many as the slots, which
+            # bounds uploads and pictures in flight as before while the image service keeps busy.
+            async with self._deliveries:
+                self.scheduler.hand_off(job.id)
+                await self._deliver(job, generation)
         finally:
             if not settled:  # cancelled or never started: a trial must not leave the others waiting forever
                 settle(SdbotError("internal"))

@@ -67,6 +67,7 @@ class Scheduler:
         # that no longer match those two (the owner started or lost a job since) are dropped when popped.
         self._next: list[tuple[int, int, str]] = []
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._handed_off: set[int] = set()  # running jobs that gave their slot back (see hand_off)
         self._reserved = 0  # slots held by reserve() for jobs being admitted
         self._reported: dict[int, int] = {}  # queued job -> its place, as last reported
         self._untold: list[int] = []  # arrivals whose place is not reported yet
@@ -100,7 +101,7 @@ class Scheduler:
         """Hold a slot for a job about to be admitted, if it could start at once (a slot is free and nothing
         waits): the admission can then record it as started in its own trip to the database. Follow with
         :meth:`enqueue` ``(reserved=True)``, which starts it, or :meth:`release`."""
-        if not self._dispatching or self._queues or len(self._running) + self._reserved >= self.concurrency:
+        if not self._dispatching or self._queues or self._busy() >= self.concurrency:
             return False
         self._reserved += 1
         return True
@@ -109,6 +110,13 @@ class Scheduler:
         """Give back a slot :meth:`reserve` held (the admission did not make a job)."""
         self._reserved -= 1
         self._pump()
+
+    def hand_off(self, job_id: int) -> None:
+        """The running ``job_id`` needs its slot no more (its generation is over; it is being delivered): the
+        next job may start. It still counts as running for :meth:`stop`, :meth:`wait_idle` and its owner."""
+        if job_id in self._running and job_id not in self._handed_off:
+            self._handed_off.add(job_id)
+            self._pump()
 
     def enqueue(self, job_id: int, owner: str, *, reserved: bool = False) -> None:
         """Queue ``job_id``; with ``reserved`` (see :meth:`reserve`) start it now, in the slot held for it."""
@@ -265,8 +273,12 @@ class Scheduler:
         if not self._queues:
             self._next.clear()  # only stale entries are left
 
+    def _busy(self) -> int:
+        """Slots taken: running jobs that did not hand theirs off, and those reserved."""
+        return len(self._running) - len(self._handed_off) + self._reserved
+
     def _pump(self) -> None:
-        while self._dispatching and self._queues and len(self._running) + self._reserved < self.concurrency:
+        while self._dispatching and self._queues and self._busy() < self.concurrency:
             self._start(self._pick())
         self._publish()
 
@@ -284,6 +296,7 @@ class Scheduler:
 
     def _finished(self, job_id: int) -> None:
         self._running.pop(job_id, None)
+        self._handed_off.discard(job_id)
         owner = self._owner_of.pop(job_id, None)
         if owner is not None:
             left = self._running_of.pop(owner) - 1

@@ -9,7 +9,8 @@ Configuration comes from the environment (``SDBOT_DB``, limits...) exactly as fo
 ``crash``
     Run a Core whose backend holds every generation except the prompt ``fast``, and whose sink never
     finishes a delivery. Submit the plan below, print ``accepted <id> <prompt>`` / ``refused <code>`` for
-    each, then ``ready`` once two jobs run (one generating, one delivering), and wait to be killed.
+    each, then ``ready`` once three jobs run (two generating, one delivering: it gave its slot to the next),
+    and wait to be killed.
 ``resume --log FILE``
     Run a Core with a backend and sink that work (the sink appends what it is told to FILE), recover, wait
     until everything finished, print ``idle`` and exit.
@@ -79,8 +80,8 @@ async def crash() -> None:
             print(f"accepted {job.id} {prompt}", flush=True)
         except QuotaError as exc:
             print(f"refused {exc.code}", flush=True)
-    await backend.wait_started(2)
     await sink.wait_for("deliver_started", 1)
+    await backend.wait_started(3)
     print("ready", flush=True)
     await asyncio.Event().wait()  # until SIGKILL
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -70,6 +71,32 @@ async def test_positions_and_progress_reach_the_sink_and_stop_before_the_result(
             assert kinds[-1] == "delivered" and "progress" not in kinds[kinds.index("deliver_started") :]
     assert describe_event(JobEvent("queued", position=3), "en") == "#3 in the queue"
     assert describe_event(JobEvent("running", progress=0.42), "zh") == "正在绘制… 42%"
+
+
+async def test_a_delivering_job_gives_its_slot_to_the_next_while_deliveries_stay_bounded(tmp_path: Path) -> None:
+    """Delivery needs no image service: the next job generates meanwhile. A job whose pictures are ready keeps
+    its slot until it has a place to deliver in, so pictures waiting for an upload stay as few as the slots."""
+    backend = GatedBackend(hold=True)
+    async with open_core(tmp_path / "db", backend, backend_concurrency=1, rate_per_minute=0) as (core, sink):
+        sink.hold_delivery = True
+        one = await core.submit(ANN, DM, f"/draw one {SMALL}", {})
+        two = await core.submit(BO, DM, f"/draw two {SMALL}", {})
+        three = await core.submit(UserRef("telegram", "3"), DM, f"/draw three {SMALL}", {})
+        await backend.wait_started(1)
+        backend.release(0)
+        await sink.wait_for("deliver_started", 1)
+        await backend.wait_started(2)  # one is still delivering
+        assert core.scheduler.running == frozenset({one.id, two.id}) and core.position(three.id) == 1
+        backend.release(1)
+        await sink.wait_until(lambda: JobEvent("running", progress=1.0) in sink.events(two.id))
+        await asyncio.sleep(0.05)  # time for anything that would wrongly start
+        assert [r.prompt for r in backend.started] == ["one", "two"]
+        assert sink.of("deliver_started") == [(one.id, one.seed)]
+        sink.release_delivery()
+        backend.release()
+        await core.wait_idle()
+        assert [job_id for job_id, _ in sink.of("delivered")] == [one.id, two.id, three.id]
+        assert await usage_matches_jobs(core.store) == []
 
 
 async def test_a_job_that_can_start_at_once_is_claimed_by_its_admission(tmp_path: Path) -> None:
@@ -293,20 +320,24 @@ async def test_jobs_left_running_or_queued_are_rerun_with_the_same_seed(tmp_path
     async with open_core(db, backend, **settings) as (core, sink):
         delivering = await core.submit(ANN, DM, f"/draw delivering {SMALL}", {})
         generating = await core.submit(BO, DM, f"/draw generating {SMALL}", {})
-        waiting = await core.submit(ANN, DM, f"/draw waiting --n 2 {SMALL}", {})
+        taking_over = await core.submit(ANN, DM, f"/draw taking over --n 2 {SMALL}", {})
+        waiting = await core.submit(BO, DM, f"/draw waiting {SMALL}", {})
         sink.hold_delivery = True
         await backend.wait_started(2)
         backend.release(0)
         await sink.wait_for("deliver_started", 1)
-        # Closing now leaves one job between generation and delivery, one generating and one queued.
+        await backend.wait_started(3)  # the delivering job gave its slot to the next
+        # Closing now leaves one job between generation and delivery, two generating and one queued.
     async with open_core(db, GatedBackend(), **settings) as (core, sink):
         await core.wait_idle()
-        for job in (delivering, generating, waiting):
+        jobs = (delivering, generating, taking_over, waiting)
+        for job in jobs:
             done = await core.get_job(job.id)
             assert done is not None and done.status == "done", done
             assert sink.generations[job.id].request.seed == job.seed
-        assert [(await core.get_job(j.id)).attempts for j in (delivering, generating, waiting)] == [2, 2, 1]  # type: ignore[union-attr]
-        assert await used(core, ANN) == 3 and await usage_matches_jobs(core.store) == []
+        assert [(await core.get_job(j.id)).attempts for j in jobs] == [2, 2, 2, 1]  # type: ignore[union-attr]
+        assert await used(core, ANN) == 3 and await used(core, BO) == 2
+        assert await usage_matches_jobs(core.store) == []
 
 
 async def test_unrecoverable_jobs_are_failed_refunded_and_reported(tmp_path: Path) -> None:

@@ -50,8 +50,8 @@ def test_a_killed_bot_delivers_or_refunds_every_accepted_job_after_restart(tmp_p
 
     with sqlite3.connect(db) as conn:
         status = dict(conn.execute("SELECT json_extract(request, '$.prompt'), status FROM jobs"))
-        # What the kill left: one job generated but not delivered, one generating, three waiting.
-        assert status == {"fast": "running", "slow": "running", "queued": "queued", "gone": "queued", "old": "queued"}
+        # What the kill left: one job generated but not delivered, two generating, two waiting.
+        assert status == {"fast": "running", "slow": "running", "gone": "running", "queued": "queued", "old": "queued"}
         used_before = dict(conn.execute("SELECT key, images FROM usage WHERE scope = 'user'"))
         assert used_before == {"telegram:1": 3, "telegram:2": 3, "telegram:3": 1}
         conn.execute("UPDATE jobs SET created_at = created_at - 7200 WHERE id = ?", (accepted["old"],))
