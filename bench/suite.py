@@ -1,6 +1,6 @@
 """``python -m bench``: every benchmark with quick defaults, one table (a few minutes on 2 cores).
 
-    python -m bench                      # all: parse quota pipeline memory telegram discord
+    python -m bench                      # all: parse quota pipeline slots memory telegram discord
     python -m bench pipeline discord     # some of them
     python -m bench --list
 
@@ -93,6 +93,12 @@ def pipeline() -> list[Figure]:
 
     args = bench_pipeline.parser().parse_args([])
     return asyncio.run(bench_pipeline.run(args))
+
+
+def slots() -> list[Figure]:
+    from bench import slots as bench_slots
+
+    return bench_slots.figures(bench_slots.parser().parse_args([]))
 
 
 def memory() -> list[Figure]:
@@ -214,6 +220,7 @@ BENCHMARKS: dict[str, tuple[Runner, str]] = {
     "parse": (parse, "commands parsed and validated per second (bench/parse.py)"),
     "quota": (quota, "admission decisions per second, one process (bench/quota.py)"),
     "pipeline": (pipeline, "images per second through the whole core vs decode+check (bench/pipeline.py)"),
+    "slots": (slots, "jobs per second with slow uploads vs the image service's own time (bench/slots.py)"),
     "memory": (memory, "peak RSS with 100 jobs of 4 pictures in flight vs their bytes (bench/memory.py)"),
     "telegram": (telegram, "/draw per second end to end, fake Bot API vs raw calls and PTB (bench/telegram.py)"),
     "discord": (discord, "/draw per second end to end, fake Discord vs raw calls, discord.py (bench/discord.py)"),
