@@ -452,8 +452,8 @@ class Core:
                 return
             settle(None)  # before delivery: a slow upload must not hold up the jobs waiting on a trial
             # Delivery (an upload: seconds on a slow link) needs no image service, so the job's slot goes to
-            # the next job once this one holds a place to deliver in. Those are as many as the slots, which
-            # bounds uploads and pictures in flight as before while the image service keeps busy.
+            # the next job once this one holds a place to deliver in. Those are as many as the slots: uploads
+            # at once, and finished pictures held waiting for one, stay bounded while the service keeps busy.
             async with self._deliveries:
                 self.scheduler.hand_off(job.id)
                 await self._deliver(job, generation)
