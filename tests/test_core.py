@@ -99,6 +99,26 @@ async def test_a_delivering_job_gives_its_slot_to_the_next_while_deliveries_stay
         assert await usage_matches_jobs(core.store) == []
 
 
+async def test_a_job_waiting_for_a_place_to_deliver_in_is_rerun_after_a_stop(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    settings = {"backend_concurrency": 1, "rate_per_minute": 0}
+    async with open_core(db, GatedBackend(), **settings) as (core, sink):
+        sink.hold_delivery = True
+        delivering = await core.submit(ANN, DM, f"/draw one {SMALL}", {})
+        waiting = await core.submit(BO, DM, f"/draw two {SMALL}", {})
+        await sink.wait_until(lambda: JobEvent("running", progress=1.0) in sink.events(waiting.id))
+        assert sink.of("deliver_started") == [(delivering.id, delivering.seed)]
+        # Stopping now leaves one job delivering and one with its pictures, waiting for a place to deliver.
+    async with open_core(db, GatedBackend(), **settings) as (core, sink):
+        await core.wait_idle()
+        for job in (delivering, waiting):
+            done = await core.get_job(job.id)
+            assert done is not None and (done.status, done.attempts, done.charged) == ("done", 2, 1), done
+            assert sink.generations[job.id].request.seed == job.seed
+        assert await used(core, ANN) == 1 and await used(core, BO) == 1
+        assert await usage_matches_jobs(core.store) == []
+
+
 async def test_a_job_that_can_start_at_once_is_claimed_by_its_admission(tmp_path: Path) -> None:
     """One trip to the database instead of two; a job that waits is claimed when its turn comes, and a refused
     admission gives back the slot it held."""
