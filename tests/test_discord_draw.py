@@ -3,11 +3,14 @@ deferred public answers edited as the job moves, images as multipart attachments
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from adapters.pacing import Turnstile
 from bot.capabilities import SEED
 from bot.errors import DrawError
 from bot.grammar import DrawArgs
@@ -174,3 +177,37 @@ async def test_draw_in_a_direct_message(tmp_path: Path) -> None:
         (job,) = await bot.jobs()
 
     assert message.guild_id is None and not job.group_chat and job.user == "discord:77"
+
+
+async def test_a_burst_of_commands_starts_a_few_per_pass_of_the_loop_and_every_one_is_served(tmp_path: Path) -> None:
+    """The command tree's turnstile (adapters/pacing.py) spreads a burst over passes of the loop; it delays,
+    never drops."""
+    async with fake_discord() as dc, running_bot(dc, tmp_path / "db", daily_images=100) as bot:
+        tree = bot.adapter.client.tree
+        tree.turnstile = Turnstile(per_pass=2)
+        loop = asyncio.get_running_loop()
+        passes, entered = [0], Counter[int]()
+
+        def count_passes() -> None:
+            passes[0] += 1
+            handle[0] = loop.call_soon(count_passes)
+
+        handle = [loop.call_soon(count_passes)]
+        enter = tree.turnstile.enter
+
+        async def counted_enter() -> None:
+            await enter()
+            entered[passes[0]] += 1
+
+        tree.turnstile.enter = counted_enter  # type: ignore[method-assign]
+        try:
+            users = range(500, 512)
+            recs = await asyncio.gather(*(dc.invoke_command("draw", {"prompt": "a cat"}, user_id=u) for u in users))
+            await asyncio.gather(*(bot.delivered(rec) for rec in recs))
+        finally:
+            handle[0].cancel()
+        jobs = await bot.jobs()
+
+    assert sum(entered.values()) == 12 and max(entered.values()) <= 2
+    assert sorted(job.user for job in jobs) == [f"discord:{u}" for u in users]
+    assert all(job.status == "done" and job.delivered == 1 for job in jobs)

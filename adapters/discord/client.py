@@ -12,6 +12,7 @@ from discord import app_commands
 from adapters.discord.replies import apologize
 from adapters.discord.translator import CatalogTranslator
 from adapters.discord.views import DYNAMIC_ITEMS, submitted_text
+from adapters.pacing import Turnstile
 from bot.core import Core
 
 if TYPE_CHECKING:
@@ -24,6 +25,13 @@ class SdbotTree(app_commands.CommandTree[Any]):
     def __init__(self, client: discord.Client, core: Core) -> None:
         super().__init__(client)
         self.core = core
+        self.turnstile = Turnstile()
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        # The first thing discord.py awaits in a command's task: a burst's commands start a few per pass of
+        # the loop (see adapters/pacing.py). Nothing is refused here.
+        await self.turnstile.enter()
+        return True
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         # Handlers answer their own errors; this catches what fails before them (an option discord.py
