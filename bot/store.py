@@ -54,10 +54,11 @@ BUSY_TIMEOUT_MS = 10_000
 LAZY_DELAY = 0.05
 # Callers of one trip woken per pass of the event loop. A trip may carry a hundred admissions of a burst; woken
 # together, their hundred tasks run in one pass and everything else on the loop (a gateway heartbeat, a timer,
-# another chat's message) waits behind all of them. Measured with python -m bench.discord (100 /draw at once, 7
-# rounds, two runs each): loop lag p99 38.9 and 35.1 ms waking all at once, 24.7 and 22.1 ms sixteen at a time
-# (eight: 20.1 and 26.1; thirty-two: 27.6 and 29.4), throughput unchanged.
-WAKE_AT_ONCE = 16
+# another chat's message) waits behind all of them. Measured with python -m bench.discord (100 /draw at once, 5-7
+# rounds): loop lag p99 29-39 ms waking all at once, 18-24 ms sixteen at a time; with the Discord commands
+# themselves starting eight per pass (adapters/pacing.py), six runs each alternating: 14.7 ms (13.7-19.1) eight
+# at a time against 19.2 ms (16.4-23.6) sixteen, at the same throughput.
+WAKE_AT_ONCE = 8
 
 
 @dataclass(frozen=True, slots=True)
