@@ -4,8 +4,8 @@ discord.py reads every gateway event waiting on the socket in one go and starts 
 burst of a hundred ``/draw`` starts a hundred tasks whose first steps (option conversion, the checks, the
 admission's preparation) then all run in one pass of the loop, and everything else waits behind them: the
 gateway's heartbeat, timers, another chat's upload. :class:`Turnstile` lets :data:`PER_PASS` through per
-pass, in the order they came; the rest wait a pass or a few. Measured in BENCHMARKS.md ("Interactions start
-a few at a time").
+pass, in the order they came; the rest wait a pass or a few. Measured in BENCHMARKS.md ("A burst's Discord
+commands start eight per pass of the event loop").
 """
 
 from __future__ import annotations
