@@ -22,7 +22,6 @@ together migrate once. A database from a newer sdbot is refused rather than misr
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import sqlite3
 import time
@@ -34,6 +33,7 @@ from typing import Any
 import aiosqlite
 
 from bot.errors import ConfigError
+from bot.pacing import PerPass
 
 Params = Sequence[Any] | Mapping[str, Any]
 
@@ -238,8 +238,7 @@ class Store:
         self._in_flight: set[asyncio.Future[None]] = set()
         self._sending = False  # a trip is due: at the end of this pass of the loop, or when the one under way is back
         self._lazy_timer: asyncio.TimerHandle | None = None  # a trip due for lazy statements only
-        self._to_wake: collections.deque[tuple[_Call, BaseException | None]] = collections.deque()  # see _wake
-        self._waking = False  # a pass of the loop is due to wake the next WAKE_AT_ONCE callers
+        self._waking = PerPass(WAKE_AT_ONCE)  # callers handed their outcome (see _settle)
 
     @classmethod
     async def open(cls, path: str | Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> Store:
@@ -339,23 +338,8 @@ class Store:
                 call.future.cancel()
             return
         failure = hop.exception()
-        self._to_wake.extend((call, failure) for call in calls)
-        if not self._waking:
-            self._wake()
-
-    def _wake(self) -> None:
-        for _ in range(min(WAKE_AT_ONCE, len(self._to_wake))):
-            call, failure = self._to_wake.popleft()
-            if call.future.done():  # its caller was cancelled; the statement ran regardless, as it would alone
-                continue
-            outcome = call.outcome if failure is None else failure
-            if isinstance(outcome, BaseException):
-                call.future.set_exception(outcome)
-            else:
-                call.future.set_result(outcome or [])
-        self._waking = bool(self._to_wake)
-        if self._waking:
-            asyncio.get_running_loop().call_soon(self._wake)
+        for call in calls:
+            self._waking.call(functools.partial(_wake, call, failure))
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self.fetchall(sql, params)
@@ -377,6 +361,17 @@ class _Call:
     params: Params
     future: asyncio.Future[list[sqlite3.Row]]
     outcome: list[sqlite3.Row] | BaseException | None = None
+
+
+def _wake(call: _Call, failure: BaseException | None) -> None:
+    """Hand ``call``'s caller its outcome, or the trip's ``failure``."""
+    if call.future.done():  # its caller was cancelled; the statement ran regardless, as it would alone
+        return
+    outcome = call.outcome if failure is None else failure
+    if isinstance(outcome, BaseException):
+        call.future.set_exception(outcome)
+    else:
+        call.future.set_result(outcome or [])
 
 
 def _run_calls(connection: aiosqlite.Connection, calls: list[_Call]) -> None:

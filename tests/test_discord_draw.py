@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from adapters.pacing import Turnstile
 from bot.capabilities import SEED
 from bot.errors import DrawError
 from bot.grammar import DrawArgs
 from bot.i18n import render_error, t
+from bot.pacing import PerPass
 from bot.validation import validate
 from tests.discord_support import fake_discord, image_size, running_bot
 from tests.fakes.discord import EPHEMERAL, FakeDiscord, FakeInteraction
+from tests.loop_support import PassCounter
 from tests.pipeline_support import GatedBackend
 
 GATED_CAPS = dataclasses.replace(SEED, backend="gated")
@@ -180,32 +181,23 @@ async def test_draw_in_a_direct_message(tmp_path: Path) -> None:
 
 
 async def test_a_burst_of_commands_starts_a_few_per_pass_of_the_loop_and_every_one_is_served(tmp_path: Path) -> None:
-    """The command tree's turnstile (adapters/pacing.py) spreads a burst over passes of the loop; it delays,
-    never drops."""
+    """The command tree's pacing (bot/pacing.py) spreads a burst over passes of the loop; it delays, never
+    drops."""
     async with fake_discord() as dc, running_bot(dc, tmp_path / "db", daily_images=100) as bot:
         tree = bot.adapter.client.tree
-        tree.turnstile = Turnstile(per_pass=2)
-        loop = asyncio.get_running_loop()
-        passes, entered = [0], Counter[int]()
+        tree.starts = PerPass(per_pass=2)
+        entered = Counter[int]()
+        turn = tree.starts.turn
 
-        def count_passes() -> None:
-            passes[0] += 1
-            handle[0] = loop.call_soon(count_passes)
+        async def counted_turn() -> None:
+            await turn()
+            entered[passes.now] += 1
 
-        handle = [loop.call_soon(count_passes)]
-        enter = tree.turnstile.enter
-
-        async def counted_enter() -> None:
-            await enter()
-            entered[passes[0]] += 1
-
-        tree.turnstile.enter = counted_enter  # type: ignore[method-assign]
-        try:
-            users = range(500, 512)
+        tree.starts.turn = counted_turn  # type: ignore[method-assign]
+        users = range(500, 512)
+        with PassCounter() as passes:
             recs = await asyncio.gather(*(dc.invoke_command("draw", {"prompt": "a cat"}, user_id=u) for u in users))
             await asyncio.gather(*(bot.delivered(rec) for rec in recs))
-        finally:
-            handle[0].cancel()
         jobs = await bot.jobs()
 
     assert sum(entered.values()) == 12 and max(entered.values()) <= 2

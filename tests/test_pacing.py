@@ -1,62 +1,61 @@
-"""adapters.pacing.Turnstile: a few callers per pass of the event loop, first come first served."""
+"""bot.pacing.PerPass: a few callbacks (or tasks) per pass of the event loop, first come first served."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from adapters.pacing import Turnstile
+from bot.pacing import PerPass
+from tests.loop_support import PassCounter
 
 
-@pytest.fixture
-async def pass_number() -> AsyncIterator[Callable[[], int]]:
-    """The number of the loop's current pass (a callback that runs once in every pass counts them)."""
-    loop = asyncio.get_running_loop()
-    passes = 0
-
-    def count() -> None:
-        nonlocal passes
-        passes += 1
-        handle[0] = loop.call_soon(count)
-
-    handle = [loop.call_soon(count)]
-    yield lambda: passes
-    handle[0].cancel()
+async def test_callbacks_run_a_few_per_pass_in_the_order_given() -> None:
+    pacer = PerPass(per_pass=3)
+    ran: list[tuple[int, int]] = []  # (callback, pass it ran in)
+    with PassCounter() as passes:
+        for i in range(8):
+            pacer.call(lambda i=i: ran.append((i, passes.now)))  # type: ignore[misc]
+        assert [i for i, _ in ran] == [0, 1, 2]  # at once: the pass had room
+        done = asyncio.Event()
+        pacer.call(done.set)  # after the eight: first come first served
+        await asyncio.wait_for(done.wait(), timeout=1)
+    assert [i for i, _ in ran] == list(range(8))
+    assert sorted(Counter(p for _, p in ran).values()) == [2, 3, 3]  # and done.set with the last two
 
 
-async def test_a_burst_enters_a_few_per_pass_in_the_order_it_came(pass_number: Callable[[], int]) -> None:
-    turnstile = Turnstile(per_pass=4)
-    entered: list[tuple[int, int]] = []  # (caller, pass it entered in)
+async def test_a_burst_of_tasks_takes_its_turns_a_few_per_pass_in_the_order_it_came() -> None:
+    pacer = PerPass(per_pass=4)
+    entered: list[tuple[int, int]] = []  # (caller, pass it went on in)
 
     async def caller(i: int) -> None:
-        await turnstile.enter()
-        entered.append((i, pass_number()))
+        await pacer.turn()
+        entered.append((i, passes.now))
 
-    await asyncio.gather(*(caller(i) for i in range(11)))
+    with PassCounter() as passes:
+        await asyncio.gather(*(caller(i) for i in range(11)))
     assert [i for i, _ in entered] == list(range(11))
-    per_pass = Counter(p for _, p in entered)
-    assert sorted(per_pass.values()) == [3, 4, 4]
+    assert sorted(Counter(p for _, p in entered).values()) == [3, 4, 4]
 
 
-async def test_a_caller_enters_at_once_while_there_is_room(pass_number: Callable[[], int]) -> None:
-    turnstile = Turnstile(per_pass=2)
-    before = pass_number()
-    await turnstile.enter()
-    await turnstile.enter()
-    assert pass_number() == before  # neither waited for a pass
-    await asyncio.sleep(0)  # a new pass: room again
-    before = pass_number()
-    await turnstile.enter()
-    assert pass_number() == before
+async def test_a_turn_is_taken_at_once_while_there_is_room() -> None:
+    pacer = PerPass(per_pass=2)
+    with PassCounter() as passes:
+        before = passes.now
+        await pacer.turn()
+        await pacer.turn()
+        assert passes.now == before  # neither waited for a pass
+        await asyncio.sleep(0)  # a new pass: room again
+        before = passes.now
+        await pacer.turn()
+        assert passes.now == before
 
 
-async def test_a_cancelled_waiter_gives_its_place_to_the_next() -> None:
-    turnstile = Turnstile(per_pass=1)
-    callers = [asyncio.create_task(turnstile.enter()) for _ in range(4)]
-    await asyncio.sleep(0)  # one pass: the first entered, the other three wait
+async def test_a_cancelled_waiter_does_not_hold_up_the_others() -> None:
+    pacer = PerPass(per_pass=1)
+    callers = [asyncio.create_task(pacer.turn()) for _ in range(4)]
+    await asyncio.sleep(0)  # one pass: the first went on, the other three wait
     assert callers[0].done() and not any(c.done() for c in callers[1:])
     callers[1].cancel()
     await asyncio.wait_for(asyncio.gather(*callers[2:]), timeout=1)
@@ -65,4 +64,4 @@ async def test_a_cancelled_waiter_gives_its_place_to_the_next() -> None:
 
 def test_at_least_one_per_pass() -> None:
     with pytest.raises(ValueError):
-        Turnstile(per_pass=0)
+        PerPass(per_pass=0)

@@ -12,6 +12,7 @@ import pytest
 from bot.errors import ConfigError
 from bot.i18n import render_error
 from bot.store import LAZY_DELAY, MIGRATIONS, WAKE_AT_ONCE, Migration, Statement, Store
+from tests.loop_support import PassCounter
 from tests.pipeline_support import usage_matches_jobs
 
 # A migration from a future sdbot, one past the latest this one knows.
@@ -295,29 +296,20 @@ async def test_the_callers_of_a_big_trip_are_woken_a_few_per_pass_of_the_loop_in
 ) -> None:
     """So a burst's trip does not hold the loop for all its callers at once (see WAKE_AT_ONCE)."""
     store = await Store.open(tmp_path / "sdbot.db")
-    loop = asyncio.get_running_loop()
-    passes = 0
-
-    def count_passes() -> None:  # runs once in every pass of the loop
-        nonlocal passes
-        passes += 1
-        handle[0] = loop.call_soon(count_passes)
-
-    handle = [loop.call_soon(count_passes)]
     woken: list[tuple[int, int]] = []  # (caller, pass it resumed in)
 
     async def caller(i: int) -> None:
         rows = await store.fetchall("SELECT ?", (i,))
-        woken.append((rows[0][0], passes))
+        woken.append((rows[0][0], passes.now))
 
     try:
         count = 3 * WAKE_AT_ONCE + 5
         hops = store.hops
-        await asyncio.gather(*(caller(i) for i in range(count)))
+        with PassCounter() as passes:
+            await asyncio.gather(*(caller(i) for i in range(count)))
         assert store.hops == hops + 1
         assert [i for i, _ in woken] == list(range(count))
         per_pass = Counter(p for _, p in woken)
         assert sorted(per_pass.values()) == [5, WAKE_AT_ONCE, WAKE_AT_ONCE, WAKE_AT_ONCE]
     finally:
-        handle[0].cancel()
         await store.close()
