@@ -238,7 +238,8 @@ def fakes(args: argparse.Namespace) -> AbstractAsyncContextManager[Fakes]:
 async def main(args: argparse.Namespace) -> list[Result]:
     """Every configuration, ``args.rounds`` times, alternating; then ``args.one_by_one_rounds`` rounds with
     ``args.one_by_one`` users one after the other (``args.one_by_one_results``). Sets ``args.lag`` (this loop's
-    lag while sdbot served) and ``args.floor_lag`` (while the raw floor ran)."""
+    lag while sdbot served), ``args.library_lag`` (while discord.py alone did) and ``args.floor_lag`` (while the
+    raw floor ran). Every burst runs under its ticker, so the ratios compare runs that pay the same for it."""
     width, height = (int(side) for side in SIZE.split("x"))
     if args.image == "flat":
         image = png(width, height)
@@ -247,11 +248,11 @@ async def main(args: argparse.Namespace) -> list[Result]:
 
         image = await asyncio.to_thread(images.placeholder_png, width, height, 1, "bench")
     args.image_bytes = len(image)
-    args.lag, args.floor_lag = LoopLag(callbacks=True), LoopLag(callbacks=True)
+    args.lag, args.library_lag, args.floor_lag = (LoopLag(callbacks=True) for _ in range(3))
     n = args.concurrency
     runs: list[Run] = [
         lambda fake, users: run_raw(fake, users, image, n, args.floor_lag),
-        lambda fake, users: run_discord_py(fake, users, image, n),
+        lambda fake, users: run_discord_py(fake, users, image, n, args.library_lag),
         lambda fake, users: run_sdbot(fake, users, image, n, args.lag),
     ]
     one_by_one: list[Run] = [
@@ -282,6 +283,7 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         print_rounds(args.one_by_one_results, unit="per second", calls="REST calls each", library=LIBRARY, bot=BOT)
     if getattr(args, "lag", None) is not None:
         print(f"while sdbot served: {args.lag.summary()}")
+        print(f"while discord.py alone served: {args.library_lag.summary()}")
         print(f"while the floor ran: {args.floor_lag.summary()}")
 
 

@@ -229,8 +229,9 @@ def fakes(args: argparse.Namespace) -> AbstractAsyncContextManager[Fakes]:
 async def main(args: argparse.Namespace) -> list[Result]:
     """Every configuration, ``args.rounds`` times, alternating; then ``args.one_by_one_rounds`` rounds with
     ``args.one_by_one`` users one after the other, without the paced row (``args.one_by_one_results``). Sets
-    ``args.lag`` (this loop's lag while the bot without rate limiter served) and ``args.floor_lag`` (while the
-    raw floor ran)."""
+    ``args.lag`` (this loop's lag while the bot without rate limiter served), ``args.library_lag`` (while
+    python-telegram-bot alone did) and ``args.floor_lag`` (while the raw floor ran). The three bursts the goal
+    compares each run under a ticker, so their ratios compare runs that pay the same for it."""
     from bot import images
     from bot.presentation import caption
     from bot.validation import parse_request
@@ -242,11 +243,11 @@ async def main(args: argparse.Namespace) -> list[Result]:
         image = await asyncio.to_thread(images.placeholder_png, width, height, 1, "bench")
     args.image_bytes = len(image)
     text = caption(parse_request(f"/draw {PROMPT} --seed 1"), "en", limit=1024)
-    args.lag, args.floor_lag = LoopLag(callbacks=True), LoopLag(callbacks=True)
+    args.lag, args.library_lag, args.floor_lag = (LoopLag(callbacks=True) for _ in range(3))
     n = args.concurrency
     runs: list[Run] = [
         lambda fake, users: run_floor(fake, users, image, text, n, args.floor_lag),
-        lambda fake, users: run_library(fake, users, image, text, n),
+        lambda fake, users: run_library(fake, users, image, text, n, args.library_lag),
         lambda fake, users: run_bot(fake, users, image, limiter=False, concurrency=n, lag=args.lag),
     ]
     if not args.no_limiter_row:
@@ -275,6 +276,7 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     )
     print_rounds(results, unit="commands/s", calls="API calls each", library=LIBRARY, bot=BOT)
     print(f"while sdbot (no rate limiter) served: {args.lag.summary()}")
+    print(f"while python-telegram-bot alone served: {args.library_lag.summary()}")
     print(f"while the raw floor ran: {args.floor_lag.summary()}")
     if args.one_by_one_results:
         print(f"\none /draw at a time ({args.one_by_one} users, each once the previous one has their photo):")
