@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
 from bot.inbox import MAX_ATTEMPTS, REMEMBER, Inbox
 from bot.store import Store
 
@@ -17,13 +12,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "sdbot.db")
-    yield store
-    await store.close()
 
 
 async def test_an_event_is_held_until_done_and_a_redelivery_is_refused(store: Store) -> None:

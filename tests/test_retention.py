@@ -63,52 +63,44 @@ async def usage(store: Store) -> dict[tuple[str, str, str], int]:
     return {(r[0], r[1], r[2]): r[3] for r in await store.fetchall("SELECT scope, key, day, images FROM usage")}
 
 
-async def test_only_finished_jobs_of_days_before_the_window_go(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "sdbot.db")
-    try:
-        old, older, cutoff, today = "2026-01-02", "2026-01-01", "2026-03-01", "2026-04-10"
-        done = await add_job(store, older, n=2)
-        failed = await add_job(store, older, "failed")
-        cancelled = await add_job(store, older, "cancelled", user="telegram:2")
-        queued = await add_job(store, older, "queued", user="telegram:2")  # unfinished: never deleted
-        running = await add_job(store, old, "running", group=False, chat="telegram:1")
-        again_old = await add_job(store, old, user="telegram:2", parent=done)  # child and parent both go
-        again_of_running = await add_job(store, old, parent=running)
-        kept = await add_job(store, cutoff, parent=done)  # inside the window; its parent goes
-        current = await add_job(store, today, n=3, parent=kept)
-        before = await usage(store)
+async def test_only_finished_jobs_of_days_before_the_window_go(store: Store) -> None:
+    old, older, cutoff, today = "2026-01-02", "2026-01-01", "2026-03-01", "2026-04-10"
+    done = await add_job(store, older, n=2)
+    failed = await add_job(store, older, "failed")
+    cancelled = await add_job(store, older, "cancelled", user="telegram:2")
+    queued = await add_job(store, older, "queued", user="telegram:2")  # unfinished: never deleted
+    running = await add_job(store, old, "running", group=False, chat="telegram:1")
+    again_old = await add_job(store, old, user="telegram:2", parent=done)  # child and parent both go
+    again_of_running = await add_job(store, old, parent=running)
+    kept = await add_job(store, cutoff, parent=done)  # inside the window; its parent goes
+    current = await add_job(store, today, n=3, parent=kept)
+    before = await usage(store)
 
-        assert await retention.count(store, cutoff) == 5
-        assert await retention.prune(store, cutoff, batch=2) == 5
-        assert await retention.prune(store, cutoff, batch=2) == 0
+    assert await retention.count(store, cutoff) == 5
+    assert await retention.prune(store, cutoff, batch=2) == 5
+    assert await retention.prune(store, cutoff, batch=2) == 0
 
-        left = {r["id"]: r["parent_id"] for r in await store.fetchall("SELECT id, parent_id FROM jobs")}
-        assert left == {queued: None, running: None, kept: None, current: kept}
-        assert {failed, cancelled, again_old, again_of_running}.isdisjoint(left)
-        assert await store.fetchall("PRAGMA foreign_key_check") == []
-        after = await usage(store)
-        # The days kept are untouched, the counters of the days pruned follow what is left of them.
-        assert {k: v for k, v in after.items() if k[2] >= cutoff} == {k: v for k, v in before.items() if k[2] >= cutoff}
-        assert {k: v for k, v in after.items() if k[2] < cutoff} == {
-            ("user", "telegram:2", older): 1,  # the queued job's image
-            ("chat", "telegram:-5", older): 1,
-            ("user", "telegram:1", old): 1,  # the running job's
-        }
-        assert await usage_matches_jobs(store) == []
-    finally:
-        await store.close()
+    left = {r["id"]: r["parent_id"] for r in await store.fetchall("SELECT id, parent_id FROM jobs")}
+    assert left == {queued: None, running: None, kept: None, current: kept}
+    assert {failed, cancelled, again_old, again_of_running}.isdisjoint(left)
+    assert await store.fetchall("PRAGMA foreign_key_check") == []
+    after = await usage(store)
+    # The days kept are untouched, the counters of the days pruned follow what is left of them.
+    assert {k: v for k, v in after.items() if k[2] >= cutoff} == {k: v for k, v in before.items() if k[2] >= cutoff}
+    assert {k: v for k, v in after.items() if k[2] < cutoff} == {
+        ("user", "telegram:2", older): 1,  # the queued job's image
+        ("chat", "telegram:-5", older): 1,
+        ("user", "telegram:1", old): 1,  # the running job's
+    }
+    assert await usage_matches_jobs(store) == []
 
 
-async def test_the_parent_lookup_of_a_deletion_uses_an_index(tmp_path: Path) -> None:
+async def test_the_parent_lookup_of_a_deletion_uses_an_index(store: Store) -> None:
     # With foreign keys on, SQLite looks for children of every deleted job; without an index on parent_id that
     # is a scan of the whole table per row (seconds per batch on a large database).
-    store = await Store.open(tmp_path / "sdbot.db")
-    try:
-        plan = await store.fetchall("EXPLAIN QUERY PLAN SELECT 1 FROM jobs WHERE parent_id = ?", (1,))
-        assert any("jobs_parent" in row[3] for row in plan), [tuple(r) for r in plan]
-        assert (await store.fetchone("PRAGMA foreign_keys"))[0] == 1
-    finally:
-        await store.close()
+    plan = await store.fetchall("EXPLAIN QUERY PLAN SELECT 1 FROM jobs WHERE parent_id = ?", (1,))
+    assert any("jobs_parent" in row[3] for row in plan), [tuple(r) for r in plan]
+    assert (await store.fetchone("PRAGMA foreign_keys"))[0] == 1
 
 
 def test_the_cutoff_is_a_quota_day_in_the_quota_time_zone() -> None:

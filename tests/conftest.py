@@ -1,0 +1,18 @@
+"""Fixtures shared by the tests of the database and what is built on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.store import Store
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh database at the latest schema, ``tmp_path / "sdbot.db"``, closed after the test."""
+    store = await Store.open(tmp_path / "sdbot.db")
+    yield store
+    await store.close()
