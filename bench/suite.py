@@ -125,7 +125,7 @@ def _e2e(
     """The bot against both floors, as medians over the rounds and ratios taken round by round
     (:mod:`bench.rounds`). ``names``: the raw floor's, the library's and the bot's configuration. ``results``:
     the bursts; ``quiet``: the same configurations with one command at a time (the latency row). ``lags``: the
-    loop lag while the bot, the library alone and the raw floor served the bursts.
+    loop lag during their bursts, in the same order as ``names``.
 
     The goal is judged against the library alone: the same calls through python-telegram-bot or discord.py,
     the libraries the design fixes, with no sdbot code, which is what "the platform calls it must make" cost
@@ -179,7 +179,7 @@ def _e2e(
             "-",
             None,
         ),
-        _lag_figure(name, lags[0], library=lags[1], raw=lags[2]),
+        _lag_figure(name, lags[2], library=lags[1], raw=lags[0]),
     ]
 
 
@@ -203,7 +203,7 @@ def discord() -> list[Figure]:
     args = _e2e_args(DISCORD_ROUNDS, interactions=100)
     results = asyncio.run(bench_discord.main(args))
     names = (bench_discord.FLOOR, bench_discord.LIBRARY, bench_discord.BOT)
-    return _e2e("discord", results, args.one_by_one_results, names, (args.lag, args.library_lag, args.floor_lag))
+    return _e2e("discord", results, args.one_by_one_results, names, (args.floor_lag, args.library_lag, args.lag))
 
 
 def telegram() -> list[Figure]:
@@ -214,7 +214,7 @@ def telegram() -> list[Figure]:
     args = _e2e_args(TELEGRAM_ROUNDS, users=60, no_limiter_row=True)
     results = asyncio.run(bench_telegram.main(args))
     names = (bench_telegram.FLOOR, bench_telegram.LIBRARY, bench_telegram.BOT)
-    return _e2e("telegram", results, args.one_by_one_results, names, (args.lag, args.library_lag, args.floor_lag))
+    return _e2e("telegram", results, args.one_by_one_results, names, (args.floor_lag, args.library_lag, args.lag))
 
 
 BENCHMARKS: dict[str, tuple[Runner, str]] = {
