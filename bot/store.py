@@ -56,8 +56,8 @@ LAZY_DELAY = 0.05
 # together, their hundred tasks run in one pass and everything else on the loop (a gateway heartbeat, a timer,
 # another chat's message) waits behind all of them. Measured with python -m bench.discord (100 /draw at once, 5-7
 # rounds): loop lag p99 29-39 ms waking all at once, 18-24 ms sixteen at a time; with the Discord commands
-# themselves starting eight per pass (adapters/pacing.py), six runs each alternating: 14.7 ms (13.7-19.1) eight
-# at a time against 19.2 ms (16.4-23.6) sixteen, at the same throughput.
+# themselves starting eight per pass (COMMANDS_PER_PASS in adapters/discord/client.py), six runs each
+# alternating: 14.7 ms (13.7-19.1) eight at a time against 19.2 ms (16.4-23.6) sixteen, at the same throughput.
 WAKE_AT_ONCE = 8
 
 
