@@ -108,15 +108,15 @@ def memory() -> list[Figure]:
 
 
 E2E_GOAL = 1 / 1.25  # "the bot adds no more than 25% to the time of the platform calls": throughput >= 0.8 x
-# Rounds of each end-to-end benchmark: enough for a median that one disturbed round cannot move (a Telegram
-# round takes about 9 s, a Discord one about 2 s).
-TELEGRAM_ROUNDS = 5
-DISCORD_ROUNDS = 9
+# Rounds of each end-to-end benchmark: a round's ratio ranges from about 0.5 to 1.3 on these machines, so the
+# verdict is a median over many (a Telegram round takes about 3 s, a Discord one about 2 s).
+TELEGRAM_ROUNDS = 11
+DISCORD_ROUNDS = 11
 # The same goal read as time: one command with nothing else in flight may take at most 1.25 x as long as the
 # library alone takes for the same calls. Both readings are judged; each must be met.
 LATENCY_GOAL = 1.25
 ONE_BY_ONE_USERS = 30  # per round, one after the other
-ONE_BY_ONE_ROUNDS = 5
+ONE_BY_ONE_ROUNDS = 11
 
 
 def _e2e(

@@ -11,7 +11,8 @@ and the ratios are taken round by round (:mod:`bench.rounds`):
 
 * ``floor (raw Bot API calls)``: a minimal script with httpx, making the same Bot API calls per command as the
   bot (long-poll getUpdates, a status sendMessage, sendChatAction, sendPhoto with the same PNG, caption and
-  buttons, and an editMessageText to "done" as many seconds later as the bot's status pacing), every update
+  buttons, and an editMessageText to "done" as many seconds later as the bot's status pacing, or at the run's
+  end, where the stopping bot shows its own final statuses at once: see :func:`status_due`), every update
   handled concurrently with at most ``--concurrency`` uploads in flight, like the bot. What the Bot API round
   trips cost on their own.
 * ``python-telegram-bot alone``: the same calls from a minimal PTB bot (``Application``, long polling, one
@@ -121,6 +122,14 @@ async def run_bot(
             return await counting_trips(bot.core.store, burst(fake, users, SHIPPED if limiter else BOT, lag))
 
 
+async def status_due(finished: asyncio.Event) -> None:
+    """When a floor edits its status message to "done": :data:`STATUS_INTERVAL` after the photo, as the bot
+    paces its status edits, or as soon as the run is ``finished``, since the bot, stopping, shows every final
+    status at once. Bursts are timed to the last photo, so this only ends a run without idle seconds."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(finished.wait(), STATUS_INTERVAL)
+
+
 def _markup() -> list[list[JSON]]:
     return [[{"text": "🔁 Again", "callback_data": "again:1"}, {"text": "✏️ Edit", "callback_data": "edit:1"}]]
 
@@ -130,6 +139,7 @@ async def run_floor(
 ) -> Result:
     # As many uploads in flight as the bot allows: sixty at once through one loop are slower, not faster.
     uploads = asyncio.Semaphore(concurrency)
+    finished = asyncio.Event()
     api = f"{fake.url}/bot{fake.token}"
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=256)) as http:
 
@@ -146,7 +156,7 @@ async def run_floor(
                 markup = json.dumps({"inline_keyboard": _markup()})
                 data = {"chat_id": chat, "caption": caption, "reply_parameters": reply, "reply_markup": markup}
                 await call("sendPhoto", data, {"photo": ("sdbot.png", image, "image/png")})
-            await asyncio.sleep(STATUS_INTERVAL)  # the bot's status edits are paced like this too
+            await status_due(finished)
             await call("editMessageText", {"chat_id": chat, "message_id": status["message_id"], "text": "Done"})
 
         tasks: set[asyncio.Task[None]] = set()
@@ -166,6 +176,7 @@ async def run_floor(
         try:
             return await burst(fake, users, FLOOR, lag)
         finally:
+            finished.set()
             poller.cancel()
             await asyncio.gather(poller, *tasks, return_exceptions=True)
 
@@ -175,6 +186,7 @@ async def run_library(
 ) -> Result:
     """The same calls from the smallest PTB bot that makes them: what the library costs without sdbot."""
     uploads = asyncio.Semaphore(concurrency)
+    finished = asyncio.Event()
     markup = InlineKeyboardMarkup(
         [[InlineKeyboardButton(b["text"], callback_data=b["callback_data"]) for b in row] for row in _markup()]
     )
@@ -189,7 +201,7 @@ async def run_library(
             await bot.send_photo(
                 chat, image, filename="sdbot.png", caption=caption, reply_parameters=reply, reply_markup=markup
             )
-        await asyncio.sleep(STATUS_INTERVAL)
+        await status_due(finished)
         await bot.edit_message_text("Done", chat, status.message_id)
 
     app = (
@@ -209,6 +221,7 @@ async def run_library(
         try:
             return await burst(fake, users, LIBRARY, lag)
         finally:
+            finished.set()
             await updater.stop()
             await app.stop()
 

@@ -9,8 +9,9 @@ import time
 import pytest
 
 from bench import discord as bench_discord
+from bench import remote
 from bench import telegram as bench_telegram
-from bench.remote import Host
+from bench.remote import Host, Local
 from tests.telegram_support import png
 
 pytestmark = pytest.mark.slow
@@ -36,6 +37,22 @@ async def test_telegram_bot_and_floors_run_against_a_fake_in_another_process() -
         assert len(result.latencies) == len(USERS) and result.per_second > 0
         assert result.calls >= 3 * len(USERS)  # a status message, a chat action and a photo each
         assert result.cpu > 0 and result.fake_busy > 0
+
+
+async def test_telegram_floors_edit_their_status_when_the_run_ends_as_the_bot_does(monkeypatch) -> None:
+    """Stopping, the bot shows every final status at once rather than after its status interval: the floors
+    make the same "done" edit at the same moment, not STATUS_INTERVAL of idle time later."""
+    made: list[remote.TimedTelegram] = []
+    new_fake = remote._new_fake
+    monkeypatch.setattr(remote, "_new_fake", lambda kind: made.append(new_fake(kind)) or made[-1])
+    image = png(768, 768)
+    async with Local("telegram") as host:
+        for run in (bench_telegram.run_library, bench_telegram.run_floor):
+            async with host.fake() as fake:
+                began = time.monotonic()
+                await run(fake, USERS, image, "caption", 2)
+                assert time.monotonic() - began < bench_telegram.STATUS_INTERVAL
+                assert len(made[-1].calls_to("editMessageText")) == len(USERS)
 
 
 async def test_discord_bot_and_floors_run_against_a_fake_in_another_process() -> None:
