@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -76,6 +76,7 @@ _MAX_SPAN = 6  # words an enumerated value may span ("dpm ++ 2m sde karras")
 _SIZE_SHAPE = re.compile(r"^\d+x\d+$")
 # A run of anything but white space (the regular expressions' \s is exactly str.isspace()).
 _WORD = re.compile(r"\S+")
+_CJK = re.compile(r"[\u3400-\u9fff]")  # CJK unified ideographs (and extension A)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,11 +230,26 @@ def _take_value(name: str, candidates: list[Token], caps: Capabilities) -> tuple
     return " ".join(words[:best_k]), best_k
 
 
-def closest_value(value: str, choices: Iterable[str]) -> str | None:
-    """The choice most like ``value`` (folded comparison), if any is close enough to suggest."""
-    index = {params.fold(c): c for c in choices}
-    match = difflib.get_close_matches(params.fold(value), list(index), n=1, cutoff=0.6)
-    return index[match[0]] if match else None
+def closest_value(value: str, choices: Iterable[str], spellings: Mapping[str, str] | None = None) -> str | None:
+    """The choice most like ``value`` (folded comparison), if any is close enough to suggest.
+
+    ``spellings`` maps other names of a choice to it (a style's Chinese name): a typo of one of those is
+    suggested in the spelling the user typed in. A word of two or three Chinese characters that shares one
+    with a name is already a likely slip (动画 for 动漫), so Chinese text is matched with a lower cutoff.
+    """
+    chosen = set(choices)
+    index = {params.fold(c): c for c in chosen}
+    index.update({params.fold(other): other for other, choice in (spellings or {}).items() if choice in chosen})
+    folded = params.fold(value)
+    cutoff = 0.5 if _CJK.search(folded) else 0.6
+    scored = [(difflib.SequenceMatcher(None, folded, key).ratio(), _common_prefix(folded, key), key) for key in index]
+    # Equally similar names (动画 is as close to 漫画 as to 动漫) go to the one that starts like the typed word.
+    best = max(scored, default=None, key=lambda item: (item[0], item[1]))
+    return index[best[2]] if best and best[0] >= cutoff else None
+
+
+def _common_prefix(a: str, b: str) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def _suggest_option(key: str) -> str | None:

@@ -123,11 +123,12 @@ def _choice(option: str, value: OptionValue | None, caps: Capabilities) -> str:
     canonical = lookup(str(value))
     if canonical is None:
         known = caps.known_styles if option == "style" else caps.known_samplers
+        spellings = {zh: style for style, zh in params.STYLES.items()} if option == "style" else None
         raise DrawError(
             f"unknown_{option}",
             option=option,
             value=_display(value),
-            suggestion=closest_value(str(value), supported) or closest_value(str(value), known),
+            suggestion=closest_value(str(value), supported, spellings) or closest_value(str(value), known, spellings),
             allowed=supported,
         )
     if canonical not in supported:

@@ -170,6 +170,18 @@ def test_messages_say_what_is_allowed() -> None:
     assert "--style" in render_error(info.value, "en")
 
 
+@pytest.mark.parametrize(
+    ("typed", "suggested"),
+    [("动画", "动漫"), ("摄像", "摄影"), ("漫画书", "漫画"), ("像素画", "像素艺术"), ("幻想美术", "幻想艺术")],
+)
+def test_a_mistyped_chinese_style_gets_a_suggestion_in_chinese(typed: str, suggested: str) -> None:
+    with pytest.raises(DrawError) as info:
+        parse_request(f"猫 --style {typed}")
+    assert info.value.code == "unknown_style"
+    assert f"“{suggested}”" in render_error(info.value, "zh")
+    assert f"Did you mean “{suggested}”?" in render_error(info.value, "en")
+
+
 def test_unknown_value_without_close_match_has_no_hint() -> None:
     with pytest.raises(DrawError) as info:
         parse_request("cat --style qqqqqqqq")
