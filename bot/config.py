@@ -312,11 +312,11 @@ class Settings:
         ]
 
     def require(self, *names: str, reason: Msg) -> None:
-        """Fail with ``config_missing`` for the first of the variables ``names`` that is not set."""
+        """Fail with ``config_missing`` naming every one of the variables ``names`` that is not set."""
         by_env = {f.metadata.get("env"): f.name for f in dataclasses.fields(self)}
-        for name in names:
-            if not getattr(self, by_env[name]):
-                raise ConfigError("config_missing", variable=name, reason=reason)
+        missing = [name for name in names if not getattr(self, by_env[name])]
+        if missing:
+            raise ConfigError("config_missing", variable=missing, reason=reason)
 
 
 def variables() -> list[dict[str, Any]]:

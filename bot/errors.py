@@ -7,7 +7,7 @@ secret and never a provider's raw text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -40,11 +40,14 @@ class DrawError(SdbotError):
 
 
 class ConfigError(SdbotError):
-    """The operator's configuration is invalid. ``variable`` is always named in the message."""
+    """The operator's configuration is invalid. ``variable`` is always named in the message; several
+    variables (all the missing ones, so the operator fixes them in one go) are listed in the reader's language."""
 
-    def __init__(self, code: str, /, *, variable: str, **params: Any) -> None:
-        super().__init__(code, option=None, variable=variable, **params)
-        self.variable = variable
+    def __init__(self, code: str, /, *, variable: str | Sequence[str], **params: Any) -> None:
+        names = [variable] if isinstance(variable, str) else list(variable)
+        super().__init__(code, option=None, variable=names[0] if len(names) == 1 else names, **params)
+        self.variable = ", ".join(names)
+        self.variables = tuple(names)
 
 
 # The outcomes a backend failure maps to. Kept as data so adapters, the job runner and docs agree.

@@ -81,3 +81,20 @@ def test_every_variable_is_documented_in_readme_and_env_example() -> None:
         lines = example.splitlines()
         index = next(i for i, line in enumerate(lines) if line.lstrip("# ").startswith(f"{var['name']}="))
         assert lines[index - 1].startswith("#"), f"{var['name']} has no comment in .env.example"
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        ({"SDBOT_BACKEND": "qianfan"}, ["QIANFAN_API_KEY", "QIANFAN_SECRET_KEY"]),
+        ({"SDBOT_BACKEND": "bedrock", "AWS_SECRET_ACCESS_KEY": "x"}, ["AWS_REGION", "AWS_ACCESS_KEY_ID"]),
+    ],
+)
+async def test_every_missing_variable_is_named_at_once(env: dict[str, str], missing: list[str], tmp_path: Path) -> None:
+    """An operator fixes the configuration in one go, not one restart per missing key."""
+    from tests.backend_support import sdbot
+
+    code, _, err = await sdbot("check", env=env, cwd=tmp_path)
+    assert code == 3 and ", ".join(missing) in err and "Traceback" not in err
+    code, _, err = await sdbot("check", "--lang", "zh", env=env, cwd=tmp_path)
+    assert code == 3 and "、".join(missing) in err and "配置错误" in err

@@ -120,9 +120,10 @@ class BedrockBackend(HttpBackend):
     @classmethod
     def options(cls, settings: Settings) -> dict[str, Any]:
         _botocore()  # before anything else: without botocore nothing below matters
-        cls.require(settings, "AWS_REGION")
-        if settings.aws_access_key_id or settings.aws_secret_access_key:
-            cls.require(settings, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        cls.require(
+            settings, "AWS_REGION", *(keys if settings.aws_access_key_id or settings.aws_secret_access_key else ())
+        )
         # Neither key set: botocore's chain (environment, profile, SSO, instance role) decides on first use.
         return {
             "region": settings.aws_region,
