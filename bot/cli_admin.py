@@ -93,10 +93,10 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
     try:
         before = retention.cutoff_day(time.time(), days, settings.quota_tz)
         if args.dry_run:
-            print(t(lang, "cli.prune.dry_run", jobs=await retention.count(store, before), day=before))
+            print(t(lang, "cli.prune.dry_run", count=await retention.count(store, before), day=before))
         else:
             pruned = await retention.prune(store, before, pause=retention.PAUSE)
-            print(t(lang, "cli.prune.done", jobs=pruned, day=before))
+            print(t(lang, "cli.prune.done", count=pruned, day=before))
         return EXIT_OK
     finally:
         await store.close()
@@ -110,7 +110,7 @@ async def _quota(commands: Commands, quotas: Quotas, lang: Lang, args: argparse.
     key = parse_key(args.target)
     scope = "chat" if args.chat else "user"
     if args.action == "reset":
-        return t(lang, "cmd.admin.reset", user=key, images=await quotas.reset_usage(scope, key))
+        return t(lang, "cmd.admin.reset", user=key, count=await quotas.reset_usage(scope, key))
     lines = []
     if args.action == "set":
         if args.chat and (args.rate or args.pending):  # chats have only a daily cap

@@ -68,7 +68,7 @@ def describe_failure(error: Exception, refunded: bool, lang: Lang) -> str:
 
 def images_value(limit: int) -> Msg:
     """A daily image limit for display: ``20 images``, or ``unlimited`` for 0."""
-    return Msg("value.images", {"n": limit}) if limit else Msg("value.unlimited")
+    return Msg("value.images", {"count": limit}) if limit else Msg("value.unlimited")
 
 
 class Commands:
@@ -178,7 +178,7 @@ class Commands:
             lang,
             "cmd.cancel.done",
             jobs=[f"#{job.id}" for job in cancelled],
-            images=sum(job.images for job in cancelled),
+            count=sum(job.images for job in cancelled),
         )
 
     # /admin -----------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ class Commands:
         if sub == "reset" and len(rest) == 1:
             target = parse_key(rest[0], admin.platform)
             forgiven = await self._quotas.reset_usage("user", target)
-            return t(lang, "cmd.admin.reset", user=target, images=forgiven)
+            return t(lang, "cmd.admin.reset", user=target, count=forgiven)
         raise SdbotError("command_usage", usage=Msg("cmd.help.admin"))
 
     def limit_set_text(self, lang: Lang, key: str, value: int | None, *, chat: bool) -> str:
@@ -232,8 +232,8 @@ class Commands:
     @staticmethod
     def chat_usage_line(lang: Lang, used: int, limit: int) -> str:
         if limit:
-            return t(lang, "cmd.quota.chat", used=used, limit=limit)
-        return t(lang, "cmd.quota.chat_unlimited", used=used)
+            return t(lang, "cmd.quota.chat", used=used, count=limit)
+        return t(lang, "cmd.quota.chat_unlimited", count=used)
 
     async def stats_report(self, lang: Lang, *, chat_key: str | None = None) -> str:
         """``/admin stats`` and ``sdbot stats``: today's jobs, images, failures by code, busiest users; of one

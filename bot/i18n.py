@@ -1,8 +1,10 @@
 """Messages in zh and en from the gettext catalogs in ``locales/``.
 
 Message ids are stable keys (``error.unknown_style``), not English sentences, so a test can prove both
-catalogs hold every message with the same ``{named}`` placeholders. Edit ``locales/*/LC_MESSAGES/sdbot.po``
-and run ``pybabel compile -d locales -D sdbot``; a test fails while the committed ``.mo`` files are stale.
+catalogs hold every message with the same ``{named}`` placeholders. A message about a number of things has
+plural forms (``msgid_plural`` is the same key) chosen by its ``{count}`` value, through gettext's ``ngettext``.
+Edit ``locales/*/LC_MESSAGES/sdbot.po`` and run ``pybabel compile -d locales -D sdbot``; a test fails while the
+committed ``.mo`` files are stale.
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ def catalog(lang: Lang) -> gettext.GNUTranslations:
 
 
 def has(lang: Lang, key: str) -> bool:
-    return key in catalog(lang)._catalog  # type: ignore[attr-defined]
+    messages = catalog(lang)._catalog  # type: ignore[attr-defined]
+    return key in messages or (key, 0) in messages
+
+
+def is_plural(lang: Lang, key: str) -> bool:
+    """Whether ``key`` has plural forms (``msgid_plural``): its form is chosen by the ``count`` value."""
+    return (key, 0) in catalog(lang)._catalog  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,12 @@ class Msg:
 
 
 def t(lang: Lang, key: str, /, **values: Any) -> str:
-    """The message ``key`` in ``lang`` with its placeholders filled."""
-    text = catalog(lang).gettext(key)
+    """The message ``key`` in ``lang`` with its placeholders filled. A message with plural forms takes the
+    form the language's plural rule gives for ``count`` ("1 picture", "2 pictures"; Chinese has one form)."""
+    if is_plural(lang, key):
+        text = catalog(lang).ngettext(key, key, int(values.get("count", 0)))
+    else:
+        text = catalog(lang).gettext(key)
     if not values:
         return text
     return text.format_map(_Values({name: _show(lang, value) for name, value in values.items()}))

@@ -267,7 +267,7 @@ class Quotas:
         if code == "banned":
             return QuotaError(code)
         if code == "quota_pending":
-            return QuotaError(code, pending=state.pending, limit=state.max_pending)
+            return QuotaError(code, pending=state.pending, count=state.pending, limit=state.max_pending)
         if code == "quota_rate":
             wait = await self.rate_wait(a.user.key, state.rate_per_minute, now)
             return QuotaError(code, retry_after=wait, limit=state.rate_per_minute, wait=days.wait_msg(wait))
@@ -282,6 +282,7 @@ class Quotas:
             resets_at=reset,
             used=used,
             limit=limit,
+            count=limit,
             requested=n,
             left=max(0, limit - used),
             reset=days.reset_msg(reset, now, self._settings.quota_tz),

@@ -31,7 +31,7 @@ async def test_quota_and_lang_answer_privately_in_the_chosen_language(tmp_path: 
         current = await answer(dc, await dc.invoke_command("lang"))
         assert bot.core.directory.choice(f"discord:{dc.USER_ID}") is None
 
-    assert quota_en.startswith("Your quota today") and t("en", "cmd.quota.chat", used=0, limit=0)[:10] in quota_en
+    assert quota_en.startswith("Your quota today") and t("en", "cmd.quota.chat", used=0, count=0)[:10] in quota_en
     assert chosen == t("zh", "cmd.lang.set", language=Msg("lang.name.zh"))
     assert quota_zh.startswith(t("zh", "cmd.quota.title_own", day="")[:4])
     assert auto == t("en", "cmd.lang.auto", language=Msg("lang.name.en"))
@@ -64,8 +64,8 @@ async def test_cancel_cancels_queued_jobs_and_says_so_in_their_messages(tmp_path
         await bot.delivered(first)
         jobs = await bot.jobs()
 
-    assert reply == t("en", "cmd.cancel.done", jobs=["#2"], images=2)
-    assert second.original.content == t("en", "cmd.cancel.done", jobs=["#2"], images=2)
+    assert reply == t("en", "cmd.cancel.done", jobs=["#2"], count=2)
+    assert second.original.content == t("en", "cmd.cancel.done", jobs=["#2"], count=2)
     assert again == render_error(SdbotError("job_not_cancellable", job=1, status=Msg("job.status.running")), "en")
     assert [(j.status, j.charged) for j in jobs] == [("done", 1), ("cancelled", 0)]
 
@@ -92,7 +92,10 @@ async def test_managers_may_lower_the_server_cap_but_not_raise_it(tmp_path: Path
 
     assert raised == lifted == t("en", "discord.cap_too_high", limit=10)
     assert lowered == t(
-        "en", "cmd.admin.limit_set", target=f"Fake Guild (discord:{dc.GUILD_ID})", limit=Msg("value.images", {"n": 3})
+        "en",
+        "cmd.admin.limit_set",
+        target=f"Fake Guild (discord:{dc.GUILD_ID})",
+        limit=Msg("value.images", {"count": 3}),
     )
     assert over.startswith(t("en", "error.quota_chat", used=2, limit=3)[:20])
     assert by_operator == t(
@@ -147,7 +150,7 @@ async def test_member_limits_and_bans_are_for_the_bots_administrators(tmp_path: 
         state = await bot.core.quotas.state("discord:99")
 
     assert manager == t("en", "discord.operator_only")
-    assert set_ == t("en", "cmd.admin.limit_set", target="discord:99", limit=Msg("value.images", {"n": 50}))
+    assert set_ == t("en", "cmd.admin.limit_set", target="discord:99", limit=Msg("value.images", {"count": 50}))
     assert banned == t("en", "cmd.admin.ban", user="discord:99")
     assert refused == render_error(SdbotError("banned"), "en")
     assert state.daily_images == 50 and state.banned

@@ -12,6 +12,7 @@ from babel.messages.pofile import read_po
 
 from bot.errors import BACKEND_ERROR_CODES, BackendError, DrawError
 from bot.i18n import LANGUAGES, locale_dir, normalize_language, render_error, resolve_language, t
+from bot.quotas import QuotaError
 
 ROOT = Path(__file__).resolve().parent.parent
 PO = {lang: ROOT / "locales" / lang / "LC_MESSAGES" / "sdbot.po" for lang in LANGUAGES}
@@ -29,13 +30,56 @@ def placeholders(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
+def forms(message) -> list[str]:  # type: ignore[no-untyped-def]
+    """A message's texts: one, or one per plural form."""
+    return list(message.string) if message.pluralizable else [message.string]
+
+
 def test_both_languages_have_every_message_with_the_same_placeholders() -> None:
-    catalogs = {lang: {m.id: m.string for m in load(lang) if m.id} for lang in LANGUAGES}
+    catalogs = {
+        lang: {(m.id[0] if m.pluralizable else m.id): forms(m) for m in load(lang) if m.id} for lang in LANGUAGES
+    }
     assert set(catalogs["en"]) == set(catalogs["zh"])
     for key, en in catalogs["en"].items():
         zh = catalogs["zh"][key]
-        assert en and zh, f"{key} is empty"
-        assert placeholders(en) == placeholders(zh), key
+        assert all(en) and all(zh), f"{key} is empty"
+        assert {frozenset(placeholders(text)) for text in en + zh} == {frozenset(placeholders(en[0]))}, key
+
+
+def test_counts_use_plural_forms() -> None:
+    """No "picture(s)": a message about a number of things has the language's plural forms, chosen by {count}."""
+    for lang, expected_forms in (("en", 2), ("zh", 1)):
+        for m in load(lang):
+            if not m.id:
+                continue
+            assert not any("(s)" in text for text in forms(m)), (lang, m.id)
+            if m.pluralizable:
+                key, plural = m.id
+                assert key == plural, f"{key}: msgid_plural repeats the key"
+                assert len(m.string) == expected_forms, (lang, key)
+                assert all("{count}" in text for text in m.string), (lang, key)
+    assert t("en", "job.done", count=1) == "Done: 1 picture."
+    assert t("en", "job.done", count=3) == "Done: 3 pictures."
+    assert t("zh", "job.done", count=1) == t("zh", "job.done", count=3).replace("3", "1")
+
+
+def test_every_plural_message_is_given_its_count() -> None:
+    """A plural message rendered without ``count`` would silently take the plural form."""
+    plural = {m.id[0] for m in load("en") if m.id and m.pluralizable}
+    assert plural
+    sources = [
+        p.read_text(encoding="utf-8") for p in [*(ROOT / "bot").rglob("*.py"), *(ROOT / "adapters").rglob("*.py")]
+    ]
+    for key in plural:
+        calls = [src[max(0, i - 120) : i + 160] for src in sources for i in _find_all(src, f'"{key}"')]
+        for call in calls:
+            assert "count" in call, f"{key} is used without count: {call!r}"
+    error = QuotaError("quota_daily", used=1, limit=1, count=1, requested=1, left=0, reset="tomorrow")
+    assert "your 1 image today" in render_error(error, "en")
+
+
+def _find_all(text: str, needle: str) -> list[int]:
+    return [m.start() for m in re.finditer(re.escape(needle), text)]
 
 
 def compiled(lang: str) -> dict[object, str]:
@@ -71,7 +115,7 @@ def test_runtime_reads_the_catalogs_from_the_tree_or_the_wheel() -> None:
 
 
 def test_every_message_key_used_in_code_exists() -> None:
-    keys = {m.id for m in load("en") if m.id}
+    keys = {m.id[0] if m.pluralizable else m.id for m in load("en") if m.id}
     used: set[str] = set()
     pattern = re.compile(r"""\b(?:t\(\s*\w+\s*,\s*|Msg\(\s*)["']([a-z0-9_]+(?:\.[a-z0-9_]+)+)["']""")
     for path in [*(ROOT / "bot").rglob("*.py"), *(ROOT / "adapters").rglob("*.py")]:

@@ -219,7 +219,7 @@ def test_sdbot_prune_counts_then_deletes(tmp_path: Path) -> None:
 
     dry = sdbot("prune", "--dry-run", env=env, cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr
-    assert "Would delete 2 finished job(s)" in dry.stdout and window in dry.stdout
+    assert "Would delete 2 finished jobs" in dry.stdout and window in dry.stdout
     assert jobs_in(db) == 4
 
     forever = sdbot("prune", env={**env, "SDBOT_JOB_RETENTION_DAYS": "0"}, cwd=tmp_path)

@@ -37,7 +37,7 @@ async def test_album_of_two_with_caption_status_and_buttons(tg: FakeTelegram, tm
         sent = tg.send_text(USER, "/draw cat --style Anime --size 768x1024 --n 2")
         album = await tg.wait_for("sendMediaGroup")
         actions = await tg.wait_for("sendMessage", lambda c: "reply_markup" in c.params)
-        done = await tg.wait_for("editMessageText", lambda c: c.params["text"] == "Done: 2 picture(s).")
+        done = await tg.wait_for("editMessageText", lambda c: c.params["text"] == "Done: 2 pictures.")
         await bot.core.wait_idle()
         job = await bot.core.get_job(1)
 
@@ -68,7 +68,7 @@ async def test_single_photo_carries_the_buttons(tg: FakeTelegram, tmp_path: Path
     async with running(tg_settings(tmp_path, tg), PreparedBackend()) as bot:
         tg.send_text(USER, "/draw a <b>bold</b> & *fox* 🦊 --seed 7")
         call = await tg.wait_for("sendPhoto")
-        await tg.wait_for("editMessageText", lambda c: c.params["text"] == "Done: 1 picture(s).")
+        await tg.wait_for("editMessageText", lambda c: c.params["text"] == "Done: 1 picture.")
         await bot.core.wait_idle()
         job = await bot.core.get_job(1)
 

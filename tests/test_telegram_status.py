@@ -78,16 +78,16 @@ async def test_edits_are_coalesced_and_spaced_per_chat(tg: FakeTelegram) -> None
             await board.show(first, f"#{position} in the queue", reply_to=None, thread_id=None)
             await board.show(second, f"#{position + 1} in the queue", reply_to=None, thread_id=None)
         await board.show(first, "Drawing… 50%", reply_to=None, thread_id=None)
-        board.finish(first.id, "Done: 1 picture(s).")
+        board.finish(first.id, "Done: 1 picture.")
         edits = [await tg.wait_for("editMessageText") for _ in range(2)]
         await board.close()
 
     assert len(tg.calls_to("sendMessage")) == 2
-    assert sorted(c.params["text"] for c in edits) == ["#1 in the queue", "Done: 1 picture(s)."]
+    assert sorted(c.params["text"] for c in edits) == ["#1 in the queue", "Done: 1 picture."]
     assert len(tg.calls_to("editMessageText")) == 2  # five changes, two edits
     times = [start, *sender.edited_at]
     assert all(later - earlier >= INTERVAL * 0.95 for earlier, later in itertools.pairwise(times))
-    assert sorted(m["text"] for m in tg.sent_messages(GROUP)) == ["#1 in the queue", "Done: 1 picture(s)."]
+    assert sorted(m["text"] for m in tg.sent_messages(GROUP)) == ["#1 in the queue", "Done: 1 picture."]
 
 
 async def test_chats_do_not_wait_for_each_other(tg: FakeTelegram) -> None:
@@ -101,7 +101,7 @@ async def test_chats_do_not_wait_for_each_other(tg: FakeTelegram) -> None:
         for item in jobs:
             await board.show(item, "Drawing…", reply_to=None, thread_id=None)
         for item in jobs:
-            board.finish(item.id, "Done: 1 picture(s).")
+            board.finish(item.id, "Done: 1 picture.")
         # The first chat's edit hangs (a slow answer); the others go ahead of it all the same.
         others = [await tg.wait_for("editMessageText") for _ in chats[1:]]
         sender.go.set()
@@ -150,7 +150,7 @@ async def test_a_job_recovered_after_a_restart_edits_its_old_status_message(tg: 
     # Stopped while drawing: the job stays unfinished and the next process re-runs it.
     async with running(settings, PreparedBackend()) as second:
         await tg.wait_for("sendPhoto")
-        done = await tg.wait_for("editMessageText", lambda c: c.params["text"] == "Done: 1 picture(s).")
+        done = await tg.wait_for("editMessageText", lambda c: c.params["text"] == "Done: 1 picture.")
         await second.core.wait_idle()
         job = await second.core.get_job(1)
 
@@ -158,7 +158,7 @@ async def test_a_job_recovered_after_a_restart_edits_its_old_status_message(tg: 
     assert job is not None and job.status == "done" and job.attempts == 2
     assert done.params["message_id"] == remembered  # the same message, brought up to date
     assert len(tg.calls_to("sendMessage")) == 1  # and no second status message
-    assert tg.texts(USER).count("Done: 1 picture(s).") == 1
+    assert tg.texts(USER).count("Done: 1 picture.") == 1
 
 
 async def test_a_recovered_job_that_fails_removes_its_old_status_message(tg: FakeTelegram, tmp_path: Path) -> None:

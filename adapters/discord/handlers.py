@@ -180,10 +180,10 @@ class Handlers:
             await reply(interaction, render_error(exc, lang))
             return
         images = sum(job.images for job in cancelled)
-        await reply(interaction, t(lang, "cmd.cancel.done", jobs=[f"#{job.id}" for job in cancelled], images=images))
+        await reply(interaction, t(lang, "cmd.cancel.done", jobs=[f"#{job.id}" for job in cancelled], count=images))
         for job in cancelled:
             if job.platform == PLATFORM and job.user == user.key:
-                text = t(job.lang, "cmd.cancel.done", jobs=[f"#{job.id}"], images=job.images)
+                text = t(job.lang, "cmd.cancel.done", jobs=[f"#{job.id}"], count=job.images)
                 try:
                     await self.sink.show(job, text)
                 except discord.HTTPException as exc:

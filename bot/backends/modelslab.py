@@ -387,7 +387,7 @@ class ModelsLabBackend(HttpBackend):
                 findings.append((Msg("check.label.problem"), exc))
                 return CheckReport(self.name, False, findings)
         findings.append((Msg("check.label.api_key"), Msg("check.modelslab.key_accepted")))
-        limits = {"side": MAX_SIDE, "n": MAX_SAMPLES, "bytes": self._max_download}
+        limits = {"side": MAX_SIDE, "count": MAX_SAMPLES, "bytes": self._max_download}
         findings.append((Msg("check.label.limits"), Msg("check.modelslab.limits", limits)))
         return CheckReport(self.name, True, findings)
 

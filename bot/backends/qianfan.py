@@ -234,9 +234,9 @@ class QianfanBackend(HttpBackend):
         try:
             token = await self._refresh(stale=self._token.value if self._token else None)
             if token.lifetime >= 86400:
-                shown = Msg("check.qianfan.token_days", {"days": round(token.lifetime / 86400)})
+                shown = Msg("check.qianfan.token_days", {"count": round(token.lifetime / 86400)})
             else:
-                shown = Msg("check.qianfan.token_minutes", {"minutes": max(1, round(token.lifetime / 60))})
+                shown = Msg("check.qianfan.token_minutes", {"count": max(1, round(token.lifetime / 60))})
             findings.append((Msg("check.label.token"), shown))
             try:
                 await self._post(token.value, {})
