@@ -59,9 +59,12 @@ _DRAW_FLAGS = {"--lang": 1, "--out": 1, "--dry-run": 0, "--json": 0, "-h": 0, "-
 
 
 def split_draw_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Split ``draw ...`` arguments into sdbot's options and the /draw text words."""
+    """Split ``draw ...`` arguments into sdbot's options and the /draw text words. A ``--`` (POSIX) ends
+    sdbot's options and is not part of the text."""
     i = 1
     while i < len(argv):
+        if argv[i] == "--":
+            return list(argv[:i]), list(argv[i + 1 :])
         name, has_value, _ = argv[i].partition("=")
         if name not in _DRAW_FLAGS:
             break
@@ -89,8 +92,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def join_argv(words: Sequence[str]) -> str:
-    """Rebuild /draw text from shell words, quoting the ones the shell unquoted (``--neg "a b"``)."""
-    return " ".join(w if w.startswith(("-", "—", "–")) else render_value(w) if " " in w else w for w in words)
+    """Rebuild /draw text from shell words. A word is text as typed after /draw (``"cat --n 2"`` as one
+    argument is parsed), except an option's value the shell unquoted (``--neg "a b"``), which is quoted again."""
+    out = []
+    for i, word in enumerate(words):
+        after_option = i > 0 and _is_option(words[i - 1]) and "=" not in words[i - 1]
+        out.append(render_value(word) if after_option and not _is_option(word) and " " in word else word)
+    return " ".join(out)
+
+
+def _is_option(word: str) -> bool:
+    return word.startswith(("-", "—", "–", "－"))
 
 
 async def cmd_draw(args: argparse.Namespace, settings: Settings) -> int:
@@ -104,7 +116,9 @@ async def cmd_draw(args: argparse.Namespace, settings: Settings) -> int:
         try:
             request = parse_request(text, await backend.capabilities())
         except DrawError as exc:
-            return _fail(args, lang, exc, EXIT_INVALID)
+            own = f"--{exc.option}" if exc.code == "unknown_option" else None
+            hint = t(lang, "cli.own_options_first", option=own) if own in _DRAW_FLAGS else None
+            return _fail(args, lang, exc, EXIT_INVALID, hint=hint)
         except SdbotError as exc:
             return _fail(args, lang, exc, EXIT_FAILED)
         if args.dry_run:
@@ -160,8 +174,8 @@ def _write_images(out: Path, request: DrawRequest, blobs: list[bytes], formats: 
     return paths
 
 
-def _fail(args: argparse.Namespace, lang: Lang, exc: SdbotError, code: int) -> int:
-    message = render_error(exc, lang)
+def _fail(args: argparse.Namespace, lang: Lang, exc: SdbotError, code: int, hint: str | None = None) -> int:
+    message = render_error(exc, lang) + (f" {hint}" if hint else "")
     if getattr(args, "json", False):
         error: dict[str, Any] = {**exc.as_dict(), "message": message}
         print(json.dumps({"error": error}, ensure_ascii=False))
