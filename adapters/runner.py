@@ -17,6 +17,8 @@ from bot.i18n import t
 
 log = logging.getLogger(__name__)
 
+EXIT_CONFIG = 3  # as bot.cli's: the configuration (here: which platforms) is invalid
+
 # platform -> (the variable that enables it, "module:Class")
 ADAPTERS: dict[str, tuple[str, str]] = {
     "telegram": ("telegram_bot_token", "adapters.telegram:TelegramAdapter"),
@@ -37,9 +39,9 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Run until SIGINT/SIGTERM (or ``stop`` is set). Raises ``ConfigError`` for a refused token or a bad
     configuration; returns the exit code otherwise."""
     platforms = configured(settings)
-    if not platforms:
+    if not platforms:  # a configuration error like any other (exit 3), with the variables to set
         print(t(settings.lang, "cli.no_adapter"), file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     if settings.backend == "placeholder":
         log.warning("SDBOT_BACKEND is not set: users get offline placeholder images")
     stop = stop or asyncio.Event()

@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,8 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
     except ConfigError as exc:
         lang = resolve_language(getattr(args, "lang", None), os.environ.get("SDBOT_LANG"), "en")
-        print(render_error(exc, lang), file=sys.stderr)
-        return EXIT_CONFIG
+        return _fail(args, lang, exc, EXIT_CONFIG)  # as JSON too, when --json asked for it
     redact.register(*settings.secrets())
     redact.configure_logging(settings.log_level)
     return int(asyncio.run(args.handler(args, settings)))
@@ -124,19 +124,28 @@ async def cmd_draw(args: argparse.Namespace, settings: Settings) -> int:
         if args.dry_run:
             print(json.dumps(request.to_dict(), ensure_ascii=False) if args.json else summary(request, lang))
             return EXIT_OK
+        try:  # before generating: a picture paid for must have somewhere to go
+            await asyncio.to_thread(_writable, args.out)
+        except OSError as exc:
+            error = SdbotError("output_unwritable", option="out", path=str(args.out), reason=exc.strerror or str(exc))
+            return _fail(args, lang, error, EXIT_INVALID)
         if settings.backend == "placeholder":
             print(t(lang, "cli.placeholder_warning"), file=sys.stderr)
         try:
             result = await generate(backend, request, user=user_key("cli", getpass.getuser()))
         except BackendError as exc:
             return _fail(args, lang, exc, EXIT_FAILED)
-    paths = await asyncio.to_thread(
-        _write_images,
-        args.out,
-        result.request,
-        [i.data for i in result.images],
-        [i.format for i in result.images],
-    )
+    try:
+        paths = await asyncio.to_thread(
+            _write_images,
+            args.out,
+            result.request,
+            [i.data for i in result.images],
+            [i.format for i in result.images],
+        )
+    except OSError as exc:  # the folder was writable a moment ago: full disk, removed meanwhile
+        error = SdbotError("output_unwritable", option="out", path=str(args.out), reason=exc.strerror or str(exc))
+        return _fail(args, lang, error, EXIT_FAILED)
     if args.json:
         print(json.dumps({"request": result.request.to_dict(), "images": [str(p) for p in paths]}, ensure_ascii=False))
     else:
@@ -160,6 +169,13 @@ def summary(request: DrawRequest, lang: Lang) -> str:
         cfg=repr(request.cfg_scale).removesuffix(".0"),
         seed=request.seed if request.seed is not None else Msg("value.random"),
     )
+
+
+def _writable(out: Path) -> None:
+    """Create ``out`` if needed and prove a file can be written in it (raises ``OSError`` otherwise)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=out):
+        pass
 
 
 def _write_images(out: Path, request: DrawRequest, blobs: list[bytes], formats: list[str]) -> list[Path]:

@@ -16,19 +16,21 @@ the same texts as the chat commands, in ``--lang`` or ``SDBOT_LANG``::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot import retention
-from bot.commands import Commands, limit_arg
-from bot.config import Settings
+from bot.commands import Commands
+from bot.config import COUNT_MAX, Settings
 from bot.errors import ConfigError, SdbotError
 from bot.i18n import LANGUAGES, Lang, render_error, resolve_language, t
 from bot.jobs import JobStore
 from bot.people import Directory, parse_key
-from bot.quotas import Quotas
+from bot.quotas import Quotas, UserLimit
 from bot.store import Store
 
 
@@ -75,7 +77,7 @@ async def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
     """Delete (``--dry-run``: count) the finished jobs of the days before the retention window. Safe beside a
     running bot: each batch is one short statement (see :mod:`bot.retention`)."""
-    from bot.cli import EXIT_CONFIG, EXIT_INVALID, EXIT_OK  # bot.cli imports this module
+    from bot.cli import EXIT_INVALID, EXIT_OK  # bot.cli imports this module
 
     lang: Lang = resolve_language(args.lang, None, settings.lang)
     days = settings.job_retention_days
@@ -87,19 +89,15 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
     if not days:
         print(t(lang, "cli.prune.forever"))
         return EXIT_OK
-    store = await _open_store(settings, lang)
-    if store is None:
-        return EXIT_CONFIG
-    try:
+
+    async def prune(store: Store) -> str:
         before = retention.cutoff_day(time.time(), days, settings.quota_tz)
         if args.dry_run:
-            print(t(lang, "cli.prune.dry_run", count=await retention.count(store, before), day=before))
-        else:
-            pruned = await retention.prune(store, before, pause=retention.PAUSE)
-            print(t(lang, "cli.prune.done", count=pruned, day=before))
-        return EXIT_OK
-    finally:
-        await store.close()
+            return t(lang, "cli.prune.dry_run", count=await retention.count(store, before), day=before)
+        pruned = await retention.prune(store, before, pause=retention.PAUSE)
+        return t(lang, "cli.prune.done", count=pruned, day=before)
+
+    return await _with_store(settings, lang, prune, create=not args.dry_run)
 
 
 async def _stats(commands: Commands, _quotas: Quotas, lang: Lang, _args: argparse.Namespace) -> str:
@@ -113,49 +111,72 @@ async def _quota(commands: Commands, quotas: Quotas, lang: Lang, args: argparse.
         return t(lang, "cmd.admin.reset", user=key, count=await quotas.reset_usage(scope, key))
     lines = []
     if args.action == "set":
-        if args.chat and (args.rate or args.pending):  # chats have only a daily cap
+        if args.chat and (args.rate is not None or args.pending is not None):  # chats have only a daily cap
             raise SdbotError("command_usage", usage=_SET_USAGE)
-        images = limit_arg(args.images)
-        try:
-            if args.chat:
-                await quotas.set_chat_limit(key, images)
-            else:
-                await quotas.set_user_limit(key, "daily_images", images)
-                if args.rate:
-                    await quotas.set_user_limit(key, "rate_per_minute", limit_arg(args.rate))
-                if args.pending:
-                    await quotas.set_user_limit(key, "max_pending", limit_arg(args.pending))
-        except ValueError:  # --pending 0
-            raise SdbotError("command_usage", usage=_SET_USAGE) from None
+        # Every argument is checked before anything is written, and a user's limits change in one statement.
+        images = _limit("IMAGES", args.images, 0)
+        if args.chat:
+            await quotas.set_chat_limit(key, images)
+        else:
+            limits: dict[UserLimit, int | None] = {"daily_images": images}
+            if args.rate is not None:
+                limits["rate_per_minute"] = _limit("--rate", args.rate, 0)
+            if args.pending is not None:
+                limits["max_pending"] = _limit("--pending", args.pending, 1)
+            await quotas.set_user_limits(key, limits)
         lines.append(commands.limit_set_text(lang, key, images, chat=args.chat))
     lines.append(await (commands.chat_report(lang, key) if args.chat else commands.quota_report(lang, key)))
     return "\n".join(lines)
 
 
-async def _run(args: argparse.Namespace, settings: Settings, action: Action) -> int:
-    from bot.cli import EXIT_CONFIG, EXIT_INVALID, EXIT_OK  # bot.cli imports this module
+def _limit(argument: str, text: str, minimum: int) -> int | None:
+    """A limit argument: ``default`` (None), or a whole number in ``minimum..COUNT_MAX``; else an error that
+    names the argument and its range."""
+    word = text.strip().casefold()
+    if word in ("default", "默认"):
+        return None
+    if word.isdigit() and minimum <= int(word) <= COUNT_MAX:
+        return int(word)
+    raise SdbotError("invalid_argument", argument=argument, value=text, min=minimum, max=COUNT_MAX)
 
+
+async def _run(args: argparse.Namespace, settings: Settings, action: Action) -> int:
     lang: Lang = resolve_language(args.lang, None, settings.lang)
-    store = await _open_store(settings, lang)
-    if store is None:
-        return EXIT_CONFIG
-    try:
+
+    async def act(store: Store) -> str:
         quotas = Quotas(store, settings)
         commands = Commands(settings, quotas, JobStore(store), Directory(store))
-        print(await action(commands, quotas, lang, args))
+        return await action(commands, quotas, lang, args)
+
+    reads_only = args.command == "stats" or getattr(args, "action", None) == "show"
+    return await _with_store(settings, lang, act, create=not reads_only)
+
+
+async def _with_store(settings: Settings, lang: Lang, body: Callable[[Store], Awaitable[str]], *, create: bool) -> int:
+    """Open ``SDBOT_DB``, print what ``body`` returns, close. Every failure is one line on stderr and an exit
+    code, never a traceback: the database unusable (missing for a command that only reads, not a database,
+    damaged pages) exits ``EXIT_CONFIG``, invalid arguments ``EXIT_INVALID``. Commands that only read pass
+    ``create=False``: they never create the file or its folder."""
+    from bot.cli import EXIT_CONFIG, EXIT_INVALID, EXIT_OK  # bot.cli imports this module
+
+    try:
+        store = await Store.open(settings.db, create=create)
+    except ConfigError as exc:
+        print(render_error(exc, lang), file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        print(await body(store))
         return EXIT_OK
+    except ConfigError as exc:
+        print(render_error(exc, lang), file=sys.stderr)
+        return EXIT_CONFIG
     except SdbotError as exc:
         print(render_error(exc, lang), file=sys.stderr)
         return EXIT_INVALID
+    except sqlite3.Error as exc:  # pages damaged past what opening the file reads
+        error = ConfigError("db_unavailable", variable="SDBOT_DB", path=str(settings.db), reason=str(exc))
+        print(render_error(error, lang), file=sys.stderr)
+        return EXIT_CONFIG
     finally:
-        await store.close()
-
-
-async def _open_store(settings: Settings, lang: Lang) -> Store | None:
-    """``SDBOT_DB``, or None once the reason it cannot be opened is printed (the caller exits with
-    ``EXIT_CONFIG``)."""
-    try:
-        return await Store.open(settings.db)
-    except ConfigError as exc:
-        print(render_error(exc, lang), file=sys.stderr)
-        return None
+        with contextlib.suppress(sqlite3.Error):
+            await store.close()

@@ -56,30 +56,39 @@ def choice(*choices: str, fold: Callable[[str], str] = str.lower) -> Parser:
     return parser
 
 
-def integer(minimum: int = 0) -> Parser:
+COUNT_MAX = 999_999_999  # limits and counts: far past any real use, and safe in SQLite's 64-bit integers
+SECONDS_MAX = 315_360_000.0  # ten years: longer is a typo, and asyncio's timers overflow long before infinity
+
+
+def integer(minimum: int = 0, maximum: int = COUNT_MAX) -> Parser:
     def parser(name: str, raw: str) -> int:
         try:
             value = int(raw.strip())
         except ValueError:
             value = minimum - 1
-        if value < minimum:
-            raise _invalid(name, raw, Msg("config.expect.int_min", {"min": minimum}))
+        if not minimum <= value <= maximum:
+            raise _invalid(name, raw, Msg("config.expect.int_range", {"min": minimum, "max": maximum}))
         return value
 
     return parser
 
 
-def number(minimum: float = 0.0) -> Parser:
+def number(minimum: float = 0.0, maximum: float = SECONDS_MAX) -> Parser:
     def parser(name: str, raw: str) -> float:
         try:
             value = float(raw.strip())
         except ValueError:
             value = float("nan")
-        if not value >= minimum:  # also rejects nan
-            raise _invalid(name, raw, Msg("config.expect.number_min", {"min": minimum}))
+        if not minimum <= value <= maximum:  # also rejects nan and infinities
+            shown = {"min": _plain(minimum), "max": _plain(maximum)}
+            raise _invalid(name, raw, Msg("config.expect.number_range", shown))
         return value
 
     return parser
+
+
+def _plain(value: float) -> str:
+    return repr(value).removesuffix(".0")
 
 
 def boolean(name: str, raw: str) -> bool:
@@ -148,13 +157,19 @@ class Settings:
     )
     # Image services (issue: backends) --------------------------------------------------------------
     backend_timeout: float = var(
-        "SDBOT_BACKEND_TIMEOUT", "120", "Seconds to wait for an image service's answer before giving up.", number(1)
+        "SDBOT_BACKEND_TIMEOUT",
+        "120",
+        "Seconds to wait for an image service's answer before giving up.",
+        number(1, 86400),
     )
     backend_connect_timeout: float = var(
-        "SDBOT_BACKEND_CONNECT_TIMEOUT", "10", "Seconds to wait for a connection to an image service.", number(0.1)
+        "SDBOT_BACKEND_CONNECT_TIMEOUT",
+        "10",
+        "Seconds to wait for a connection to an image service.",
+        number(0.1, 3600),
     )
     backend_retries: int = var(
-        "SDBOT_BACKEND_RETRIES", "3", "Retries of a transient image-service failure (with backoff).", integer(0)
+        "SDBOT_BACKEND_RETRIES", "3", "Retries of a transient image-service failure (with backoff).", integer(0, 100)
     )
     qianfan_api_key: str | None = var("QIANFAN_API_KEY", None, "Baidu Qianfan API Key (client_id).", secret=True)
     qianfan_secret_key: str | None = var(
@@ -169,7 +184,10 @@ class Settings:
     modelslab_api_key: str | None = var("MODELSLAB_API_KEY", None, "ModelsLab API key.", secret=True)
     modelslab_base_url: str = var("MODELSLAB_BASE_URL", "https://modelslab.com", "ModelsLab API base URL.", url)
     modelslab_poll_deadline: float = var(
-        "MODELSLAB_POLL_DEADLINE", "300", "Seconds to keep polling a ModelsLab job that is still processing.", number(1)
+        "MODELSLAB_POLL_DEADLINE",
+        "300",
+        "Seconds to keep polling a ModelsLab job that is still processing.",
+        number(1, 86400),
     )
     modelslab_model_id: str | None = var(
         "MODELSLAB_MODEL_ID", None, "ModelsLab model_id to draw with (unset: the endpoint's default model)."
@@ -178,7 +196,7 @@ class Settings:
         "MODELSLAB_MAX_DOWNLOAD",
         "20971520",
         "Largest image (bytes) downloaded from a ModelsLab output URL.",
-        integer(1),
+        integer(1, 1 << 31),
     )
     bedrock_model_id: str = var("BEDROCK_MODEL_ID", "stability.stable-diffusion-xl-v1", "AWS Bedrock model id.")
     aws_region: str | None = var("AWS_REGION", None, "AWS region for Bedrock, e.g. us-east-1.")
@@ -218,7 +236,7 @@ class Settings:
         "SDBOT_ADMINS", "", "Admins, exempt from limits and allowed /admin: telegram:123,discord:456.", admin_list
     )
     backend_concurrency: int = var(
-        "SDBOT_BACKEND_CONCURRENCY", "2", "Generations running at once on the image service.", integer(1)
+        "SDBOT_BACKEND_CONCURRENCY", "2", "Generations running at once on the image service.", integer(1, 1000)
     )
     job_max_age: float = var(
         "SDBOT_JOB_MAX_AGE",
@@ -230,7 +248,7 @@ class Settings:
         "SDBOT_JOB_RETENTION_DAYS",
         "90",
         "Days finished jobs (and their daily usage counters) are kept before they are deleted (0 = forever).",
-        integer(0),
+        integer(0, 36500),
     )
     refund_filtered: bool = var(
         "SDBOT_REFUND_FILTERED",
@@ -248,7 +266,7 @@ class Settings:
         "SDBOT_BREAKER_COOLDOWN",
         "30",
         "Seconds the image service stays marked down before one trial job may try it again.",
-        number(0.1),
+        number(0.1, 86400),
     )
 
     # Telegram (issue: Telegram adapter) ------------------------------------------------------------
@@ -260,7 +278,9 @@ class Settings:
         "TELEGRAM_WEBHOOK_URL", None, "Public HTTPS URL for webhook mode (unset = long polling).", _optional(url)
     )
     telegram_webhook_listen: str = var("TELEGRAM_WEBHOOK_LISTEN", "0.0.0.0", "Webhook mode: address to listen on.")
-    telegram_webhook_port: int = var("TELEGRAM_WEBHOOK_PORT", "8443", "Webhook mode: port to listen on.", integer(1))
+    telegram_webhook_port: int = var(
+        "TELEGRAM_WEBHOOK_PORT", "8443", "Webhook mode: port to listen on.", integer(1, 65535)
+    )
     telegram_webhook_secret: str | None = var(
         "TELEGRAM_WEBHOOK_SECRET", None, "Webhook mode: secret token Telegram sends with each update.", secret=True
     )

@@ -56,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ from bot.breaker import Breaker
 from bot.channels import Channels
 from bot.config import Settings
 from bot.dblock import DatabaseLock
-from bot.errors import BackendError, DrawError, SdbotError
+from bot.errors import BackendError, ConfigError, DrawError, SdbotError
 from bot.generation import Generation, draw_seed, generate, user_key
 from bot.grammar import DrawArgs
 from bot.i18n import Lang, Msg, resolve_language
@@ -169,8 +170,12 @@ class Core:
         jobs and quota days; ``monotonic`` times the outage breaker's cooldown."""
         store = await Store.open(settings.db)
         try:
+            await store.check()  # a damaged file is refused now, before any platform is connected
             core = cls(settings, backend, store, clock, monotonic)
             await core.directory.load()
+        except sqlite3.Error as exc:
+            await store.close()
+            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(settings.db), reason=str(exc)) from None
         except BaseException:
             await store.close()
             raise

@@ -49,6 +49,9 @@ class ConfigError(SdbotError):
         self.variable = ", ".join(names)
         self.variables = tuple(names)
 
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "variable": self.variable}
+
 
 # The outcomes a backend failure maps to. Kept as data so adapters, the job runner and docs agree.
 BACKEND_ERROR_CODES: Mapping[str, str] = {

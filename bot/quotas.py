@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -314,11 +314,17 @@ class Quotas:
 
     async def set_user_limit(self, user_key: str, limit: UserLimit, value: int | None) -> None:
         """Override one of the user's limits (``None``: back to the configured default)."""
-        if limit not in USER_LIMITS:
-            raise ValueError(limit)
-        if value is not None and value < (1 if limit == "max_pending" else 0):
-            raise ValueError(value)
-        await self._upsert_user(user_key, f"{limit} = excluded.{limit}", {limit: value})
+        await self.set_user_limits(user_key, {limit: value})
+
+    async def set_user_limits(self, user_key: str, values: Mapping[UserLimit, int | None]) -> None:
+        """Override several of the user's limits in one statement: all of them change, or none."""
+        for limit, value in values.items():
+            if limit not in USER_LIMITS:
+                raise ValueError(limit)
+            if value is not None and value < (1 if limit == "max_pending" else 0):
+                raise ValueError(value)
+        update = ", ".join(f"{limit} = excluded.{limit}" for limit in values)
+        await self._upsert_user(user_key, update, dict(values))
 
     async def set_banned(self, user_key: str, banned: bool) -> None:
         await self._upsert_user(user_key, "banned = excluded.banned", {"banned": int(banned)})

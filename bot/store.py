@@ -241,10 +241,15 @@ class Store:
         self._waking = PerPass(WAKE_AT_ONCE)  # callers handed their outcome (see _settle)
 
     @classmethod
-    async def open(cls, path: str | Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> Store:
+    async def open(
+        cls, path: str | Path, *, migrations: Sequence[Migration] = MIGRATIONS, create: bool = True
+    ) -> Store:
         """Connect, switch to WAL and apply missing migrations. Raises :class:`ConfigError` (naming
-        ``SDBOT_DB``) when the file cannot be opened or belongs to a newer sdbot."""
+        ``SDBOT_DB``) when the file cannot be opened or belongs to a newer sdbot. ``create=False`` (commands
+        that only read): a missing file is ``db_not_found``, and neither it nor its folder is created."""
         path = Path(path)
+        if not create and not path.is_file():
+            raise ConfigError("db_not_found", variable="SDBOT_DB", path=str(path))
         if sqlite3.sqlite_version_info < (3, 35):  # RETURNING, which every decision relies on
             reason = f"SQLite {sqlite3.sqlite_version} is too old; 3.35 or newer is needed"
             raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(path), reason=reason)
@@ -272,6 +277,18 @@ class Store:
             await conn.close()
             raise
         return cls(conn, path, version)
+
+    async def check(self) -> None:
+        """Read every page of the file (``PRAGMA quick_check``): a damaged database is refused at start with
+        ``db_unavailable`` instead of failing later, in the middle of serving users."""
+        try:
+            rows = await self._conn.execute_fetchall("PRAGMA quick_check")
+        except sqlite3.Error as exc:
+            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(self.path), reason=str(exc)) from None
+        problems = [str(row[0]) for row in rows if str(row[0]) != "ok"]
+        if problems:
+            reason = "; ".join(problems[:3])
+            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(self.path), reason=reason)
 
     async def close(self) -> None:
         self._send()  # statements asked for just before: they run before the connection closes

@@ -207,7 +207,7 @@ def test_quota_and_stats_from_the_terminal(
     code, _, err = sdbot(capsys, "quota", "show", "somebody")
     assert code == 2 and "is not a user" in err
     code, _, err = sdbot(capsys, "quota", "set", "telegram:1", "default", "--pending", "0")
-    assert code == 2 and "Usage: sdbot quota set" in err
+    assert code == 2 and "--pending must be a whole number from 1" in err
     monkeypatch.setenv("SDBOT_DB", str(tmp_path))  # a directory: not a database
     code, _, err = sdbot(capsys, "stats")
     assert code == 3 and "SDBOT_DB" in err

@@ -130,7 +130,7 @@ async def test_pending_limit_counts_queued_and_running_jobs(store: Store) -> Non
     with pytest.raises(QuotaError) as caught:
         await quotas.admit(admission())
     assert caught.value.code == "quota_pending"
-    assert caught.value.params == {"pending": 2, "limit": 2}
+    assert caught.value.params == {"pending": 2, "count": 2, "limit": 2}
     assert "2" in render_error(caught.value, "zh")
     await jobs.finish(first.id, delivered=1, charged=1)
     await quotas.admit(admission())
