@@ -191,7 +191,7 @@ def _write_images(out: Path, request: DrawRequest, blobs: list[bytes], formats: 
 
 
 def _fail(args: argparse.Namespace, lang: Lang, exc: SdbotError, code: int, hint: str | None = None) -> int:
-    message = render_error(exc, lang) + (f" {hint}" if hint else "")
+    message = redact.scrub(render_error(exc, lang) + (f" {hint}" if hint else ""))
     if getattr(args, "json", False):
         error: dict[str, Any] = {**exc.as_dict(), "message": message}
         print(json.dumps({"error": error}, ensure_ascii=False))
@@ -226,7 +226,8 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         print(render_error(exc, lang), file=sys.stderr)
         return EXIT_FAILED
     for label, value in report.findings:
-        print(t(lang, "check.line", label=_finding(label, lang), value=_finding(value, lang)))
+        # Endpoints are printed as configured: a user:password@ in one is a secret (see Settings.secrets).
+        print(redact.scrub(t(lang, "check.line", label=_finding(label, lang), value=_finding(value, lang))))
     print(t(lang, "check.ok" if report.ok else "check.failed"))
     return EXIT_OK if report.ok else EXIT_FAILED
 

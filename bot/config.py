@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import httpx
+
 from bot.errors import ConfigError
 from bot.i18n import LANGUAGES, Lang, Msg
 
@@ -108,10 +110,41 @@ def timezone(name: str, raw: str) -> ZoneInfo:
 
 
 def url(name: str, raw: str) -> str:
+    """An ``http(s)://host[:port][/path]`` base URL, checked the way httpx will read it, so a bad port or host
+    is a configuration error naming the variable, not an exception at the first request."""
     value = raw.strip().rstrip("/")
-    if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
-        raise _invalid(name, raw, Msg("config.expect.url"))
+    try:
+        parsed = httpx.URL(value)
+        valid = (
+            parsed.scheme in ("http", "https")
+            and value.startswith(("http://", "https://"))
+            and bool(parsed.host)
+            and (parsed.port is None or 0 < parsed.port < 65536)
+            and not parsed.query
+            and not parsed.fragment
+            and not any(ch.isspace() for ch in value)
+        )
+    except httpx.InvalidURL:
+        valid = False
+    if not valid:
+        raise _invalid(name, redact_url(raw), Msg("config.expect.url"))
     return value
+
+
+_OPTIONAL_URL = _optional(url)
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the password of a URL's ``user:password@`` left out, for anything shown or logged."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at:
+        return text
+    user = userinfo.partition(":")[0]
+    return f"{scheme}://{user}:***@{host}{slash}{path}" if ":" in userinfo else text
 
 
 def admin_list(name: str, raw: str) -> frozenset[str]:
@@ -208,13 +241,13 @@ class Settings:
         "AWS_SESSION_TOKEN", None, "AWS session token (temporary credentials).", secret=True
     )
     bedrock_endpoint_url: str | None = var(
-        "BEDROCK_ENDPOINT_URL", None, "Override the Bedrock runtime endpoint (VPC endpoints, tests).", _optional(url)
+        "BEDROCK_ENDPOINT_URL", None, "Override the Bedrock runtime endpoint (VPC endpoints, tests).", _OPTIONAL_URL
     )
     a1111_url: str | None = var(
         "A1111_URL",
         None,
         "AUTOMATIC1111 web UI base URL (started with --api), e.g. http://127.0.0.1:7860.",
-        _optional(url),
+        _OPTIONAL_URL,
     )
     a1111_auth: str | None = var(
         "A1111_AUTH", None, "A1111 --api-auth credentials as user:pass (optional).", secret=True
@@ -275,7 +308,7 @@ class Settings:
         "TELEGRAM_API_URL", "https://api.telegram.org", "Bot API server (set for a self-hosted one).", url
     )
     telegram_webhook_url: str | None = var(
-        "TELEGRAM_WEBHOOK_URL", None, "Public HTTPS URL for webhook mode (unset = long polling).", _optional(url)
+        "TELEGRAM_WEBHOOK_URL", None, "Public HTTPS URL for webhook mode (unset = long polling).", _OPTIONAL_URL
     )
     telegram_webhook_listen: str = var("TELEGRAM_WEBHOOK_LISTEN", "0.0.0.0", "Webhook mode: address to listen on.")
     telegram_webhook_port: int = var(
@@ -324,12 +357,19 @@ class Settings:
         return cls(**kwargs, explicit=frozenset(explicit))
 
     def secrets(self) -> list[str]:
-        """The values of every secret variable that is set."""
-        return [
+        """The values of every secret variable that is set, and the password of every URL setting that has
+        one (``http://user:password@host``)."""
+        values = [
             str(getattr(self, f.name))
             for f in dataclasses.fields(self)
             if f.metadata.get("secret") and getattr(self, f.name)
         ]
+        for f in dataclasses.fields(self):
+            if f.metadata.get("parse") in (url, _OPTIONAL_URL) and getattr(self, f.name):
+                password = httpx.URL(getattr(self, f.name)).password
+                if password:
+                    values.append(password)
+        return values
 
     def require(self, *names: str, reason: Msg) -> None:
         """Fail with ``config_missing`` naming every one of the variables ``names`` that is not set."""

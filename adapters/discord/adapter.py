@@ -92,6 +92,12 @@ class DiscordAdapter:
             await self.client.close()
             log.error("Discord unreachable: %s", type(exc).__name__)
             raise self._unreachable() from None
+        except (discord.HTTPException, TypeError, KeyError, ValueError) as exc:  # not Discord's answer
+            await self.client.close()
+            log.error("Discord: the login answer was unexpected: %r", exc)
+            raise ConfigError(
+                "platform_bad_answer", variable=TOKEN_VARIABLE, platform="Discord", url=Route.BASE
+            ) from None
         self._gateway = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway")
         ready = asyncio.create_task(self.client.wait_until_ready())
         done, _ = await asyncio.wait({self._gateway, ready}, timeout=self._ready_timeout, return_when="FIRST_COMPLETED")

@@ -13,7 +13,7 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-from telegram.error import InvalidToken, NetworkError
+from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
 from telegram.request import HTTPXRequest
 
@@ -25,7 +25,7 @@ from adapters.telegram.sink import TelegramSink
 from adapters.telegram.status import StatusBoard
 from adapters.telegram.updates import PollingBot, UpdatesRequest
 from bot import redact
-from bot.config import Settings
+from bot.config import Settings, redact_url
 from bot.core import Core
 from bot.errors import ConfigError
 from bot.i18n import Msg
@@ -117,9 +117,15 @@ class TelegramAdapter:
             raise ConfigError("platform_auth_failed", variable="TELEGRAM_BOT_TOKEN", platform="Telegram") from None
         except NetworkError as exc:
             await self._release()
-            log.error("Telegram Bot API at %s unreachable: %s", self._api, type(exc).__name__)
+            log.error("Telegram Bot API at %s unreachable: %s", redact_url(self._api), type(exc).__name__)
             raise ConfigError(
-                "platform_unreachable", variable="TELEGRAM_API_URL", platform="Telegram", url=self._api
+                "platform_unreachable", variable="TELEGRAM_API_URL", platform="Telegram", url=redact_url(self._api)
+            ) from None
+        except (TelegramError, TypeError, KeyError, ValueError) as exc:  # an answer that is not the Bot API's
+            await self._release()
+            log.error("Telegram Bot API at %s: getMe answered unexpectedly: %r", redact_url(self._api), exc)
+            raise ConfigError(
+                "platform_bad_answer", variable="TELEGRAM_API_URL", platform="Telegram", url=redact_url(self._api)
             ) from None
         log.info("Telegram: signed in as @%s", self.app.bot.username)
 

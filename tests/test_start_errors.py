@@ -1,0 +1,97 @@
+"""Start-up faults an operator meets, through the real executable or the real client libraries: an answer that
+is not the platform's API, an address that cannot be a URL, and passwords in URL settings kept secret."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from bot.errors import ConfigError
+from bot.i18n import render_error
+from tests.discord_support import fake_discord, running_bot
+from tests.fakes.server import FakeServer
+
+SDBOT = Path(sys.executable).parent / "sdbot"
+
+
+async def sdbot(*args: str, cwd: Path, **env: str) -> tuple[int, str, str]:
+    """The installed ``sdbot``, without blocking the loop the fake servers answer on."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SDBOT_", "TELEGRAM_", "DISCORD_"))}
+    environment.update(SDBOT_DB=str(cwd / "sdbot.db"), **env)
+    process = await asyncio.create_subprocess_exec(
+        str(SDBOT), *args, cwd=cwd, env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class NotABotApi(FakeServer):
+    """A server at TELEGRAM_API_URL that answers getMe with a user lacking the fields the Bot API always sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.app.router.add_route("*", "/bot{token}/{method}", self._answer)
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "result": {"id": 1}})
+
+
+async def test_a_getme_answer_without_the_required_fields_is_a_clean_start_error(tmp_path: Path) -> None:
+    async with NotABotApi() as server:
+        code, _, err = await sdbot(
+            "run", cwd=tmp_path, TELEGRAM_BOT_TOKEN="123456:abcdefghij", TELEGRAM_API_URL=server.url
+        )
+        assert server.requests and server.requests[0][1].endswith("/getMe")
+    assert code == 3, err
+    assert "Traceback" not in err and "first_name" in err  # the cause, for the operator, in the log line
+    assert f"Telegram at {server.url} (TELEGRAM_API_URL) answered the sign-in with something" in err
+
+
+async def test_a_discord_login_answer_without_the_required_fields_is_a_clean_start_error(tmp_path: Path) -> None:
+    async with fake_discord() as dc:
+        dc.bot_user = {"username": "sdbot"}  # no id, discriminator...
+        with pytest.raises(ConfigError) as caught:
+            async with running_bot(dc, tmp_path / "sdbot.db"):
+                pass
+    assert caught.value.code == "platform_bad_answer"
+    assert "DISCORD_BOT_TOKEN" in render_error(caught.value, "en") and "Discord" in render_error(caught.value, "zh")
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+async def test_a_url_setting_that_httpx_cannot_read_is_a_configuration_error(command: str, tmp_path: Path) -> None:
+    env = {"SDBOT_BACKEND": "qianfan", "QIANFAN_API_KEY": "ak-123456", "QIANFAN_SECRET_KEY": "sk-123456",
+           "QIANFAN_BASE_URL": "http://127.0.0.1:notaport", "TELEGRAM_BOT_TOKEN": "123456:abcdefghij"}  # fmt: skip
+    code, _, err = await sdbot(command, cwd=tmp_path, **env)
+    assert code == 3 and "QIANFAN_BASE_URL" in err and "Traceback" not in err and "InvalidURL" not in err
+    for bad in ("http://:80", "http://h:0", "http://h:70000", "ftp://h", "http://h/x?a=1"):
+        code, _, err = await sdbot(command, cwd=tmp_path, **{**env, "QIANFAN_BASE_URL": bad})
+        assert code == 3 and "QIANFAN_BASE_URL" in err, bad
+
+
+async def test_a_password_in_a_url_setting_is_a_secret(tmp_path: Path) -> None:
+    port = closed_port()
+    code, out, err = await sdbot(
+        "run", cwd=tmp_path, SDBOT_LOG_LEVEL="DEBUG", TELEGRAM_BOT_TOKEN="123456:abcdefghij",
+        TELEGRAM_API_URL=f"http://proxyuser:s3cretpw@127.0.0.1:{port}",
+    )  # fmt: skip
+    assert code == 3 and f"Could not reach Telegram at http://proxyuser:***@127.0.0.1:{port}" in err
+    assert "s3cretpw" not in out + err
+    # A short one too (too short to register as a secret: the URL's shape gives it away).
+    code, out, err = await sdbot(
+        "check", cwd=tmp_path, SDBOT_BACKEND="a1111", A1111_URL=f"http://u:pw@127.0.0.1:{port}"
+    )
+    assert code == 1 and "127.0.0.1" in out + err
+    assert ":pw@" not in out + err
