@@ -5,7 +5,8 @@ platform) takes the lock; start-up recovery takes over every unfinished job in t
 the same file is refused with ``db_in_use`` instead. The operating system releases the lock when the process
 ends, however it ends (SIGKILL and out-of-memory kills included), so a dead bot never leaves a stale lock.
 The file itself stays (it holds the pid of the last bot that locked it, for the message); deleting it while a
-bot runs would let a second one lock a new file, so it is never deleted.
+bot runs would let a second one lock a new file, so it is never deleted. It is named after the database's real
+path, so a second bot reaching the file through a symlink or another relative spelling is refused too.
 
 Processes that only read and administer the database (``sdbot quota``, ``sdbot stats``, ``sdbot prune``) take
 no lock and run beside the bot.
@@ -26,7 +27,11 @@ except ImportError:  # Windows: no flock; the rule stays documented only
 
 
 def lock_path(db: Path) -> Path:
-    return db.with_name(db.name + ".lock")
+    """``<db>.lock`` beside the file itself: symlinks (to the file or a folder on the way), relative paths and
+    ``..`` resolved, so every spelling of one database takes the same lock. (Two hard links to one file are
+    two names the kernel does not tell apart from two files; don't point two bots at hard links.)"""
+    real = Path(os.path.realpath(db))
+    return real.with_name(real.name + ".lock")
 
 
 class DatabaseLock:

@@ -110,3 +110,38 @@ async def second_run_is_refused(tg: FakeTelegram, tmp_path: Path) -> None:
         third.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(third.communicate(), 30)
     assert third.returncode == 0, err.decode()
+
+
+async def refusal(db: Path) -> str | None:
+    """The code a second bot on ``db`` is refused with, or None when it started (then it is closed again)."""
+    try:
+        core = await start_core(db)
+    except ConfigError as exc:
+        return exc.code
+    await core.close()
+    return None
+
+
+def test_the_lock_holds_however_the_database_is_reached(tmp_path: Path) -> None:
+    """A second bot that reaches the same file by another spelling must not take over the first one's jobs."""
+    db = tmp_path / "data" / "sdbot.db"
+    db.parent.mkdir()
+    (tmp_path / "file-link.db").symlink_to(db)
+    (tmp_path / "dir-link").symlink_to(db.parent, target_is_directory=True)
+    (tmp_path / "sub").mkdir()
+    spellings = {
+        "symlink to the file": tmp_path / "file-link.db",
+        "symlink to its folder": tmp_path / "dir-link" / "sdbot.db",
+        "relative path": Path(os.path.relpath(db)),
+        "..": tmp_path / "sub" / ".." / "data" / "sdbot.db",
+    }
+    bot = Worker({"SDBOT_DB": str(db)}, "crash")
+    try:
+        bot.read_until("ready")
+        for how, path in spellings.items():
+            assert asyncio.run(asyncio.wait_for(refusal(path), 30)) == "db_in_use", how
+    finally:
+        os.kill(bot.proc.pid, signal.SIGKILL)
+        bot.proc.wait()
+        bot.close()
+    assert sorted(p.name for p in db.parent.iterdir() if p.suffix == ".lock") == ["sdbot.db.lock"]
