@@ -490,8 +490,11 @@ class Core:
             await self._fail(job, SdbotError("delivery_failed", job=job.id), refund=True)
             return
         filtered = generation.filtered
-        charged = job.charged - filtered if self.settings.refund_filtered else job.charged
-        await self.jobs.finish(job.id, delivered=len(generation.images) - filtered, charged=max(0, charged))
+        # What was not delivered is not charged: pictures the service did not return, and (by the operator's
+        # choice) those its content filter withheld. The sinks told the user so.
+        refunded = generation.missing + (filtered if self.settings.refund_filtered else 0)
+        charged = min(job.charged, max(0, job.charged - refunded))
+        await self.jobs.finish(job.id, delivered=len(generation.images) - filtered, charged=charged)
         self._active.pop(job.id, None)
         log.info("job %s done: %s image(s) delivered", job.id, len(generation.images) - filtered)
 

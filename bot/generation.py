@@ -25,6 +25,11 @@ class Generation:
     def filtered(self) -> int:
         return sum(1 for image in self.images if image.filtered)
 
+    @property
+    def missing(self) -> int:
+        """Pictures asked for that the service did not return (it returned fewer than ``--n``): never charged."""
+        return max(0, self.request.n - len(self.images))
+
 
 # Seeds need to differ, not to be secret: a pseudo-random generator seeded once from the OS, not a system
 # call per job (os.urandom costs ~50 us on a busy virtual machine).
@@ -46,13 +51,19 @@ async def generate(
     """Run ``request`` on ``backend``; a request without a seed gets one now, so it can be reported.
 
     Every image is checked (real image, expected size, no decompression bomb) before it goes anywhere; a
-    result where the provider filtered every image is the ``content_filtered`` outcome.
+    result where the provider filtered every image is the ``content_filtered`` outcome. Pictures beyond the
+    ``n`` asked for are dropped; fewer than asked are delivered, and :attr:`Generation.missing` says how many
+    lack (the core refunds them).
     """
     if request.seed is None:
         request = request.with_seed(draw_seed())
     result = await backend.generate(request, user=user, progress=progress)
     if not result:
         raise BackendError("backend_bad_image", provider=None, reason="empty")
+    if len(result) > request.n:  # never more than was asked (and charged); Telegram's albums stop at 10 too
+        log.warning("%s returned %s pictures for n=%s; keeping the first %s", backend.name, len(result), request.n,
+                    request.n)  # fmt: skip
+        result = result[: request.n]
     expected = (request.width, request.height)
     await cpu.run(_inspect_all, result, expected)  # Pillow, off the loop: one call for every picture
     if all(image.filtered for image in result):

@@ -24,8 +24,10 @@ class ImageInfo:
 
 
 def inspect(data: bytes, expected: tuple[int, int] | None = None) -> ImageInfo:
-    """Check that ``data`` is a whole image of an accepted format (and of the ``expected`` size) without
-    decoding its pixels, so a decompression bomb costs nothing. Raises ``BackendError("backend_bad_image")``."""
+    """Check that ``data`` is a whole image of an accepted format (and of the ``expected`` size): the size
+    is read before any pixel is decoded, so a decompression bomb costs nothing; then every pixel is decoded,
+    since a picture that cannot be shown must not be delivered or charged. Raises
+    ``BackendError("backend_bad_image")``."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             fmt, (width, height) = img.format or "", img.size
@@ -33,7 +35,12 @@ def inspect(data: bytes, expected: tuple[int, int] | None = None) -> ImageInfo:
                 raise BackendError("backend_bad_image", reason="format", found=fmt or "unknown")
             if width * height > MAX_PIXELS:
                 raise BackendError("backend_bad_image", reason="too_large", found=f"{width}x{height}")
-            img.verify()  # walks the chunks and checksums; catches truncated and corrupt files
+            img.verify()  # walks the chunks and checksums (cheap, and says which kind of damage it is)
+        with Image.open(io.BytesIO(data)) as img:
+            # verify() passes a JPEG cut short and a PNG whose compressed pixels are damaged under valid
+            # checksums: only decoding every pixel proves the picture is whole. The size was checked above,
+            # so this costs at most MAX_PIXELS; Pillow decodes without holding the GIL.
+            img.load()
     except BackendError:
         raise
     except Exception as exc:  # Pillow raises many types for garbage input

@@ -3,8 +3,13 @@ and the parameters that reproduce it, and the ``/draw`` text behind the "Edit" b
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bot.i18n import Lang, style_label, t
 from bot.request import DrawRequest
+
+if TYPE_CHECKING:
+    from bot.generation import Generation
 
 
 def parameters_line(request: DrawRequest, lang: Lang) -> str:
@@ -44,3 +49,16 @@ def _cut(text: str, limit: int) -> str:
     if limit <= 0:
         return ""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def shortfall(generation: Generation, lang: Lang) -> str | None:
+    """The sentence telling a user the service returned fewer pictures than asked for (none missing: None)."""
+    if not generation.missing:
+        return None
+    return t(
+        lang,
+        "job.fewer",
+        count=generation.missing,
+        delivered=len(generation.images),
+        asked=generation.request.n,
+    )

@@ -425,7 +425,7 @@ async def test_check_reports_refused_credentials(fake: FakeQianfan) -> None:
 def test_from_settings_names_the_missing_variable() -> None:
     with pytest.raises(ConfigError) as caught:
         QianfanBackend.from_settings(Settings.from_env({"SDBOT_BACKEND": "qianfan"}, env_file=None))
-    assert caught.value.variable == "QIANFAN_API_KEY"
+    assert caught.value.variables == ("QIANFAN_API_KEY", "QIANFAN_SECRET_KEY")
     env = {"SDBOT_BACKEND": "qianfan", "QIANFAN_API_KEY": AK}
     with pytest.raises(ConfigError) as caught:
         QianfanBackend.from_settings(Settings.from_env(env, env_file=None))

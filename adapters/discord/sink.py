@@ -29,7 +29,7 @@ from bot.errors import SdbotError
 from bot.generation import Generation
 from bot.i18n import Lang, t
 from bot.jobs import Job
-from bot.presentation import caption
+from bot.presentation import caption, shortfall
 from bot.request import DrawRequest
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,9 @@ class DiscordSink:
         sent = 0
         if self._alive(route):
             hook = self._hook(route)
-            text = summary(generation.request, job.lang)
+            note = shortfall(generation, job.lang)
+            text = summary(generation.request, job.lang, limit=CONTENT_MAX - (len(note) + 1 if note else 0))
+            text = f"{note}\n{text}" if note else text
             try:
                 for index, group in enumerate(groups):
                     if index == 0:
@@ -181,7 +183,7 @@ class DiscordSink:
                 if not token_gone(exc):
                     raise
                 log.info("job %s: interaction token gone (%s %s); posting to the channel", job.id, exc.status, exc.code)
-        await self._post(route, job, generation.request, groups[sent:], view, with_text=sent == 0)
+        await self._post(route, job, generation, groups[sent:], view, with_text=sent == 0)
 
     async def _tell_failure(self, job: Job, error: SdbotError, refunded: bool) -> None:
         self._shown.pop(job.id, None)
@@ -223,7 +225,7 @@ class DiscordSink:
         self,
         route: Route,
         job: Job,
-        request: DrawRequest,
+        generation: Generation,
         groups: Sequence[Sequence[Upload]],
         view: discord.ui.View,
         *,
@@ -232,7 +234,9 @@ class DiscordSink:
         for index, group in enumerate(groups):
             if index == 0 and with_text:
                 intro = t(job.lang, "job.delivered_late", mention=f"<@{route.user_id}>", job=job.id)
-                text = intro + "\n" + summary(request, job.lang, limit=CONTENT_MAX - len(intro) - 1)
+                note = shortfall(generation, job.lang)
+                intro = f"{intro}\n{note}" if note else intro
+                text = intro + "\n" + summary(generation.request, job.lang, limit=CONTENT_MAX - len(intro) - 1)
                 await self._send_to_channel(route, content=text, files=_files(group), view=view, mention=True)
             else:
                 await self._send_to_channel(route, files=_files(group))

@@ -29,6 +29,7 @@ from bot.errors import SdbotError
 from bot.generation import Generation
 from bot.i18n import Lang, t
 from bot.jobs import Job
+from bot.presentation import shortfall
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,9 @@ class TelegramSink:
         except DeliveryGone:
             self._board.finish(job.id, None)
             raise
-        self._board.finish(job.id, t(job.lang, "job.done", count=count))
+        note = shortfall(generation, job.lang)
+        done = t(job.lang, "job.done", count=count)
+        self._board.finish(job.id, f"{done}\n{note}" if note else done)
 
     async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
         # Like a delivery: the core records the failure only once this returns, so during shutdown the job

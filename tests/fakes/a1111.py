@@ -388,7 +388,7 @@ class FakeA1111(ImageApiFake):
 
         seed = params["seed"] if params["seed"] != -1 else self.rng.randrange(2**32)
         subseed = params["subseed"] if params["subseed"] != -1 else self.rng.randrange(2**32)
-        count = batch_size * batches
+        count = self.image_count(fault, batch_size * batches)
         all_seeds = [seed + i for i in range(count)]
         title = self._model_title(params["override_settings"])
         model_name, model_hash = title.split(" [")[0].rsplit(".", 1)[0], title.rsplit("[", 1)[-1].rstrip("]")

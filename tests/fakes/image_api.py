@@ -17,6 +17,10 @@ Every image fake (``qianfan``, ``stability``, ``modelslab``, ``bedrock``, ``a111
   - ``push_not_an_image()``: a normal success whose image bytes are an HTML page.
   - ``push_bomb()``: a normal success whose image is a 30000x30000 PNG (decompression bomb).
   - ``push_wrong_size()``: a normal success whose images are half the requested width and height.
+  - ``push_truncated()``: a normal success whose images are JPEGs cut short (``verify()`` passes).
+  - ``push_corrupt_pixels()``: a normal success whose images are PNGs with damaged pixel data and valid CRCs.
+  - ``push_count(n)``: a normal success with ``n`` images whatever was asked (fewer or more); the fakes
+    whose answers carry a list of pictures (qianfan, a1111) play it.
   - ``push_response(status, body, headers=None)``: exactly this answer (dict/list -> JSON, str/bytes raw).
 
   Each fake adds provider-specific ones (``push_error``, ``push_status``, ``push_content_filtered``...),
@@ -39,7 +43,7 @@ from typing import Any, Self
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.fakes.images import NOT_AN_IMAGE, bomb_png, png_bytes
+from tests.fakes.images import NOT_AN_IMAGE, bomb_png, corrupt_deflate_png, png_bytes, truncated_jpeg
 from tests.fakes.server import FakeServer
 
 # Fault kinds handled by ImageApiFake itself; providers add their own (e.g. "content_filtered").
@@ -50,6 +54,9 @@ MALFORMED_JSON = "malformed_json"
 NOT_IMAGE = "not_an_image"
 BOMB = "bomb"
 WRONG_SIZE = "wrong_size"
+TRUNCATED = "truncated"
+CORRUPT_PIXELS = "corrupt_pixels"
+COUNT = "count"
 
 MALFORMED_JSON_BODY = '{"status": "success", "data": [{"b64_image": "iVBORw0KGgoAAAANSUhEUgAA'
 
@@ -137,6 +144,19 @@ class ImageApiFake(FakeServer):
     def push_wrong_size(self) -> Fault:
         return self.push(Fault(WRONG_SIZE))
 
+    def push_truncated(self) -> Fault:
+        return self.push(Fault(TRUNCATED))
+
+    def push_corrupt_pixels(self) -> Fault:
+        return self.push(Fault(CORRUPT_PIXELS))
+
+    def push_count(self, n: int) -> Fault:
+        return self.push(Fault(COUNT, options={"n": n}))
+
+    def image_count(self, fault: Fault | None, asked: int) -> int:
+        """How many pictures an answer carries: ``asked``, unless a ``push_count`` fault says otherwise."""
+        return int(fault.options["n"]) if fault is not None and fault.kind == COUNT else asked
+
     def push_response(self, status: int, body: Any, headers: dict[str, str] | None = None) -> Fault:
         return self.push(Fault(RESPONSE, status=status, body=body, headers=dict(headers or {})))
 
@@ -184,6 +204,10 @@ class ImageApiFake(FakeServer):
             return bomb_png()
         if kind == WRONG_SIZE:
             return png_bytes(max(8, width // 2), max(8, height // 2), seed)
+        if kind == TRUNCATED:
+            return truncated_jpeg(width, height, seed)
+        if kind == CORRUPT_PIXELS:
+            return corrupt_deflate_png(width, height, seed)
         return png_bytes(width, height, seed)
 
     def draw_seed(self) -> int:

@@ -8,6 +8,10 @@
 - ``NOT_AN_IMAGE``: an HTML error page, for answers that promise an image and deliver something else.
 - ``bomb_png(width=30000, height=30000)``: a complete, valid 1-bit PNG of a few hundred kilobytes that
   declares (and really decompresses to) 30000x30000 pixels; Pillow refuses it with DecompressionBombError.
+- ``truncated_jpeg(width, height, seed)``: a real JPEG cut short (its end-of-image marker and the last part of
+  its scan are gone): Pillow opens and ``verify()``s it, only decoding fails.
+- ``corrupt_deflate_png(width, height, seed)``: a PNG whose IDAT data cannot be inflated but whose chunk checksums
+  are recomputed, so every chunk is "valid" and only inflating the pixels fails.
 - ``png_size(data)``: width and height read from the IHDR chunk, without decoding anything.
 - ``seed_colours(seed)``: the two colours ``png_bytes`` uses, so tests can check which seed made an image.
 """
@@ -104,3 +108,30 @@ def png_size(data: bytes) -> tuple[int, int]:
         raise ValueError("not a PNG")
     width, height = struct.unpack(">II", data[16:24])
     return width, height
+
+
+def truncated_jpeg(width: int, height: int, seed: int = 0) -> bytes:
+    """A JPEG missing the last third of its bytes (see the module docstring)."""
+    left, right = seed_colours(seed)
+    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    image.paste(left, (0, 0, width // 2, height))
+    image.paste(right, (width // 2, height // 3, width, height))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90)
+    data = out.getvalue()
+    return data[: len(data) * 2 // 3]
+
+
+def corrupt_deflate_png(width: int, height: int, seed: int = 0) -> bytes:
+    """``png_bytes`` whose compressed pixel data cannot be inflated (a wrong zlib header), CRCs recomputed.
+    (Damage in the middle of the data is not always detectable: it may inflate to other pixels.)"""
+    data = png_bytes(width, height, seed)
+    chunks, pos = [], len(PNG_SIGNATURE)
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IDAT" and not chunks[1:]:  # the first IDAT: its zlib header's check bits made wrong
+            body = body[:1] + bytes([body[1] ^ 0x01]) + body[2:]
+        chunks.append(_chunk(kind, body))
+        pos += 12 + length
+    return PNG_SIGNATURE + b"".join(chunks)

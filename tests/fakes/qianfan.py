@@ -357,7 +357,7 @@ class FakeQianfan(ImageApiFake):
                 "b64_image": base64.b64encode(self.image(fault, width, height, seed + i)).decode(),
                 "index": i + 1,
             }
-            for i in range(params["n"])
+            for i in range(self.image_count(fault, params["n"]))
         ]
         tokens = estimate_tokens(params["prompt"], params["negative_prompt"])
         answer = {
