@@ -192,7 +192,8 @@ class Settings:
     backend_timeout: float = var(
         "SDBOT_BACKEND_TIMEOUT",
         "120",
-        "Seconds to wait for an image service's answer before giving up.",
+        "Seconds an image service has to send its whole answer to one request "
+        "(a slower or trickling answer is cut off, counts as an outage, and is not retried).",
         number(1, 86400),
     )
     backend_connect_timeout: float = var(

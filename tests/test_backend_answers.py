@@ -4,6 +4,7 @@ fewer or more pictures than asked for. Nobody pays for what was not delivered, a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -95,3 +96,26 @@ async def test_more_pictures_than_asked_are_cut_to_what_was_asked(tg: FakeTelegr
     assert done.params["text"] == "Done: 1 picture."
     assert len(tg.photos(USER)) == 1 and tg.calls_to("sendMediaGroup") == []
     assert job is not None and (job.charged, job.delivered) == (1, 1)
+
+
+async def test_an_answer_trickling_in_is_cut_at_the_timeout_and_counts_as_an_outage(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """SDBOT_BACKEND_TIMEOUT bounds the whole answer: a byte every 0.1 s never trips a read timeout."""
+    settings = tg_settings(tmp_path, tg, rate_per_minute=0, breaker_failures=1, breaker_cooldown=60)
+    async with FakeA1111() as fake:
+        fake.push_trickle(0.1)
+        backend = A1111Backend(fake.url, timeout=1.0, connect_timeout=1.0, retry=RetryPolicy(retries=0))
+        async with backend, running(settings, backend) as bot:
+            started = asyncio.get_running_loop().time()
+            tg.send_text(USER, "/draw a cat --size 768x768")
+            told = await tg.wait_for("sendMessage", lambda c: c.params["text"] == t("en", "error.backend_timeout"))
+            took = asyncio.get_running_loop().time() - started
+            await bot.core.wait_idle()
+            job = await bot.core.get_job(1)
+            state = await bot.core.quotas.state(f"telegram:{USER}")
+            breaker = bot.core.breaker.state
+    assert told and took < 3.0, took  # not the 60 s the whole body would take
+    assert job is not None and (job.status, job.error, job.charged) == ("failed", "backend_timeout", 0)
+    assert state.used == 0
+    assert breaker == "open"  # a cut-off answer is an outage failure

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import httpx
 
 from bot import cpu
+from bot.backends.deadline import DeadlineTransport
 from bot.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -31,14 +32,16 @@ def make_client(
     headers: dict[str, str] | None = None,
     auth: httpx.Auth | tuple[str, str] | None = None,
 ) -> httpx.AsyncClient:
-    """The one ``AsyncClient`` a backend keeps for its life (connection pooling, HTTP keep-alive)."""
+    """The one ``AsyncClient`` a backend keeps for its life (connection pooling, HTTP keep-alive). Each
+    request's whole answer must arrive within ``timeout`` seconds (see :mod:`bot.backends.deadline`)."""
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
         headers=headers,
         auth=auth,
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        transport=DeadlineTransport(httpx.AsyncHTTPTransport(limits=limits), timeout),
     )
 
 

@@ -19,6 +19,9 @@ Every image fake (``qianfan``, ``stability``, ``modelslab``, ``bedrock``, ``a111
   - ``push_wrong_size()``: a normal success whose images are half the requested width and height.
   - ``push_truncated()``: a normal success whose images are JPEGs cut short (``verify()`` passes).
   - ``push_corrupt_pixels()``: a normal success whose images are PNGs with damaged pixel data and valid CRCs.
+  - ``push_trickle(seconds_per_byte)``: HTTP 200 with its headers at once, then a JSON body one byte every
+    ``seconds_per_byte`` (a stalled proxy or an overloaded server): every byte arrives well inside a read
+    timeout, the whole answer never in time.
   - ``push_count(n)``: a normal success with ``n`` images whatever was asked (fewer or more); the fakes
     whose answers carry a list of pictures (qianfan, a1111) play it.
   - ``push_response(status, body, headers=None)``: exactly this answer (dict/list -> JSON, str/bytes raw).
@@ -57,6 +60,7 @@ WRONG_SIZE = "wrong_size"
 TRUNCATED = "truncated"
 CORRUPT_PIXELS = "corrupt_pixels"
 COUNT = "count"
+TRICKLE = "trickle"
 
 MALFORMED_JSON_BODY = '{"status": "success", "data": [{"b64_image": "iVBORw0KGgoAAAANSUhEUgAA'
 
@@ -150,6 +154,9 @@ class ImageApiFake(FakeServer):
     def push_corrupt_pixels(self) -> Fault:
         return self.push(Fault(CORRUPT_PIXELS))
 
+    def push_trickle(self, seconds_per_byte: float) -> Fault:
+        return self.push(Fault(TRICKLE, seconds=seconds_per_byte))
+
     def push_count(self, n: int) -> Fault:
         return self.push(Fault(COUNT, options={"n": n}))
 
@@ -189,6 +196,16 @@ class ImageApiFake(FakeServer):
             return respond(fault.status, fault.body, fault.headers)
         if fault.kind == MALFORMED_JSON:
             return web.Response(status=200, text=MALFORMED_JSON_BODY, content_type="application/json")
+        if fault.kind == TRICKLE:
+            response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+            await response.prepare(request)
+            with contextlib.suppress(ConnectionError):
+                for byte in b'{"images": ["' + b"A" * 600:
+                    if self._closing.is_set():
+                        break
+                    await response.write(bytes([byte]))
+                    await self.sleep(fault.seconds)
+            return response
         if fault.kind == DISCONNECT:
             if request.transport is not None:
                 request.transport.abort()
