@@ -391,7 +391,10 @@ class Core:
             await self._fail(job, SdbotError("job_expired", job=job.id), refund=True, background=True)
             return
         if job.status == "running" and job.attempts >= MAX_ATTEMPTS:
-            await self._fail(job, SdbotError("job_crashed", job=job.id), refund=True, background=True)
+            # Died while sending: the pictures may be in the chat, and saying "interrupted" would be false.
+            # Not knowing how far the upload got, the bot gives the user the benefit of the doubt: refunded.
+            code = "job_crashed_delivering" if job.delivering_at is not None else "job_crashed"
+            await self._fail(job, SdbotError(code, job=job.id), refund=True, background=True)
             return
         if job.backend != self.backend.name:
             try:
@@ -480,6 +483,7 @@ class Core:
         try:
             if sink is None:
                 raise DeliveryGone(f"no sink for {job.platform}")
+            await self.jobs.delivering(job.id)
             await sink.deliver(job, generation)
         except DeliveryGone as exc:
             log.info("job %s: delivery target gone (%s); refunded", job.id, type(exc).__name__)

@@ -63,6 +63,7 @@ class Job:
     started_at: float | None
     finished_at: float | None
     origin: str | None = None  # the platform event that asked for it (see bot.quotas: one job per event)
+    delivering_at: float | None = None  # when this attempt began sending its pictures (None: not yet)
 
     @property
     def user_id(self) -> str:
@@ -98,6 +99,7 @@ class Job:
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             origin=row["origin"],
+            delivering_at=row["delivering_at"],
         )
 
 
@@ -137,7 +139,7 @@ class JobStore:
         parses its request and route again); nothing else about a queued job changes meanwhile but its stored
         route, which the job objects already handed out do not follow anyway (see ``Core.update_route``)."""
         claim = (
-            "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1 "
+            "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1, delivering_at = NULL "
             "WHERE id = ? AND status = 'queued' RETURNING "
         )
         if known is None:
@@ -145,7 +147,16 @@ class JobStore:
         row = await self._store.fetchone(claim + "started_at, attempts", (self._clock(), job_id))
         if row is None:
             return None
-        return dataclasses.replace(known, status="running", started_at=row["started_at"], attempts=row["attempts"])
+        return dataclasses.replace(
+            known, status="running", started_at=row["started_at"], attempts=row["attempts"], delivering_at=None
+        )
+
+    async def delivering(self, job_id: int) -> None:
+        """Record that the running job's pictures are about to be sent: should the process die now, they may
+        be in the chat already, and start-up recovery says so instead of "interrupted" (see bot.core)."""
+        await self._store.execute(
+            "UPDATE jobs SET delivering_at = ? WHERE id = ? AND status = 'running'", (self._clock(), job_id)
+        )
 
     async def requeue(self, job_id: int) -> Job | None:
         """running -> queued, for a job a dead process left running."""

@@ -223,6 +223,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        5,
+        "when a job's current attempt began delivering (a crash then may have left pictures in the chat)",
+        ("ALTER TABLE jobs ADD COLUMN delivering_at REAL",),
+    ),
 )
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from bot.core import Core
 from bot.errors import BackendError, SdbotError
+from bot.i18n import render_error
 from bot.jobs import Job
 from bot.people import ChatRef, UserRef
 from tests.pipeline_support import (
@@ -169,3 +170,38 @@ async def test_a_job_whose_failure_is_being_told_can_no_longer_be_cancelled(tmp_
         await core.close()
     assert ended is not None and (ended.status, ended.error, ended.charged) == ("failed", "backend_down", 0)
     assert [code for job_id, (code, _) in sink.of("failed") if job_id == second.id] == ["backend_down"]
+
+
+def test_a_job_given_up_while_delivering_says_its_pictures_may_have_arrived(tmp_path: Path) -> None:
+    """Killed for the last time during an upload: 'interrupted and given up' would be false, the pictures may
+    be in the chat. Killed while generating: the plain notice. Both refunded."""
+    db, log = tmp_path / "sdbot.db", tmp_path / "sink.jsonl"
+    env = {"SDBOT_DB": str(db), "SDBOT_BACKEND_CONCURRENCY": "2", "SDBOT_DAILY_IMAGES": "5",
+           "SDBOT_RATE_PER_MINUTE": "0", "SDBOT_MAX_PENDING": "5", "SDBOT_JOB_MAX_AGE": "3600"}  # fmt: skip
+    crashed = Worker(env, "crash")
+    try:
+        lines = crashed.read_until("ready")  # "fast" is being delivered, "slow" generating
+        os.kill(crashed.proc.pid, signal.SIGKILL)
+        crashed.proc.wait()
+    finally:
+        crashed.close()
+    accepted = {line.split()[2]: int(line.split()[1]) for line in lines if line.startswith("accepted")}
+    with sqlite3.connect(db) as conn:  # as if these were their third deaths
+        conn.execute("UPDATE jobs SET attempts = 3 WHERE status = 'running'")
+    conn.close()
+    resumed = Worker(env, "resume", "--log", str(log))
+    try:
+        resumed.read_until("idle")
+        assert resumed.proc.wait() == 0, resumed.error_output()
+    finally:
+        resumed.close()
+    failed = {e["job"]: e["detail"] for e in map(json.loads, log.read_text().splitlines()) if e["kind"] == "failed"}
+    assert failed[accepted["fast"]] == ["job_crashed_delivering", True]
+    assert failed[accepted["slow"]] == ["job_crashed", True]
+    with sqlite3.connect(db) as conn:
+        charged = dict(
+            conn.execute("SELECT id, charged FROM jobs WHERE id IN (?, ?)", (accepted["fast"], accepted["slow"]))
+        )
+    conn.close()
+    assert charged == {accepted["fast"]: 0, accepted["slow"]: 0}
+    assert "may have arrived" in render_error(SdbotError("job_crashed_delivering", job=1), "en")
