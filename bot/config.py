@@ -318,6 +318,12 @@ class Settings:
     telegram_webhook_secret: str | None = var(
         "TELEGRAM_WEBHOOK_SECRET", None, "Webhook mode: secret token Telegram sends with each update.", secret=True
     )
+    telegram_upload_timeout: float = var(
+        "TELEGRAM_UPLOAD_TIMEOUT",
+        "120",
+        "Seconds a picture upload to Telegram may take to be sent and confirmed (large albums on slow links).",
+        number(5, 3600),
+    )
     telegram_send_originals: bool = var(
         "TELEGRAM_SEND_ORIGINALS",
         "0",

@@ -177,3 +177,35 @@ async def test_cancel_removes_the_queued_jobs_status(tg: FakeTelegram, tmp_path:
     assert job is not None and job.status == "cancelled"
     assert "#2" in answer.params["text"]
     assert tg.texts(USER) == [answer.params["text"]]
+
+
+async def test_a_slow_answer_to_a_large_album_is_waited_for(tg: FakeTelegram, tmp_path: Path) -> None:
+    """Telegram took 8 s to answer an album it had received; python-telegram-bot's own read timeout is 5 s."""
+    tg.slow_answer("sendMediaGroup", 6.0)
+    async with running(settings_for(tmp_path, tg), PreparedBackend()) as bot:
+        tg.send_text(USER, "/draw cat --size 768x1024 --n 2")
+        done = await tg.wait_for("editMessageText", lambda c: c.params["text"].startswith("Done"), timeout=15)
+        await bot.core.wait_idle()
+        job = await bot.core.get_job(1)
+    assert done.params["text"] == "Done: 2 pictures."
+    assert job is not None and (job.status, job.charged) == ("done", 2)
+    assert len(tg.albums(USER)) == 1
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+async def test_an_upload_whose_answer_never_comes_is_not_called_a_failure(
+    lang: str, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """The album is in the chat, Telegram's answer is late past TELEGRAM_UPLOAD_TIMEOUT: the user must not hear
+    'could not be sent' (nor be refunded for pictures they have); the status says what is known."""
+    tg.slow_answer("sendMediaGroup", 3.0)
+    user = USER if lang == "en" else ZH_USER
+    async with running(settings_for(tmp_path, tg, telegram_upload_timeout=1.0), PreparedBackend()) as bot:
+        tg.send_text(user, "/draw cat --size 768x1024 --n 2", language_code="en" if lang == "en" else "zh-hans")
+        status = await tg.wait_for("editMessageText", lambda c: c.params["text"] == t(lang, "job.unconfirmed"))
+        await bot.core.wait_idle()
+        job = await bot.core.get_job(1)
+    assert status and len(tg.albums(user)) == 1
+    assert job is not None and (job.status, job.error, job.charged) == ("done", None, 2)
+    told = [str(c.params.get("text")) for c in tg.calls_to("sendMessage")]
+    assert t(lang, "error.delivery_failed", job=1) not in told

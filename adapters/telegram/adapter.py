@@ -74,7 +74,7 @@ class TelegramAdapter:
         self._api = api
         # Our own request objects: PTB does not close its own when initialize() fails (a refused token).
         updates_request = UpdatesRequest()
-        self._requests = (HTTPXRequest(media_write_timeout=60.0), updates_request)
+        self._requests = (HTTPXRequest(media_write_timeout=settings.telegram_upload_timeout), updates_request)
         limiter = default_rate_limiter() if rate_limiter is True else rate_limiter or None
         bot = PollingBot(
             token,
@@ -93,7 +93,7 @@ class TelegramAdapter:
             .concurrent_updates(DurableProcessor(core.inbox))
         )
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
-        self.sender = Sender(self.app.bot)
+        self.sender = Sender(self.app.bot, settings.telegram_upload_timeout)
         self.board = StatusBoard(self.sender, status_interval)
         self.sink = TelegramSink(
             self.sender,

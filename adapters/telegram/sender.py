@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+import httpx
 from telegram import (
     Bot,
     InlineKeyboardMarkup,
@@ -18,7 +19,7 @@ from telegram import (
     MessageEntity,
     ReplyParameters,
 )
-from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, TelegramError
 
 from adapters.telegram.media import Outgoing
 from bot.core import DeliveryGone
@@ -40,10 +41,32 @@ def _says(exc: Exception, phrases: Sequence[str]) -> bool:
     return any(phrase in text for phrase in phrases)
 
 
+class DeliveryUnconfirmed(Exception):
+    """An upload was sent whole, but Telegram's answer never came (it timed out or the connection dropped
+    while waiting): the pictures are most likely in the chat. Never reported as a failed delivery."""
+
+
+# The httpx failures PTB wraps (as the cause of TimedOut / NetworkError) that happen only once the request
+# has been written: what became of it is unknown.
+_ANSWER_LOST = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+
+
 class Sender:
-    def __init__(self, bot: Bot) -> None:
+    def __init__(self, bot: Bot, upload_timeout: float = 120.0) -> None:
+        """``upload_timeout``: seconds a picture upload may take to be written and answered (the
+        ``TELEGRAM_UPLOAD_TIMEOUT`` setting): a large album on a slow link needs far more than PTB's 5 s."""
         self.bot = bot
+        self._upload = {"read_timeout": upload_timeout, "write_timeout": upload_timeout}
         self._moved: dict[int, int] = {}  # old group id -> supergroup id
+
+    async def _upload_to(self, chat_id: int, reply_to: int | None, thread_id: int | None, call: Call[T]) -> T:
+        """:meth:`_to` for uploads: an answer lost after the upload was written is :class:`DeliveryUnconfirmed`."""
+        try:
+            return await self._to(chat_id, reply_to, thread_id, call)
+        except NetworkError as exc:  # TimedOut is one
+            if isinstance(exc.__cause__, _ANSWER_LOST):
+                raise DeliveryUnconfirmed(f"chat {chat_id}: {type(exc.__cause__).__name__}") from exc
+            raise
 
     def chat(self, chat_id: int) -> int:
         """Where ``chat_id`` lives now (groups move when they become supergroups)."""
@@ -108,7 +131,7 @@ class Sender:
         markup: InlineKeyboardMarkup | None = None,
     ) -> Message:
         if file.as_document:
-            return await self._to(
+            return await self._upload_to(
                 chat_id,
                 reply_to,
                 thread_id,
@@ -121,9 +144,10 @@ class Sender:
                     message_thread_id=thread,
                     reply_markup=markup,
                     disable_content_type_detection=True,
+                    **self._upload,
                 ),
             )
-        return await self._to(
+        return await self._upload_to(
             chat_id,
             reply_to,
             thread_id,
@@ -135,6 +159,7 @@ class Sender:
                 reply_parameters=reply,
                 message_thread_id=thread,
                 reply_markup=markup,
+                **self._upload,
             ),
         )
 
@@ -154,12 +179,12 @@ class Sender:
                 media.append(InputMediaDocument(file.data, caption=text, filename=file.filename))
             else:
                 media.append(InputMediaPhoto(file.data, caption=text, filename=file.filename))
-        return await self._to(
+        return await self._upload_to(
             chat_id,
             reply_to,
             thread_id,
             lambda chat, reply, thread: self.bot.send_media_group(
-                chat, media, reply_parameters=reply, message_thread_id=thread
+                chat, media, reply_parameters=reply, message_thread_id=thread, **self._upload
             ),
         )
 

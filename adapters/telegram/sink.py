@@ -20,7 +20,7 @@ from telegram.error import BadRequest
 from adapters.closing import ShutdownGate, park
 from adapters.telegram import media
 from adapters.telegram.media import Outgoing
-from adapters.telegram.sender import Sender
+from adapters.telegram.sender import DeliveryUnconfirmed, Sender
 from adapters.telegram.status import STATUS_KEY, StatusBoard
 from adapters.telegram.text import photo_caption
 from bot.commands import describe_event, describe_failure
@@ -104,6 +104,13 @@ class TelegramSink:
         except DeliveryGone:
             self._board.finish(job.id, None)
             raise
+        except DeliveryUnconfirmed as exc:
+            # Telegram had the whole upload; only its answer was lost. The pictures are most likely in the
+            # chat, so the job counts as delivered (and charged, like any delivery): telling the user it
+            # failed, and refunding, would be false for nearly every such case.
+            log.warning("job %s: Telegram did not confirm the pictures (%s); counted as delivered", job.id, exc)
+            self._board.finish(job.id, t(job.lang, "job.unconfirmed"))
+            return
         note = shortfall(generation, job.lang)
         done = t(job.lang, "job.done", count=count)
         self._board.finish(job.id, f"{done}\n{note}" if note else done)

@@ -52,6 +52,8 @@ Fault injection
     after N`` with ``parameters.retry_after`` (N defaults to 1), 403 ``Forbidden: bot was blocked
     by the user``, 400 with ``migrate_to_chat_id`` ``Bad Request: group chat was upgraded to a
     supergroup chat``.
+    ``tg.slow_answer(method, seconds, count=1)``: the next ``count`` calls of ``method`` are carried out
+    (an album is in the chat) but their answer leaves only ``seconds`` later: a slow link or a busy server.
 
 Webhooks
     After setWebhook the fake POSTs pending and new updates to the URL, one at a time, with the
@@ -658,6 +660,7 @@ class FakeTelegram(FakeServer):
         self._open_queries: set[str] = set()
         self._commands: dict[tuple[str, str], list[JSON]] = {}
         self._faults: list[_Fault] = []
+        self._slow: dict[str, list[float]] = {}
         self._claimed: set[int] = set()
         self._wakers: set[asyncio.Event] = set()
         self._active_poll: object | None = None
@@ -849,6 +852,10 @@ class FakeTelegram(FakeServer):
         error = ApiError(error_code, description, parameters or None)
         self._faults.append(_Fault(method.lower(), error, count, chat_id))
 
+    def slow_answer(self, method: str, seconds: float, count: int = 1) -> None:
+        """See the module docstring: the next ``count`` calls of ``method`` answer ``seconds`` late."""
+        self._slow.setdefault(method.lower(), []).extend([seconds] * count)
+
     # -- recording ----------------------------------------------------------------------------
 
     def calls_to(self, method: str) -> list[Call]:
@@ -955,6 +962,9 @@ class FakeTelegram(FakeServer):
             self._inject_fault(call)
             call.result = await handler(call)
             body, status = {"ok": True, "result": call.result}, 200
+            delays = self._slow.get(canonical.lower())
+            if delays:
+                await asyncio.sleep(delays.pop(0))
         except ApiError as error:
             call.ok, call.error_code, call.description = False, error.code, error.description
             body, status = error.body(), error.code
