@@ -21,6 +21,7 @@ from typing import Any
 from bot import __version__, cli_admin, redact
 from bot.backends import create_backend
 from bot.config import Settings
+from bot.diagnose import operator_detail
 from bot.errors import BackendError, ConfigError, DrawError, SdbotError
 from bot.generation import generate, user_key
 from bot.grammar import render_value
@@ -192,8 +193,11 @@ def _write_images(out: Path, request: DrawRequest, blobs: list[bytes], formats: 
 
 def _fail(args: argparse.Namespace, lang: Lang, exc: SdbotError, code: int, hint: str | None = None) -> int:
     message = redact.scrub(render_error(exc, lang) + (f" {hint}" if hint else ""))
+    detail = operator_detail(exc)  # the CLI is an operator's tool: the cause, beside the user's sentence
+    if detail and not getattr(args, "json", False):
+        message += "\n" + t(lang, "cli.detail", detail=detail)
     if getattr(args, "json", False):
-        error: dict[str, Any] = {**exc.as_dict(), "message": message}
+        error: dict[str, Any] = {**exc.as_dict(), "message": message, **({"detail": detail} if detail else {})}
         print(json.dumps({"error": error}, ensure_ascii=False))
     else:
         print(message, file=sys.stderr)
@@ -211,8 +215,9 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    """Build the configured backend and run its probes (no image is generated). Exit 0 when every probe
-    passed, 1 when one failed (service refused or unreachable), 3 when the configuration itself is invalid."""
+    """Build the configured backend and run its probes (no image is generated), then sign in with each chat
+    token that is set (nothing is sent to any chat). Exit 0 when every probe passed, 1 when one failed (a
+    service or platform refused or unreachable), 3 when the configuration itself is invalid."""
     lang: Lang = resolve_language(args.lang, None, settings.lang)
     print(t(lang, "check.backend", backend=settings.backend))
     try:
@@ -223,16 +228,26 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         print(render_error(exc, lang), file=sys.stderr)
         return EXIT_CONFIG
     except BackendError as exc:  # a backend whose check raises instead of reporting
-        print(render_error(exc, lang), file=sys.stderr)
+        print(_finding(exc, lang), file=sys.stderr)
         return EXIT_FAILED
     for label, value in report.findings:
         # Endpoints are printed as configured: a user:password@ in one is a secret (see Settings.secrets).
         print(redact.scrub(t(lang, "check.line", label=_finding(label, lang), value=_finding(value, lang))))
-    print(t(lang, "check.ok" if report.ok else "check.failed"))
-    return EXIT_OK if report.ok else EXIT_FAILED
+    # The chat tokens too, each the way the bot signs in: "passed" must not vouch for what was not tried.
+    probe = importlib.import_module("adapters.probe")
+    tokens = await probe.check_tokens(settings)
+    print(t(lang, "check.chat"))
+    for token in tokens:
+        label = f"{token.platform} ({token.variable})"
+        value = t(lang, f"check.token.{token.outcome}", platform=token.platform, detail=token.detail)
+        print(redact.scrub(t(lang, "check.line", label=label, value=value)))
+    ok = report.ok and not any(token.failed for token in tokens)
+    print(t(lang, "check.ok" if ok else "check.failed"))
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def _finding(value: str | Msg | SdbotError, lang: Lang) -> str:
     if isinstance(value, SdbotError):
-        return render_error(value, lang)
+        detail = operator_detail(value)
+        return render_error(value, lang) + (f" ({t(lang, 'cli.detail', detail=detail)})" if detail else "")
     return value.render(lang) if isinstance(value, Msg) else value

@@ -38,7 +38,10 @@ async def test_placeholder_checks_ok_in_both_languages(tmp_path: Path) -> None:
     assert out.splitlines() == [
         "Image service: placeholder",
         "  Images: drawn offline; no image service is called",
-        "Check passed: the configuration is valid and the credentials work. No image was generated.",
+        "Chat platforms:",
+        "  Telegram (TELEGRAM_BOT_TOKEN): not configured, so not checked",
+        "  Discord (DISCORD_BOT_TOKEN): not configured, so not checked",
+        "Check passed: the configuration is valid and every credential checked above works. No image was generated.",
     ]
     code, out, _ = await sdbot("check", env={"SDBOT_LANG": "zh"}, cwd=tmp_path)
     assert code == 0 and "图像服务：placeholder" in out and "检查通过" in out

@@ -26,6 +26,7 @@ from bot.backends.http import (
     RETRYABLE_TRANSPORT,
     RetryPolicy,
     parse_json,
+    provider_said,
     retry_after_header,
     transport_error,
     wait_seconds,
@@ -265,7 +266,17 @@ def _retryable(exc: BackendError) -> bool:
 
 
 def _aws_error(response: httpx.Response) -> BackendError:
-    """Bedrock's error: the type is the part of ``x-amzn-ErrorType`` before ``:``; body ``{"message"}``."""
+    """Bedrock's error: the type is the part of ``x-amzn-ErrorType`` before ``:``; body ``{"message"}`` (kept
+    for the operator)."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    message = data.get("message") or data.get("Message") if isinstance(data, dict) else None
+    return provider_said(_aws_outcome(response), message)
+
+
+def _aws_outcome(response: httpx.Response) -> BackendError:
     status = response.status_code
     error_type = response.headers.get("x-amzn-ErrorType", "").split(":", 1)[0].strip()
     try:

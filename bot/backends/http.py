@@ -18,6 +18,7 @@ import httpx
 
 from bot import cpu
 from bot.backends.deadline import DeadlineTransport
+from bot.config import redact_url
 from bot.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,14 @@ class RetryPolicy:
 RETRYABLE_TRANSPORT = frozenset({"connect", "disconnect"})
 
 
+def provider_said(error: BackendError, message: object) -> BackendError:
+    """``error`` carrying the provider's own words (``provider_message``, at most 300 characters): for the
+    operator's tools and logs, never for chat, where the catalog's message is shown instead."""
+    if isinstance(message, str) and message.strip():
+        error.params["provider_message"] = message.strip()[:300]
+    return error
+
+
 def transport_error(exc: httpx.HTTPError, provider: str) -> BackendError:
     """Map an httpx failure to our outcome without echoing its text (it may contain the URL and a token).
 
@@ -139,9 +148,19 @@ def transport_error(exc: httpx.HTTPError, provider: str) -> BackendError:
         reason = "timeout"
     else:
         reason = "network"
+    where = {"url": _address(exc)}
     if isinstance(exc, httpx.TimeoutException):
-        return BackendError("backend_timeout", provider=None, detail=detail, reason=reason)
-    return BackendError("backend_unavailable", provider=None, detail=detail, reason=reason)
+        return BackendError("backend_timeout", provider=None, detail=detail, reason=reason, **where)
+    return BackendError("backend_unavailable", provider=None, detail=detail, reason=reason, **where)
+
+
+def _address(exc: httpx.HTTPError) -> str | None:
+    """Where the failed request went, without its query string (a token may ride there) or a password."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # an exception raised without a request
+        return None
+    return redact_url(str(url.copy_with(query=None, fragment=None)))
 
 
 # base64 decoding is one C call that holds the GIL from start to end (10-20 ms for a 1024x1024 picture on a

@@ -24,6 +24,7 @@ from bot.backends.http import (
     RetryPolicy,
     decode_b64,
     parse_json,
+    provider_said,
     retry_after_header,
     sniff_format,
     transport_error,
@@ -271,7 +272,12 @@ def _rate_hint(code: int, headers: httpx.Headers) -> float | None:
 
 
 def _api_error(data: Mapping[str, Any], headers: httpx.Headers) -> BackendError:
-    """Baidu's ``{"error_code", "error_msg"}`` as our outcome, the code kept for logs and messages."""
+    """Baidu's ``{"error_code", "error_msg"}`` as our outcome, the code kept for logs and messages, and
+    Baidu's own words for the operator (``sdbot check``/``draw``; never shown in chat)."""
+    return provider_said(_api_outcome(data, headers), data.get("error_msg"))
+
+
+def _api_outcome(data: Mapping[str, Any], headers: httpx.Headers) -> BackendError:
     raw = data.get("error_code")
     code = raw if isinstance(raw, int) and not isinstance(raw, bool) else -1
     log.warning("qianfan error %s: %s", raw, str(data.get("error_msg") or "")[:200])

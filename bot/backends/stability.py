@@ -18,6 +18,7 @@ from bot.backends.http import (
     RETRYABLE_TRANSPORT,
     RetryPolicy,
     parse_json,
+    provider_said,
     retry_after_header,
     transport_error,
     wait_seconds,
@@ -128,7 +129,16 @@ def _retryable(exc: BackendError) -> bool:
 
 
 def _status_error(response: httpx.Response) -> BackendError:
-    """Stability's ``{"id", "name", "message"}`` error as our outcome; ``name`` kept as the provider code."""
+    """Stability's ``{"id", "name", "message"}`` error as our outcome; ``name`` kept as the provider code, the
+    message for the operator."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    return provider_said(_status_outcome(response), data.get("message") if isinstance(data, dict) else None)
+
+
+def _status_outcome(response: httpx.Response) -> BackendError:
     status = response.status_code
     try:
         data = response.json()
