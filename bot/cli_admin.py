@@ -21,7 +21,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from bot import retention
 from bot.commands import Commands
@@ -106,7 +106,7 @@ async def _stats(commands: Commands, _quotas: Quotas, lang: Lang, _args: argpars
 
 async def _quota(commands: Commands, quotas: Quotas, lang: Lang, args: argparse.Namespace) -> str:
     key = parse_key(args.target)
-    scope = "chat" if args.chat else "user"
+    scope: Literal["user", "chat"] = "chat" if args.chat else "user"
     if args.action == "reset":
         return t(lang, "cmd.admin.reset", user=key, count=await quotas.reset_usage(scope, key))
     lines = []

@@ -56,7 +56,7 @@ class Sender:
         """``upload_timeout``: seconds a picture upload may take to be written and answered (the
         ``TELEGRAM_UPLOAD_TIMEOUT`` setting): a large album on a slow link needs far more than PTB's 5 s."""
         self.bot = bot
-        self._upload = {"read_timeout": upload_timeout, "write_timeout": upload_timeout}
+        self._upload_timeout = upload_timeout
         self._moved: dict[int, int] = {}  # old group id -> supergroup id
 
     async def _upload_to(self, chat_id: int, reply_to: int | None, thread_id: int | None, call: Call[T]) -> T:
@@ -144,7 +144,8 @@ class Sender:
                     message_thread_id=thread,
                     reply_markup=markup,
                     disable_content_type_detection=True,
-                    **self._upload,
+                    read_timeout=self._upload_timeout,
+                    write_timeout=self._upload_timeout,
                 ),
             )
         return await self._upload_to(
@@ -159,7 +160,8 @@ class Sender:
                 reply_parameters=reply,
                 message_thread_id=thread,
                 reply_markup=markup,
-                **self._upload,
+                read_timeout=self._upload_timeout,
+                write_timeout=self._upload_timeout,
             ),
         )
 
@@ -184,7 +186,12 @@ class Sender:
             reply_to,
             thread_id,
             lambda chat, reply, thread: self.bot.send_media_group(
-                chat, media, reply_parameters=reply, message_thread_id=thread, **self._upload
+                chat,
+                media,
+                reply_parameters=reply,
+                message_thread_id=thread,
+                read_timeout=self._upload_timeout,
+                write_timeout=self._upload_timeout,
             ),
         )
 
