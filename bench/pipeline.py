@@ -3,7 +3,8 @@
     python -m bench.pipeline [--jobs 120] [--n 1] [--users 30] [--concurrency 8] [--rounds 5]
 
 * ``floor``: a plain loop that, per picture, decodes the provider's base64 (validating), checks the PNG
-  header (signature and IHDR size) and hands the bytes on. Nothing else can be skipped.
+  header (signature and IHDR size), decodes every pixel (Pillow's ``load()``: the only proof that a picture
+  is whole, see :func:`bot.images.inspect`) and hands the bytes on. Nothing else can be skipped.
 * ``core``: ``--jobs`` ``/draw`` commands from ``--users`` users submitted at once to a real
   :class:`bot.core.Core` on a fresh SQLite file: parse, validate, admit (quotas in SQLite), schedule
   (``--concurrency`` = ``SDBOT_BACKEND_CONCURRENCY``), the backend call (an instant backend that decodes
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import binascii
+import io
 import logging
 import statistics
 import sys
@@ -31,6 +33,8 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from PIL import Image
 
 from bench.looplag import LagSummary, LoopLag
 from bench.support import (
@@ -71,8 +75,10 @@ def run_floor(encoded: list[str], jobs: int, n: int) -> Run:
             data = binascii.a2b_base64(encoded[(job + i) % len(encoded)], strict_mode=True)
             if not png_header_ok(data, width, height):
                 raise AssertionError("prepared image has the wrong header")
+            with Image.open(io.BytesIO(data)) as picture:
+                picture.load()
             handed_on += len(data)
-    return Run("floor (decode, header check, hand on)", jobs * n, time.perf_counter() - begin)
+    return Run("floor (decode, check, pixels, hand on)", jobs * n, time.perf_counter() - begin)
 
 
 async def run_core(encoded: list[str], jobs: int, n: int, users: int, concurrency: int) -> Run:
