@@ -324,7 +324,7 @@ class Quotas:
             if value is not None and value < (1 if limit == "max_pending" else 0):
                 raise ValueError(value)
         update = ", ".join(f"{limit} = excluded.{limit}" for limit in values)
-        await self._upsert_user(user_key, update, dict(values))
+        await self._upsert_user(user_key, update, {str(limit): value for limit, value in values.items()})
 
     async def set_banned(self, user_key: str, banned: bool) -> None:
         await self._upsert_user(user_key, "banned = excluded.banned", {"banned": int(banned)})

@@ -27,6 +27,7 @@ per start, where the periodic pass costs each one call a second at most.
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import logging
 from collections import deque
@@ -285,7 +286,10 @@ class Scheduler:
     def _start(self, job_id: int) -> None:
         task = asyncio.get_running_loop().create_task(self._guarded(job_id), name=f"job-{job_id}")
         self._running[job_id] = task
-        task.add_done_callback(lambda _task, job_id=job_id: self._finished(job_id))
+        task.add_done_callback(functools.partial(self._task_done, job_id))
+
+    def _task_done(self, job_id: int, _task: asyncio.Task[None]) -> None:
+        self._finished(job_id)
 
     async def _guarded(self, job_id: int) -> None:
         try:

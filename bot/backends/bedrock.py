@@ -222,11 +222,12 @@ class BedrockBackend(HttpBackend):
         for error in errors:
             if not isinstance(error, BackendError):
                 raise error  # a bug, not a provider failure: let it surface as one
-        if errors and not images:
-            raise errors[0]
-        if errors:
+        failures = [error for error in errors if isinstance(error, BackendError)]  # all of them, checked above
+        if failures and not images:
+            raise failures[0]
+        if failures:
             # The images that did arrive were paid for: deliver them rather than throw them away.
-            log.warning("bedrock: %d of %d images failed: %s", len(errors), request.n, errors[0].code)
+            log.warning("bedrock: %d of %d images failed: %s", len(failures), request.n, failures[0].code)
         return images
 
     # -- check ---------------------------------------------------------------------------------------

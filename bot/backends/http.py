@@ -148,10 +148,10 @@ def transport_error(exc: httpx.HTTPError, provider: str) -> BackendError:
         reason = "timeout"
     else:
         reason = "network"
-    where = {"url": _address(exc)}
+    url = _address(exc)
     if isinstance(exc, httpx.TimeoutException):
-        return BackendError("backend_timeout", provider=None, detail=detail, reason=reason, **where)
-    return BackendError("backend_unavailable", provider=None, detail=detail, reason=reason, **where)
+        return BackendError("backend_timeout", provider=None, detail=detail, reason=reason, url=url)
+    return BackendError("backend_unavailable", provider=None, detail=detail, reason=reason, url=url)
 
 
 def _address(exc: httpx.HTTPError) -> str | None:

@@ -326,6 +326,7 @@ def _images(data: Mapping[str, Any], request: DrawRequest) -> list[GeneratedImag
     items = data.get("data")
     if not isinstance(items, list) or not items:
         raise BackendError("backend_unavailable", provider=PROVIDER, reason="no_images")
+    assert request.seed is not None  # bot.generation gives every request its seed before it is sent
     items = sorted((item for item in items if isinstance(item, dict)), key=lambda item: _int(item.get("index"), 0))
     out = []
     for i, item in enumerate(items):
