@@ -10,6 +10,7 @@ import signal
 import sys
 
 from adapters.base import Adapter
+from bot import runtime
 from bot.backends import create_backend
 from bot.config import Settings
 from bot.core import Core
@@ -60,6 +61,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
                 await adapter.prepare()
                 started.append(adapter)
             await core.start()
+            # Process tuning, for the bot process only (not for tests or tools that build a Core): see there.
+            runtime.settle()
             for adapter in adapters:
                 await adapter.start()
             log.info("sdbot running: %s, backend %s", ", ".join(platforms), backend.name)
@@ -73,4 +76,5 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
                 except Exception:
                     log.exception("%s adapter did not stop cleanly", adapter.platform)
             await core.close()
+            runtime.release()
     return 0

@@ -62,7 +62,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from bot import commands, runtime
+from bot import commands
 from bot.backends.base import Backend
 from bot.breaker import Breaker
 from bot.channels import Channels
@@ -199,7 +199,6 @@ class Core:
             return
         self.lock_database()
         self._started = True
-        runtime.settle()  # no full garbage collection or heap trim holding the loop for tens of ms (see there)
         now = self.clock()
         for job in await self.jobs.unfinished():
             await self._recover(job, now)
@@ -220,7 +219,6 @@ class Core:
         await self.store.close()
         if self._lock is not None:
             self._lock.release()  # last: the next bot may start once this one wrote everything
-        runtime.release()
 
     # People -----------------------------------------------------------------------------------------
 

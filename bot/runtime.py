@@ -1,4 +1,5 @@
-"""Process-wide settings that keep the event loop responsive: applied by :meth:`bot.core.Core.start`.
+"""Process-wide settings that keep the event loop responsive: applied by ``sdbot run`` (:mod:`adapters.runner`)
+once the core has started, never by a library-style ``Core`` in tests or tools.
 
 Two things held the loop for 30-60 ms at a time in ``python -m bench`` (a 2-core VM), and both come from the
 process, not from sdbot's code:
