@@ -14,11 +14,11 @@ from bot import runtime
 from bot.backends import create_backend
 from bot.config import Settings
 from bot.core import Core
+from bot.exit_codes import EXIT_CONFIG
 from bot.i18n import t
 
 log = logging.getLogger(__name__)
 
-EXIT_CONFIG = 3  # as bot.cli's: the configuration (here: which platforms) is invalid
 
 # platform -> (the variable that enables it, "module:Class")
 ADAPTERS: dict[str, tuple[str, str]] = {

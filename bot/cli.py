@@ -23,13 +23,12 @@ from bot.backends import create_backend
 from bot.config import Settings
 from bot.diagnose import operator_detail
 from bot.errors import BackendError, ConfigError, DrawError, SdbotError
+from bot.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from bot.generation import generate, user_key
 from bot.grammar import render_value
 from bot.i18n import LANGUAGES, Lang, Msg, render_error, resolve_language, style_label, t
 from bot.request import DrawRequest
 from bot.validation import parse_request
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CONFIG = 0, 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,7 @@ from bot import retention
 from bot.commands import Commands
 from bot.config import COUNT_MAX, Settings
 from bot.errors import ConfigError, SdbotError
+from bot.exit_codes import EXIT_CONFIG, EXIT_INVALID, EXIT_OK
 from bot.i18n import LANGUAGES, Lang, render_error, resolve_language, t
 from bot.jobs import JobStore
 from bot.people import Directory, parse_key
@@ -77,7 +78,6 @@ async def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
     """Delete (``--dry-run``: count) the finished jobs of the days before the retention window. Safe beside a
     running bot: each batch is one short statement (see :mod:`bot.retention`)."""
-    from bot.cli import EXIT_INVALID, EXIT_OK  # bot.cli imports this module
 
     lang: Lang = resolve_language(args.lang, None, settings.lang)
     days = settings.job_retention_days
@@ -157,7 +157,6 @@ async def _with_store(settings: Settings, lang: Lang, body: Callable[[Store], Aw
     code, never a traceback: the database unusable (missing for a command that only reads, not a database,
     damaged pages) exits ``EXIT_CONFIG``, invalid arguments ``EXIT_INVALID``. Commands that only read pass
     ``create=False``: they never create the file or its folder."""
-    from bot.cli import EXIT_CONFIG, EXIT_INVALID, EXIT_OK  # bot.cli imports this module
 
     try:
         store = await Store.open(settings.db, create=create)
