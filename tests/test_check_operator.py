@@ -69,5 +69,5 @@ async def test_draw_shows_where_the_service_could_not_be_reached(tmp_path: Path)
     env = {"SDBOT_BACKEND": "a1111", "A1111_URL": f"http://op:s3cret-pw@127.0.0.1:{port}", "SDBOT_BACKEND_RETRIES": "0"}
     code, out, err = await sdbot("draw", "cat", env=env, cwd=tmp_path)
     assert code == 1 and "could not be reached" in err
-    assert f"Detail for the operator: at http://op:***@127.0.0.1:{port}/sdapi/v1/" in err
+    assert f"Detail for the operator: at http://***@127.0.0.1:{port}/sdapi/v1/" in err
     assert "ConnectError" in err and "s3cret-pw" not in out + err

@@ -76,9 +76,24 @@ async def test_a_url_setting_that_httpx_cannot_read_is_a_configuration_error(com
            "QIANFAN_BASE_URL": "http://127.0.0.1:notaport", "TELEGRAM_BOT_TOKEN": "123456:abcdefghij"}  # fmt: skip
     code, _, err = await sdbot(command, cwd=tmp_path, **env)
     assert code == 3 and "QIANFAN_BASE_URL" in err and "Traceback" not in err and "InvalidURL" not in err
-    for bad in ("http://:80", "http://h:0", "http://h:70000", "ftp://h", "http://h/x?a=1"):
+    for bad in ("http://:80", "http://h:0", "http://h:70000", "ftp://h", "http://h/x?a=1", "http://xn--"):
         code, _, err = await sdbot(command, cwd=tmp_path, **{**env, "QIANFAN_BASE_URL": bad})
-        assert code == 3 and "QIANFAN_BASE_URL" in err, bad
+        assert code == 3 and "QIANFAN_BASE_URL" in err and "Traceback" not in err, (bad, err)
+
+
+@pytest.mark.parametrize(
+    "variable", ["TELEGRAM_API_URL", "TELEGRAM_WEBHOOK_URL", "A1111_URL", "MODELSLAB_BASE_URL", "BEDROCK_ENDPOINT_URL"]
+)
+async def test_every_url_setting_is_checked_and_a_password_in_a_bad_one_is_not_shown(
+    variable: str, tmp_path: Path
+) -> None:
+    # A '/' in the password ends the URL's authority early: the value cannot be read, and its error must not
+    # print what looks like a path but is the rest of the password.
+    code, out, err = await sdbot(
+        "check", cwd=tmp_path, TELEGRAM_BOT_TOKEN="123456:abcdefghij", **{variable: "http://op:pa/ss-word@h:notaport"}
+    )
+    assert code == 3 and variable in err and "http://***@h:notaport" in err and "Traceback" not in err, err
+    assert "pa/ss" not in out + err and "ss-word" not in out + err
 
 
 async def test_a_password_in_a_url_setting_is_a_secret(tmp_path: Path) -> None:
@@ -87,11 +102,22 @@ async def test_a_password_in_a_url_setting_is_a_secret(tmp_path: Path) -> None:
         "run", cwd=tmp_path, SDBOT_LOG_LEVEL="DEBUG", TELEGRAM_BOT_TOKEN="123456:abcdefghij",
         TELEGRAM_API_URL=f"http://proxyuser:s3cretpw@127.0.0.1:{port}",
     )  # fmt: skip
-    assert code == 3 and f"Could not reach Telegram at http://proxyuser:***@127.0.0.1:{port}" in err
-    assert "s3cretpw" not in out + err
+    assert code == 3 and f"Could not reach Telegram at http://***@127.0.0.1:{port}" in err
+    assert "s3cretpw" not in out + err and "proxyuser" not in out + err
     # A short one too (too short to register as a secret: the URL's shape gives it away).
     code, out, err = await sdbot(
         "check", cwd=tmp_path, SDBOT_BACKEND="a1111", A1111_URL=f"http://u:pw@127.0.0.1:{port}"
     )
     assert code == 1 and "127.0.0.1" in out + err
     assert ":pw@" not in out + err
+
+
+async def test_a_user_name_alone_in_a_url_setting_is_a_secret(tmp_path: Path) -> None:
+    # https://<token>@host: some proxies take their key as the URL's user name, with no password.
+    port = closed_port()
+    for env in ({"TELEGRAM_API_URL": f"http://tok3n-as-user@127.0.0.1:{port}"},
+                {"SDBOT_BACKEND": "stability", "STABILITY_API_KEY": "sk-000000000",
+                 "STABILITY_BASE_URL": f"http://tok3n-as-user@127.0.0.1:{port}"}):  # fmt: skip
+        code, out, err = await sdbot("check", cwd=tmp_path, SDBOT_LOG_LEVEL="DEBUG", TELEGRAM_BOT_TOKEN="1:x", **env)
+        assert code == 1 and f"http://***@127.0.0.1:{port}" in out + err
+        assert "tok3n" not in out + err
