@@ -12,8 +12,9 @@ import aiohttp
 import discord
 from discord.http import HTTPClient, Route
 from telegram import Bot
-from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.error import TelegramError
 
+from adapters.telegram.signin import quiet_request_log, sign_in_failure
 from bot.config import Settings, redact_url
 
 Outcome = Literal["ok", "refused", "unreachable", "bad_answer", "unset"]
@@ -42,15 +43,13 @@ async def _telegram(settings: Settings) -> TokenCheck:
     api = settings.telegram_api_url.rstrip("/")
     where = redact_url(api)
     bot = Bot(token, base_url=f"{api}/bot", base_file_url=f"{api}/file/bot")
+    quiet_request_log()
     try:
         async with bot:  # initialize() is getMe
             return TokenCheck("Telegram", variable, "ok", f"@{bot.username}")
-    except InvalidToken:
-        return TokenCheck("Telegram", variable, "refused", where)
-    except NetworkError as exc:
-        return TokenCheck("Telegram", variable, "unreachable", f"{where}: {_cause(exc)}")
-    except (TelegramError, TypeError, KeyError, ValueError) as exc:
-        return TokenCheck("Telegram", variable, "bad_answer", f"{where}: {type(exc).__name__}")
+    except (TelegramError, TypeError, KeyError, ValueError, AttributeError) as exc:
+        kind, cause = sign_in_failure(exc)
+        return TokenCheck("Telegram", variable, kind, where if kind == "refused" else f"{where}: {cause}")
 
 
 async def _discord(settings: Settings) -> TokenCheck:
@@ -65,6 +64,8 @@ async def _discord(settings: Settings) -> TokenCheck:
         return TokenCheck("Discord", variable, "refused", Route.BASE)
     except (aiohttp.ClientError, OSError) as exc:
         return TokenCheck("Discord", variable, "unreachable", f"{Route.BASE}: {type(exc).__name__}")
+    except discord.DiscordServerError as exc:  # 5xx, after discord.py's own retries
+        return TokenCheck("Discord", variable, "unreachable", f"{Route.BASE}: HTTP {exc.status}")
     except (discord.HTTPException, TypeError, KeyError, ValueError) as exc:
         return TokenCheck("Discord", variable, "bad_answer", f"{Route.BASE}: {type(exc).__name__}")
     finally:

@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import logging
 import signal
+import sqlite3
 import sys
 
 from adapters.base import Adapter
@@ -14,6 +15,7 @@ from bot import runtime
 from bot.backends import create_backend
 from bot.config import Settings
 from bot.core import Core
+from bot.errors import ConfigError
 from bot.exit_codes import EXIT_CONFIG
 from bot.i18n import t
 
@@ -57,14 +59,21 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
         started: list[Adapter] = []
         try:
             core.lock_database()  # one bot per SDBOT_DB: a second one stops here, before it connects anywhere
-            for adapter in adapters:
-                await adapter.prepare()
-                started.append(adapter)
-            await core.start()
-            # Process tuning, for the bot process only (not for tests or tools that build a Core): see there.
-            runtime.settle()
-            for adapter in adapters:
-                await adapter.start()
+            try:
+                for adapter in adapters:
+                    await adapter.prepare()
+                    started.append(adapter)
+                await core.start()
+                # Process tuning, for the bot process only (not for tests or tools that build a Core): see there.
+                runtime.settle()
+                for adapter in adapters:
+                    await adapter.start()
+            except sqlite3.Error as exc:
+                # Core.open read every page and index; what still fails here (recovering jobs, replaying
+                # stored updates) is the database too: the same clean stop, not a traceback.
+                raise ConfigError(
+                    "db_unavailable", variable="SDBOT_DB", path=str(settings.db), reason=str(exc)
+                ) from None
             log.info("sdbot running: %s, backend %s", ", ".join(platforms), backend.name)
             await stop.wait()
             log.info("stopping")

@@ -124,10 +124,11 @@ def url(name: str, raw: str) -> str:
             and not parsed.fragment
             and not any(ch.isspace() for ch in value)
         )
-    except httpx.InvalidURL:
+        httpx.Request("GET", parsed)  # the Host header httpx will send (an IDNA host that cannot be encoded...)
+    except (httpx.InvalidURL, ValueError):  # idna's errors are ValueErrors (UnicodeError)
         valid = False
     if not valid:
-        raise _invalid(name, redact_url(raw), Msg("config.expect.url"))
+        raise _invalid(name, _hide_userinfo_of_invalid(raw), Msg("config.expect.url"))
     return value
 
 
@@ -135,16 +136,32 @@ _OPTIONAL_URL = _optional(url)
 
 
 def redact_url(text: str) -> str:
-    """``text`` with the password of a URL's ``user:password@`` left out, for anything shown or logged."""
+    """``text`` with a URL's ``user:password@`` (the whole userinfo: a user name can be a token too) shown
+    as ``***@``, for anything shown or logged."""
     scheme, sep, rest = text.partition("://")
     if not sep:
         return text
-    authority, slash, path = rest.partition("/")
-    userinfo, at, host = authority.rpartition("@")
-    if not at:
-        return text
-    user = userinfo.partition(":")[0]
-    return f"{scheme}://{user}:***@{host}{slash}{path}" if ":" in userinfo else text
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, end)
+    return f"{scheme}://***@{rest[at + 1 :]}" if at >= 0 else text
+
+
+def _hide_userinfo_of_invalid(raw: str) -> str:
+    """A URL that failed to parse, shown in its error: everything before its last ``@`` may be a password,
+    even one holding a ``/``, ``?`` or ``#`` that ended the authority early."""
+    scheme, sep, rest = raw.strip().partition("://")
+    if not sep or "@" not in rest:
+        return raw
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+def url_secrets(value: str) -> list[str]:
+    """The parts of a URL setting's ``user:password@`` to keep out of every message and log: the user name,
+    the password and the whole userinfo, as written and percent-decoded."""
+    parsed = httpx.URL(value)
+    raw = parsed.userinfo.decode("ascii", "replace")
+    parts = {raw, *raw.split(":", 1), parsed.username, parsed.password}
+    return sorted(part for part in parts if part)
 
 
 def admin_list(name: str, raw: str) -> frozenset[str]:
@@ -364,8 +381,8 @@ class Settings:
         return cls(**kwargs, explicit=frozenset(explicit))
 
     def secrets(self) -> list[str]:
-        """The values of every secret variable that is set, and the password of every URL setting that has
-        one (``http://user:password@host``)."""
+        """The values of every secret variable that is set, and the userinfo of every URL setting that has
+        one (``http://user:password@host``: user, password, both)."""
         values = [
             str(getattr(self, f.name))
             for f in dataclasses.fields(self)
@@ -373,9 +390,7 @@ class Settings:
         ]
         for f in dataclasses.fields(self):
             if f.metadata.get("parse") in (url, _OPTIONAL_URL) and getattr(self, f.name):
-                password = httpx.URL(getattr(self, f.name)).password
-                if password:
-                    values.append(password)
+                values.extend(url_secrets(getattr(self, f.name)))
         return values
 
     def require(self, *names: str, reason: Msg) -> None:

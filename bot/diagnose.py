@@ -7,6 +7,8 @@ from __future__ import annotations
 from bot import redact
 from bot.errors import BackendError, SdbotError
 
+_LONGEST = 200  # characters of one value, so the detail stays a line an operator reads
+
 # BackendError parameters worth an operator's eyes, in the order shown.
 _FIELDS = (("url", "at"), ("status", "HTTP"), ("provider_message", "said"), ("detail", "cause"), ("reason", "reason"))
 
@@ -22,5 +24,7 @@ def operator_detail(error: SdbotError) -> str | None:
     for key, label in _FIELDS:
         value = error.params.get(key)
         if value is not None and value != "":
-            parts.append(f'{label} "{value}"' if key == "provider_message" else f"{label} {value}")
+            text = " ".join(str(value).split())  # one line: AWS's messages quote a whole canonical request
+            text = text if len(text) <= _LONGEST else text[: _LONGEST - 1] + "…"
+            parts.append(f'{label} "{text}"' if key == "provider_message" else f"{label} {text}")
     return redact.scrub(" · ".join(parts)) if parts else None

@@ -24,8 +24,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"(?i)(\"(?:key|api_key|access_token|secret)\"\s*:\s*\")[^\"]*"), r"\1***"),
     (re.compile(r"\bbot\d{3,}:[A-Za-z0-9_-]{10,}"), "bot***"),
-    # The password of a URL's user:password@ (a proxy, a self-hosted server behind basic auth), however short.
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@/\s]+@"), r"\1***@"),
+    # A URL's user:password@ (a proxy, a self-hosted server behind basic auth), however short: the whole
+    # userinfo, since a user name alone can be a token (https://<token>@host).
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s]+@"), r"\1***@"),
     # AWS SigV4: the signature (Authorization header, presigned query, and botocore.auth's DEBUG line
     # "Signature:\n<hex>") and the access key id the credential scope names.
     (re.compile(r"(?i)\b(signature|x-amz-signature)(\s*[:=]\s*)[0-9a-f]{16,}"), r"\1\2***"),

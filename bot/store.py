@@ -284,15 +284,20 @@ class Store:
         return cls(conn, path, version)
 
     async def check(self) -> None:
-        """Read every page of the file (``PRAGMA quick_check``): a damaged database is refused at start with
-        ``db_unavailable`` instead of failing later, in the middle of serving users."""
+        """Read every page of the file and match every index with its table (``PRAGMA integrity_check``): a
+        damaged database is refused at start with ``db_unavailable`` instead of failing later, after signing in
+        or in the middle of serving users. ``quick_check`` skips the index-to-table match, and an index entry
+        whose row is gone (a copy of a live file without its -wal) failed the start's first query. The cost:
+        2.2 s instead of 1.0 s for 275 MB (a million jobs) from the page cache, 5.8 s against 4.5 s from disk."""
         try:
-            rows = await self._conn.execute_fetchall("PRAGMA quick_check")
+            rows = await self._conn.execute_fetchall("PRAGMA integrity_check(20)")
         except sqlite3.Error as exc:
             raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(self.path), reason=str(exc)) from None
-        problems = [str(row[0]) for row in rows if str(row[0]) != "ok"]
-        if problems:
-            reason = "; ".join(problems[:3])
+        # One problem a line, headed by "*** in database main ***" (which reads like a redacted secret).
+        lines = [line for row in rows for line in str(row[0]).splitlines()]
+        problems = [line for line in lines if line not in ("ok", "*** in database main ***")]
+        if lines != ["ok"]:
+            reason = "; ".join(problems[:3]) or "damaged"
             raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(self.path), reason=reason)
 
     async def close(self) -> None:

@@ -14,6 +14,8 @@ from bot.config import Settings
 from tests.backend_support import sdbot
 from tests.discord_support import TOKEN as DISCORD_TOKEN
 from tests.discord_support import fake_discord
+from tests.fakes.bedrock import FakeBedrock
+from tests.fakes.qianfan import FakeQianfan
 from tests.fakes.stability import FakeStability
 from tests.telegram_support import fake_telegram
 
@@ -69,5 +71,30 @@ async def test_draw_shows_where_the_service_could_not_be_reached(tmp_path: Path)
     env = {"SDBOT_BACKEND": "a1111", "A1111_URL": f"http://op:s3cret-pw@127.0.0.1:{port}", "SDBOT_BACKEND_RETRIES": "0"}
     code, out, err = await sdbot("draw", "cat", env=env, cwd=tmp_path)
     assert code == 1 and "could not be reached" in err
-    assert f"Detail for the operator: at http://op:***@127.0.0.1:{port}/sdapi/v1/" in err
+    assert f"Detail for the operator: at http://***@127.0.0.1:{port}/sdapi/v1/" in err
     assert "ConnectError" in err and "s3cret-pw" not in out + err
+
+
+async def test_a_refused_qianfan_key_shows_where_what_status_and_what_baidu_said(tmp_path: Path) -> None:
+    async with FakeQianfan(api_key="ak-good-123456", secret_key="sk-good-123456") as fake:
+        env = {"SDBOT_BACKEND": "qianfan", "QIANFAN_BASE_URL": fake.url, "QIANFAN_API_KEY": "ak-wrong-000000",
+               "QIANFAN_SECRET_KEY": "sk-wrong-000000"}  # fmt: skip
+        code, out, err = await sdbot("check", env=env, cwd=tmp_path)
+    assert code == 1 and "refused the bot's credentials" in out
+    detail = out.partition("Detail for the operator: ")[2]
+    assert f"at {fake.url}/oauth/2.0/token ·" in detail and "HTTP 401" in detail and "said" in detail
+    assert "ak-wrong" not in out + err and "sk-wrong" not in out + err  # the token URL's query holds both
+
+
+async def test_a_long_provider_message_is_one_bounded_line(tmp_path: Path) -> None:
+    async with FakeBedrock() as fake:  # AWS's signature error quotes the whole canonical request, over lines
+        env = {"SDBOT_BACKEND": "bedrock", "BEDROCK_ENDPOINT_URL": fake.url, "AWS_REGION": "us-east-1",
+               "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "wrong-secret-key-0"}  # fmt: skip
+        code, out, _ = await sdbot("check", env=env, cwd=tmp_path)
+    assert code == 1
+    lines = out.splitlines()
+    (at,) = [i for i, line in enumerate(lines) if "Detail for the operator" in line]
+    line = lines[at]
+    assert "HTTP 403" in line and "InvalidSignatureException" in line and "said" in line
+    assert lines[at + 1] == "Chat platforms:"  # nothing of the message spilled onto the lines below
+    assert len(line.partition("Detail for the operator: ")[2]) < 400

@@ -92,6 +92,10 @@ class DiscordAdapter:
             await self.client.close()
             log.error("Discord unreachable: %s", type(exc).__name__)
             raise self._unreachable() from None
+        except discord.DiscordServerError as exc:  # 5xx, after discord.py's own retries: down, not a stranger
+            await self.client.close()
+            log.error("Discord unreachable: HTTP %s", exc.status)
+            raise self._unreachable() from None
         except (discord.HTTPException, TypeError, KeyError, ValueError) as exc:  # not Discord's answer
             await self.client.close()
             log.error("Discord: the login answer was unexpected: %r", exc)

@@ -13,7 +13,7 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
 from telegram.request import HTTPXRequest
 
@@ -21,6 +21,7 @@ from adapters.telegram import durable, media, menu
 from adapters.telegram.durable import DurableProcessor, DurableQueue
 from adapters.telegram.handlers import Handlers
 from adapters.telegram.sender import Sender
+from adapters.telegram.signin import quiet_request_log, sign_in_failure
 from adapters.telegram.sink import TelegramSink
 from adapters.telegram.status import StatusBoard
 from adapters.telegram.updates import PollingBot, UpdatesRequest
@@ -66,6 +67,7 @@ class TelegramAdapter:
         if not token:
             raise ValueError("TelegramAdapter needs TELEGRAM_BOT_TOKEN")
         redact.register(token, settings.telegram_webhook_secret)  # PTB puts the token in every URL it logs
+        quiet_request_log()
         self.core = core
         self.settings = settings
         self._poll_timeout = poll_timeout
@@ -112,21 +114,19 @@ class TelegramAdapter:
         self._check_webhook_settings()
         try:
             await self.app.initialize()
-        except InvalidToken:
+        except (TelegramError, TypeError, KeyError, ValueError, AttributeError) as exc:
             await self._release()
-            raise ConfigError("platform_auth_failed", variable="TELEGRAM_BOT_TOKEN", platform="Telegram") from None
-        except NetworkError as exc:
-            await self._release()
-            log.error("Telegram Bot API at %s unreachable: %s", redact_url(self._api), type(exc).__name__)
-            raise ConfigError(
-                "platform_unreachable", variable="TELEGRAM_API_URL", platform="Telegram", url=redact_url(self._api)
-            ) from None
-        except (TelegramError, TypeError, KeyError, ValueError) as exc:  # an answer that is not the Bot API's
-            await self._release()
-            log.error("Telegram Bot API at %s: getMe answered unexpectedly: %r", redact_url(self._api), exc)
-            raise ConfigError(
-                "platform_bad_answer", variable="TELEGRAM_API_URL", platform="Telegram", url=redact_url(self._api)
-            ) from None
+            kind, cause = sign_in_failure(exc)
+            where = redact_url(self._api)
+            if kind == "refused":
+                raise ConfigError("platform_auth_failed", variable="TELEGRAM_BOT_TOKEN", platform="Telegram") from None
+            if kind == "unreachable":
+                log.error("Telegram Bot API at %s unreachable: %s", where, cause)
+                code = "platform_unreachable"
+            else:  # an answer that is not the Bot API's
+                log.error("Telegram Bot API at %s: getMe answered unexpectedly: %s", where, cause)
+                code = "platform_bad_answer"
+            raise ConfigError(code, variable="TELEGRAM_API_URL", platform="Telegram", url=where) from None
         log.info("Telegram: signed in as @%s", self.app.bot.username)
 
     async def start(self) -> None:

@@ -34,6 +34,7 @@ from bot.backends.http import (
     RETRYABLE_TRANSPORT,
     RetryPolicy,
     decode_b64,
+    located,
     parse_json,
     retry_after_header,
     transport_error,
@@ -261,7 +262,7 @@ class A1111Backend(HttpBackend):
 
     async def _answer(self, response: httpx.Response) -> Any:
         if response.status_code != 200:
-            raise _http_error(response)
+            raise located(_http_error(response), response)
         try:
             return await parse_json(response.content)
         except ValueError:

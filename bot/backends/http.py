@@ -134,6 +134,14 @@ def provider_said(error: BackendError, message: object) -> BackendError:
     return error
 
 
+def located(error: BackendError, response: httpx.Response) -> BackendError:
+    """``error`` carrying where the answer came from and its HTTP status, for the operator's tools
+    (:func:`bot.diagnose.operator_detail`): the address without its query (a key may ride there) or password."""
+    error.params.setdefault("url", redact_url(str(response.request.url.copy_with(query=None, fragment=None))))
+    error.params.setdefault("status", response.status_code)
+    return error
+
+
 def transport_error(exc: httpx.HTTPError, provider: str) -> BackendError:
     """Map an httpx failure to our outcome without echoing its text (it may contain the URL and a token).
 

@@ -23,6 +23,7 @@ from bot.backends.http import (
     RETRYABLE_TRANSPORT,
     RetryPolicy,
     decode_b64,
+    located,
     parse_json,
     provider_said,
     retry_after_header,
@@ -171,12 +172,14 @@ class QianfanBackend(HttpBackend):
             error,
             str(data.get("error_description") or "")[:200],
         )
+        said, code = data.get("error_description"), error or response.status_code
         if error == "invalid_client" or response.status_code in (401, 403):
-            raise BackendError("backend_auth_failed", provider=PROVIDER, provider_code=error or response.status_code)
-        if response.status_code >= 500 or response.status_code == 200:
-            raise BackendError("backend_unavailable", provider=PROVIDER, status=response.status_code, reason="token")
-        # unsupported_grant_type and other 4xx: the base URL or the request is not what Baidu expects.
-        raise BackendError("backend_config", provider=PROVIDER, provider_code=error or response.status_code)
+            failure = BackendError("backend_auth_failed", provider=PROVIDER, provider_code=code)
+        elif response.status_code >= 500 or response.status_code == 200:
+            failure = BackendError("backend_unavailable", provider=PROVIDER, reason="token")
+        else:  # unsupported_grant_type and other 4xx: the base URL or the request is not what Baidu expects.
+            failure = BackendError("backend_config", provider=PROVIDER, provider_code=code)
+        raise located(provider_said(failure, said), response)  # the token URL's query holds both keys: cut
 
     # -- generation ----------------------------------------------------------------------------------
     async def generate(
