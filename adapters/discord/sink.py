@@ -54,6 +54,7 @@ PROGRESS_INTERVAL = 2.0
 # answer, or the answer took too long. Discord may have carried the request out; what became of it is unknown.
 # (A refused connection, or a reset while the request was still being written, is a failure known as such.)
 _ANSWER_LOST = (aiohttp.ServerDisconnectedError, TimeoutError)
+_NEVER_SENT = (aiohttp.ConnectionTimeoutError,)  # a TimeoutError too, but no connection was ever made
 
 
 def token_gone(exc: discord.HTTPException) -> bool:
@@ -177,7 +178,7 @@ class DiscordSink:
                                 ORIGINAL, content=text, attachments=_files(group), view=view, allowed_mentions=_NONE
                             )
                         except _ANSWER_LOST as exc:
-                            if not await self._arrived(hook, job, len(group), exc):
+                            if isinstance(exc, _NEVER_SENT) or not await self._arrived(hook, job, len(group), exc):
                                 raise
                     else:
                         with self._unconfirmed(job):
@@ -280,6 +281,8 @@ class DiscordSink:
         try:
             yield
         except _ANSWER_LOST as exc:
+            if isinstance(exc, _NEVER_SENT):
+                raise
             log.warning("job %s: Discord did not confirm a post (%s); counted as delivered", job.id, type(exc).__name__)
 
     async def _send_to_channel(self, route: Route, *, mention: bool = False, **kwargs: Any) -> None:
