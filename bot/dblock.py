@@ -8,6 +8,11 @@ The file itself stays (it holds the pid of the last bot that locked it, for the 
 bot runs would let a second one lock a new file, so it is never deleted. It is named after the database's real
 path, so a second bot reaching the file through a symlink or another relative spelling is refused too.
 
+Hard links are the one way around it: two names of one file that no path resolution joins. SQLite itself does
+not support them (each name gets its own ``-wal`` journal, so two processes using two names can damage the
+file), and no lock taken once the file is open could prevent that; a bot whose database file has several names
+logs a warning at start.
+
 Processes that only read and administer the database (``sdbot quota``, ``sdbot stats``, ``sdbot prune``) take
 no lock and run beside the bot.
 """
@@ -15,6 +20,7 @@ no lock and run beside the bot.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 
@@ -25,11 +31,13 @@ try:
 except ImportError:  # Windows: no flock; the rule stays documented only
     fcntl = None  # type: ignore[assignment]
 
+log = logging.getLogger(__name__)
+
 
 def lock_path(db: Path) -> Path:
     """``<db>.lock`` beside the file itself: symlinks (to the file or a folder on the way), relative paths and
     ``..`` resolved, so every spelling of one database takes the same lock. (Two hard links to one file are
-    two names the kernel does not tell apart from two files; don't point two bots at hard links.)"""
+    two names no resolution joins: see the module documentation.)"""
     real = Path(os.path.realpath(db))
     return real.with_name(real.name + ".lock")
 
@@ -46,6 +54,7 @@ class DatabaseLock:
         """Lock ``db`` for this process. Raises ``ConfigError("db_in_use")`` naming ``SDBOT_DB`` when another
         process holds it, ``db_unavailable`` when the lock file cannot be opened."""
         path = lock_path(db)
+        _warn_if_hard_linked(db)
         if fcntl is None:
             return cls(None, path)
         try:
@@ -79,3 +88,19 @@ def _read_pid(fd: int) -> str:
     except OSError:
         text = ""
     return text if text.isdigit() else "?"
+
+
+def _warn_if_hard_linked(db: Path) -> None:
+    """Say so when the database file has other names (hard links): a bot started through one of them would
+    not find this lock, and SQLite would give it a journal of its own."""
+    try:
+        links = os.stat(db).st_nlink
+    except OSError:
+        return  # not created yet (or unreadable: opening it will say why)
+    if links > 1:
+        log.warning(
+            "%s has %s hard links: the one-bot lock cannot see the other names, and SQLite keeps a separate "
+            "journal per name; remove the extra links (use a symlink or one path) so no two processes use two names",
+            db,
+            links,
+        )

@@ -4,6 +4,7 @@ connects anywhere), the lock goes with the process however it ends, and the admi
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.core import Core
-from bot.dblock import lock_path
+from bot.dblock import DatabaseLock, lock_path
 from bot.errors import ConfigError
 from bot.i18n import render_error
 from tests.fakes.telegram import FakeTelegram
@@ -145,3 +146,17 @@ def test_the_lock_holds_however_the_database_is_reached(tmp_path: Path) -> None:
         bot.proc.wait()
         bot.close()
     assert sorted(p.name for p in db.parent.iterdir() if p.suffix == ".lock") == ["sdbot.db.lock"]
+
+
+def test_a_database_with_hard_links_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Hard links are the one spelling the lock cannot join (and SQLite does not support): the operator hears
+    of it at start instead of finding a second bot running."""
+    db = tmp_path / "sdbot.db"
+    db.write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="bot.dblock"):
+        DatabaseLock.acquire(db).release()
+        assert caplog.records == []
+        os.link(db, tmp_path / "other-name.db")
+        DatabaseLock.acquire(db).release()
+    [warning] = caplog.records
+    assert "2 hard links" in warning.getMessage() and str(db) in warning.getMessage()

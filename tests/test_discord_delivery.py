@@ -206,3 +206,52 @@ async def test_queue_positions_are_shown_sparingly_but_every_change_of_state_is(
 
     assert (t("en", "job.queued", position=1) in shown) is moves_shown
     assert t("en", "job.running") in shown and shown[-1].startswith("third\n")  # then the images
+
+
+async def test_pictures_whose_answer_was_lost_are_checked_and_kept(tmp_path: Path) -> None:
+    """Discord put the pictures in the answer, but the connection closed before it said so: the bot looks at
+    the answer, finds them there, and the job is delivered (and charged), not refunded with 'could not be
+    sent' written over the pictures."""
+    backend = QuietBackend(hold=True)
+    async with fake_discord() as dc, running_bot(dc, tmp_path / "db", backend) as bot:
+        rec = await dc.invoke_command("draw", {"prompt": "a cat", "n": 2})
+        await running(dc, rec)
+        drop = dc.drop_answer("PATCH", r"/messages/@original$")
+        backend.release()
+        await dc.wait_for(lambda: drop.hits)
+        await bot.core.wait_idle()
+        (job,) = await bot.jobs()
+    assert rec.original is not None and len(rec.original.attachments) == 2
+    assert rec.original.custom_ids == [f"sdbot:again:{job.id}", f"sdbot:edit:{job.id}"]
+    assert (job.status, job.error, job.charged) == ("done", None, 2)
+    assert dc.calls_to("GET", r"/messages/@original$")  # looked, rather than guessed
+
+
+async def test_an_answer_lost_before_discord_carried_it_out_is_a_failure_told_and_refunded(tmp_path: Path) -> None:
+    backend = QuietBackend(hold=True)
+    async with fake_discord() as dc, running_bot(dc, tmp_path / "db", backend) as bot:
+        rec = await dc.invoke_command("draw", {"prompt": "a cat"})
+        await running(dc, rec)
+        drop = dc.drop_answer("PATCH", r"/messages/@original$", carry_out=False)
+        backend.release()
+        await dc.wait_for(lambda: drop.hits)
+        await bot.core.wait_idle()
+        (job,) = await bot.jobs()
+    assert (job.status, job.error, job.charged) == ("failed", "delivery_failed", 0)
+    failure = describe_failure(SdbotError("delivery_failed", job=job.id), True, "en")
+    assert rec.original is not None and rec.original.content == failure and rec.original.attachments == []
+
+
+async def test_a_channel_post_whose_answer_was_lost_is_not_called_a_failure(tmp_path: Path) -> None:
+    """Past the token's life the pictures go to the channel, where the bot cannot look them up: an answer lost
+    after Discord had the whole post counts as delivered; no 'could not be sent' under pictures that arrived."""
+    async with fake_discord() as dc:
+        drop = dc.drop_answer("POST", r"^/channels/\d+/messages$")
+        async with running_bot(dc, tmp_path / "db", adapter_options={"token_lifetime": 0}) as bot:
+            await dc.invoke_command("draw", {"prompt": "a cat"})
+            await dc.wait_for(lambda: drop.hits)
+            await bot.core.wait_idle()
+            (job,) = await bot.jobs()
+        posted = dc.channel_messages(dc.CHANNEL_ID)
+    assert [len(m.attachments) for m in posted] == [1]  # the pictures, and no failure notice after them
+    assert (job.status, job.error, job.charged) == ("done", None, 1)

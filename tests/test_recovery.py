@@ -205,3 +205,41 @@ def test_a_job_given_up_while_delivering_says_its_pictures_may_have_arrived(tmp_
     conn.close()
     assert charged == {accepted["fast"]: 0, accepted["slow"]: 0}
     assert "may have arrived" in render_error(SdbotError("job_crashed_delivering", job=1), "en")
+
+
+@pytest.mark.parametrize(
+    ("deaths", "told"),
+    [
+        (("generating", "generating", "delivering"), "job_crashed_delivering"),
+        (("delivering", "delivering", "generating"), "job_crashed"),  # the last attempt never sent anything
+    ],
+)
+async def test_the_notice_of_a_job_given_up_follows_where_its_last_attempt_died(
+    deaths: tuple[str, ...], told: str, tmp_path: Path
+) -> None:
+    """Three attempts die (the process stops mid-job, nothing recorded after), each at ``deaths``; the next start
+    gives the job up, saying its pictures may have arrived only when the last attempt was sending them."""
+    db = tmp_path / "sdbot.db"
+    job_id = 0
+    for phase in deaths:
+        backend = GatedBackend(hold=phase == "generating")
+        async with open_core(db, backend, platforms=("telegram",)) as (core, sink):
+            sink.hold_delivery = True
+            if not job_id:
+                job_id = (await core.submit(UserRef("telegram", "1"), ChatRef("telegram", "1", False), "cat", {})).id
+            if phase == "generating":
+                await backend.wait_started(1)
+            else:
+                await sink.wait_for("deliver_started", 1)
+        # open_core's close leaves the job running, as a killed process does
+    async with open_core(db, platforms=("telegram",)) as (core, sink):
+        await core.wait_idle()
+        job = await core.get_job(job_id)
+        assert await usage_matches_jobs(core.store) == []
+    assert sink.of("failed") == [(job_id, (told, True))] and sink.of("deliver_started") == []
+    assert job is not None and (job.status, job.error, job.attempts, job.charged) == ("failed", told, 3, 0)
+    if told == "job_crashed_delivering":
+        for lang in ("en", "zh"):
+            assert render_error(SdbotError(told, job=job_id), lang) != render_error(
+                SdbotError("job_crashed", job=1), lang
+            )

@@ -209,3 +209,19 @@ async def test_an_upload_whose_answer_never_comes_is_not_called_a_failure(
     assert job is not None and (job.status, job.error, job.charged) == ("done", None, 2)
     told = [str(c.params.get("text")) for c in tg.calls_to("sendMessage")]
     assert t(lang, "error.delivery_failed", job=1) not in told
+
+
+async def test_an_album_whose_connection_closed_before_the_answer_is_not_called_a_failure(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """Telegram had the album (it is in the chat), then the connection closed instead of answering: the outcome
+    is unknown to the bot, and 'could not be sent' with a refund would be false."""
+    tg.drop_answer("sendMediaGroup")
+    async with running(settings_for(tmp_path, tg), PreparedBackend()) as bot:
+        tg.send_text(USER, "/draw cat --n 2")
+        status = await tg.wait_for("editMessageText", lambda c: c.params["text"] == t("en", "job.unconfirmed"))
+        await bot.core.wait_idle()
+        job = await bot.core.get_job(1)
+    assert status and [c.dropped for c in tg.calls_to("sendMediaGroup")] == [True] and len(tg.albums(USER)) == 1
+    assert job is not None and (job.status, job.error, job.charged) == ("done", None, 2)
+    assert t("en", "error.delivery_failed", job=1) not in [c.params.get("text") for c in tg.calls_to("sendMessage")]

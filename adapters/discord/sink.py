@@ -13,9 +13,10 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
+import aiohttp
 import discord
 
 from adapters.closing import ShutdownGate
@@ -49,6 +50,11 @@ _TOKEN_GONE = {50027, 10015, 10008}
 # cost every waiting job an edit per started job. Repeats of a state are shown at most this often; a change
 # of state (queued -> running) always is.
 PROGRESS_INTERVAL = 2.0
+# aiohttp's failures once a request is on its way and its answer is awaited: the connection closed without an
+# answer, or the answer took too long. Discord may have carried the request out; what became of it is unknown.
+# (A refused connection, or a reset while the request was still being written, is a failure known as such.)
+_ANSWER_LOST = (aiohttp.ServerDisconnectedError, TimeoutError)
+_NEVER_SENT = (aiohttp.ConnectionTimeoutError,)  # a TimeoutError too, but no connection was ever made
 
 
 def token_gone(exc: discord.HTTPException) -> bool:
@@ -167,11 +173,16 @@ class DiscordSink:
             try:
                 for index, group in enumerate(groups):
                     if index == 0:
-                        await hook.edit_message(
-                            ORIGINAL, content=text, attachments=_files(group), view=view, allowed_mentions=_NONE
-                        )
+                        try:
+                            await hook.edit_message(
+                                ORIGINAL, content=text, attachments=_files(group), view=view, allowed_mentions=_NONE
+                            )
+                        except _ANSWER_LOST as exc:
+                            if isinstance(exc, _NEVER_SENT) or not await self._arrived(hook, job, len(group), exc):
+                                raise
                     else:
-                        await hook.send(files=_files(group), allowed_mentions=_NONE, wait=True)
+                        with self._unconfirmed(job):
+                            await hook.send(files=_files(group), allowed_mentions=_NONE, wait=True)
                     sent += 1
                 return
             except discord.Forbidden as exc:
@@ -232,14 +243,47 @@ class DiscordSink:
         with_text: bool,
     ) -> None:
         for index, group in enumerate(groups):
-            if index == 0 and with_text:
-                intro = t(job.lang, "job.delivered_late", mention=f"<@{route.user_id}>", job=job.id)
-                note = shortfall(generation, job.lang)
-                intro = f"{intro}\n{note}" if note else intro
-                text = intro + "\n" + summary(generation.request, job.lang, limit=CONTENT_MAX - len(intro) - 1)
-                await self._send_to_channel(route, content=text, files=_files(group), view=view, mention=True)
-            else:
-                await self._send_to_channel(route, files=_files(group))
+            with self._unconfirmed(job):
+                if index == 0 and with_text:
+                    intro = t(job.lang, "job.delivered_late", mention=f"<@{route.user_id}>", job=job.id)
+                    note = shortfall(generation, job.lang)
+                    intro = f"{intro}\n{note}" if note else intro
+                    text = intro + "\n" + summary(generation.request, job.lang, limit=CONTENT_MAX - len(intro) - 1)
+                    await self._send_to_channel(route, content=text, files=_files(group), view=view, mention=True)
+                else:
+                    await self._send_to_channel(route, files=_files(group))
+
+    async def _arrived(self, hook: discord.Webhook, job: Job, count: int, lost: BaseException) -> bool:
+        """After the answer to the edit carrying the pictures was lost: look at the answer itself. True when
+        the pictures are there (or it cannot be looked at either: then they most likely are, as the whole
+        request was sent), False when Discord shows they are not (the delivery failed, and may say so)."""
+        try:
+            message = await hook.fetch_message(ORIGINAL)
+        except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning(
+                "job %s: Discord did not confirm the pictures (%s) and the answer could not be read (%s); "
+                "counted as delivered",
+                job.id,
+                type(lost).__name__,
+                type(exc).__name__,
+            )
+            return True
+        if len(message.attachments) >= count:
+            log.warning("job %s: Discord's answer was lost (%s), but the pictures arrived", job.id, type(lost).__name__)
+            return True
+        log.info("job %s: Discord's answer was lost (%s) and the pictures are not there", job.id, type(lost).__name__)
+        return False
+
+    @contextlib.contextmanager
+    def _unconfirmed(self, job: Job) -> Iterator[None]:
+        """A post whose answer is lost counts as sent: it cannot be looked up (its id never came), and telling
+        the user it failed, with a refund, would be false in nearly every case."""
+        try:
+            yield
+        except _ANSWER_LOST as exc:
+            if isinstance(exc, _NEVER_SENT):
+                raise
+            log.warning("job %s: Discord did not confirm a post (%s); counted as delivered", job.id, type(exc).__name__)
 
     async def _send_to_channel(self, route: Route, *, mention: bool = False, **kwargs: Any) -> None:
         channel = self._client.get_partial_messageable(route.channel_id, guild_id=route.guild_id)

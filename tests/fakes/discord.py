@@ -45,6 +45,9 @@ Public API of ``FakeDiscord(token=..., ...)`` (constructor arguments are documen
 - ``dc.fail_next(method, path_regex, status=429, retry_after=0.2, global_=False, count=1, body=None,
   headers=None, via=True)``: the next ``count`` matching requests get this answer instead (429s come with
   ``Retry-After``, ``X-RateLimit-*``, ``X-RateLimit-Scope`` and ``Via``); returns a ``Fault`` with ``hits``.
+- ``dc.drop_answer(method, path_regex, count=1, carry_out=True)``: the next ``count`` matching requests are
+  read whole and (``carry_out``) carried out, but their connection is closed instead of answered: Discord
+  had the request (the pictures are in the chat) and its answer was lost on the way.
 - ``dc.missing_permissions: set[int]``: channel ids where the bot lacks Send Messages/Attach Files:
   posting there answers 403 code 50013 (and ``app_permissions`` of interactions there say so).
 - ``await dc.dispatch(event, data)``, ``await dc.request_reconnect()`` (op 7, the client then RESUMEs),
@@ -482,6 +485,7 @@ class FakeDiscord(FakeServer):
         self.guild_commands: dict[int, list[JSON]] = {}
         self.calls: list[Call] = []
         self.faults: list[Fault] = []
+        self.drops: list[Fault] = []  # answers lost (drop_answer); status/body/headers unused
         self.interactions: dict[int, FakeInteraction] = {}
         self.messages: dict[int, FakeMessage] = {}
         self.missing_permissions: set[int] = set()
@@ -614,6 +618,13 @@ class FakeDiscord(FakeServer):
         fault = Fault(method.upper(), re.compile(path_regex), status, body, hdrs, count)
         self.faults.append(fault)
         return fault
+
+    def drop_answer(self, method: str, path_regex: str, count: int = 1, carry_out: bool = True) -> Fault:
+        """See the module docstring: the next ``count`` matching requests get no answer (connection closed),
+        after being carried out when ``carry_out``, else before (read whole, then nothing happens)."""
+        drop = Fault(method.upper(), re.compile(path_regex), 200 if carry_out else 0, None, {}, count)
+        self.drops.append(drop)
+        return drop
 
     async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:  # noqa: ASYNC109
         """Wait until ``predicate()`` is truthy and return that value; ``TimeoutError`` after ``timeout``."""
@@ -1000,6 +1011,15 @@ class FakeDiscord(FakeServer):
         try:
             await self._read_body(request, call)
             fault = self._take_fault(request.method, path)
+            drop = self._take_fault(request.method, path, self.drops) if fault is None else None
+            if drop is not None:
+                if drop.status:  # carried out: the answer alone is lost
+                    await handler(request)
+                call.status = -1
+                self._changed.set()
+                assert request.transport is not None
+                request.transport.abort()  # the client reads the end of the connection, not an answer
+                raise asyncio.CancelledError  # nothing is written back (aiohttp drops the request quietly)
             if fault is not None:
                 response: web.StreamResponse = json_response(fault.body, fault.status, fault.headers)
             else:
@@ -1051,8 +1071,8 @@ class FakeDiscord(FakeServer):
             if raw:
                 call.json = _parse_json(raw)
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        for fault in self.faults:
+    def _take_fault(self, method: str, path: str, faults: list[Fault] | None = None) -> Fault | None:
+        for fault in self.faults if faults is None else faults:
             if fault.remaining > 0 and fault.method in ("*", method) and fault.pattern.search(path):
                 fault.remaining -= 1
                 fault.hits += 1

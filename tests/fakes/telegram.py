@@ -54,6 +54,8 @@ Fault injection
     supergroup chat``.
     ``tg.slow_answer(method, seconds, count=1)``: the next ``count`` calls of ``method`` are carried out
     (an album is in the chat) but their answer leaves only ``seconds`` later: a slow link or a busy server.
+    ``tg.drop_answer(method, count=1)``: the next ``count`` calls of ``method`` are carried out, then their
+    connection is closed instead of answered (recorded with ``dropped=True``): the answer was lost on the way.
 
 Webhooks
     After setWebhook the fake POSTs pending and new updates to the URL, one at a time, with the
@@ -195,6 +197,7 @@ class Call:
     error_code: int | None = None
     description: str | None = None
     result: Any = None
+    dropped: bool = False  # carried out, then the connection closed without an answer (drop_answer)
 
     @property
     def chat_id(self) -> Any:
@@ -661,6 +664,7 @@ class FakeTelegram(FakeServer):
         self._commands: dict[tuple[str, str], list[JSON]] = {}
         self._faults: list[_Fault] = []
         self._slow: dict[str, list[float]] = {}
+        self._dropped: dict[str, int] = {}  # method -> calls still to carry out and leave unanswered
         self._claimed: set[int] = set()
         self._wakers: set[asyncio.Event] = set()
         self._active_poll: object | None = None
@@ -852,6 +856,10 @@ class FakeTelegram(FakeServer):
         error = ApiError(error_code, description, parameters or None)
         self._faults.append(_Fault(method.lower(), error, count, chat_id))
 
+    def drop_answer(self, method: str, count: int = 1) -> None:
+        """See the module docstring: the next ``count`` calls of ``method`` are carried out, never answered."""
+        self._dropped[method.lower()] = self._dropped.get(method.lower(), 0) + count
+
     def slow_answer(self, method: str, seconds: float, count: int = 1) -> None:
         """See the module docstring: the next ``count`` calls of ``method`` answer ``seconds`` late."""
         self._slow.setdefault(method.lower(), []).extend([seconds] * count)
@@ -965,6 +973,12 @@ class FakeTelegram(FakeServer):
             delays = self._slow.get(canonical.lower())
             if delays:
                 await asyncio.sleep(delays.pop(0))
+            if self._dropped.get(canonical.lower()):
+                self._dropped[canonical.lower()] -= 1
+                call.dropped = True
+                assert request.transport is not None
+                request.transport.abort()  # the client reads the end of the connection, not an answer
+                raise asyncio.CancelledError  # nothing is written back (aiohttp drops the request quietly)
         except ApiError as error:
             call.ok, call.error_code, call.description = False, error.code, error.description
             body, status = error.body(), error.code
