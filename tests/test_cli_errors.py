@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -221,3 +222,29 @@ def test_damaged_pages_are_found_even_where_the_report_does_not_look(command: li
     out = sdbot(*command, cwd=tmp_path, SDBOT_DB=str(db))
     assert out.returncode == 3 and out.stdout == "", out.stdout
     assert f"The database {db} (SDBOT_DB) cannot be used" in out.stderr
+
+
+# B. sdbot draw --json answers JSON on every path, argparse's own errors included -------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [(["--lang", "fr"], "lang"), (["--out"], "out"), (["--lang"], "lang"), (["--dry-run=yes"], "dry-run")],
+)
+def test_draw_json_turns_argument_errors_into_json(cli, args: list[str], option: str) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = cli("draw", "--json", *args, "--", "cat")
+    assert (code, err) == (2, "")
+    error = json.loads(out)["error"]
+    assert (error["code"], error["option"]) == ("command_usage", option) and error["detail"]
+
+
+def test_draw_json_argument_errors_subprocess(tmp_path: Path) -> None:
+    out = sdbot("draw", "--json", "--lang", "fr", "cat", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr == ""
+    error = json.loads(out.stdout)["error"]
+    assert (error["code"], error["option"]) == ("command_usage", "lang")
+    assert error["message"].startswith("Usage: sdbot draw") and "fr" in error["detail"]
+    zh = sdbot("draw", "--json", "--out", cwd=tmp_path, SDBOT_LANG="zh")
+    assert zh.returncode == 2 and json.loads(zh.stdout)["error"]["message"].startswith("用法：sdbot draw")
+    plain = sdbot("draw", "--lang", "fr", "cat", cwd=tmp_path)  # without --json: argparse's usual text
+    assert plain.returncode == 2 and "invalid choice" in plain.stderr and plain.stdout == ""
