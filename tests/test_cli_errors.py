@@ -81,7 +81,7 @@ def test_quota_set_with_an_invalid_argument_creates_no_database(tmp_path: Path) 
     out = sdbot("quota", "set", "--lang", "zh", "telegram:7", "²", cwd=tmp_path, SDBOT_DB=str(db))
     assert out.returncode == 2 and "IMAGES 必须是 0 到 999999999 之间的整数" in out.stderr
     out = sdbot("quota", "set", "slack:1", "5", cwd=tmp_path, SDBOT_DB=str(db))
-    assert out.returncode == 2 and "TARGET must be" in out.stderr
+    assert out.returncode == 2 and "is not a user" in out.stderr
     assert not (tmp_path / "new").exists()
 
 
@@ -92,12 +92,12 @@ def test_quota_set_with_an_invalid_argument_creates_no_database(tmp_path: Path) 
         (["quota", "set", "telegram:7", "5", "--rate", "³"], "--rate must be a whole number from 0 to 999999999"),
         (["quota", "set", "telegram:7", "5", "--pending", "9" * 5000], "--pending must be a whole number from 1"),
         (["quota", "set", "telegram:7", "1" + "0" * 19], "IMAGES must be a whole number"),
-        (["quota", "set", "foo", "5"], "TARGET must be a user such as telegram:123"),
-        (["quota", "set", "telegram:abc", "5"], "you gave “telegram:abc”"),
-        (["quota", "set", "telegram:²", "5"], "you gave “telegram:²”"),
-        (["quota", "set", "telegram:-100123", "5"], "or with --chat a group chat"),  # a chat, without --chat
-        (["quota", "show", "discord:"], "TARGET must be"),
-        (["quota", "reset", "--chat", "telegram:-x"], "TARGET must be"),
+        (["quota", "set", "foo", "5"], "is not a user (telegram:123, discord:456)"),
+        (["quota", "set", "telegram:abc", "5"], "TARGET “telegram:abc”"),
+        (["quota", "set", "telegram:²", "5"], "TARGET “telegram:²”"),
+        (["quota", "set", "telegram:-100123", "5"], "with --chat, a group chat"),  # a chat, without --chat
+        (["quota", "show", "discord:"], "is not a user"),
+        (["quota", "reset", "--chat", "telegram:-x"], "is not a user"),
         (["prune", "--days", "²"], "--days must be a whole number from 1 to 36500"),
         (["prune", "--days", "99999999999"], "--days must be a whole number from 1 to 36500"),
         (["prune", "--days", "3000000", "--dry-run"], "you gave “3000000”"),
@@ -115,7 +115,7 @@ def test_invalid_arguments_are_one_clear_line_and_exit_2(cli, args: list[str], f
 
 def test_invalid_target_in_chinese(cli) -> None:  # type: ignore[no-untyped-def]
     code, _, err = cli("quota", "show", "--lang", "zh", "telegram:abc")
-    assert code == 2 and "TARGET 必须是" in err and "“telegram:abc”" in err
+    assert code == 2 and "不是有效的用户" in err and "TARGET“telegram:abc”" in err
 
 
 def test_a_target_with_full_width_digits_is_the_same_user(cli) -> None:  # type: ignore[no-untyped-def]
