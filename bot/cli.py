@@ -11,12 +11,13 @@ import getpass
 import importlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from bot import __version__, cli_admin, redact
 from bot.backends import create_backend
@@ -30,9 +31,29 @@ from bot.i18n import LANGUAGES, Lang, Msg, render_error, resolve_language, style
 from bot.request import DrawRequest
 from bot.validation import parse_request
 
+DRAW_USAGE = "sdbot draw [--lang en|zh] [--dry-run] [--json] [--out DIR] TEXT"
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sdbot", description="Stable Diffusion images from chat.")
+
+class Parser(argparse.ArgumentParser):
+    """argparse, except that ``sdbot draw --json`` reports argparse's own errors (``--lang fr``, ``--out``
+    without a folder) as the JSON error object too: a script reading stdout gets JSON on every path."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        if not self.json_errors:
+            super().error(message)
+        lang = resolve_language(None, os.environ.get("SDBOT_LANG"), "en")
+        named = re.match(r"argument --([\w-]+)", message)
+        error = SdbotError("command_usage", option=named.group(1) if named else None, usage=DRAW_USAGE)
+        document = {**error.as_dict(), "message": render_error(error, lang), "detail": message}
+        print(json.dumps({"error": document}, ensure_ascii=False))
+        raise SystemExit(EXIT_INVALID)
+
+
+def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+    """``json_errors``: ``sdbot draw --json`` was asked for (see :class:`Parser`)."""
+    parser = Parser(prog="sdbot", description="Stable Diffusion images from chat.")
     parser.add_argument("--version", action="version", version=f"sdbot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -43,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_argument("--out", type=Path, default=Path("out"), help="where images are written (default ./out)")
     draw.add_argument("text", nargs="*", help="what you would type after /draw (after sdbot's own options)")
     draw.set_defaults(handler=cmd_draw)
+    if isinstance(draw, Parser):
+        draw.json_errors = json_errors
 
     run = sub.add_parser("run", help="start every chat adapter whose token is configured")
     run.set_defaults(handler=cmd_run)
@@ -78,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text: list[str] | None = None
     if argv and argv[0] == "draw":
         argv, text = split_draw_argv(argv)
-    args = build_parser().parse_args(argv)
+    args = build_parser(json_errors=text is not None and "--json" in argv).parse_args(argv)
     if text is not None:
         args.text = text
     try:

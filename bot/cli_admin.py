@@ -21,16 +21,17 @@ import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bot import retention
 from bot.commands import Commands
-from bot.config import COUNT_MAX, Settings
+from bot.config import COUNT_MAX, RETENTION_DAYS_MAX, Settings
 from bot.errors import ConfigError, SdbotError
 from bot.exit_codes import EXIT_CONFIG, EXIT_INVALID, EXIT_OK
 from bot.i18n import LANGUAGES, Lang, render_error, resolve_language, t
 from bot.jobs import JobStore
-from bot.people import Directory, parse_key
+from bot.people import PLATFORMS, Directory
 from bot.quotas import Quotas, UserLimit
 from bot.store import Store
 
@@ -62,17 +63,116 @@ def add_parsers(sub: Any) -> None:
     prune.set_defaults(handler=cmd_prune)
 
 
-Action = Callable[[Commands, Quotas, Lang, argparse.Namespace], Awaitable[str]]
 _SET_USAGE = "sdbot quota set [--chat] TARGET IMAGES [--rate N] [--pending N]"
 _PRUNE_USAGE = "sdbot prune [--days N] [--dry-run]"
+# The digits of a whole-number argument: past this many it is out of every range, and int() is not asked to read
+# thousands of them (Python refuses beyond 4300 with a ValueError of its own).
+_DIGITS_MAX = 18
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaArguments:
+    """``sdbot quota`` as checked before the database is opened: nothing is written unless all of it is valid."""
+
+    action: str
+    scope: Literal["user", "chat"]
+    key: str
+    images: int | None = None
+    limits: dict[UserLimit, int | None] = field(default_factory=dict)
+
+
+def quota_arguments(args: argparse.Namespace) -> QuotaArguments:
+    """Check every argument of ``sdbot quota show|set|reset``; raise the :class:`SdbotError` of the first wrong
+    one (``invalid_target``, ``invalid_argument`` naming it with its range, or the CLI's ``command_usage``)."""
+    scope: Literal["user", "chat"] = "chat" if args.chat else "user"
+    key = target_key(args.target, chat=args.chat)
+    if args.action != "set":
+        return QuotaArguments(args.action, scope, key)
+    if args.chat and (args.rate is not None or args.pending is not None):  # chats have only a daily cap
+        raise SdbotError("command_usage", usage=_SET_USAGE)
+    images = _limit("IMAGES", args.images, 0)
+    limits: dict[UserLimit, int | None] = {}
+    if not args.chat:
+        limits["daily_images"] = images
+        if args.rate is not None:
+            limits["rate_per_minute"] = _limit("--rate", args.rate, 0)
+        if args.pending is not None:
+            limits["max_pending"] = _limit("--pending", args.pending, 1)
+    return QuotaArguments(args.action, scope, key, images, limits)
+
+
+def target_key(text: str, *, chat: bool) -> str:
+    """``telegram:123`` / ``discord:456`` (with ``chat``, a group chat's negative Telegram id too) as stored;
+    full-width digits are read as the same id. Else ``invalid_target``: the terminal has no "this platform"
+    for a bare id, and a user key with a chat's id would set a limit that never applies."""
+    platform, sep, ident = text.strip().partition(":")
+    number = ident.removeprefix("-") if chat and platform.lower() == "telegram" else ident
+    if not sep or platform.lower() not in PLATFORMS or not _is_whole_number(number):
+        raise SdbotError("invalid_target", value=text.strip() or "∅")
+    return f"{platform.lower()}:{'-' if number != ident else ''}{int(number)}"
+
+
+def whole_number(text: str, minimum: int, maximum: int) -> int | None:
+    """``text`` as a whole number in ``minimum..maximum`` (surrounding spaces and full-width digits allowed),
+    or None: never an exception, whatever was typed (``²``, ``1e3``, ten thousand digits)."""
+    word = text.strip()
+    if not _is_whole_number(word):
+        return None
+    value = int(word)
+    return value if minimum <= value <= maximum else None
+
+
+def _is_whole_number(word: str) -> bool:
+    # isdecimal, not isdigit: "²" is a digit that int() cannot read.
+    return word.isdecimal() and len(word) <= _DIGITS_MAX
+
+
+def _limit(argument: str, text: str, minimum: int) -> int | None:
+    """A limit argument: ``default`` (None), or a whole number in ``minimum..COUNT_MAX``; else an error that
+    names the argument and its range."""
+    if text.strip().casefold() in ("default", "默认"):
+        return None
+    value = whole_number(text, minimum, COUNT_MAX)
+    if value is None:
+        raise SdbotError("invalid_argument", argument=argument, value=text, min=minimum, max=COUNT_MAX)
+    return value
 
 
 async def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
-    return await _run(args, settings, _quota)
+    lang: Lang = resolve_language(args.lang, None, settings.lang)
+    try:
+        given = quota_arguments(args)
+    except SdbotError as exc:
+        print(render_error(exc, lang), file=sys.stderr)
+        return EXIT_INVALID
+
+    async def quota(store: Store) -> str:
+        quotas = Quotas(store, settings)
+        commands = Commands(settings, quotas, JobStore(store), Directory(store))
+        if given.action == "reset":
+            return t(lang, "cmd.admin.reset", user=given.key, count=await quotas.reset_usage(given.scope, given.key))
+        lines = []
+        if given.action == "set":
+            if given.scope == "chat":
+                await quotas.set_chat_limit(given.key, given.images)
+            else:  # every limit in one statement: all change, or none
+                await quotas.set_user_limits(given.key, given.limits)
+            lines.append(commands.limit_set_text(lang, given.key, given.images, chat=given.scope == "chat"))
+        report = commands.chat_report if given.scope == "chat" else commands.quota_report
+        lines.append(await report(lang, given.key))
+        return "\n".join(lines)
+
+    return await _with_store(settings, lang, quota, readonly=given.action == "show")
 
 
 async def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
-    return await _run(args, settings, _stats)
+    lang: Lang = resolve_language(args.lang, None, settings.lang)
+
+    async def stats(store: Store) -> str:
+        quotas = Quotas(store, settings)
+        return await Commands(settings, quotas, JobStore(store), Directory(store)).stats_report(lang)
+
+    return await _with_store(settings, lang, stats, readonly=True)
 
 
 async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
@@ -82,10 +182,13 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
     lang: Lang = resolve_language(args.lang, None, settings.lang)
     days = settings.job_retention_days
     if args.days is not None:
-        days = int(args.days) if args.days.strip().isdigit() else 0
-        if days < 1:
-            print(render_error(SdbotError("command_usage", usage=_PRUNE_USAGE), lang), file=sys.stderr)
+        # The same range as SDBOT_JOB_RETENTION_DAYS: a longer window reaches before the calendar's year 1.
+        chosen = whole_number(args.days, 1, RETENTION_DAYS_MAX)
+        if chosen is None:
+            error = SdbotError("invalid_days", value=args.days, min=1, max=RETENTION_DAYS_MAX, usage=_PRUNE_USAGE)
+            print(render_error(error, lang), file=sys.stderr)
             return EXIT_INVALID
+        days = chosen
     if not days:
         print(t(lang, "cli.prune.forever"))
         return EXIT_OK
@@ -97,73 +200,33 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
         pruned = await retention.prune(store, before, pause=retention.PAUSE)
         return t(lang, "cli.prune.done", count=pruned, day=before)
 
-    return await _with_store(settings, lang, prune, create=not args.dry_run)
+    # Nothing to prune in a database that does not exist: even the real prune creates none.
+    return await _with_store(settings, lang, prune, readonly=args.dry_run, create=False)
 
 
-async def _stats(commands: Commands, _quotas: Quotas, lang: Lang, _args: argparse.Namespace) -> str:
-    return await commands.stats_report(lang)
+async def _with_store(
+    settings: Settings,
+    lang: Lang,
+    body: Callable[[Store], Awaitable[str]],
+    *,
+    readonly: bool,
+    create: bool = True,
+) -> int:
+    """Open ``SDBOT_DB``, read every page, print what ``body`` returns, close. Every failure is one line on
+    stderr and an exit code, never a traceback: the database unusable (missing for a command that only reads,
+    not a database, damaged pages anywhere, an older schema for a command that only reads) exits
+    ``EXIT_CONFIG``. ``readonly`` (commands that only read): nothing is created, migrated or written.
 
-
-async def _quota(commands: Commands, quotas: Quotas, lang: Lang, args: argparse.Namespace) -> str:
-    key = parse_key(args.target)
-    scope: Literal["user", "chat"] = "chat" if args.chat else "user"
-    if args.action == "reset":
-        return t(lang, "cmd.admin.reset", user=key, count=await quotas.reset_usage(scope, key))
-    lines = []
-    if args.action == "set":
-        if args.chat and (args.rate is not None or args.pending is not None):  # chats have only a daily cap
-            raise SdbotError("command_usage", usage=_SET_USAGE)
-        # Every argument is checked before anything is written, and a user's limits change in one statement.
-        images = _limit("IMAGES", args.images, 0)
-        if args.chat:
-            await quotas.set_chat_limit(key, images)
-        else:
-            limits: dict[UserLimit, int | None] = {"daily_images": images}
-            if args.rate is not None:
-                limits["rate_per_minute"] = _limit("--rate", args.rate, 0)
-            if args.pending is not None:
-                limits["max_pending"] = _limit("--pending", args.pending, 1)
-            await quotas.set_user_limits(key, limits)
-        lines.append(commands.limit_set_text(lang, key, images, chat=args.chat))
-    lines.append(await (commands.chat_report(lang, key) if args.chat else commands.quota_report(lang, key)))
-    return "\n".join(lines)
-
-
-def _limit(argument: str, text: str, minimum: int) -> int | None:
-    """A limit argument: ``default`` (None), or a whole number in ``minimum..COUNT_MAX``; else an error that
-    names the argument and its range."""
-    word = text.strip().casefold()
-    if word in ("default", "默认"):
-        return None
-    if word.isdigit() and minimum <= int(word) <= COUNT_MAX:
-        return int(word)
-    raise SdbotError("invalid_argument", argument=argument, value=text, min=minimum, max=COUNT_MAX)
-
-
-async def _run(args: argparse.Namespace, settings: Settings, action: Action) -> int:
-    lang: Lang = resolve_language(args.lang, None, settings.lang)
-
-    async def act(store: Store) -> str:
-        quotas = Quotas(store, settings)
-        commands = Commands(settings, quotas, JobStore(store), Directory(store))
-        return await action(commands, quotas, lang, args)
-
-    reads_only = args.command == "stats" or getattr(args, "action", None) == "show"
-    return await _with_store(settings, lang, act, create=not reads_only)
-
-
-async def _with_store(settings: Settings, lang: Lang, body: Callable[[Store], Awaitable[str]], *, create: bool) -> int:
-    """Open ``SDBOT_DB``, print what ``body`` returns, close. Every failure is one line on stderr and an exit
-    code, never a traceback: the database unusable (missing for a command that only reads, not a database,
-    damaged pages) exits ``EXIT_CONFIG``, invalid arguments ``EXIT_INVALID``. Commands that only read pass
-    ``create=False``: they never create the file or its folder."""
+    The whole file is checked first (:meth:`bot.store.Store.check`, as ``sdbot run`` does at start):
+    a report must not print "0 jobs" from an index while the table beside it is damaged."""
 
     try:
-        store = await Store.open(settings.db, create=create)
+        store = await Store.open(settings.db, create=create and not readonly, readonly=readonly)
     except ConfigError as exc:
         print(render_error(exc, lang), file=sys.stderr)
         return EXIT_CONFIG
     try:
+        await store.check()
         print(await body(store))
         return EXIT_OK
     except ConfigError as exc:
@@ -172,7 +235,7 @@ async def _with_store(settings: Settings, lang: Lang, body: Callable[[Store], Aw
     except SdbotError as exc:
         print(render_error(exc, lang), file=sys.stderr)
         return EXIT_INVALID
-    except sqlite3.Error as exc:  # pages damaged past what opening the file reads
+    except sqlite3.Error as exc:  # damaged after the check, or locked past the busy timeout
         error = ConfigError("db_unavailable", variable="SDBOT_DB", path=str(settings.db), reason=str(exc))
         print(render_error(error, lang), file=sys.stderr)
         return EXIT_CONFIG

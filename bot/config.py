@@ -59,6 +59,7 @@ def choice(*choices: str, fold: Callable[[str], str] = str.lower) -> Parser:
 
 
 COUNT_MAX = 999_999_999  # limits and counts: far past any real use, and safe in SQLite's 64-bit integers
+RETENTION_DAYS_MAX = 36_500  # a hundred years of jobs; far more and the cut-off day falls before the year 1
 SECONDS_MAX = 315_360_000.0  # ten years: longer is a typo, and asyncio's timers overflow long before infinity
 
 
@@ -299,7 +300,7 @@ class Settings:
         "SDBOT_JOB_RETENTION_DAYS",
         "90",
         "Days finished jobs (and their daily usage counters) are kept before they are deleted (0 = forever).",
-        integer(0, 36500),
+        integer(0, RETENTION_DAYS_MAX),
     )
     refund_filtered: bool = var(
         "SDBOT_REFUND_FILTERED",

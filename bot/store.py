@@ -16,7 +16,8 @@ event loop (:data:`WAKE_AT_ONCE`), so a burst's big trip does not hold the loop 
 
 Schema versions are rows of ``schema_migrations``; :data:`MIGRATIONS` lists every version's statements in
 order and :meth:`Store.open` applies the missing ones under ``BEGIN IMMEDIATE``, so processes starting
-together migrate once. A database from a newer sdbot is refused rather than misread.
+together migrate once; a read-only open (commands that only read) applies none and refuses an older schema.
+A database from a newer sdbot is refused rather than misread.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -247,34 +249,49 @@ class Store:
 
     @classmethod
     async def open(
-        cls, path: str | Path, *, migrations: Sequence[Migration] = MIGRATIONS, create: bool = True
+        cls,
+        path: str | Path,
+        *,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        create: bool = True,
+        readonly: bool = False,
     ) -> Store:
         """Connect, switch to WAL and apply missing migrations. Raises :class:`ConfigError` (naming
-        ``SDBOT_DB``) when the file cannot be opened or belongs to a newer sdbot. ``create=False`` (commands
-        that only read): a missing file is ``db_not_found``, and neither it nor its folder is created."""
+        ``SDBOT_DB``) when the file cannot be opened or belongs to a newer sdbot.
+
+        ``create=False``: a missing file is ``db_not_found``, and neither it nor its folder is created.
+        ``readonly=True`` (commands that only read; implies ``create=False``): nothing is written, not even
+        the journal mode, and an older schema is not migrated but refused (``db_outdated``): upgrading is the
+        bot's job at its start, not a side effect of looking. The connection refuses writes (``query_only``)."""
         path = Path(path)
-        if not create and not path.is_file():
+        if (readonly or not create) and not path.is_file():
             raise ConfigError("db_not_found", variable="SDBOT_DB", path=str(path))
         if sqlite3.sqlite_version_info < (3, 35):  # RETURNING, which every decision relies on
             reason = f"SQLite {sqlite3.sqlite_version} is too old; 3.35 or newer is needed"
             raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(path), reason=reason)
-        if path.is_dir():  # caught here: a failed aiosqlite.connect leaves its thread racing the event loop
+        if path.is_dir():
             raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(path), reason="it is a directory")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: no implicit BEGIN, so each statement is its own atomic transaction.
-            conn = await aiosqlite.connect(path, isolation_level=None)
+            if create and not readonly:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = await _connect(str(path), uri=False)
+            else:  # mode=rw: SQLite never creates the file, even one deleted since the check above
+                conn = await _connect(path.absolute().as_uri() + "?mode=rw", uri=True)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(path), reason=str(exc)) from None
         conn.row_factory = sqlite3.Row
         try:
             await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await conn.execute("PRAGMA journal_mode = WAL")
-            # NORMAL is durable against a killed process in WAL mode (only power loss can lose a commit) and
-            # saves an fsync per admission.
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            await conn.execute("PRAGMA foreign_keys = ON")
-            version = await _migrate(conn, path, migrations)
+            if readonly:
+                await conn.execute("PRAGMA query_only = ON")
+                version = await _schema_version(conn, path, migrations)
+            else:
+                await conn.execute("PRAGMA journal_mode = WAL")
+                # NORMAL is durable against a killed process in WAL mode (only power loss can lose a commit)
+                # and saves an fsync per admission.
+                await conn.execute("PRAGMA synchronous = NORMAL")
+                await conn.execute("PRAGMA foreign_keys = ON")
+                version = await _migrate(conn, path, migrations)
         except sqlite3.Error as exc:
             await conn.close()
             raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(path), reason=str(exc)) from None
@@ -457,6 +474,40 @@ def _run_together(conn: sqlite3.Connection, calls: list[_Call]) -> bool:
             conn.execute("ROLLBACK")
         return False
     return True
+
+
+async def _connect(target: str, *, uri: bool) -> aiosqlite.Connection:
+    """``aiosqlite.connect`` in autocommit mode (``isolation_level=None``: no implicit BEGIN, so each statement
+    is its own atomic transaction). When the file cannot be opened, wait for aiosqlite's worker thread before
+    raising: aiosqlite tells it to stop without waiting, and the thread then answers on this event loop, which
+    ``asyncio.run`` may have closed by then ("Event loop is closed" tracebacks after the operator's message)."""
+    pending = aiosqlite.connect(target, isolation_level=None, uri=uri)
+    try:
+        return await pending
+    except BaseException:
+        # aiosqlite keeps no public handle on its thread: a Thread itself before 0.21, ._thread since.
+        worker = pending if isinstance(pending, threading.Thread) else getattr(pending, "_thread", None)
+        if isinstance(worker, threading.Thread) and worker.is_alive():
+            await asyncio.to_thread(worker.join, 5.0)
+        raise
+
+
+async def _schema_version(conn: aiosqlite.Connection, path: Path, migrations: Iterable[Migration]) -> int:
+    """The database's schema version, read without writing: ``db_too_new`` or ``db_outdated`` unless it is
+    the latest of ``migrations``."""
+    latest = max((m.version for m in migrations), default=0)
+    tables = await conn.execute_fetchall(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    )
+    current = 0
+    if int(next(iter(tables))[0]):
+        rows = await conn.execute_fetchall("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        current = int(next(iter(rows))[0])
+    if current > latest:
+        raise ConfigError("db_too_new", variable="SDBOT_DB", path=str(path), found=current, known=latest)
+    if current < latest:
+        raise ConfigError("db_outdated", variable="SDBOT_DB", path=str(path), found=current, known=latest)
+    return current
 
 
 async def _migrate(conn: aiosqlite.Connection, path: Path, migrations: Iterable[Migration]) -> int:
