@@ -15,7 +15,7 @@ from bot import runtime
 from bot.backends import create_backend
 from bot.config import Settings
 from bot.core import Core
-from bot.errors import ConfigError
+from bot.errors import db_unavailable
 from bot.exit_codes import EXIT_CONFIG
 from bot.i18n import t
 
@@ -71,9 +71,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
             except sqlite3.Error as exc:
                 # Core.open read every page and index; what still fails here (recovering jobs, replaying
                 # stored updates) is the database too: the same clean stop, not a traceback.
-                raise ConfigError(
-                    "db_unavailable", variable="SDBOT_DB", path=str(settings.db), reason=str(exc)
-                ) from None
+                raise db_unavailable(settings.db, exc) from None
             log.info("sdbot running: %s, backend %s", ", ".join(platforms), backend.name)
             await stop.wait()
             log.info("stopping")

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from bot import retention
 from bot.commands import Commands
 from bot.config import COUNT_MAX, RETENTION_DAYS_MAX, Settings
-from bot.errors import ConfigError, SdbotError
+from bot.errors import ConfigError, SdbotError, db_unavailable
 from bot.exit_codes import EXIT_CONFIG, EXIT_INVALID, EXIT_OK
 from bot.i18n import LANGUAGES, Lang, render_error, resolve_language, t
 from bot.jobs import JobStore
@@ -236,7 +236,7 @@ async def _with_store(
         print(render_error(exc, lang), file=sys.stderr)
         return EXIT_INVALID
     except sqlite3.Error as exc:  # damaged after the check, or locked past the busy timeout
-        error = ConfigError("db_unavailable", variable="SDBOT_DB", path=str(settings.db), reason=str(exc))
+        error = db_unavailable(settings.db, exc)
         print(render_error(error, lang), file=sys.stderr)
         return EXIT_CONFIG
     finally:

@@ -68,7 +68,7 @@ from bot.breaker import Breaker
 from bot.channels import Channels
 from bot.config import Settings
 from bot.dblock import DatabaseLock
-from bot.errors import BackendError, ConfigError, DrawError, SdbotError
+from bot.errors import BackendError, DrawError, SdbotError, db_unavailable
 from bot.generation import Generation, draw_seed, generate, user_key
 from bot.grammar import DrawArgs
 from bot.i18n import Lang, Msg, resolve_language
@@ -175,7 +175,7 @@ class Core:
             await core.directory.load()
         except sqlite3.Error as exc:
             await store.close()
-            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(settings.db), reason=str(exc)) from None
+            raise db_unavailable(settings.db, exc) from None
         except BaseException:
             await store.close()
             raise

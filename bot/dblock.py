@@ -24,7 +24,7 @@ import logging
 import os
 from pathlib import Path
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, db_unavailable
 
 try:
     import fcntl
@@ -60,7 +60,7 @@ class DatabaseLock:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(db), reason=str(exc)) from None
+            raise db_unavailable(db, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -69,7 +69,7 @@ class DatabaseLock:
             raise ConfigError("db_in_use", variable="SDBOT_DB", path=str(db), pid=holder) from None
         except OSError as exc:  # a file system without locks
             os.close(fd)
-            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(db), reason=str(exc)) from None
+            raise db_unavailable(db, exc) from None
         with contextlib.suppress(OSError):  # the pid only makes the message of a refused second bot clearer
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -53,6 +53,11 @@ class ConfigError(SdbotError):
         return {**super().as_dict(), "variable": self.variable}
 
 
+def db_unavailable(path: object, reason: object) -> ConfigError:
+    """``SDBOT_DB`` cannot be used: the error every layer that touches the database raises, with the reason."""
+    return ConfigError("db_unavailable", variable="SDBOT_DB", path=str(path), reason=str(reason))
+
+
 # The outcomes a backend failure maps to. Kept as data so adapters, the job runner and docs agree.
 BACKEND_ERROR_CODES: Mapping[str, str] = {
     "backend_invalid_request": "the provider rejected the request's parameters",

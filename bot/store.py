@@ -34,7 +34,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, db_unavailable
 from bot.pacing import PerPass
 
 Params = Sequence[Any] | Mapping[str, Any]
@@ -268,9 +268,9 @@ class Store:
             raise ConfigError("db_not_found", variable="SDBOT_DB", path=str(path))
         if sqlite3.sqlite_version_info < (3, 35):  # RETURNING, which every decision relies on
             reason = f"SQLite {sqlite3.sqlite_version} is too old; 3.35 or newer is needed"
-            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(path), reason=reason)
+            raise db_unavailable(path, reason)
         if path.is_dir():
-            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(path), reason="it is a directory")
+            raise db_unavailable(path, "it is a directory")
         try:
             if create and not readonly:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -278,7 +278,7 @@ class Store:
             else:  # mode=rw: SQLite never creates the file, even one deleted since the check above
                 conn = await _connect(path.absolute().as_uri() + "?mode=rw", uri=True)
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(path), reason=str(exc)) from None
+            raise db_unavailable(path, exc) from None
         conn.row_factory = sqlite3.Row
         try:
             await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -294,7 +294,7 @@ class Store:
                 version = await _migrate(conn, path, migrations)
         except sqlite3.Error as exc:
             await conn.close()
-            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(path), reason=str(exc)) from None
+            raise db_unavailable(path, exc) from None
         except BaseException:
             await conn.close()
             raise
@@ -309,13 +309,13 @@ class Store:
         try:
             rows = await self._conn.execute_fetchall("PRAGMA integrity_check(20)")
         except sqlite3.Error as exc:
-            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(self.path), reason=str(exc)) from None
+            raise db_unavailable(self.path, exc) from None
         # One problem a line, headed by "*** in database main ***" (which reads like a redacted secret).
         lines = [line for row in rows for line in str(row[0]).splitlines()]
         problems = [line for line in lines if line not in ("ok", "*** in database main ***")]
         if lines != ["ok"]:
             reason = "; ".join(problems[:3]) or "damaged"
-            raise ConfigError("db_unavailable", variable="SDBOT_DB", path=str(self.path), reason=reason)
+            raise db_unavailable(self.path, reason)
 
     async def close(self) -> None:
         self._send()  # statements asked for just before: they run before the connection closes
