@@ -31,6 +31,7 @@ from bot.errors import ConfigError, SdbotError, db_unavailable
 from bot.exit_codes import EXIT_CONFIG, EXIT_INVALID, EXIT_OK
 from bot.i18n import LANGUAGES, Lang, render_error, resolve_language, t
 from bot.jobs import JobStore
+from bot.params import is_whole_number, whole_number
 from bot.people import PLATFORMS, Directory
 from bot.quotas import Quotas, UserLimit
 from bot.store import Store
@@ -65,9 +66,6 @@ def add_parsers(sub: Any) -> None:
 
 _SET_USAGE = "sdbot quota set [--chat] TARGET IMAGES [--rate N] [--pending N]"
 _PRUNE_USAGE = "sdbot prune [--days N] [--dry-run]"
-# The digits of a whole-number argument: past this many it is out of every range, and int() is not asked to read
-# thousands of them (Python refuses beyond 4300 with a ValueError of its own).
-_DIGITS_MAX = 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,24 +105,9 @@ def target_key(text: str, *, chat: bool) -> str:
     for a bare id, and a user key with a chat's id would set a limit that never applies."""
     platform, sep, ident = text.strip().partition(":")
     number = ident.removeprefix("-") if chat and platform.lower() == "telegram" else ident
-    if not sep or platform.lower() not in PLATFORMS or not _is_whole_number(number):
+    if not sep or platform.lower() not in PLATFORMS or not is_whole_number(number):
         raise SdbotError("invalid_target", value=text.strip() or "∅")
     return f"{platform.lower()}:{'-' if number != ident else ''}{int(number)}"
-
-
-def whole_number(text: str, minimum: int, maximum: int) -> int | None:
-    """``text`` as a whole number in ``minimum..maximum`` (surrounding spaces and full-width digits allowed),
-    or None: never an exception, whatever was typed (``²``, ``1e3``, ten thousand digits)."""
-    word = text.strip()
-    if not _is_whole_number(word):
-        return None
-    value = int(word)
-    return value if minimum <= value <= maximum else None
-
-
-def _is_whole_number(word: str) -> bool:
-    # isdecimal, not isdigit: "²" is a digit that int() cannot read.
-    return word.isdecimal() and len(word) <= _DIGITS_MAX
 
 
 def _limit(argument: str, text: str, minimum: int) -> int | None:

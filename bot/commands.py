@@ -24,6 +24,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from bot import days, params
+from bot.config import COUNT_MAX
 from bot.errors import SdbotError
 from bot.i18n import Lang, Msg, normalize_language, render_error, t
 from bot.jobs import JobStore
@@ -260,9 +261,10 @@ def limit_arg(text: str) -> int | None:
     word = text.casefold()
     if word in ("default", "默认"):
         return None
-    if not word.isdigit() or len(word) > 9:
+    value = params.whole_number(word, 0, COUNT_MAX)
+    if value is None:
         raise SdbotError("command_usage", usage=Msg("cmd.help.admin"))
-    return int(word)
+    return value
 
 
 def _number(value: float) -> str:

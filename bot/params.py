@@ -114,3 +114,25 @@ def build_index(values: Iterable[str], aliases: Mapping[str, str] | None = None)
     for alias, target in (aliases or {}).items():
         index.setdefault(fold(alias), target)
     return index
+
+
+# The digits of a whole number typed by someone: past this many it is out of every range, and int() is not asked
+# to read thousands of them (Python refuses beyond 4300 with a ValueError of its own).
+DIGITS_MAX = 18
+
+
+def is_whole_number(word: str) -> bool:
+    """Digits only (full-width ones too), few enough to read. isdecimal, not isdigit: "²" is a digit that
+    int() cannot read."""
+    return word.isdecimal() and len(word) <= DIGITS_MAX
+
+
+def whole_number(text: str, minimum: int, maximum: int) -> int | None:
+    """``text`` as a whole number in ``minimum..maximum`` (surrounding spaces and full-width digits allowed),
+    or None: never an exception, whatever was typed (``²``, ``1e3``, ten thousand digits). Admin arguments in
+    chat and on the command line are read with it."""
+    word = text.strip()
+    if not is_whole_number(word):
+        return None
+    value = int(word)
+    return value if minimum <= value <= maximum else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from bot import params
 from bot.errors import SdbotError
 from bot.i18n import Lang, normalize_language
 from bot.sanitize import clean
@@ -91,9 +92,10 @@ def parse_key(text: str, default_platform: str | None = None) -> str:
     """
     platform, sep, ident = text.strip().rpartition(":")
     platform = platform.lower() if sep else (default_platform or "")
-    if platform not in PLATFORMS or not ident.removeprefix("-").isdigit():
+    number = ident.removeprefix("-")
+    if platform not in PLATFORMS or not params.is_whole_number(number):
         raise SdbotError("bad_user", value=text.strip() or "∅")
-    return f"{platform}:{ident}"
+    return f"{platform}:{'-' if number != ident else ''}{int(number)}"  # full-width digits: the same id
 
 
 class Directory:

@@ -257,3 +257,14 @@ def test_every_message_of_the_pipeline_is_in_both_languages_with_the_same_placeh
                 else i18n.catalog(lang).gettext(key)
             )
             assert compiled == text, f"{lang}/{key}: the compiled .mo is stale"
+
+
+async def test_admin_numbers_are_read_like_the_command_lines(tmp_path: Path) -> None:
+    """'²' is a digit int() cannot read: the chat /admin answered 'internal' for it; now its usage, like sdbot
+    quota set. A full-width id is the same user."""
+    async with open_core(tmp_path / "db", admins=ADMINS, daily_images=20) as (core, _):
+        usage = await core.handle_command(ADMIN, DM, "admin", "quota telegram:1 ²")
+        assert usage.startswith("Usage:") and usage != i18n.t("en", "error.internal")
+        assert "is not a user" in await core.handle_command(ADMIN, DM, "admin", "quota telegram:² 5")
+        assert "telegram:12" in await core.handle_command(ADMIN, DM, "admin", "quota telegram:１２ 5")
+        assert (await core.quotas.state("telegram:12")).daily_images == 5
