@@ -150,8 +150,7 @@ async def cmd_draw(args: argparse.Namespace, settings: Settings) -> int:
         try:  # before generating: a picture paid for must have somewhere to go
             await asyncio.to_thread(_writable, args.out)
         except OSError as exc:
-            error = SdbotError("output_unwritable", option="out", path=str(args.out), reason=exc.strerror or str(exc))
-            return _fail(args, lang, error, EXIT_INVALID)
+            return _fail(args, lang, _unwritable(args.out, exc), EXIT_INVALID)
         if settings.backend == "placeholder":
             print(t(lang, "cli.placeholder_warning"), file=sys.stderr)
         try:
@@ -167,8 +166,7 @@ async def cmd_draw(args: argparse.Namespace, settings: Settings) -> int:
             [i.format for i in result.images],
         )
     except OSError as exc:  # the folder was writable a moment ago: full disk, removed meanwhile
-        error = SdbotError("output_unwritable", option="out", path=str(args.out), reason=exc.strerror or str(exc))
-        return _fail(args, lang, error, EXIT_FAILED)
+        return _fail(args, lang, _unwritable(args.out, exc), EXIT_FAILED)
     if args.json:
         print(json.dumps({"request": result.request.to_dict(), "images": [str(p) for p in paths]}, ensure_ascii=False))
     else:
@@ -199,6 +197,10 @@ def _writable(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=out):
         pass
+
+
+def _unwritable(out: Path, exc: OSError) -> SdbotError:
+    return SdbotError("output_unwritable", option="out", path=str(out), reason=exc.strerror or str(exc))
 
 
 def _write_images(out: Path, request: DrawRequest, blobs: list[bytes], formats: list[str]) -> list[Path]:

@@ -12,7 +12,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import threading
 from contextlib import closing
 from pathlib import Path
@@ -23,18 +22,7 @@ from bot import redact
 from bot.cli import main
 from bot.errors import ConfigError
 from bot.store import MIGRATIONS, Store
-
-SDBOT = Path(sys.executable).parent / "sdbot"
-
-
-def sdbot(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SDBOT_", "TELEGRAM_", "DISCORD_"))}
-    environment.update(env)
-    out = subprocess.run(
-        [str(SDBOT), *args], capture_output=True, text=True, env=environment, cwd=cwd, timeout=60, check=False
-    )
-    assert "Traceback" not in out.stderr and "Exception" not in out.stderr, out.stderr
-    return out
+from tests.cli_support import SDBOT, sdbot
 
 
 @pytest.fixture

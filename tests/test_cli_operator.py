@@ -4,25 +4,12 @@ exit code, nothing is half-applied, and commands that only read never create any
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-SDBOT = Path(sys.executable).parent / "sdbot"
-
-
-def sdbot(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SDBOT_", "TELEGRAM_", "DISCORD_"))}
-    environment.update(env)
-    out = subprocess.run(
-        [str(SDBOT), *args], capture_output=True, text=True, env=environment, cwd=cwd, timeout=60, check=False
-    )
-    assert "Traceback" not in out.stderr and "Exception" not in out.stderr, out.stderr
-    return out
+from tests.cli_support import sdbot
 
 
 def test_quota_set_checks_every_argument_before_writing_anything(tmp_path: Path) -> None:
