@@ -7,7 +7,6 @@ import contextlib
 import importlib
 import logging
 import signal
-import sqlite3
 import sys
 
 from adapters.base import Adapter
@@ -18,6 +17,7 @@ from bot.core import Core
 from bot.errors import db_unavailable
 from bot.exit_codes import EXIT_CONFIG
 from bot.i18n import t
+from bot.storage import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
                 runtime.settle()
                 for adapter in adapters:
                     await adapter.start()
-            except sqlite3.Error as exc:
+            except StorageError as exc:
                 # Core.open read every page and index; what still fails here (recovering jobs, replaying
                 # stored updates) is the database too: the same clean stop, not a traceback.
                 raise db_unavailable(settings.db, exc) from None

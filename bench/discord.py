@@ -24,7 +24,6 @@ row and on the lag). "client CPU" is this process's CPU time (every thread) per 
 what serving one costs, less disturbed by other work on the machine than the throughput; "fake CPU" is the
 fake's CPU time over the burst's time (near 100%: the fake, not the client, set the pace, as it does for the
 floors here). With ``--same-loop`` both are the one process's, fake and client together.
-"DB trips each": the bot's trips to its database's thread per command (``Store.hops``; see :mod:`bot.store`).
 
 After the bursts, ``--one-by-one`` users invoke ``/draw`` one after the other (each once the previous one has
 its image), for the same three configurations: the latency of a command with nothing else in flight, what a
@@ -56,7 +55,7 @@ import discord
 from PIL import Image
 
 from bench.looplag import LoopLag
-from bench.remote import Fakes, Host, Local, Platform, Result, counting_trips
+from bench.remote import Fakes, Host, Local, Platform, Result
 from bench.rounds import Run, add_one_by_one_options, alternate, print_rounds
 from bench.support import BenchBackend
 from bot.backends.base import GeneratedImage, ProgressCallback
@@ -121,8 +120,8 @@ async def run_sdbot(
 ) -> Result:
     with tempfile.TemporaryDirectory() as tmp, fake.patch_discord():
         settings = {"backend_concurrency": concurrency, "rate_per_minute": 0, "daily_images": 0}
-        async with running_bot(fake, Path(tmp) / "sdbot.db", InstantBackend(image), **settings) as bot:  # type: ignore[arg-type]
-            return await counting_trips(bot.core.store, burst(fake, users, BOT, lag))
+        async with running_bot(fake, Path(tmp) / "sdbot.db", InstantBackend(image), **settings):  # type: ignore[arg-type]
+            return await burst(fake, users, BOT, lag)
 
 
 async def run_raw(

@@ -2,7 +2,7 @@
 
     python -m bench.quota              # or: python bench/quota.py [--decisions 20000] [--concurrency 32]
 
-Each decision is :meth:`bot.quotas.Quotas.admit` for a random one of ``--users`` users in one group chat,
+Each decision is :meth:`bot.admission.Quotas.admit` for a random one of ``--users`` users in one group chat,
 against a fresh database: every limit is active (20 images per user per day, a chat cap, generous rate and
 pending limits), so about half the decisions admit a job and the rest are refused for ``quota_daily`` and
 explained (the refused path costs a second statement). Latency is measured per decision from the call to
@@ -29,11 +29,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bot.admission import Quotas
 from bot.config import Settings
 from bot.people import ChatRef, UserRef
-from bot.quotas import Admission, QuotaError, Quotas
+from bot.quotas import Admission, QuotaError
 from bot.request import DrawRequest
-from bot.store import Store
+from bot.storage.sqlite import SQLiteStorage
 
 
 def _settings(db: Path) -> Settings:
@@ -46,7 +47,7 @@ def _settings(db: Path) -> Settings:
 async def run_decisions(db: Path, decisions: int, concurrency: int, users: int, seed: int) -> dict[str, object]:
     """Make ``decisions`` admissions with ``concurrency`` tasks; return counts, latencies and the wall span."""
     settings = _settings(db)
-    store = await Store.open(db)
+    store = await SQLiteStorage.open(db)
     quotas = Quotas(store, settings)
     rng = random.Random(seed)
     chat = ChatRef("telegram", "-1001", True)
@@ -79,9 +80,9 @@ async def run_decisions(db: Path, decisions: int, concurrency: int, users: int, 
 
 async def run_floor(db: Path, statements: int, concurrency: int) -> dict[str, object]:
     """The floor: the same job row inserted ``statements`` times with a plain ``INSERT ... RETURNING *`` (no
-    limit checked, no counter kept) through the same :class:`Store`, ``concurrency`` in flight: the round trip
+    limit checked, no counter kept) through the same :class:`~bot.storage.sqlite.SQLiteStorage`, ``concurrency`` in flight: the round trip
     and the write every decision needs at the least."""
-    store = await Store.open(db)
+    store = await SQLiteStorage.open(db)
     request = DrawRequest("bench").to_json()
     row = {
         "user": "telegram:1", "platform": "telegram", "chat": "telegram:-1001", "request": request,
@@ -168,7 +169,7 @@ def _processes(db: Path, args: argparse.Namespace, count: int) -> list[dict[str,
 
 def _worker(args: argparse.Namespace) -> None:
     async def main() -> dict[str, object]:
-        await (await Store.open(args.db)).close()  # migrate before the start line, as a running bot would have
+        await (await SQLiteStorage.open(args.db)).close()  # migrate before the start line, as a running bot would have
         print("ready", flush=True)
         sys.stdin.readline()
         return await run_decisions(Path(args.db), args.decisions, args.concurrency, args.users, args.seed)

@@ -30,16 +30,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.fakes.discord import FakeDiscord, FakeMessage, _Upload, patch_discord
 from tests.fakes.telegram import JSON, Call, FakeTelegram
-
-if TYPE_CHECKING:  # not imported at run time: the fake's own process has no database
-    from bot.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("telegram", "discord")
@@ -67,7 +64,6 @@ class Result:
     calls: int  # API requests the fake answered during the burst
     fake_busy: float = 0.0  # the fake's CPU time / the burst's time (near 1: the fake was the bottleneck)
     cpu: float = 0.0  # seconds of this process's CPU time (all threads) during the burst
-    trips: int | None = None  # the bot's trips to its database's thread during the burst (None: no database)
 
     @classmethod
     def of(cls, name: str, burst: Burst, cpu: float) -> Result:
@@ -81,14 +77,6 @@ class Result:
         if len(self.latencies) == 1:
             return self.latencies[0]
         return statistics.quantiles(self.latencies, n=100, method="inclusive")[p - 1]
-
-
-async def counting_trips(store: Store, burst: Awaitable[Result]) -> Result:
-    """``burst``'s result, with the trips the bot's ``store`` made to its database's thread meanwhile."""
-    before = store.hops
-    result = await burst
-    result.trips = store.hops - before
-    return result
 
 
 # The fakes, noting when each user's picture arrived ----------------------------------------------------------

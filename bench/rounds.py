@@ -76,12 +76,6 @@ def paired(results: Sequence[Result], name: str, floor: str, measure: Measure = 
     return Ratio([measure(a) / measure(b) for a, b in zip(mine, theirs, strict=True)])
 
 
-def _trips(results: Sequence[Result]) -> str:
-    """The median trips to the database's thread per command, for the configurations that have a database."""
-    each = [r.trips / r.commands for r in results if r.trips is not None]
-    return f"{statistics.median(each):.1f}" if each else "-"
-
-
 def print_rounds(results: Sequence[Result], *, unit: str, calls: str, library: str, bot: str) -> None:
     """One row per configuration (medians over the rounds), then each against the first (the raw floor), and
     the bot against the library alone."""
@@ -97,10 +91,9 @@ def print_rounds(results: Sequence[Result], *, unit: str, calls: str, library: s
                 f"{median(results, name, lambda r: r.calls / r.commands):.1f}",
                 f"{median(results, name, cpu_each) * 1000:.2f}",
                 f"{median(results, name, lambda r: r.fake_busy):.0%}",
-                _trips(runs(results, name)),
             ]
         )
-    header = ["configuration", unit, "p50 ms", "p99 ms", calls, "client CPU ms each", "fake CPU", "DB trips each"]
+    header = ["configuration", unit, "p50 ms", "p99 ms", calls, "client CPU ms each", "fake CPU"]
     print(f"medians over {len(runs(results, names[0]))} rounds")
     print_table(rows, header=header)
     floor = names[0]

@@ -77,7 +77,7 @@ from aiohttp import web
 from bot import params
 from bot.grammar import render_value
 from bot.i18n import LANGUAGES, t
-from bot.store import Store
+from bot.storage.sqlite import SQLiteStorage
 from tests.fakes import image_api
 from tests.fakes.discord import FakeDiscord, FakeInteraction
 from tests.fakes.image_api import Fault
@@ -1065,7 +1065,7 @@ class Soak:
 
     async def _check_ledger(self, jobs: list[JobRow]) -> list[str]:
         problems = []
-        store = await Store.open(self.db)
+        store = await SQLiteStorage.open(self.db)
         try:
             mismatches = await usage_matches_jobs(store)
             if mismatches:

@@ -29,7 +29,6 @@ lag). "client CPU" is this process's CPU time (every thread) per command during 
 less disturbed by other work on the machine than the throughput; "fake CPU" is the fake's CPU time over the burst's
 time (near 100%: the fake, not the client, set the pace). With ``--same-loop`` both are the one process's, fake and
 client together.
-"DB trips each": the bot's trips to its database's thread per command (``Store.hops``; see :mod:`bot.store`).
 
 After the bursts, ``--one-by-one`` users send ``/draw`` one after the other (each once the previous one has its
 photo), for the same three configurations without the paced one: the latency of a command with nothing else
@@ -62,7 +61,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
 from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes
 
 from bench.looplag import LoopLag
-from bench.remote import Fakes, Host, Local, Platform, Result, counting_trips
+from bench.remote import Fakes, Host, Local, Platform, Result
 from bench.rounds import Run, add_one_by_one_options, alternate, print_rounds
 from bot.backends.base import GeneratedImage, ProgressCallback
 from bot.capabilities import SEED, Capabilities
@@ -118,8 +117,8 @@ async def run_bot(
         settings = tg_settings(Path(tmp), fake, backend_concurrency=concurrency, rate_per_minute=10_000)  # type: ignore[arg-type]
         # The shipped poll timeout and status interval; only the pacing is switched for the second row.
         options: dict[str, Any] = {"status_interval": STATUS_INTERVAL, "poll_timeout": 10, "rate_limiter": limiter}
-        async with running(settings, CachedBackend({SIZE: image}), **options) as bot:
-            return await counting_trips(bot.core.store, burst(fake, users, SHIPPED if limiter else BOT, lag))
+        async with running(settings, CachedBackend({SIZE: image}), **options):
+            return await burst(fake, users, SHIPPED if limiter else BOT, lag)
 
 
 async def status_due(finished: asyncio.Event) -> None:

@@ -74,7 +74,8 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     check.add_argument("--lang", choices=LANGUAGES, help="language of messages (default SDBOT_LANG)")
     check.set_defaults(handler=cmd_check)
 
-    cli_admin.add_parsers(sub)  # quota show|set|reset, stats, prune
+    # The platforms a quota target may name: the installed adapters (the CLI is the composition root).
+    cli_admin.add_parsers(sub, importlib.import_module("adapters.runner").ADAPTERS)  # quota, stats, prune
     return parser
 
 

@@ -17,28 +17,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sqlite3
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bot import retention
+from bot.admission import Quotas
 from bot.commands import Commands
 from bot.config import COUNT_MAX, RETENTION_DAYS_MAX, Settings
+from bot.directory import Directory
 from bot.errors import ConfigError, SdbotError, db_unavailable
 from bot.exit_codes import EXIT_CONFIG, EXIT_INVALID, EXIT_OK
 from bot.i18n import LANGUAGES, Lang, render_error, resolve_language, t
-from bot.jobs import JobStore
 from bot.params import is_whole_number, whole_number
-from bot.people import PLATFORMS, Directory
-from bot.quotas import Quotas, UserLimit
-from bot.store import Store
+from bot.quotas import UserLimit
+from bot.storage import Storage, StorageError, open_storage
 
 
-def add_parsers(sub: Any) -> None:
-    """Register ``quota``, ``stats`` and ``prune`` on ``sdbot``'s subcommand parsers."""
+def add_parsers(sub: Any, platforms: Collection[str]) -> None:
+    """Register ``quota``, ``stats`` and ``prune`` on ``sdbot``'s subcommand parsers; ``platforms``: those a
+    target may name (the installed adapters)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--lang", choices=LANGUAGES, help="language of messages (default SDBOT_LANG)")
     target = argparse.ArgumentParser(add_help=False, parents=[common])
@@ -53,7 +53,7 @@ def add_parsers(sub: Any) -> None:
     change.add_argument("--rate", help="requests per minute (0 = no limit, or 'default'); users only")
     change.add_argument("--pending", help="queued + running jobs (at least 1, or 'default'); users only")
     actions.add_parser("reset", parents=[target], help="give back the images used today")
-    quota.set_defaults(handler=cmd_quota)
+    quota.set_defaults(handler=cmd_quota, platforms=tuple(platforms))
 
     stats = sub.add_parser("stats", parents=[common], help="jobs and images today, failures, busiest users")
     stats.set_defaults(handler=cmd_stats)
@@ -83,7 +83,7 @@ def quota_arguments(args: argparse.Namespace) -> QuotaArguments:
     """Check every argument of ``sdbot quota show|set|reset``; raise the :class:`SdbotError` of the first wrong
     one (``invalid_target``, ``invalid_argument`` naming it with its range, or the CLI's ``command_usage``)."""
     scope: Literal["user", "chat"] = "chat" if args.chat else "user"
-    key = target_key(args.target, chat=args.chat)
+    key = target_key(args.target, args.platforms, chat=args.chat)
     if args.action != "set":
         return QuotaArguments(args.action, scope, key)
     if args.chat and (args.rate is not None or args.pending is not None):  # chats have only a daily cap
@@ -99,13 +99,13 @@ def quota_arguments(args: argparse.Namespace) -> QuotaArguments:
     return QuotaArguments(args.action, scope, key, images, limits)
 
 
-def target_key(text: str, *, chat: bool) -> str:
+def target_key(text: str, platforms: Collection[str], *, chat: bool) -> str:
     """``telegram:123`` / ``discord:456`` (with ``chat``, a group chat's negative Telegram id too) as stored;
     full-width digits are read as the same id. Else ``invalid_target``: the terminal has no "this platform"
     for a bare id, and a user key with a chat's id would set a limit that never applies."""
     platform, sep, ident = text.strip().partition(":")
     number = ident.removeprefix("-") if chat and platform.lower() == "telegram" else ident
-    if not sep or platform.lower() not in PLATFORMS or not is_whole_number(number):
+    if not sep or platform.lower() not in platforms or not is_whole_number(number):
         raise SdbotError("invalid_target", value=text.strip() or "∅")
     return f"{platform.lower()}:{'-' if number != ident else ''}{int(number)}"
 
@@ -129,9 +129,9 @@ async def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
         print(render_error(exc, lang), file=sys.stderr)
         return EXIT_INVALID
 
-    async def quota(store: Store) -> str:
-        quotas = Quotas(store, settings)
-        commands = Commands(settings, quotas, JobStore(store), Directory(store))
+    async def quota(storage: Storage) -> str:
+        quotas = Quotas(storage, settings)
+        commands = Commands(settings, quotas, storage, Directory(storage, lang))
         if given.action == "reset":
             return t(lang, "cmd.admin.reset", user=given.key, count=await quotas.reset_usage(given.scope, given.key))
         lines = []
@@ -151,9 +151,9 @@ async def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     lang: Lang = resolve_language(args.lang, None, settings.lang)
 
-    async def stats(store: Store) -> str:
-        quotas = Quotas(store, settings)
-        return await Commands(settings, quotas, JobStore(store), Directory(store)).stats_report(lang)
+    async def stats(storage: Storage) -> str:
+        quotas = Quotas(storage, settings)
+        return await Commands(settings, quotas, storage, Directory(storage, lang)).stats_report(lang)
 
     return await _with_store(settings, lang, stats, readonly=True)
 
@@ -176,11 +176,11 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
         print(t(lang, "cli.prune.forever"))
         return EXIT_OK
 
-    async def prune(store: Store) -> str:
+    async def prune(storage: Storage) -> str:
         before = retention.cutoff_day(time.time(), days, settings.quota_tz)
         if args.dry_run:
-            return t(lang, "cli.prune.dry_run", count=await retention.count(store, before), day=before)
-        pruned = await retention.prune(store, before, pause=retention.PAUSE)
+            return t(lang, "cli.prune.dry_run", count=await storage.jobs.count_finished_before(before), day=before)
+        pruned = await retention.prune(storage, before, pause=retention.PAUSE)
         return t(lang, "cli.prune.done", count=pruned, day=before)
 
     # Nothing to prune in a database that does not exist: even the real prune creates none.
@@ -190,7 +190,7 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
 async def _with_store(
     settings: Settings,
     lang: Lang,
-    body: Callable[[Store], Awaitable[str]],
+    body: Callable[[Storage], Awaitable[str]],
     *,
     readonly: bool,
     create: bool = True,
@@ -200,17 +200,16 @@ async def _with_store(
     not a database, damaged pages anywhere, an older schema for a command that only reads) exits
     ``EXIT_CONFIG``. ``readonly`` (commands that only read): nothing is created, migrated or written.
 
-    The whole file is checked first (:meth:`bot.store.Store.check`, as ``sdbot run`` does at start):
+    The whole file is checked first (as ``sdbot run`` does at start, see :func:`bot.storage.open_storage`):
     a report must not print "0 jobs" from an index while the table beside it is damaged."""
 
     try:
-        store = await Store.open(settings.db, create=create and not readonly, readonly=readonly)
+        storage = await open_storage(settings.db, create=create and not readonly, readonly=readonly)
     except ConfigError as exc:
         print(render_error(exc, lang), file=sys.stderr)
         return EXIT_CONFIG
     try:
-        await store.check()
-        print(await body(store))
+        print(await body(storage))
         return EXIT_OK
     except ConfigError as exc:
         print(render_error(exc, lang), file=sys.stderr)
@@ -218,10 +217,10 @@ async def _with_store(
     except SdbotError as exc:
         print(render_error(exc, lang), file=sys.stderr)
         return EXIT_INVALID
-    except sqlite3.Error as exc:  # damaged after the check, or locked past the busy timeout
+    except StorageError as exc:  # damaged after the check, or locked past the busy timeout
         error = db_unavailable(settings.db, exc)
         print(render_error(error, lang), file=sys.stderr)
         return EXIT_CONFIG
     finally:
-        with contextlib.suppress(sqlite3.Error):
-            await store.close()
+        with contextlib.suppress(StorageError):
+            await storage.close()

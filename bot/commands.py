@@ -21,20 +21,20 @@ and :meth:`Commands.stats_report`.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Collection
 
 from bot import days, params
-from bot.config import COUNT_MAX
+from bot.admission import Quotas
+from bot.capabilities import Capabilities
+from bot.config import COUNT_MAX, Settings
+from bot.directory import Directory
 from bot.errors import SdbotError
 from bot.i18n import Lang, Msg, normalize_language, render_error, t
-from bot.jobs import JobStore
-from bot.people import ChatRef, Directory, UserRef, parse_key
-from bot.quotas import Quotas
+from bot.jobs import Job, JobEvent
+from bot.people import ChatRef, UserRef, parse_key
+from bot.storage import Storage
 
-if TYPE_CHECKING:
-    from bot.capabilities import Capabilities
-    from bot.config import Settings
-    from bot.core import Core, JobEvent
+Cancel = Callable[[UserRef, int | None], Awaitable[list[Job]]]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ STATUSES = ("queued", "running", "done", "failed", "cancelled")
 
 
 def describe_event(event: JobEvent, lang: Lang) -> str:
-    """``#3 in queue`` / ``Drawing… 42%``: the text for a :class:`~bot.core.JobEvent`."""
+    """``#3 in queue`` / ``Drawing… 42%``: the text for a :class:`~bot.jobs.JobEvent`."""
     if event.state == "queued":
         return t(lang, "job.queued", position=event.position)
     if event.progress is None:
@@ -73,29 +73,42 @@ def images_value(limit: int) -> Msg:
 
 
 class Commands:
-    def __init__(self, settings: Settings, quotas: Quotas, jobs: JobStore, directory: Directory) -> None:
+    def __init__(self, settings: Settings, quotas: Quotas, storage: Storage, directory: Directory) -> None:
         self._settings = settings
         self._quotas = quotas
-        self._jobs = jobs
+        self._storage = storage
         self._directory = directory
 
-    async def handle(self, core: Core, user: UserRef, chat: ChatRef, name: str, args: str) -> str:
-        lang = core.language_for(user)
+    async def handle(
+        self,
+        user: UserRef,
+        chat: ChatRef,
+        name: str,
+        args: str,
+        *,
+        capabilities: Callable[[], Awaitable[Capabilities]],
+        cancel: Cancel,
+        platforms: Collection[str],
+    ) -> str:
+        """The reply to a text command. ``cancel`` is the core's (it also takes the jobs out of the queue);
+        ``platforms``: those a user key may name (the adapters this process serves)."""
+        lang = self._directory.language_for(user)
         command = name.strip().lstrip("/").split("@", 1)[0].casefold()
         words = args.split()
+        admin = self._quotas.is_admin(user.key)
         try:
             if command in ("help", "start"):
-                return self.help_text(lang, await core.backend.capabilities(), admin=core.is_admin(user))
+                return self.help_text(lang, await capabilities(), admin=admin)
             if command == "quota":
                 return await self.quota_report(lang, user.key, chat if chat.is_group else None, own=True)
             if command == "lang":
-                return await self._lang(core, user, words)
+                return await self._lang(user, words)
             if command == "cancel":
-                return await self._cancel(core, user, words, lang)
+                return await self._cancel(cancel, user, words, lang)
             if command == "admin":
-                if not core.is_admin(user):
+                if not admin:
                     raise SdbotError("admin_only")
-                return await self._admin(user, chat, words, lang)
+                return await self._admin(user, chat, words, lang, platforms)
             raise SdbotError("command_unknown", command=f"/{command}")
         except SdbotError as exc:
             return render_error(exc, lang)
@@ -149,8 +162,8 @@ class Commands:
 
     # /lang ------------------------------------------------------------------------------------------
 
-    async def _lang(self, core: Core, user: UserRef, words: list[str]) -> str:
-        lang = core.language_for(user)
+    async def _lang(self, user: UserRef, words: list[str]) -> str:
+        lang = self._directory.language_for(user)
         if not words:
             return t(lang, "cmd.lang.current", language=Msg(f"lang.name.{lang}"))
         word = words[0].casefold()
@@ -161,20 +174,20 @@ class Commands:
             if choice is None or len(words) > 1:
                 raise SdbotError("command_usage", usage="/lang zh|en|auto")
         await self._directory.set_language(user, choice)
-        lang = core.language_for(user)
+        lang = self._directory.language_for(user)
         key = "cmd.lang.auto" if choice is None else "cmd.lang.set"
         return t(lang, key, language=Msg(f"lang.name.{lang}"))
 
     # /cancel ----------------------------------------------------------------------------------------
 
-    async def _cancel(self, core: Core, user: UserRef, words: list[str], lang: Lang) -> str:
+    async def _cancel(self, cancel: Cancel, user: UserRef, words: list[str], lang: Lang) -> str:
         job_id = None
         if words:
             text = words[0].lstrip("#")
             if len(words) > 1 or not text.isdigit():
                 raise SdbotError("command_usage", usage="/cancel [#job]")
             job_id = int(text)
-        cancelled = await core.cancel(user, job_id)
+        cancelled = await cancel(user, job_id)
         return t(
             lang,
             "cmd.cancel.done",
@@ -184,13 +197,15 @@ class Commands:
 
     # /admin -----------------------------------------------------------------------------------------
 
-    async def _admin(self, admin: UserRef, chat: ChatRef, words: list[str], lang: Lang) -> str:
+    async def _admin(
+        self, admin: UserRef, chat: ChatRef, words: list[str], lang: Lang, platforms: Collection[str]
+    ) -> str:
         sub = words[0].casefold() if words else ""
         rest = words[1:]
         if sub == "stats" and not rest:
             return await self.stats_report(lang)
         if sub == "quota" and len(rest) == 2:
-            target = parse_key(rest[0], admin.platform)
+            target = parse_key(rest[0], platforms, admin.platform)
             value = limit_arg(rest[1])
             await self._quotas.set_user_limit(target, "daily_images", value)
             return self.limit_set_text(lang, target, value, chat=False)
@@ -200,13 +215,13 @@ class Commands:
             await self._quotas.set_chat_limit(chat.key, value)
             return self.limit_set_text(lang, chat.key, value, chat=True)
         if sub in ("ban", "unban") and len(rest) == 1:
-            target = parse_key(rest[0], admin.platform)
+            target = parse_key(rest[0], platforms, admin.platform)
             if sub == "ban" and self._quotas.is_admin(target):
                 raise SdbotError("cannot_ban_admin", user=target)
             await self._quotas.set_banned(target, sub == "ban")
             return t(lang, f"cmd.admin.{sub}", user=target)
         if sub == "reset" and len(rest) == 1:
-            target = parse_key(rest[0], admin.platform)
+            target = parse_key(rest[0], platforms, admin.platform)
             forgiven = await self._quotas.reset_usage("user", target)
             return t(lang, "cmd.admin.reset", user=target, count=forgiven)
         raise SdbotError("command_usage", usage=Msg("cmd.help.admin"))
@@ -239,7 +254,7 @@ class Commands:
     async def stats_report(self, lang: Lang, *, chat_key: str | None = None) -> str:
         """``/admin stats`` and ``sdbot stats``: today's jobs, images, failures by code, busiest users; of one
         chat only with ``chat_key`` (Discord's ``/sdadmin stats`` for a server's managers)."""
-        stats = await self._jobs.stats(self._quotas.today(), chat=chat_key)
+        stats = await self._storage.jobs.stats(self._quotas.today(), chat=chat_key)
         names = await self._directory.display_names([key for key, _ in stats.busiest])
         busiest = [
             f"{names[key]} ({key}) {images}" if key in names else f"{key} {images}" for key, images in stats.busiest

@@ -56,31 +56,33 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import sqlite3
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Protocol
 
-from bot import commands
+from bot.admission import Quotas
 from bot.backends.base import Backend
 from bot.breaker import Breaker
+from bot.capabilities import Capabilities
 from bot.channels import Channels
+from bot.commands import Commands
+from bot.compose import compose
 from bot.config import Settings
 from bot.dblock import DatabaseLock
-from bot.errors import BackendError, DrawError, SdbotError, db_unavailable
+from bot.directory import Directory
+from bot.errors import BackendError, DrawError, SdbotError
 from bot.generation import Generation, draw_seed, generate, user_key
-from bot.grammar import DrawArgs
-from bot.i18n import Lang, Msg, resolve_language
+from bot.grammar import OptionValue
+from bot.i18n import Lang, Msg
 from bot.inbox import Inbox
-from bot.jobs import MAX_ATTEMPTS, Job, JobStore
-from bot.people import ChatRef, Directory, UserRef
-from bot.quotas import Admission, AlreadyAdmitted, QuotaError, Quotas
+from bot.jobs import MAX_ATTEMPTS, Job, JobEvent
+from bot.people import ChatRef, UserRef
+from bot.quotas import Admission, AlreadyAdmitted
 from bot.relay import Relay
 from bot.request import DrawRequest
 from bot.retention import Pruner
 from bot.scheduler import Scheduler
-from bot.store import Store
+from bot.storage import HeldEvent, Storage, open_storage
 from bot.validation import parse_request, validate
 
 __all__ = ["ChatRef", "Core", "DeliveryGone", "Job", "JobEvent", "Sink", "UserRef"]
@@ -92,19 +94,6 @@ class DeliveryGone(Exception):
     """Raised by a :class:`Sink` when the job's destination no longer exists or refuses the bot for good
     (the user blocked the bot, the chat was deleted, the bot was removed from the server). The job is
     failed with ``delivery_gone`` and refunded; nobody can be told, so it is logged."""
-
-
-@dataclass(frozen=True, slots=True)
-class JobEvent:
-    """A change worth showing while a job waits or runs.
-
-    ``state="queued"``: ``position`` is its place in the queue (1 = starts at the next free slot).
-    ``state="running"``: ``progress`` is 0..1 from backends that report it, else None ("drawing...").
-    """
-
-    state: Literal["queued", "running"]
-    position: int | None = None
-    progress: float | None = None
 
 
 class Sink(Protocol):
@@ -131,20 +120,20 @@ class Core:
         self,
         settings: Settings,
         backend: Backend,
-        store: Store,
+        storage: Storage,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.backend = backend
-        self.store = store
+        self.storage = storage
         self.clock = clock
-        self.jobs = JobStore(store, clock)
-        self.quotas = Quotas(store, settings, clock)
-        self.directory = Directory(store)
-        self.inbox = Inbox(store, clock)  # platform events kept until handled (see bot.inbox)
-        self.channels = Channels(store, clock)  # where in a server /draw may be used (adapters check)
-        self.commands = commands.Commands(settings, self.quotas, self.jobs, self.directory)
+        self.jobs = storage.jobs
+        self.quotas = Quotas(storage, settings, clock)
+        self.directory = Directory(storage, settings.lang)
+        self.inbox = Inbox(storage, clock)  # platform events kept until handled (see bot.inbox)
+        self.channels = Channels(storage)  # where in a server /draw may be used
+        self.commands = Commands(settings, self.quotas, storage, self.directory)
         self.scheduler = Scheduler(backend.name, settings.backend_concurrency, self._run, self._on_position)
         self._deliveries = asyncio.Semaphore(settings.backend_concurrency)  # jobs delivering at once (see _run)
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown, monotonic)
@@ -154,7 +143,7 @@ class Core:
         self._background: set[asyncio.Task[None]] = set()
         self._started = False
         self._closed = False
-        self.pruner = Pruner(store, settings.job_retention_days, settings.quota_tz, clock)
+        self.pruner = Pruner(storage, settings.job_retention_days, settings.quota_tz, clock)
         self._lock: DatabaseLock | None = None
 
     @classmethod
@@ -168,16 +157,12 @@ class Core:
     ) -> Core:
         """Open (create, migrate) ``SDBOT_DB``. Raises ``ConfigError`` when it cannot be used. ``clock`` dates
         jobs and quota days; ``monotonic`` times the outage breaker's cooldown."""
-        store = await Store.open(settings.db)
+        storage = await open_storage(settings.db, clock=clock)  # checked whole: a damaged file is refused now
         try:
-            await store.check()  # a damaged file is refused now, before any platform is connected
-            core = cls(settings, backend, store, clock, monotonic)
+            core = cls(settings, backend, storage, clock, monotonic)
             await core.directory.load()
-        except sqlite3.Error as exc:
-            await store.close()
-            raise db_unavailable(settings.db, exc) from None
         except BaseException:
-            await store.close()
+            await storage.close()
             raise
         return core
 
@@ -216,7 +201,7 @@ class Core:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._relay.close()
-        await self.store.close()
+        await self.storage.close()
         if self._lock is not None:
             self._lock.release()  # last: the next bot may start once this one wrote everything
 
@@ -224,7 +209,7 @@ class Core:
 
     def language_for(self, user: UserRef) -> Lang:
         """The user's /lang choice, else their platform's language, else ``SDBOT_LANG``."""
-        return resolve_language(self.directory.choice(user.key), user.language_code, self.settings.lang)
+        return self.directory.language_for(user)
 
     def is_admin(self, user: UserRef) -> bool:
         return self.quotas.is_admin(user.key)
@@ -235,13 +220,16 @@ class Core:
         self,
         user: UserRef,
         chat: ChatRef,
-        text: str | DrawArgs,
+        text: str,
         route: dict[str, Any],
         *,
         origin: str | None = None,
+        typed: Mapping[str, OptionValue | None] | None = None,
+        replied: str | None = None,
     ) -> Job:
-        """Validate ``/draw`` text (or Discord's typed options as :class:`DrawArgs`), admit it against every
-        limit and queue it. Returns the queued job (``core.position(job.id)`` is its place).
+        """Validate ``/draw`` text, admit it against every limit and queue it. Returns the queued job
+        (``core.position(job.id)`` is its place). ``typed``: options given apart from the text (Discord's slash
+        options); ``replied``: the text of the message the command answers (see :func:`bot.compose.compose`).
 
         ``origin`` names the platform event asking (``"telegram:<chat>:<message>"``): submitting the same origin
         again returns the job it made the first time, unchanged and not queued again (``job.origin`` set,
@@ -249,7 +237,7 @@ class Core:
         self._require_ready(user.platform)
         self._require_backend_up()
         caps = await self.backend.capabilities()
-        request = parse_request(text, caps) if isinstance(text, str) else validate(text, caps)
+        request = validate(compose(text, caps, typed=typed, replied=replied), caps)
         return await self._admit(user, chat, request, route, parent_id=None, origin=origin)
 
     async def again(self, job_id: int, user: UserRef, route: dict[str, Any], *, origin: str | None = None) -> Job:
@@ -305,6 +293,70 @@ class Core:
     async def get_job(self, job_id: int) -> Job | None:
         return await self.jobs.get(job_id)
 
+    async def shown_job(self, job_id: int, user: UserRef, chat: ChatRef) -> Job:
+        """The job whose ``/draw`` text the Edit button shows: to its owner, and to anyone in the chat it was
+        drawn in (its caption shows the text anyway). To anyone else it does not exist (``job_not_found``): a
+        button's data is only a string a modified client can forge, and a job drawn elsewhere must not reveal
+        its prompt."""
+        job = await self.jobs.get(job_id)
+        if job is None or job.platform != user.platform or not (job.user == user.key or job.chat == chat.key):
+            raise SdbotError("job_not_found", job=job_id)
+        return job
+
+    async def capabilities(self) -> Capabilities:
+        """What the image service accepts (raises :class:`~bot.errors.BackendError` when it cannot tell)."""
+        return await self.backend.capabilities()
+
+    # Chats ------------------------------------------------------------------------------------------
+
+    async def channels_elsewhere(self, user: UserRef, chat: ChatRef, here: set[str]) -> list[str]:
+        """The channels of ``chat`` where /draw may be used when none of ``here`` (a channel, and a thread's
+        parent) is one of them; empty when it may be used here. A chat that allowed none allows all, and
+        admins may draw anywhere."""
+        if self.is_admin(user):
+            return []
+        allowed = await self.channels.allowed(chat.key)
+        return [] if here & set(allowed) else allowed
+
+    async def edit_channels(self, chat: ChatRef, action: str, channel_id: str) -> list[str]:
+        """``allow``, ``remove`` or ``clear`` a channel where /draw may be used (else only list them); returns
+        the channels allowed now (empty: all)."""
+        if action == "allow":
+            return await self.channels.allow(chat.key, channel_id)
+        if action == "remove":
+            return await self.channels.remove(chat.key, channel_id)
+        if action == "clear":
+            await self.channels.clear(chat.key)
+            return []
+        return await self.channels.allowed(chat.key)
+
+    async def set_chat_cap(self, chat: ChatRef, images: int | None, lang: Lang) -> str:
+        """Set the chat's daily image cap (None: back to ``SDBOT_CHAT_DAILY_IMAGES``); returns the reply."""
+        await self.directory.touch_chat(chat)
+        await self.quotas.set_chat_limit(chat.key, images)
+        target = f"{chat.title} ({chat.key})" if chat.title else chat.key
+        return self.commands.limit_set_text(lang, target, images, chat=True)
+
+    async def stats_report(self, lang: Lang, chat: ChatRef | None = None) -> str:
+        """Today's jobs, images, failures and busiest users, of every chat or of ``chat`` only."""
+        return await self.commands.stats_report(lang, chat_key=chat.key if chat else None)
+
+    def help_text(self, lang: Lang, caps: Capabilities, *, admin: bool) -> str:
+        return self.commands.help_text(lang, caps, admin=admin)
+
+    # Platform events --------------------------------------------------------------------------------
+
+    async def receive_event(self, platform: str, event_id: int, payload: str) -> bool:
+        """Keep a platform event until :meth:`event_done`; False when it came before (see :mod:`bot.inbox`)."""
+        return await self.inbox.receive(platform, event_id, payload)
+
+    async def event_done(self, platform: str, event_id: int) -> None:
+        await self.inbox.done(platform, event_id)
+
+    async def take_over_events(self, platform: str) -> list[HeldEvent]:
+        """At start: the events a previous process received and did not finish handling, oldest first."""
+        return await self.inbox.take_over(platform)
+
     async def wait_idle(self) -> None:
         """Until no job is queued or running in this process and every failure notice went out (for orderly
         shutdowns and tests)."""
@@ -315,7 +367,9 @@ class Core:
     async def handle_command(self, user: UserRef, chat: ChatRef, name: str, args: str = "") -> str:
         """``/quota``, ``/lang``, ``/help`` (``/start``), ``/cancel`` and ``/admin ...`` -> the reply text in the
         user's language. Never raises for anything a user typed; errors come back as their message."""
-        return await self.commands.handle(self, user, chat, name, args)
+        return await self.commands.handle(
+            user, chat, name, args, capabilities=self.backend.capabilities, cancel=self.cancel, platforms=self._sinks
+        )
 
     # Running ----------------------------------------------------------------------------------------
 
@@ -340,11 +394,7 @@ class Core:
         parent_id: int | None,
         origin: str | None,
     ) -> Job:
-        # The user's and group's rows are written in the admission's own trip to the database, and so is the
-        # claim when the job can start at once (a slot is held for it meanwhile).
-        place = chat if chat.is_group else None
-        touch = self.directory.changes(user, place)
-        start = self.breaker.state == "closed" and self.scheduler.reserve()
+        await self.directory.touch(user, chat if chat.is_group else None)
         admission = Admission(
             user=user,
             chat=chat,
@@ -356,27 +406,16 @@ class Core:
             exempt=self.is_admin(user),
             parent_id=parent_id,
             origin=origin,
-            start=start,
         )
         try:
-            try:
-                job = await self.quotas.admit(admission, before=touch)
-            except BaseException:
-                if start:
-                    self.scheduler.release()
-                raise
+            job = await self.quotas.admit(admission)
         except AlreadyAdmitted as seen:
-            self.directory.seen(user, place)
             # Handled before a crash: the job is queued (start-up recovery took it over) or ended already.
             log.info("job %s: its command %s arrived again; not queued twice", seen.job.id, origin)
             return seen.job
-        except QuotaError:
-            self.directory.seen(user, place)  # the refused admission's trip wrote them too
-            raise
-        self.directory.seen(user, place)
         log.info("job %s queued: %s image(s) for %s", job.id, job.images, job.platform)
         self._active[job.id] = job
-        self.scheduler.enqueue(job.id, job.user, reserved=start)
+        self.scheduler.enqueue(job.id, job.user)
         return job
 
     async def _recover(self, job: Job, now: float) -> None:
@@ -430,9 +469,7 @@ class Core:
                 )
 
         try:
-            job = self._active.get(job_id)
-            if job is None or job.status != "running":  # "running": its admission claimed it
-                job = await self.jobs.claim(job_id, known=job)
+            job = await self.jobs.claim(job_id)
             if job is None:  # cancelled while it waited
                 self._active.pop(job_id, None)
                 return

@@ -4,12 +4,11 @@ A job goes when it is finished (``done``, ``failed`` or ``cancelled``; queued an
 touched) and its quota day (in ``SDBOT_QUOTA_TZ``) is before :func:`cutoff_day`: today minus that many days.
 Whole quota days go, so today and every day inside the window keep all their jobs and exact usage counters.
 
-Deleting a job takes its charged images off its day's ``usage`` counters, drops a counter that reaches 0, and
-sets ``parent_id`` of the jobs re-running it (Again) to NULL: triggers of migration 4 do it inside the deleting
-statement, so the counters stay equal to the sum of ``jobs.charged`` and no foreign key ever dangles.
+Deleting a job takes its charged images off its day's usage counters and unlinks the jobs re-running it
+(Again), in the same step (see :meth:`bot.storage.port.JobRecords.delete_finished_before`).
 
-Deletion runs in batches of :data:`BATCH` jobs, one short statement each (see :mod:`bot.store`), so the write
-lock is held for milliseconds and other statements run between batches. The bot prunes at start and about
+Deletion runs in batches of :data:`BATCH` jobs, one short step each, so the database is held for
+milliseconds and other work runs between batches. The bot prunes at start and about
 once a day in a background task (:class:`Pruner`); ``sdbot prune`` does it on demand, beside a running bot
 too. Once a job is gone, the Again and Edit buttons under its old message answer ``job_not_found``.
 """
@@ -22,16 +21,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.store import Store
+from bot.storage import Storage
 
 log = logging.getLogger(__name__)
 
-BATCH = 100  # jobs per statement: about 10 ms of write lock (indexes and triggers cost ~0.1 ms a job)
+BATCH = 100  # jobs per step
 PAUSE = 0.02  # seconds between batches, leaving the write lock to other statements and processes
 INTERVAL = 24 * 3600.0  # seconds between background runs
 RETRY = 3600.0  # seconds before the background task tries again after a failed run
-
-_OLD = "quota_day < ? AND status IN ('done', 'failed', 'cancelled')"
 
 
 def cutoff_day(now: float, days: int, tz: ZoneInfo) -> str:
@@ -39,23 +36,13 @@ def cutoff_day(now: float, days: int, tz: ZoneInfo) -> str:
     return (datetime.fromtimestamp(now, tz).date() - timedelta(days=days)).isoformat()
 
 
-async def count(store: Store, before: str) -> int:
-    """How many jobs :func:`prune` would delete."""
-    row = await store.fetchone(f"SELECT count(*) FROM jobs WHERE {_OLD}", (before,))
-    return int(row[0]) if row else 0
-
-
-async def prune(store: Store, before: str, *, batch: int = BATCH, pause: float = 0.0) -> int:
-    """Delete the finished jobs of quota days before ``before``, ``batch`` per statement; returns how many."""
+async def prune(storage: Storage, before: str, *, batch: int = BATCH, pause: float = 0.0) -> int:
+    """Delete the finished jobs of quota days before ``before``, ``batch`` per step; returns how many."""
     total = 0
     while True:
-        rows = await store.fetchall(
-            f"DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE {_OLD} ORDER BY quota_day, id LIMIT ?) "
-            "RETURNING id",
-            (before, batch),
-        )
-        total += len(rows)
-        if len(rows) < batch:
+        deleted = await storage.jobs.delete_finished_before(before, batch)
+        total += deleted
+        if deleted < batch:
             return total
         await asyncio.sleep(pause)
 
@@ -66,7 +53,7 @@ class Pruner:
 
     def __init__(
         self,
-        store: Store,
+        storage: Storage,
         days: int,
         tz: ZoneInfo,
         clock: Callable[[], float],
@@ -77,7 +64,7 @@ class Pruner:
         self.days = days
         self.interval = interval
         self.runs = 0  # completed runs, successful or not
-        self._store = store
+        self._storage = storage
         self._tz = tz
         self._clock = clock
         self._pause = pause
@@ -97,7 +84,7 @@ class Pruner:
     async def run(self) -> int:
         """One pruning now; returns how many jobs went."""
         before = cutoff_day(self._clock(), self.days, self._tz)
-        pruned = await prune(self._store, before, pause=self._pause)
+        pruned = await prune(self._storage, before, pause=self._pause)
         if pruned:
             log.info("pruned %s finished job(s) of quota days before %s", pruned, before)
         return pruned

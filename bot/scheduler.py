@@ -11,10 +11,6 @@ outcome. Queue positions follow the same rule (1 = starts next); :meth:`position
 every other move in one pass at most every ``report_every`` seconds. Nothing here blocks: dispatching is
 synchronous bookkeeping plus ``create_task``.
 
-A job that could start the moment it is admitted (a slot free, nobody waiting) may hold that slot while its
-admission runs (:meth:`Scheduler.reserve`), so that the admission records it as started in the same trip to
-the database; it then starts as it arrives, as if it had arrived when the slot was held.
-
 **Cost.** The next user to serve comes off a heap keyed like the rule above (entries made stale by a start or
 a removal are skipped when they surface), so a start, an arrival and a finish cost O(log users), not a scan
 of everyone waiting. The start order is simulated (:meth:`order`) only when an arrival or a removal may have
@@ -69,7 +65,6 @@ class Scheduler:
         self._next: list[tuple[int, int, str]] = []
         self._running: dict[int, asyncio.Task[None]] = {}
         self._handed_off: set[int] = set()  # running jobs that gave their slot back (see hand_off)
-        self._reserved = 0  # slots held by reserve() for jobs being admitted
         self._reported: dict[int, int] = {}  # queued job -> its place, as last reported
         self._untold: list[int] = []  # arrivals whose place is not reported yet
         self._report_timer: asyncio.TimerHandle | None = None  # the next pass over every waiting job
@@ -98,20 +93,6 @@ class Scheduler:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def reserve(self) -> bool:
-        """Hold a slot for a job about to be admitted, if it could start at once (a slot is free and nothing
-        waits): the admission can then record it as started in its own trip to the database. Follow with
-        :meth:`enqueue` ``(reserved=True)``, which starts it, or :meth:`release`."""
-        if not self._dispatching or self._queues or self._busy() >= self.concurrency:
-            return False
-        self._reserved += 1
-        return True
-
-    def release(self) -> None:
-        """Give back a slot :meth:`reserve` held (the admission did not make a job)."""
-        self._reserved -= 1
-        self._pump()
-
     def hand_off(self, job_id: int) -> None:
         """The running ``job_id`` needs its slot no more (its generation is over; it is being delivered): the
         next job may start. It still counts as running for :meth:`stop`, :meth:`wait_idle` and its owner."""
@@ -119,21 +100,8 @@ class Scheduler:
             self._handed_off.add(job_id)
             self._pump()
 
-    def enqueue(self, job_id: int, owner: str, *, reserved: bool = False) -> None:
-        """Queue ``job_id``; with ``reserved`` (see :meth:`reserve`) start it now, in the slot held for it."""
-        if reserved:
-            self._reserved -= 1
-            if self._dispatching and job_id not in self._owner_of:
-                self._owner_of[job_id] = owner
-                self._idle.clear()
-                self._serve(owner)
-                self._start(job_id)
-                if owner in self._queues:  # they queued more meanwhile: their turn's key changed
-                    self._fresh.discard(owner)
-                    self._push(owner)
-                    self._order = None
-                self._publish()
-                return
+    def enqueue(self, job_id: int, owner: str) -> None:
+        """Queue ``job_id`` (it starts at once when a slot is free and nobody waits)."""
         if job_id in self._owner_of:
             return  # already here: recovery and a live submission can both know a job
         waiting = owner in self._queues
@@ -275,8 +243,8 @@ class Scheduler:
             self._next.clear()  # only stale entries are left
 
     def _busy(self) -> int:
-        """Slots taken: running jobs that did not hand theirs off, and those reserved."""
-        return len(self._running) - len(self._handed_off) + self._reserved
+        """Slots taken: running jobs that did not hand theirs off."""
+        return len(self._running) - len(self._handed_off)
 
     def _pump(self) -> None:
         while self._dispatching and self._queues and self._busy() < self.concurrency:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import Store
+from bot.storage.sqlite import SQLiteStorage
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStorage]:
     """A fresh database at the latest schema, ``tmp_path / "sdbot.db"``, closed after the test."""
-    store = await Store.open(tmp_path / "sdbot.db")
+    store = await SQLiteStorage.open(tmp_path / "sdbot.db")
     yield store
     await store.close()

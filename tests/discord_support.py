@@ -20,9 +20,9 @@ from PIL import Image
 from adapters.discord import DiscordAdapter
 from bot.backends.base import Backend, GeneratedImage, ProgressCallback
 from bot.core import Core
-from bot.jobs import Job, JobStore
+from bot.jobs import Job
 from bot.request import DrawRequest
-from bot.store import Store
+from bot.storage.sqlite import SQLiteStorage
 from tests.fakes.discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.pipeline_support import GatedBackend, make_settings
 
@@ -37,7 +37,7 @@ class Bot:
     backend: Backend
 
     async def jobs(self) -> list[Job]:
-        rows = await self.core.store.fetchall("SELECT id FROM jobs ORDER BY id")
+        rows = await self.core.storage.fetchall("SELECT id FROM jobs ORDER BY id")
         return [job for row in rows if (job := await self.core.get_job(row["id"])) is not None]
 
     async def delivered(self, rec: FakeInteraction, images: int = 1) -> FakeMessage:
@@ -62,11 +62,10 @@ class QuietBackend(GatedBackend):
 
 async def stored_jobs(db: Path) -> list[Job]:
     """The jobs in ``db`` as a stopped bot left them."""
-    store = await Store.open(db)
+    store = await SQLiteStorage.open(db)
     try:
-        jobs = JobStore(store)
         rows = await store.fetchall("SELECT id FROM jobs ORDER BY id")
-        return [job for row in rows if (job := await jobs.get(row["id"])) is not None]
+        return [job for row in rows if (job := await store.jobs.get(row["id"])) is not None]
     finally:
         await store.close()
 

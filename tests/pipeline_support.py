@@ -29,7 +29,7 @@ from bot.errors import SdbotError
 from bot.generation import Generation
 from bot.jobs import Job
 from bot.request import DrawRequest
-from bot.store import Store
+from bot.storage.sqlite import SQLiteStorage
 
 # Waits are for conditions, never for time; this bound only turns a broken promise into a failure, not a hang.
 WAIT_LIMIT = 20.0
@@ -182,7 +182,7 @@ async def open_core(
         await core.close()
 
 
-async def usage_matches_jobs(store: Store) -> list[tuple[Any, ...]]:
+async def usage_matches_jobs(store: SQLiteStorage) -> list[tuple[Any, ...]]:
     """Rows where a usage counter differs from the sum of its jobs' charged images (should be none)."""
     rows = await store.fetchall(
         """

@@ -25,12 +25,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from bot.admission import Quotas
 from bot.config import Settings
 from bot.core import Core
 from bot.people import ChatRef, UserRef
-from bot.quotas import Admission, QuotaError, Quotas
+from bot.quotas import Admission, QuotaError
 from bot.request import DrawRequest
-from bot.store import Store
+from bot.storage.sqlite import SQLiteStorage
 from tests.pipeline_support import GatedBackend, RecordingSink
 
 # (user id, prompt, images, route)
@@ -46,7 +47,7 @@ PLAN: list[tuple[str, str, int, dict[str, object]]] = [
 
 async def admit(count: int, user: str) -> None:
     settings = Settings.from_env(env_file=None)
-    store = await Store.open(settings.db)
+    store = await SQLiteStorage.open(settings.db)
     quotas = Quotas(store, settings)
     platform, _, user_id = user.partition(":")
     admission = Admission(

@@ -10,7 +10,6 @@ import pytest
 
 from bot.core import Core
 from bot.errors import DrawError, SdbotError
-from bot.grammar import DrawArgs
 from bot.i18n import render_error, t
 from bot.people import ChatRef, UserRef
 from bot.sanitize import clean
@@ -25,7 +24,7 @@ HUGE_ID = 2**70  # beyond SQLite's integers
 
 
 async def jobs(core: Core) -> int:
-    row = await core.store.fetchone("SELECT count(*) FROM jobs")
+    row = await core.storage.fetchone("SELECT count(*) FROM jobs")
     assert row is not None
     return int(row[0])
 
@@ -34,7 +33,7 @@ async def test_control_characters_and_bidi_overrides_never_reach_storage_or_repl
     async with open_core(tmp_path / "db", rate_per_minute=0, max_pending=5) as (core, sink):
         job = await core.submit(ANN, DM, f'/draw "a\x00b\x07c\r\nd" {RLO}exe.gnp{PDF} cat\x1b[31m {SMALL}', {})
         # Discord's typed options skip the grammar: cleaned by validation all the same.
-        typed = await core.submit(ANN, DM, DrawArgs("dog\x00\u2066x\u2069", {"style": "Anime\x1b", "n": 1}), {})
+        typed = await core.submit(ANN, DM, "dog\x00\u2066x\u2069", {}, typed={"style": "Anime\x1b", "n": 1})
         await core.wait_idle()
         refusals = []
         for text in (f"/draw cat --style {RLO}emina", f'/draw "cat {RLO}tac', f"/draw cat --stl{RLO}ye x"):
@@ -80,7 +79,7 @@ async def test_injection_shaped_prompts_and_names_are_stored_and_replayed_exactl
         stored = await core.get_job(original.id)
         stats = await core.handle_command(UserRef("telegram", "9"), DM, "admin", "stats")
         names = await core.directory.display_names([evil.key])
-        tables = await core.store.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = await core.storage.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
     assert stored is not None and stored.request.prompt == prompt and stored.route == {"note": "'); DROP TABLE jobs;--"}
     assert rerun.request.prompt == prompt and sink.generations[rerun.id].request.prompt == prompt
     assert names == {evil.key: "'; DELETE FROM users; -- "}
@@ -107,7 +106,7 @@ async def test_forged_and_absurd_job_ids_reach_nobody_and_charge_nothing(tmp_pat
         assert reply == render_error(SdbotError("job_not_found", job=int("9" * 30)), "en")
         assert await jobs(core) == 1
         assert (await core.quotas.state(BO.key)).used == 0 and (await core.quotas.state(ANN.key)).used == 1
-        assert await usage_matches_jobs(core.store) == []
+        assert await usage_matches_jobs(core.storage) == []
 
 
 def test_cleaning_is_idempotent_and_keeps_what_scripts_and_emoji_need() -> None:

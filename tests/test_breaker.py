@@ -46,7 +46,7 @@ async def used(core: Core, user: UserRef) -> int:
 
 
 async def job_count(core: Core) -> int:
-    return (await core.store.fetchone("SELECT count(*) FROM jobs"))[0]  # type: ignore[index]
+    return (await core.storage.fetchone("SELECT count(*) FROM jobs"))[0]  # type: ignore[index]
 
 
 @asynccontextmanager
@@ -162,7 +162,7 @@ async def test_an_outage_refuses_at_once_fails_the_queue_and_charges_nobody(tmp_
         assert refused.value.code == "backend_down"
         assert await job_count(core) == before
         assert [await used(core, u) for u in (ANN, BO, CY)] == [0, 0, 0]
-        assert await usage_matches_jobs(core.store) == []
+        assert await usage_matches_jobs(core.storage) == []
 
         # Cooldown over: requests are taken again; the service works, so the trial closes the circuit.
         clock.now += COOLDOWN
@@ -262,7 +262,7 @@ async def test_a1111_outage_and_recovery_through_the_core(tmp_path: Path) -> Non
             assert [j for j, _ in sink.of("delivered")] == [ok.id, back.id, after.id]
             assert len(fake.generate_calls) == served + 2 and core.breaker.state == "closed"
             assert [await used(core, u) for u in (ANN, BO, CY)] == [1, 1, 1]
-            assert await usage_matches_jobs(core.store) == []
+            assert await usage_matches_jobs(core.storage) == []
 
 
 # Users see it in their language, at once -----------------------------------------------------------------

@@ -6,14 +6,14 @@ from pathlib import Path
 
 from bot.channels import Channels
 from bot.people import ChatRef, UserRef
-from bot.store import Store
+from bot.storage.sqlite import SQLiteStorage
 from tests.pipeline_support import open_core
 
 
 async def test_allowed_channels_are_kept_per_chat_in_order(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db")
     clock = iter(range(100))
-    channels = Channels(store, clock=lambda: float(next(clock)))
+    store = await SQLiteStorage.open(tmp_path / "db", clock=lambda: float(next(clock)))
+    channels = Channels(store)
     try:
         assert await channels.allowed("discord:1") == []
         assert await channels.allow("discord:1", "20") == ["20"]
@@ -26,7 +26,7 @@ async def test_allowed_channels_are_kept_per_chat_in_order(tmp_path: Path) -> No
     finally:
         await store.close()
 
-    reopened = await Store.open(tmp_path / "db")
+    reopened = await SQLiteStorage.open(tmp_path / "db")
     try:
         assert await Channels(reopened).allowed("discord:2") == ["30"]
     finally:

@@ -21,7 +21,7 @@ import pytest
 from bot import redact
 from bot.cli import main
 from bot.errors import ConfigError
-from bot.store import MIGRATIONS, Store
+from bot.storage.sqlite import MIGRATIONS, SQLiteStorage
 from tests.cli_support import SDBOT, sdbot
 
 
@@ -50,7 +50,7 @@ def make_db(path: Path, migrations: int = len(MIGRATIONS)) -> None:
     """An sdbot database at schema version ``migrations``, closed (so WAL files are folded in and gone)."""
 
     async def build() -> None:
-        await (await Store.open(path, migrations=MIGRATIONS[:migrations])).close()
+        await (await SQLiteStorage.open(path, migrations=MIGRATIONS[:migrations])).close()
 
     asyncio.run(build())
 
@@ -127,7 +127,7 @@ def test_a_failed_open_leaves_no_thread_running(tmp_path: Path) -> None:
 
     async def attempt() -> None:
         with pytest.raises(ConfigError) as caught:
-            await Store.open(path)
+            await SQLiteStorage.open(path)
         assert caught.value.code == "db_unavailable"
         # aiosqlite stops its worker thread without waiting for it; the thread would then answer on a loop
         # that asyncio.run has closed ("Event loop is closed" tracebacks after the message).

@@ -215,7 +215,6 @@ def test_quota_and_stats_from_the_terminal(
 
 # Catalog entries --------------------------------------------------------------------------------------
 
-_MODULES = ("core", "commands", "quotas", "days", "people", "store", "cli_admin", "jobs", "relay", "scheduler")
 _DYNAMIC = [
     *(f"job.status.{s}" for s in ("queued", "running", "done", "failed", "cancelled")),
     *(f"lang.name.{lang}" for lang in i18n.LANGUAGES),
@@ -227,8 +226,8 @@ _DYNAMIC = [
 
 def used_keys() -> set[str]:
     keys = set(_DYNAMIC)
-    for name in _MODULES:
-        source = (ROOT / "bot" / f"{name}.py").read_text(encoding="utf-8")
+    for path in sorted((ROOT / "bot").rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
         keys |= set(re.findall(r'"((?:error|cmd|job|quota|duration|value|lang)\.[a-z_.]+[a-z_])"', source))
         keys |= {f"error.{c}" for c in re.findall(r'(?:SdbotError|QuotaError|ConfigError)\(\s*"(\w+)"', source)}
     return keys

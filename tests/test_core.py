@@ -11,9 +11,8 @@ import pytest
 from bot.commands import describe_event, describe_failure
 from bot.core import Core, JobEvent
 from bot.errors import BackendError, DrawError, SdbotError
-from bot.grammar import DrawArgs
 from bot.i18n import render_error
-from bot.jobs import MAX_ATTEMPTS, Job
+from bot.jobs import MAX_ATTEMPTS
 from bot.people import ChatRef, UserRef
 from bot.quotas import QuotaError
 from tests.pipeline_support import GatedBackend, RecordingSink, make_settings, open_core, usage_matches_jobs
@@ -34,12 +33,12 @@ async def test_a_job_is_generated_with_its_seed_delivered_and_charged(tmp_path: 
     async with open_core(tmp_path / "db") as (core, sink):
         job = await core.submit(ANN, GROUP, f"/draw a red fox --n 2 {SMALL}", {"chat_id": -100, "reply_to": 5})
         assert (job.status, job.images, job.charged, job.lang, job.route) == (
-            "running",
+            "queued",
             2,
             2,
             "en",
             {"chat_id": -100, "reply_to": 5},
-        )  # fmt: skip  (nothing waited: it started as it was admitted)
+        )  # fmt: skip
         await core.wait_idle()
         done = await core.get_job(job.id)
         assert done is not None
@@ -49,7 +48,7 @@ async def test_a_job_is_generated_with_its_seed_delivered_and_charged(tmp_path: 
         assert len(generation.images) == 2
         assert await used(core, ANN) == 2
         assert (await core.quotas.state(ANN.key, GROUP.key)).chat_used == 2
-        assert await usage_matches_jobs(core.store) == []
+        assert await usage_matches_jobs(core.storage) == []
 
 
 async def test_positions_and_progress_reach_the_sink_and_stop_before_the_result(tmp_path: Path) -> None:
@@ -96,7 +95,7 @@ async def test_a_delivering_job_gives_its_slot_to_the_next_while_deliveries_stay
         backend.release()
         await core.wait_idle()
         assert [job_id for job_id, _ in sink.of("delivered")] == [one.id, two.id, three.id]
-        assert await usage_matches_jobs(core.store) == []
+        assert await usage_matches_jobs(core.storage) == []
 
 
 async def test_a_job_waiting_for_a_place_to_deliver_in_is_rerun_after_a_stop(tmp_path: Path) -> None:
@@ -116,43 +115,7 @@ async def test_a_job_waiting_for_a_place_to_deliver_in_is_rerun_after_a_stop(tmp
             assert done is not None and (done.status, done.attempts, done.charged) == ("done", 2, 1), done
             assert sink.generations[job.id].request.seed == job.seed
         assert await used(core, ANN) == 1 and await used(core, BO) == 1
-        assert await usage_matches_jobs(core.store) == []
-
-
-async def test_a_job_that_can_start_at_once_is_claimed_by_its_admission(tmp_path: Path) -> None:
-    """One trip to the database instead of two; a job that waits is claimed when its turn comes, and a refused
-    admission gives back the slot it held."""
-    backend = GatedBackend(hold=True)
-    async with open_core(tmp_path / "db", backend, backend_concurrency=1, daily_images=3) as (core, _sink):
-        claims: list[int] = []
-        claim = core.jobs.claim
-
-        async def counted(job_id: int, known: Job | None = None) -> Job | None:
-            claims.append(job_id)
-            return await claim(job_id, known)
-
-        core.jobs.claim = counted  # type: ignore[method-assign]
-        first = await core.submit(ANN, DM, f"/draw one --n 2 {SMALL}", {})
-        second = await core.submit(BO, DM, f"/draw two {SMALL}", {})
-        assert (first.status, first.attempts, second.status, core.position(second.id)) == ("running", 1, "queued", 1)
-        with pytest.raises(QuotaError):  # no slot was free: none held, none to give back
-            await core.submit(ANN, DM, f"/draw three --n 2 {SMALL}", {})
-        await backend.wait_started(1)
-        backend.release(0)
-        await backend.wait_started(2)
-        assert claims == [second.id]
-        backend.release(1)
-        await core.wait_idle()
-        # Idle again: the next job starts at once, and a refused one before it leaves its held slot free.
-        with pytest.raises(QuotaError):
-            await core.submit(BO, DM, f"/draw four --n 3 {SMALL}", {})
-        third = await core.submit(BO, DM, f"/draw five {SMALL}", {})
-        assert third.status == "running" and core.scheduler.running == frozenset({third.id})
-        backend.release()
-        await core.wait_idle()
-        assert claims == [second.id]
-        rows = await core.store.fetchall("SELECT status, attempts FROM jobs ORDER BY id")
-        assert [tuple(r) for r in rows] == [("done", 1)] * 3
+        assert await usage_matches_jobs(core.storage) == []
 
 
 async def test_invalid_requests_charge_nothing(tmp_path: Path) -> None:
@@ -161,11 +124,14 @@ async def test_invalid_requests_charge_nothing(tmp_path: Path) -> None:
             await core.submit(ANN, DM, "/draw a cat --style Vaporwave", {})
         assert caught.value.code == "unknown_style"
         with pytest.raises(DrawError):  # Discord's typed options are validated again by the core
-            await core.submit(ANN, DM, DrawArgs("a cat", {"n": 9}), {})
-        job = await core.submit(ANN, DM, DrawArgs("a cat").merge({"style": "Anime", "size": "768x768"}), {})
+            await core.submit(ANN, DM, "a cat", {}, typed={"n": 9})
+        with pytest.raises(DrawError) as caught:  # given twice, typed and in the text
+            await core.submit(ANN, DM, "a cat --n 2", {}, typed={"n": 1})
+        assert caught.value.code == "duplicate_option"
+        job = await core.submit(ANN, DM, "a cat", {}, typed={"style": "Anime", "size": "768x768", "n": None})
         assert job.request.style == "Anime"
         await core.wait_idle()
-        assert (await core.store.fetchone("SELECT count(*) FROM jobs"))[0] == 1
+        assert (await core.storage.fetchone("SELECT count(*) FROM jobs"))[0] == 1
 
 
 async def test_a_refused_request_leaves_no_job(tmp_path: Path) -> None:
@@ -175,7 +141,7 @@ async def test_a_refused_request_leaves_no_job(tmp_path: Path) -> None:
             await core.submit(ANN, DM, f"/draw a dog {SMALL}", {})
         assert caught.value.code == "quota_daily"
         assert "2 of your 2" in render_error(caught.value, core.language_for(ANN))
-        assert (await core.store.fetchone("SELECT count(*) FROM jobs"))[0] == 1
+        assert (await core.storage.fetchone("SELECT count(*) FROM jobs"))[0] == 1
 
 
 async def test_people_and_groups_are_recorded_with_the_admission_even_when_it_is_refused(tmp_path: Path) -> None:
@@ -183,19 +149,16 @@ async def test_people_and_groups_are_recorded_with_the_admission_even_when_it_is
         await core.submit(ANN, GROUP, f"/draw a cat {SMALL}", {})
         with pytest.raises(QuotaError):
             await core.submit(BO, GROUP, f"/draw a cat --n 2 {SMALL}", {})
-        users = await core.store.fetchall("SELECT key, display_name, platform_language FROM users ORDER BY key")
+        users = await core.storage.fetchall("SELECT key, display_name, platform_language FROM users ORDER BY key")
         assert [tuple(r) for r in users] == [("telegram:1", "Ann", "en"), ("telegram:2", "Bo", "zh-hans")]
-        chat = await core.store.fetchone("SELECT key, is_group FROM chats")
+        chat = await core.storage.fetchone("SELECT key, is_group FROM chats")
         assert tuple(chat) == ("telegram:-100", 1)
-        # Seen as they are: nothing to write again, until the name changes.
-        assert core.directory.changes(ANN, GROUP) == [] and core.directory.changes(BO) == []
         renamed = dataclasses.replace(BO, display_name="Bo2")
-        assert len(core.directory.changes(renamed, GROUP)) == 1
         with pytest.raises(QuotaError):
             await core.submit(renamed, DM, f"/draw a cat --n 2 {SMALL}", {})
-        row = await core.store.fetchone("SELECT display_name FROM users WHERE key = 'telegram:2'")
+        row = await core.storage.fetchone("SELECT display_name FROM users WHERE key = 'telegram:2'")
         assert row[0] == "Bo2"
-        assert (await core.store.fetchone("SELECT count(*) FROM chats"))[0] == 1  # a private chat has no row
+        assert (await core.storage.fetchone("SELECT count(*) FROM chats"))[0] == 1  # a private chat has no row
 
 
 @pytest.mark.parametrize(
@@ -222,7 +185,7 @@ async def test_failed_generations_are_reported_and_refunded_except_by_filter_pol
         failed = await core.get_job(job.id)
         assert failed is not None and (failed.status, failed.error) == ("failed", code)
         assert await used(core, ANN) == (0 if refunded else 3)
-        assert await usage_matches_jobs(core.store) == []
+        assert await usage_matches_jobs(core.storage) == []
     error = SdbotError(code)
     text = describe_failure(error, refunded, "en")
     assert text.startswith(render_error(error, "en"))
@@ -304,7 +267,7 @@ async def test_cancel_refunds_queued_jobs_only(tmp_path: Path) -> None:
         await core.wait_idle()
         assert [r.prompt for r in backend.started] == ["one"]
         assert await used(core, ANN) == 1 and await used(core, BO) == 0
-        assert await usage_matches_jobs(core.store) == []
+        assert await usage_matches_jobs(core.storage) == []
 
 
 async def test_submitting_needs_start_and_a_sink(tmp_path: Path) -> None:
@@ -357,7 +320,7 @@ async def test_jobs_left_running_or_queued_are_rerun_with_the_same_seed(tmp_path
             assert sink.generations[job.id].request.seed == job.seed
         assert [(await core.get_job(j.id)).attempts for j in jobs] == [2, 2, 2, 1]  # type: ignore[union-attr]
         assert await used(core, ANN) == 3 and await used(core, BO) == 2
-        assert await usage_matches_jobs(core.store) == []
+        assert await usage_matches_jobs(core.storage) == []
 
 
 async def test_unrecoverable_jobs_are_failed_refunded_and_reported(tmp_path: Path) -> None:
@@ -371,8 +334,8 @@ async def test_unrecoverable_jobs_are_failed_refunded_and_reported(tmp_path: Pat
         fine = await core.submit(BO, DM, f"/draw fine {SMALL}", {})
         await backend.wait_started(1)
     store_core = await Core.open(make_settings(db), GatedBackend())
-    await store_core.store.execute("UPDATE jobs SET attempts = ? WHERE id = ?", (MAX_ATTEMPTS, crashing.id))
-    await store_core.store.execute("UPDATE jobs SET created_at = created_at - 3600 WHERE id = ?", (old.id,))
+    await store_core.storage.execute("UPDATE jobs SET attempts = ? WHERE id = ?", (MAX_ATTEMPTS, crashing.id))
+    await store_core.storage.execute("UPDATE jobs SET created_at = created_at - 3600 WHERE id = ?", (old.id,))
     await store_core.close()
 
     async with open_core(db, GatedBackend(), platforms=("telegram",), **settings) as (core, sink):
@@ -389,7 +352,7 @@ async def test_unrecoverable_jobs_are_failed_refunded_and_reported(tmp_path: Pat
         )
         assert await used(core, ANN) == 0 and await used(core, BO) == 1
         assert (await core.quotas.state(ANN.key, GROUP.key)).chat_used == 0
-        assert await usage_matches_jobs(core.store) == []
+        assert await usage_matches_jobs(core.storage) == []
         message = describe_failure(SdbotError("job_expired", job=old.id), True, "zh")
         assert f"#{old.id}" in message
 

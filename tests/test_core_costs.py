@@ -19,7 +19,7 @@ from bot.channels import Channels
 from bot.errors import BackendError
 from bot.relay import Relay
 from bot.scheduler import Scheduler
-from bot.store import Store
+from bot.storage.sqlite import SQLiteStorage
 from tests.pipeline_support import WAIT_LIMIT
 
 
@@ -148,7 +148,7 @@ async def test_cpu_work_runs_on_one_thread_off_the_loop_with_the_callers_context
 
 
 async def test_allowed_channels_are_remembered_and_refreshed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store, other_store = await Store.open(tmp_path / "db"), await Store.open(tmp_path / "db")
+    store, other_store = await SQLiteStorage.open(tmp_path / "db"), await SQLiteStorage.open(tmp_path / "db")
     try:
         mine, theirs = Channels(store), Channels(other_store)  # two processes on one file
         assert await mine.allowed("discord:1") == []

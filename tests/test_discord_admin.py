@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bot.errors import SdbotError
 from bot.i18n import Msg, render_error, t
+from bot.people import UserRef
 from tests.discord_support import fake_discord, running_bot
 from tests.fakes.discord import DEFAULT_PERMISSIONS, MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeInteraction
 from tests.pipeline_support import GatedBackend
@@ -29,7 +30,7 @@ async def test_quota_and_lang_answer_privately_in_the_chosen_language(tmp_path: 
         quota_zh = await answer(dc, await dc.invoke_command("quota", locale="en-US"))
         auto = await answer(dc, await dc.invoke_command("lang", {"language": "auto"}))
         current = await answer(dc, await dc.invoke_command("lang"))
-        assert bot.core.directory.choice(f"discord:{dc.USER_ID}") is None
+        assert bot.core.directory.language_for(UserRef("discord", str(dc.USER_ID))) == "en"
 
     assert quota_en.startswith("Your quota today") and t("en", "cmd.quota.chat", used=0, count=0)[:10] in quota_en
     assert chosen == t("zh", "cmd.lang.set", language=Msg("lang.name.zh"))

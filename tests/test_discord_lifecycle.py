@@ -217,5 +217,5 @@ async def test_jobs_finishing_while_the_bot_stops_are_resumed_at_the_next_start(
 
 
 async def stored_jobs_of(core: Core) -> list[Job]:
-    rows = await core.store.fetchall("SELECT id FROM jobs ORDER BY id")
+    rows = await core.storage.fetchall("SELECT id FROM jobs ORDER BY id")
     return [job for row in rows if (job := await core.get_job(row["id"])) is not None]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.inbox import MAX_ATTEMPTS, REMEMBER, Inbox
-from bot.store import Store
+from bot.storage.sqlite import SQLiteStorage
 
 
 class Clock:
@@ -14,7 +14,7 @@ class Clock:
         return self.now
 
 
-async def test_an_event_is_held_until_done_and_a_redelivery_is_refused(store: Store) -> None:
+async def test_an_event_is_held_until_done_and_a_redelivery_is_refused(store: SQLiteStorage) -> None:
     inbox = Inbox(store, Clock())
     assert await inbox.receive("telegram", 10, '{"update_id": 10}')
     assert not await inbox.receive("telegram", 10, '{"update_id": 10}')  # still being handled
@@ -27,7 +27,7 @@ async def test_an_event_is_held_until_done_and_a_redelivery_is_refused(store: St
     assert row is not None and row["payload"] == ""  # what the user wrote is not kept once handled
 
 
-async def test_a_new_process_takes_over_what_the_last_left_unhandled(store: Store) -> None:
+async def test_a_new_process_takes_over_what_the_last_left_unhandled(store: SQLiteStorage) -> None:
     inbox = Inbox(store, Clock())
     for event_id in (3, 1, 2):
         await inbox.receive("telegram", event_id, f'{{"update_id": {event_id}}}')
@@ -38,7 +38,7 @@ async def test_a_new_process_takes_over_what_the_last_left_unhandled(store: Stor
     assert await inbox.take_over("discord") == []
 
 
-async def test_an_event_is_handed_back_at_most_max_attempts_times(store: Store) -> None:
+async def test_an_event_is_handed_back_at_most_max_attempts_times(store: SQLiteStorage) -> None:
     inbox = Inbox(store, Clock())
     await inbox.receive("telegram", 1, "{}")
     for _ in range(MAX_ATTEMPTS):
@@ -47,7 +47,7 @@ async def test_an_event_is_handed_back_at_most_max_attempts_times(store: Store) 
     assert await inbox.unhandled("telegram") == 0
 
 
-async def test_old_events_are_dropped_and_handled_ones_forgotten_after_a_day(store: Store) -> None:
+async def test_old_events_are_dropped_and_handled_ones_forgotten_after_a_day(store: SQLiteStorage) -> None:
     clock = Clock()
     inbox = Inbox(store, clock)
     await inbox.receive("telegram", 1, "{}")

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from bot.store import MIGRATIONS
+from bot.storage.sqlite import MIGRATIONS
 from tests.pipeline_support import Worker
 
 

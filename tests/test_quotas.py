@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot import days
+from bot.admission import Quotas
 from bot.i18n import render_error
-from bot.jobs import JobStore
 from bot.people import ChatRef, UserRef
-from bot.quotas import Admission, AlreadyAdmitted, QuotaError, Quotas, QuotaState, violation
+from bot.quotas import Admission, AlreadyAdmitted, QuotaError, QuotaState, violation
 from bot.request import DrawRequest
-from bot.store import Store
+from bot.storage.sqlite import SQLiteStorage
 from tests.pipeline_support import make_settings, usage_matches_jobs
 
 PRIVATE = ChatRef("telegram", "1", False)
@@ -39,7 +39,7 @@ class Clock:
         self.now += seconds
 
 
-def quotas_for(store: Store, clock: Clock | None = None, **overrides: Any) -> Quotas:
+def quotas_for(store: SQLiteStorage, clock: Clock | None = None, **overrides: Any) -> Quotas:
     limits = {"daily_images": 20, "rate_per_minute": 0, "max_pending": 1000, "chat_daily_images": 0} | overrides
     settings = make_settings(store.path, **limits)
     return Quotas(store, settings, clock or Clock(datetime(2026, 5, 1, 12, tzinfo=UTC)))
@@ -71,7 +71,7 @@ async def outcomes(quotas: Quotas, admissions: list[Admission]) -> tuple[int, li
 # Exactness -------------------------------------------------------------------------------------------
 
 
-async def test_a_thousand_simultaneous_admissions_admit_exactly_the_daily_limit(store: Store) -> None:
+async def test_a_thousand_simultaneous_admissions_admit_exactly_the_daily_limit(store: SQLiteStorage) -> None:
     quotas = quotas_for(store, daily_images=10)
     images, errors = await outcomes(quotas, [admission() for _ in range(1000)])
     assert images == 10
@@ -81,14 +81,14 @@ async def test_a_thousand_simultaneous_admissions_admit_exactly_the_daily_limit(
     assert await usage_matches_jobs(store) == []
 
 
-async def test_multi_image_requests_never_overshoot(store: Store) -> None:
+async def test_multi_image_requests_never_overshoot(store: SQLiteStorage) -> None:
     quotas = quotas_for(store, daily_images=10)
     images, errors = await outcomes(quotas, [admission(n=3) for _ in range(200)])
     assert images == 9  # a fourth request for 3 would make 12
     assert all(e.params["left"] == 1 and e.params["requested"] == 3 for e in errors)
 
 
-async def test_a_chat_cap_holds_across_users_at_once(store: Store) -> None:
+async def test_a_chat_cap_holds_across_users_at_once(store: SQLiteStorage) -> None:
     quotas = quotas_for(store, chat_daily_images=7)
     images, errors = await outcomes(quotas, [admission(str(i % 20), chat=GROUP) for i in range(300)])
     assert images == 7
@@ -99,7 +99,7 @@ async def test_a_chat_cap_holds_across_users_at_once(store: Store) -> None:
 # Each limit, with the numbers its message needs -------------------------------------------------------
 
 
-async def test_daily_limit_message_has_the_numbers_and_the_reset_time(store: Store) -> None:
+async def test_daily_limit_message_has_the_numbers_and_the_reset_time(store: SQLiteStorage) -> None:
     clock = Clock(datetime(2026, 5, 1, 21, 30, tzinfo=UTC))
     quotas = quotas_for(store, clock, daily_images=5)
     await quotas.admit(admission(n=4))
@@ -121,9 +121,9 @@ async def test_daily_limit_message_has_the_numbers_and_the_reset_time(store: Sto
     await quotas.admit(admission(n=1))  # what is left still fits
 
 
-async def test_pending_limit_counts_queued_and_running_jobs(store: Store) -> None:
+async def test_pending_limit_counts_queued_and_running_jobs(store: SQLiteStorage) -> None:
     quotas = quotas_for(store, max_pending=2)
-    jobs = JobStore(store)
+    jobs = store.jobs
     first = await quotas.admit(admission())
     await quotas.admit(admission())
     await jobs.claim(first.id)  # running still counts
@@ -136,7 +136,7 @@ async def test_pending_limit_counts_queued_and_running_jobs(store: Store) -> Non
     await quotas.admit(admission())
 
 
-async def test_rate_limit_says_exactly_when_the_next_request_fits(store: Store) -> None:
+async def test_rate_limit_says_exactly_when_the_next_request_fits(store: SQLiteStorage) -> None:
     clock = Clock(datetime(2026, 5, 1, 12, tzinfo=UTC))
     quotas = quotas_for(store, clock, rate_per_minute=3)
     for step in (0, 10, 20):
@@ -154,7 +154,7 @@ async def test_rate_limit_says_exactly_when_the_next_request_fits(store: Store) 
         await quotas.admit(admission())
 
 
-async def test_chat_cap_applies_in_groups_only(store: Store) -> None:
+async def test_chat_cap_applies_in_groups_only(store: SQLiteStorage) -> None:
     quotas = quotas_for(store, chat_daily_images=2)
     await quotas.admit(admission("1", n=2, chat=GROUP))
     with pytest.raises(QuotaError) as caught:
@@ -165,7 +165,7 @@ async def test_chat_cap_applies_in_groups_only(store: Store) -> None:
     await quotas.admit(admission("2", chat=ChatRef("telegram", "-200", True)))  # another group has its own
 
 
-async def test_a_ban_is_a_limit_and_admins_are_exempt_from_everything(store: Store) -> None:
+async def test_a_ban_is_a_limit_and_admins_are_exempt_from_everything(store: SQLiteStorage) -> None:
     quotas = quotas_for(store, daily_images=1, max_pending=1, rate_per_minute=1)
     await quotas.set_banned("telegram:1", True)
     with pytest.raises(QuotaError) as caught:
@@ -180,7 +180,7 @@ async def test_a_ban_is_a_limit_and_admins_are_exempt_from_everything(store: Sto
     assert (await quotas.state("telegram:9")).used == 20  # admins' images are still counted, for stats
 
 
-async def test_zero_means_no_limit(store: Store) -> None:
+async def test_zero_means_no_limit(store: SQLiteStorage) -> None:
     quotas = quotas_for(store, daily_images=0, rate_per_minute=0, chat_daily_images=0)
     images, errors = await outcomes(quotas, [admission(n=4, chat=GROUP) for _ in range(30)])
     assert images == 120 and errors == []
@@ -189,7 +189,7 @@ async def test_zero_means_no_limit(store: Store) -> None:
 # Overrides -------------------------------------------------------------------------------------------
 
 
-async def test_per_user_and_per_chat_overrides_take_precedence_until_reset_to_default(store: Store) -> None:
+async def test_per_user_and_per_chat_overrides_take_precedence_until_reset_to_default(store: SQLiteStorage) -> None:
     quotas = quotas_for(store, daily_images=2, chat_daily_images=100)
     await quotas.set_user_limit("telegram:1", "daily_images", 5)
     await quotas.set_user_limit("telegram:2", "daily_images", 0)  # 0: no limit
@@ -209,7 +209,7 @@ async def test_per_user_and_per_chat_overrides_take_precedence_until_reset_to_de
         await quotas.set_user_limit("telegram:1", "max_pending", 0)
 
 
-async def test_reset_gives_back_todays_images(store: Store) -> None:
+async def test_reset_gives_back_todays_images(store: SQLiteStorage) -> None:
     quotas = quotas_for(store, daily_images=3)
     await quotas.admit(admission(n=3))
     assert await quotas.reset_usage("user", "telegram:1") == 3
@@ -220,7 +220,7 @@ async def test_reset_gives_back_todays_images(store: Store) -> None:
 # Days and refunds ------------------------------------------------------------------------------------
 
 
-async def test_the_day_turns_at_midnight_in_the_quota_time_zone(store: Store) -> None:
+async def test_the_day_turns_at_midnight_in_the_quota_time_zone(store: SQLiteStorage) -> None:
     shanghai = ZoneInfo("Asia/Shanghai")  # UTC+8: its midnight is 16:00 UTC
     clock = Clock(datetime(2026, 5, 1, 15, 59, 59, tzinfo=UTC))
     quotas = Quotas(store, make_settings(store.path, daily_images=2, rate_per_minute=0, quota_tz=shanghai), clock)
@@ -238,10 +238,10 @@ async def test_the_day_turns_at_midnight_in_the_quota_time_zone(store: Store) ->
     assert (await quotas.state("telegram:1")).used == 2
 
 
-async def test_a_refund_goes_back_to_the_day_that_was_charged(store: Store) -> None:
+async def test_a_refund_goes_back_to_the_day_that_was_charged(store: SQLiteStorage) -> None:
     clock = Clock(datetime(2026, 5, 1, 23, 59, tzinfo=UTC))
     quotas = quotas_for(store, clock, daily_images=4)
-    jobs = JobStore(store, clock)
+    jobs = store.jobs
     late = await quotas.admit(admission(n=3))
     clock.advance(120)  # the next day
     await quotas.admit(admission(n=4))
@@ -253,19 +253,19 @@ async def test_a_refund_goes_back_to_the_day_that_was_charged(store: Store) -> N
     assert await usage_matches_jobs(store) == []
 
 
-async def test_a_claim_of_a_known_job_returns_it_as_its_row_now_reads(store: Store) -> None:
+async def test_a_job_is_claimed_once(store: SQLiteStorage) -> None:
     quotas = quotas_for(store, daily_images=4)
-    jobs = JobStore(store)
+    jobs = store.jobs
     job = await quotas.admit(admission(n=2))
-    claimed = await jobs.claim(job.id, known=job)
+    claimed = await jobs.claim(job.id)
     assert claimed is not None and claimed == await jobs.get(job.id)
     assert (claimed.status, claimed.attempts) == ("running", 1) and claimed.started_at is not None
-    assert await jobs.claim(job.id, known=job) is None  # running already: not claimed twice
+    assert await jobs.claim(job.id) is None  # running already: not claimed twice
 
 
-async def test_a_failure_that_was_the_users_fault_stays_charged(store: Store) -> None:
+async def test_a_failure_that_was_the_users_fault_stays_charged(store: SQLiteStorage) -> None:
     quotas = quotas_for(store, daily_images=4)
-    jobs = JobStore(store)
+    jobs = store.jobs
     job = await quotas.admit(admission(n=2))
     await jobs.claim(job.id)
     await jobs.fail(job.id, "backend_invalid_request", refund=False)
@@ -310,7 +310,7 @@ def test_the_admission_statement_and_the_explanation_agree(tmp_path: Path) -> No
     """Random states: the one-statement decision admits exactly when :func:`violation` finds nothing, and
     a refusal is explained with the limit the rules name first."""
     loop = asyncio.new_event_loop()
-    store = loop.run_until_complete(Store.open(tmp_path / "sdbot.db"))
+    store = loop.run_until_complete(SQLiteStorage.open(tmp_path / "sdbot.db"))
     counter = itertools.count()
 
     @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -325,7 +325,7 @@ def test_the_admission_statement_and_the_explanation_agree(tmp_path: Path) -> No
         loop.close()
 
 
-async def _check_state(store: Store, i: int, s: dict[str, Any]) -> None:
+async def _check_state(store: SQLiteStorage, i: int, s: dict[str, Any]) -> None:
     clock = Clock(datetime(2026, 5, 1, 12, tzinfo=UTC))
     quotas = quotas_for(
         store, clock, daily_images=s["daily"], rate_per_minute=s["rate"], max_pending=s["pending_limit"],
@@ -378,7 +378,7 @@ async def _check_state(store: Store, i: int, s: dict[str, Any]) -> None:
 # One job per platform event ----------------------------------------------------------------------------
 
 
-async def test_the_same_origin_is_admitted_once_even_all_at_once(store: Store) -> None:
+async def test_the_same_origin_is_admitted_once_even_all_at_once(store: SQLiteStorage) -> None:
     quotas = quotas_for(store, daily_images=10)
     first = dataclasses.replace(admission(), origin="telegram:1:77")
     results = await asyncio.gather(*(quotas.admit(first) for _ in range(50)), return_exceptions=True)
@@ -392,7 +392,7 @@ async def test_the_same_origin_is_admitted_once_even_all_at_once(store: Store) -
     assert await usage_matches_jobs(store) == []
 
 
-async def test_a_redelivered_command_finds_its_job_before_any_limit_refuses_it(store: Store) -> None:
+async def test_a_redelivered_command_finds_its_job_before_any_limit_refuses_it(store: SQLiteStorage) -> None:
     quotas = quotas_for(store, daily_images=1, max_pending=1)
     job = await quotas.admit(dataclasses.replace(admission(), origin="telegram:1:5"))
     with pytest.raises(AlreadyAdmitted) as caught:  # the job itself now fills both limits

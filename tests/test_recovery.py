@@ -136,7 +136,7 @@ async def test_a_failure_is_recorded_only_once_the_user_was_told(tmp_path: Path)
     async with open_core(db, backend, platforms=("telegram",)) as (restarted, sink):
         await restarted.wait_idle()
         ended = await restarted.get_job(job.id)
-        store = restarted.store
+        store = restarted.storage
         assert await usage_matches_jobs(store) == []
     assert sink.of("failed") == [(job.id, ("backend_unavailable", True))]  # told at the next start
     assert ended is not None and (ended.status, ended.error, ended.charged) == ("failed", "backend_unavailable", 0)
@@ -235,7 +235,7 @@ async def test_the_notice_of_a_job_given_up_follows_where_its_last_attempt_died(
     async with open_core(db, platforms=("telegram",)) as (core, sink):
         await core.wait_idle()
         job = await core.get_job(job_id)
-        assert await usage_matches_jobs(core.store) == []
+        assert await usage_matches_jobs(core.storage) == []
     assert sink.of("failed") == [(job_id, (told, True))] and sink.of("deliver_started") == []
     assert job is not None and (job.status, job.error, job.attempts, job.charged) == ("failed", told, 3, 0)
     if told == "job_crashed_delivering":

@@ -20,7 +20,7 @@ from bot.core import Core
 from bot.errors import BackendError, SdbotError
 from bot.people import ChatRef, UserRef
 from bot.retention import Pruner, cutoff_day
-from bot.store import Store
+from bot.storage.sqlite import SQLiteStorage
 from tests.pipeline_support import WAIT_LIMIT, GatedBackend, RecordingSink, make_settings, usage_matches_jobs
 from tests.test_cli import sdbot
 
@@ -32,7 +32,7 @@ SMALL = "--size 768x768"
 
 
 async def add_job(
-    store: Store,
+    store: SQLiteStorage,
     day: str,
     status: str = "done",
     *,
@@ -59,11 +59,11 @@ async def add_job(
     return int(row[0])
 
 
-async def usage(store: Store) -> dict[tuple[str, str, str], int]:
+async def usage(store: SQLiteStorage) -> dict[tuple[str, str, str], int]:
     return {(r[0], r[1], r[2]): r[3] for r in await store.fetchall("SELECT scope, key, day, images FROM usage")}
 
 
-async def test_only_finished_jobs_of_days_before_the_window_go(store: Store) -> None:
+async def test_only_finished_jobs_of_days_before_the_window_go(store: SQLiteStorage) -> None:
     old, older, cutoff, today = "2026-01-02", "2026-01-01", "2026-03-01", "2026-04-10"
     done = await add_job(store, older, n=2)
     failed = await add_job(store, older, "failed")
@@ -76,7 +76,7 @@ async def test_only_finished_jobs_of_days_before_the_window_go(store: Store) -> 
     current = await add_job(store, today, n=3, parent=kept)
     before = await usage(store)
 
-    assert await retention.count(store, cutoff) == 5
+    assert await store.jobs.count_finished_before(cutoff) == 5
     assert await retention.prune(store, cutoff, batch=2) == 5
     assert await retention.prune(store, cutoff, batch=2) == 0
 
@@ -95,7 +95,7 @@ async def test_only_finished_jobs_of_days_before_the_window_go(store: Store) -> 
     assert await usage_matches_jobs(store) == []
 
 
-async def test_the_parent_lookup_of_a_deletion_uses_an_index(store: Store) -> None:
+async def test_the_parent_lookup_of_a_deletion_uses_an_index(store: SQLiteStorage) -> None:
     # With foreign keys on, SQLite looks for children of every deleted job; without an index on parent_id that
     # is a scan of the whole table per row (seconds per batch on a large database).
     plan = await store.fetchall("EXPLAIN QUERY PLAN SELECT 1 FROM jobs WHERE parent_id = ?", (1,))
@@ -142,14 +142,14 @@ async def test_the_bot_prunes_at_start_and_again_later(tmp_path: Path) -> None:
         assert [job_id for job_id, _ in sink.of("delivered")] == [fresh.id]
         state = await core.quotas.state(ANN.key, GROUP.key)
         assert (state.used, state.chat_used) == (1, 1)
-        assert await usage(core.store) == {
+        assert await usage(core.storage) == {
             ("user", ANN.key, core.quotas.today()): 1,
             ("chat", GROUP.key, core.quotas.today()): 1,
         }
-        assert await usage_matches_jobs(core.store) == []
+        assert await usage_matches_jobs(core.storage) == []
 
     # Now the background task's next run: ten days later, with 5 days of retention, today's job goes too.
-    pruner_store = await Store.open(db)
+    pruner_store = await SQLiteStorage.open(db)
     try:
         pruner = Pruner(pruner_store, 5, UTC, clock, interval=0.01, pause=0)
         pruner.start()
@@ -204,7 +204,7 @@ def test_sdbot_prune_counts_then_deletes(tmp_path: Path) -> None:
     old, today = cutoff_day(now, 200, UTC), cutoff_day(now, 0, UTC)
 
     async def fill() -> None:
-        store = await Store.open(db)
+        store = await SQLiteStorage.open(db)
         try:
             await add_job(store, old)
             await add_job(store, old, "cancelled")

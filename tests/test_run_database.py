@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import Store
+from bot.storage.sqlite import SQLiteStorage
 from tests.fakes.telegram import FakeTelegram
 
 SDBOT = Path(sys.executable).parent / "sdbot"
@@ -37,7 +37,7 @@ async def run_bot(db: Path, tg: FakeTelegram, cwd: Path) -> tuple[int | None, st
 
 async def sdbot_database(path: Path, jobs: int = 300) -> None:
     """A real sdbot database (every migration) holding ``jobs`` finished jobs, in one file (no WAL)."""
-    store = await Store.open(path)
+    store = await SQLiteStorage.open(path)
     await store.close()
     con = sqlite3.connect(path)
     now = time.time()
@@ -110,12 +110,13 @@ async def test_a_database_error_later_in_the_start_is_db_unavailable_too(
     from adapters import runner
     from bot.config import Settings
     from bot.errors import ConfigError
-    from bot.jobs import JobStore
+    from bot.storage import StorageError
+    from bot.storage.sqlite.jobs import SQLiteJobs
 
-    async def failing(self: JobStore) -> list[object]:
-        raise sqlite3.OperationalError("disk I/O error")
+    async def failing(self: SQLiteJobs) -> list[object]:
+        raise StorageError("disk I/O error")
 
-    monkeypatch.setattr(JobStore, "unfinished", failing)
+    monkeypatch.setattr(SQLiteJobs, "unfinished", failing)
     async with FakeTelegram() as tg:
         env = {"SDBOT_DB": str(tmp_path / "sdbot.db"), "TELEGRAM_BOT_TOKEN": tg.token, "TELEGRAM_API_URL": tg.url}
         with pytest.raises(ConfigError) as caught:

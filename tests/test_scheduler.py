@@ -185,8 +185,7 @@ async def test_nothing_runs_before_start_and_stop_cancels_running_jobs() -> None
 
 class FairModel:
     """The scheduling rule written the plain way: scan every waiting user, least recently served first (never
-    served, or not since they went idle, before anyone), ties by the arrival of their first waiting job. A slot
-    reserved for a job being admitted counts as taken; that job starts the moment it arrives."""
+    served, or not since they went idle, before anyone), ties by the arrival of their first waiting job."""
 
     def __init__(self, concurrency: int) -> None:
         self.concurrency = concurrency
@@ -196,7 +195,6 @@ class FairModel:
         self.running: dict[int, str] = {}
         self.started: list[int] = []
         self.tick = 0
-        self.reserved = 0
 
     def _pick(self, queues: dict[str, list[int]], served: dict[str, int]) -> str:
         return min(queues, key=lambda o: (served.get(o, -1), self.arrival[queues[o][0]]))
@@ -212,28 +210,14 @@ class FairModel:
         self.started.append(job)
 
     def pump(self) -> None:
-        while self.queues and len(self.running) + self.reserved < self.concurrency:
+        while self.queues and len(self.running) < self.concurrency:
             owner = self._pick(self.queues, self.served)
             job = self.queues[owner].pop(0)
             if not self.queues[owner]:
                 del self.queues[owner]
             self._start(job, owner)
 
-    def reserve(self) -> bool:
-        if self.queues or len(self.running) + self.reserved >= self.concurrency:
-            return False
-        self.reserved += 1
-        return True
-
-    def release(self) -> None:
-        self.reserved -= 1
-        self.pump()
-
-    def enqueue(self, job: int, owner: str, *, reserved: bool = False) -> None:
-        if reserved:
-            self.reserved -= 1
-            self._start(job, owner)
-            return
+    def enqueue(self, job: int, owner: str) -> None:
         self.queues.setdefault(owner, []).append(job)
         self.arrival[job] = len(self.arrival)
         self.pump()
@@ -264,31 +248,15 @@ class FairModel:
 
 @pytest.mark.parametrize("seed", range(8))
 async def test_start_order_and_positions_follow_the_rule_over_random_arrivals_cancels_and_finishes(seed: int) -> None:
-    """Also with slots reserved for admissions under way (:meth:`Scheduler.reserve`), each then used by a job
-    that starts as it arrives, or given back."""
     rng = random.Random(seed)
     concurrency = rng.choice((1, 2, 3))
     runs, model = Runs(), FairModel(concurrency)
     scheduler = Scheduler("t", concurrency, runs, on_position=lambda job, pos: None, report_every=60)
     scheduler.start()
     queued: list[int] = []
-    reservations = 0
     for job in range(300):
         action = rng.random()
-        if action < 0.1:
-            held = scheduler.reserve()
-            assert held == model.reserve()
-            reservations += held
-        elif action < 0.2 and reservations:
-            reservations -= 1
-            if rng.random() < 0.7:
-                owner = f"user{rng.randrange(8)}"
-                scheduler.enqueue(job, owner, reserved=True)
-                model.enqueue(job, owner, reserved=True)
-            else:
-                scheduler.release()
-                model.release()
-        elif action < 0.5 or not (queued or model.running):
+        if action < 0.5 or not (queued or model.running):
             owner = f"user{rng.randrange(8)}"
             scheduler.enqueue(job, owner)
             model.enqueue(job, owner)

@@ -80,7 +80,7 @@ async def test_a_draw_handled_twice_makes_one_job_and_one_picture(tg: FakeTelegr
         await bot.core.wait_idle()
         # As if the process had died after admitting the job but before marking the update handled, and
         # before Telegram heard it was confirmed: the next start replays it and Telegram sends it again.
-        await bot.core.store.execute(
+        await bot.core.storage.execute(
             "UPDATE inbox SET handled_at = NULL, payload = ? WHERE platform = 'telegram' AND event_id = ?",
             (json.dumps(update), update["update_id"]),
         )
@@ -93,7 +93,7 @@ async def test_a_draw_handled_twice_makes_one_job_and_one_picture(tg: FakeTelegr
 
         await eventually(settled)
         await bot.core.wait_idle()
-        jobs = await bot.core.store.fetchall("SELECT id, origin, status FROM jobs")
+        jobs = await bot.core.storage.fetchall("SELECT id, origin, status FROM jobs")
     assert [(r["origin"], r["status"]) for r in jobs] == [
         (f"telegram:{USER}:{update['message']['message_id']}", "done")
     ]

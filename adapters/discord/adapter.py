@@ -150,7 +150,7 @@ class DiscordAdapter:
 
     async def _capabilities(self) -> Capabilities:
         try:
-            return await self.core.backend.capabilities()
+            return await self.core.capabilities()
         except SdbotError as exc:
             # The choices are a convenience; the core validates against the real capabilities per request.
             log.warning("backend capabilities unavailable (%s): offering the default choices", exc.code)

@@ -63,28 +63,15 @@ class AdminHandlers:
         if who == "manager" and images is not None and ceiling and not 0 < images <= ceiling:
             await reply(interaction, t(lang, "discord.cap_too_high", limit=ceiling))
             return
-        chat = chat_ref(interaction)
-        await self.core.directory.touch_chat(chat)
-        await self.core.quotas.set_chat_limit(chat.key, images)
-        target = f"{chat.title} ({chat.key})" if chat.title else chat.key
-        await reply(interaction, self.core.commands.limit_set_text(lang, target, images, chat=True))
+        await reply(interaction, await self.core.set_chat_cap(chat_ref(interaction), images, lang))
 
     @guarded
     async def channels(self, interaction: discord.Interaction, action: str, channel_id: int | None = None) -> None:
         if await self._allowed(interaction) is None:
             return
         lang = lang_of(self.core, interaction)
-        chat = chat_ref(interaction)
         target = str(channel_id or interaction.channel_id)
-        if action == "allow":
-            allowed = await self.core.channels.allow(chat.key, target)
-        elif action == "remove":
-            allowed = await self.core.channels.remove(chat.key, target)
-        elif action == "clear":
-            await self.core.channels.clear(chat.key)
-            allowed = []
-        else:
-            allowed = await self.core.channels.allowed(chat.key)
+        allowed = await self.core.edit_channels(chat_ref(interaction), action, target)
         if not allowed:
             await reply(interaction, t(lang, "discord.channels.all"))
         else:
@@ -95,7 +82,7 @@ class AdminHandlers:
         if await self._allowed(interaction) is None:
             return
         lang = lang_of(self.core, interaction)
-        await reply(interaction, await self.core.commands.stats_report(lang, chat_key=chat_ref(interaction).key))
+        await reply(interaction, await self.core.stats_report(lang, chat_ref(interaction)))
 
     @guarded
     async def member_command(self, interaction: discord.Interaction, command: str, member_id: int, *rest: str) -> None:

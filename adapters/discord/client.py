@@ -13,31 +13,17 @@ from adapters.discord.replies import apologize
 from adapters.discord.translator import CatalogTranslator
 from adapters.discord.views import DYNAMIC_ITEMS, submitted_text
 from bot.core import Core
-from bot.pacing import PerPass
 
 if TYPE_CHECKING:
     from adapters.discord.handlers import Handlers
 
 log = logging.getLogger(__name__)
 
-# discord.py reads every gateway event waiting on its socket in one go and starts a task per interaction: a
-# burst's hundred /draw would run their first steps (option conversion, checks, the admission's preparation) in
-# one pass of the loop. Measured in BENCHMARKS.md ("A burst's Discord commands start eight per pass of the
-# event loop").
-COMMANDS_PER_PASS = 8
-
 
 class SdbotTree(app_commands.CommandTree[Any]):
     def __init__(self, client: discord.Client, core: Core) -> None:
         super().__init__(client)
         self.core = core
-        self.starts = PerPass(COMMANDS_PER_PASS)
-
-    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        # The first thing discord.py awaits in a command's task: a burst's commands start a few per pass of
-        # the loop (see COMMANDS_PER_PASS). Nothing is refused here.
-        await self.starts.turn()
-        return True
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         # Handlers answer their own errors; this catches what fails before them (an option discord.py

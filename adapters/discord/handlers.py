@@ -23,7 +23,7 @@ from adapters.discord.views import edit_form
 from bot.config import Settings
 from bot.core import Core
 from bot.errors import SdbotError
-from bot.grammar import OptionValue, parse, strip_command
+from bot.grammar import OptionValue, strip_command
 from bot.i18n import Lang, render_error, t
 from bot.jobs import Job
 from bot.people import ChatRef, UserRef
@@ -54,11 +54,9 @@ class Handlers:
         """``/draw``: the prompt may carry inline options (``cat --style Anime``); a typed option that repeats
         one of them is ``duplicate_option``."""
 
-        async def submit(user: UserRef, chat: ChatRef, route: dict[str, object]) -> Job:
-            caps = await self.core.backend.capabilities()
-            return await self.core.submit(user, chat, parse(prompt, caps).merge(typed), route)
-
-        await self._admit(interaction, submit)
+        await self._admit(
+            interaction, lambda user, chat, route: self.core.submit(user, chat, prompt, route, typed=typed)
+        )
 
     @guarded
     async def draw_text(self, interaction: discord.Interaction, text: str) -> None:
@@ -77,12 +75,12 @@ class Handlers:
         another server must not reveal its prompt."""
         if not await self._serving(interaction):
             return
-        lang = lang_of(self.core, interaction)
-        job = await self.core.get_job(job_id)
-        visible = job is not None and (job.user == user_ref(interaction).key or job.chat == chat_ref(interaction).key)
-        if job is None or job.platform != PLATFORM or not visible:
-            await reply(interaction, render_error(SdbotError("job_not_found", job=job_id), lang))
+        try:
+            job = await self.core.shown_job(job_id, user_ref(interaction), chat_ref(interaction))
+        except SdbotError as exc:
+            await reply(interaction, render_error(exc, lang_of(self.core, interaction)))
             return
+        lang = lang_of(self.core, interaction)
         command = strip_command(edit_command(job.seeded_request)).strip()
         await interaction.response.send_modal(edit_form(command, lang))
 
@@ -121,15 +119,13 @@ class Handlers:
         can_send = perms.send_messages_in_threads if thread is not None else perms.send_messages
         if not (can_send and perms.attach_files):
             return t(lang, "error.platform_forbidden")
-        if self.core.is_admin(user):
-            return None
-        allowed = await self.core.channels.allowed(chat.key)
         here = {str(interaction.channel_id)}
         if thread is not None and thread.parent_id is not None:
             here.add(str(thread.parent_id))
-        if not allowed or here & set(allowed):
+        elsewhere = await self.core.channels_elsewhere(user, chat, here)
+        if not elsewhere:
             return None
-        return t(lang, "discord.channel_not_allowed", channels=[f"<#{c}>" for c in allowed])
+        return t(lang, "discord.channel_not_allowed", channels=[f"<#{c}>" for c in elsewhere])
 
     async def _serving(self, interaction: discord.Interaction) -> bool:
         if not self.serving.is_set():
@@ -157,11 +153,11 @@ class Handlers:
             return
         lang = lang_of(self.core, interaction)
         try:
-            caps = await self.core.backend.capabilities()
+            caps = await self.core.capabilities()
         except SdbotError as exc:
             await reply(interaction, render_error(exc, lang))
             return
-        text = self.core.commands.help_text(lang, caps, admin=False)
+        text = self.core.help_text(lang, caps, admin=False)
         if role(interaction, self.settings) is not None:
             text += "\n\n" + t(lang, "discord.help.admin")
         await reply(interaction, text)

@@ -86,13 +86,13 @@ class TelegramAdapter:
             get_updates_request=updates_request,
             rate_limiter=limiter,
         )
-        self._queue = DurableQueue(core.inbox, raw=bot.take_raw)
+        self._queue = DurableQueue(core, raw=bot.take_raw)
         builder = (
             ApplicationBuilder()
             .bot(bot)
             # Updates are stored before PTB confirms them and forgotten once handled (see durable.py).
             .update_queue(self._queue)
-            .concurrent_updates(DurableProcessor(core.inbox))
+            .concurrent_updates(DurableProcessor(core))
         )
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         self.sender = Sender(self.app.bot, settings.telegram_upload_timeout)
@@ -133,7 +133,7 @@ class TelegramAdapter:
         await menu.register(self.app.bot, self.settings.lang, self.settings.admins)
         await self.app.start()
         # Commands a killed process had received but not handled, before any new ones.
-        await durable.replay(self.core.inbox, self._queue, self.app.bot)
+        await durable.replay(self.core, self._queue, self.app.bot)
         updater = self.app.updater
         assert updater is not None
         url = self.settings.telegram_webhook_url

@@ -20,7 +20,7 @@ from typing import Any
 from telegram import Bot, Update
 from telegram.ext import SimpleUpdateProcessor
 
-from bot.inbox import Inbox
+from bot.core import Core
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,11 @@ MAX_CONCURRENT_UPDATES = 256  # what PTB's concurrent_updates(True) allows
 class DurableQueue(asyncio.Queue[object]):
     """PTB's update queue; an :class:`Update` is put only once it is stored (and not if it was already)."""
 
-    def __init__(self, inbox: Inbox, raw: Callable[[int], Any] | None = None) -> None:
+    def __init__(self, core: Core, raw: Callable[[int], Any] | None = None) -> None:
         """``raw(update_id)``: the update as Telegram sent it, when known (long polling), which is stored
         instead of the parsed update turned back into a dictionary."""
         super().__init__()
-        self._inbox = inbox
+        self._core = core
         self._raw = raw
 
     async def put(self, item: object) -> None:
@@ -44,7 +44,7 @@ class DurableQueue(asyncio.Queue[object]):
             try:
                 sent = self._raw(item.update_id) if self._raw is not None else None
                 payload = json.dumps(item.to_dict() if sent is None else sent, separators=(",", ":"))
-                fresh = await self._inbox.receive(PLATFORM, item.update_id, payload)
+                fresh = await self._core.receive_event(PLATFORM, item.update_id, payload)
             except Exception as exc:
                 # Raising here would end PTB's polling for good: handle the update, only not crash-proof.
                 log.error("Telegram update %s could not be stored (%s); handled anyway", item.update_id, exc)
@@ -62,29 +62,29 @@ class DurableQueue(asyncio.Queue[object]):
 class DurableProcessor(SimpleUpdateProcessor):
     """Runs each update's handlers, then lets the inbox forget it."""
 
-    def __init__(self, inbox: Inbox, max_concurrent_updates: int = MAX_CONCURRENT_UPDATES) -> None:
+    def __init__(self, core: Core, max_concurrent_updates: int = MAX_CONCURRENT_UPDATES) -> None:
         super().__init__(max_concurrent_updates)
-        self._inbox = inbox
+        self._core = core
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         await coroutine  # PTB turns a handler's exception into a call of the error handler: this returns
         if isinstance(update, Update):
             # Not reached when cancelled (shutdown): the update stays held and is handled at the next start.
             try:
-                await self._inbox.done(PLATFORM, update.update_id)
+                await self._core.event_done(PLATFORM, update.update_id)
             except Exception as exc:  # it is handled again at the next start: harmless, see bot.inbox
                 log.error("Telegram update %s could not be marked handled: %s", update.update_id, exc)
 
 
-async def replay(inbox: Inbox, queue: DurableQueue, bot: Bot) -> int:
+async def replay(core: Core, queue: DurableQueue, bot: Bot) -> int:
     """Queue the updates a previous process received but did not finish handling; how many."""
     count = 0
-    for held in await inbox.take_over(PLATFORM):
+    for held in await core.take_over_events(PLATFORM):
         try:
             update = Update.de_json(json.loads(held.payload), bot)
         except Exception as exc:  # stored by an older PTB, say: nothing to do but drop it
             log.warning("held Telegram update %s could not be read (%s); dropped", held.event_id, type(exc).__name__)
-            await inbox.done(PLATFORM, held.event_id)
+            await core.event_done(PLATFORM, held.event_id)
             continue
         await queue.put_held(update)
         count += 1

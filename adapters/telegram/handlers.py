@@ -6,7 +6,6 @@ answered with ``error.internal``, never a traceback.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
@@ -18,10 +17,9 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 from adapters.telegram.sender import Sender
 from adapters.telegram.status import StatusBoard
 from adapters.telegram.text import MAX_ALERT, MAX_TEXT, chunks, utf16_len
-from bot import grammar
+from bot.compose import split_command
 from bot.core import Core, DeliveryGone
 from bot.errors import SdbotError
-from bot.grammar import DrawArgs
 from bot.i18n import Lang, render_error, t
 from bot.people import ChatRef, UserRef
 from bot.presentation import edit_command
@@ -40,12 +38,6 @@ def user_ref(user: User) -> UserRef:
 
 def chat_ref(chat: Chat) -> ChatRef:
     return ChatRef("telegram", str(chat.id), chat.type in (ChatType.GROUP, ChatType.SUPERGROUP), chat.title)
-
-
-def split_command(text: str) -> tuple[str, str]:
-    """``/quota@SomeBot  rest`` -> ``("quota", "rest")``."""
-    head, _, rest = text.strip().partition(" ")
-    return head.lstrip("/").split("@", 1)[0].casefold(), rest.strip()
 
 
 def route_for(message: Message) -> dict[str, Any]:
@@ -81,35 +73,13 @@ class Handlers:
             return
         ref = user_ref(user)
         try:
-            text = await self._draw_text(message)
             origin = f"telegram:{message.chat_id}:{message.message_id}"  # redelivered after a crash: one job
-            await self.core.submit(ref, chat_ref(message.chat), text, route_for(message), origin=origin)
+            replied = message.reply_to_message.text if message.reply_to_message is not None else None
+            route, chat = route_for(message), chat_ref(message.chat)
+            await self.core.submit(ref, chat, message.text, route, origin=origin, replied=replied)
         except SdbotError as exc:  # invalid, over quota, banned...: the answer is the reply
             await self.reply(message, render_error(exc, self.core.language_for(ref)))
         # Accepted: the status reply comes from the sink with the job's first news (queue position).
-
-    async def _draw_text(self, message: Message) -> str | DrawArgs:
-        """The command's text, or, when it has no prompt and answers a message, that message's text as the
-        prompt (a replied ``/draw`` command lends its options too; the user's own options win)."""
-        text = message.text or ""
-        replied = message.reply_to_message
-        source = (replied.text or "").strip() if replied is not None else ""
-        if not source:
-            return text
-        caps = await self.core.backend.capabilities()
-        own = grammar.parse(text, caps)
-        if own.prompt:
-            return text
-        # A /draw line (someone's command, or the Edit button's message) is a whole request to start from.
-        drawn = [
-            line.strip() for line in source.splitlines() if line.startswith("/") and split_command(line)[0] == "draw"
-        ]
-        base = DrawArgs(split_command(source)[1] if source.startswith("/") else source)
-        if drawn:
-            base = DrawArgs(split_command(drawn[0])[1])
-            with contextlib.suppress(SdbotError):  # a broken command's words are still a prompt
-                base = grammar.parse(drawn[0], caps)
-        return DrawArgs(base.prompt, {**base.options, **own.options})
 
     async def command(self, update: Update, context: Context) -> None:
         message, user = update.effective_message, update.effective_user
@@ -175,11 +145,7 @@ class Handlers:
                 await self.core.again(int(ident), ref, route, origin=f"telegram:query:{query.id}")
                 await self._answer(query)
                 return
-            job = await self.core.get_job(int(ident))
-            # The command is no secret (the caption shows it) but stays within the chat it was drawn in.
-            visible = job is not None and (job.user == ref.key or job.chat == chat_ref(message.chat).key)
-            if job is None or job.platform != "telegram" or not visible:
-                raise SdbotError("job_not_found", job=int(ident))
+            job = await self.core.shown_job(int(ident), ref, chat_ref(message.chat))
             await self._answer(query)
             await self._send_edit(route, edit_command(job.seeded_request), lang)
         except SdbotError as exc:

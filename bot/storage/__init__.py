@@ -1,0 +1,27 @@
+"""What the bot keeps: the port (:mod:`bot.storage.port`) and its engines (:mod:`bot.storage.sqlite`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.storage.port import HeldEvent, Storage, StorageError
+from bot.storage.sqlite import SQLiteStorage
+
+__all__ = ["HeldEvent", "Storage", "StorageError", "open_storage"]
+
+
+async def open_storage(
+    target: str | Path, *, clock: Callable[[], float] = time.time, create: bool = True, readonly: bool = False
+) -> Storage:
+    """Open ``SDBOT_DB``: a file path is SQLite (created and migrated unless ``create``/``readonly`` say not).
+    Raises ``ConfigError`` naming ``SDBOT_DB`` when it cannot be used. The database is checked whole first
+    (``db_unavailable`` when damaged), before anything is served from it."""
+    storage = await SQLiteStorage.open(target, clock=clock, create=create, readonly=readonly)
+    try:
+        await storage.check()
+    except BaseException:
+        await storage.close()
+        raise
+    return storage

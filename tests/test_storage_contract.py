@@ -1,0 +1,231 @@
+"""The storage port's contract, through the port only, run against every engine in ``ENGINES``.
+
+A new engine (PostgreSQL comes next) adds one opener here and must pass every test unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bot.jobs import Job
+from bot.people import ChatRef, UserRef
+from bot.quotas import Admission, Limits
+from bot.request import DrawRequest
+from bot.storage import Storage
+from bot.storage.sqlite import SQLiteStorage
+
+NOW = 1_800_000_000.0
+DAY = "2027-01-15"
+LIMITS = Limits(daily_images=5, rate_per_minute=100, max_pending=100, chat_daily_images=0)
+ANN, BO = UserRef("telegram", "1", "en", "Ann"), UserRef("telegram", "2", None, "Bo")
+GROUP, DM = ChatRef("telegram", "-100", True, "Group"), ChatRef("telegram", "1", False)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _sqlite(path: Path, clock: Clock) -> Storage:
+    return await SQLiteStorage.open(path / "sdbot.db", clock=clock)
+
+
+ENGINES: dict[str, Callable[[Path, Clock], Awaitable[Storage]]] = {"sqlite": _sqlite}
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=sorted(ENGINES))
+async def storage(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> AsyncIterator[Storage]:
+    opened = await ENGINES[request.param](tmp_path, clock)
+    yield opened
+    await opened.close()
+
+
+def admission(
+    user: UserRef = ANN, chat: ChatRef = GROUP, n: int = 1, *, exempt: bool = False, origin: str | None = None
+) -> Admission:
+    request = DrawRequest("a cat", n=n)
+    return Admission(user, chat, request, {"chat_id": 1}, "placeholder", "en", 7, exempt, origin=origin)
+
+
+async def admit(storage: Storage, a: Admission, limits: Limits = LIMITS) -> Job | None:
+    return await storage.jobs.admit(a, limits, DAY, NOW)
+
+
+async def test_admission_records_the_job_and_charges_its_day(storage: Storage) -> None:
+    job = await admit(storage, admission(n=2, origin="telegram:-100:5"))
+    assert job is not None
+    assert (job.status, job.images, job.charged, job.quota_day, job.seed, job.user, job.chat) == (
+        "queued", 2, 2, DAY, 7, "telegram:1", "telegram:-100"
+    )  # fmt: skip
+    assert job.request == DrawRequest("a cat", n=2) and job.route == {"chat_id": 1}
+    assert await storage.jobs.get(job.id) == job
+    state = await storage.quotas.state(ANN.key, GROUP.key, LIMITS, DAY, NOW)
+    assert (state.used, state.chat_used, state.pending, state.recent) == (2, 2, 1, 1)
+
+
+async def test_admission_refuses_past_a_limit_and_records_nothing(storage: Storage) -> None:
+    assert await admit(storage, admission(n=5)) is not None
+    assert await admit(storage, admission(n=1)) is None  # the day is used up
+    assert await admit(storage, admission(n=1, exempt=True)) is not None  # admins are exempt
+    await storage.quotas.set_banned(BO.key, True)
+    assert await admit(storage, admission(BO)) is None
+    assert len(await storage.jobs.unfinished()) == 2
+
+
+async def test_concurrent_admissions_never_overspend(storage: Storage) -> None:
+    outcomes = await asyncio.gather(*(admit(storage, admission()) for _ in range(40)))
+    assert sum(job is not None for job in outcomes) == 5
+    assert (await storage.quotas.state(ANN.key, GROUP.key, LIMITS, DAY, NOW)).used == 5
+
+
+async def test_one_job_per_origin(storage: Storage) -> None:
+    first = await admit(storage, admission(origin="telegram:-100:9"))
+    assert first is not None
+    assert await admit(storage, admission(origin="telegram:-100:9")) is None
+    assert await storage.jobs.by_origin("telegram:-100:9") == first
+    assert await storage.jobs.by_origin("telegram:-100:10") is None
+
+
+async def test_transitions_happen_once_and_refunds_leave_the_counters(storage: Storage) -> None:
+    job = await admit(storage, admission(n=3))
+    assert job is not None
+    claimed = await storage.jobs.claim(job.id)
+    assert claimed is not None and (claimed.status, claimed.attempts) == ("running", 1)
+    assert await storage.jobs.claim(job.id) is None
+    await storage.jobs.delivering(job.id)
+    assert (await storage.jobs.get(job.id)).delivering_at is not None  # type: ignore[union-attr]
+    failed = await storage.jobs.fail(job.id, "backend_timeout", refund=True)
+    assert failed is not None and (failed.status, failed.error, failed.charged) == ("failed", "backend_timeout", 0)
+    assert await storage.jobs.fail(job.id, "backend_timeout", refund=True) is None
+    assert not await storage.jobs.finish(job.id, delivered=3, charged=3)
+    assert (await storage.quotas.state(ANN.key, GROUP.key, LIMITS, DAY, NOW)).used == 0
+
+
+async def test_delivery_may_only_lower_the_charge(storage: Storage) -> None:
+    job = await admit(storage, admission(n=3))
+    assert job is not None and await storage.jobs.claim(job.id) is not None
+    assert await storage.jobs.finish(job.id, delivered=2, charged=2)
+    done = await storage.jobs.get(job.id)
+    assert done is not None and (done.status, done.delivered, done.charged) == ("done", 2, 2)
+    assert (await storage.quotas.state(ANN.key, GROUP.key, LIMITS, DAY, NOW)).used == 2
+
+
+async def test_requeue_and_recovery_see_unfinished_jobs_oldest_first(storage: Storage) -> None:
+    a, b = await admit(storage, admission()), await admit(storage, admission(BO))
+    assert a is not None and b is not None and await storage.jobs.claim(a.id) is not None
+    requeued = await storage.jobs.requeue(a.id)
+    assert requeued is not None and requeued.status == "queued" and requeued.attempts == 1
+    assert [job.id for job in await storage.jobs.unfinished()] == [a.id, b.id]
+
+
+async def test_cancelling_is_for_queued_jobs_of_their_owner(storage: Storage) -> None:
+    jobs = [await admit(storage, admission()) for _ in range(3)]
+    assert all(jobs)
+    assert await storage.jobs.cancel(jobs[0].id, owner=BO.key) is None  # type: ignore[union-attr]
+    cancelled = await storage.jobs.cancel(jobs[0].id, owner=ANN.key)  # type: ignore[union-attr]
+    assert cancelled is not None and (cancelled.status, cancelled.charged) == ("cancelled", 0)
+    assert await storage.jobs.cancel(2**70, owner=None) is None  # an id no job can have
+    rest = await storage.jobs.cancel_all(ANN.key)
+    assert [job.id for job in rest] == [jobs[1].id, jobs[2].id]  # type: ignore[union-attr]
+    assert await storage.jobs.cancel_all(ANN.key) == []
+
+
+async def test_a_route_can_be_replaced(storage: Storage) -> None:
+    job = await admit(storage, admission())
+    assert job is not None
+    assert await storage.jobs.update_route(job.id, {"chat_id": 1, "status_id": 9})
+    assert (await storage.jobs.get(job.id)).route == {"chat_id": 1, "status_id": 9}  # type: ignore[union-attr]
+    assert not await storage.jobs.update_route(job.id + 1, {})
+
+
+async def test_stats_cover_a_day_and_optionally_one_chat(storage: Storage) -> None:
+    a = await admit(storage, admission(n=2))
+    await admit(storage, admission(BO, DM))
+    assert a is not None and await storage.jobs.claim(a.id) is not None
+    await storage.jobs.fail(a.id, "backend_timeout", refund=False)
+    stats = await storage.jobs.stats(DAY)
+    assert stats.jobs == {"failed": 1, "queued": 1} and stats.images_charged == 3
+    assert stats.failures == [("backend_timeout", 1)] and stats.busiest == [(ANN.key, 2), (BO.key, 1)]
+    assert (await storage.jobs.stats(DAY, chat=DM.key)).busiest == [(BO.key, 1)]
+
+
+async def test_limit_overrides_and_usage_resets(storage: Storage) -> None:
+    await storage.quotas.set_user_limits(ANN.key, {"daily_images": 1, "max_pending": 3})
+    await storage.quotas.set_chat_limit(GROUP.key, 10)
+    state = await storage.quotas.state(ANN.key, GROUP.key, LIMITS, DAY, NOW)
+    assert (state.daily_images, state.max_pending, state.chat_daily_images) == (1, 3, 10)
+    assert state.daily_override and state.chat_override
+    assert await admit(storage, admission(n=1)) is not None and await admit(storage, admission(n=1)) is None
+    assert await storage.quotas.reset_usage("user", ANN.key, DAY) == 1
+    assert await admit(storage, admission(n=1)) is not None
+    await storage.quotas.set_user_limits(ANN.key, {"daily_images": None})
+    assert (await storage.quotas.state(ANN.key, GROUP.key, LIMITS, DAY, NOW)).daily_images == 5
+
+
+async def test_the_rate_window_says_when_the_next_request_fits(storage: Storage) -> None:
+    for _ in range(3):
+        await storage.jobs.admit(admission(), LIMITS, DAY, NOW - 50)
+    assert await storage.quotas.rate_wait(ANN.key, 3, NOW) == pytest.approx(10.0)
+    assert await storage.quotas.rate_wait(ANN.key, 4, NOW) == 0.0
+
+
+async def test_people_names_and_language_choices(storage: Storage) -> None:
+    await storage.people.touch_user(ANN)
+    await storage.people.touch_user(UserRef("telegram", "1", "zh", None))  # a missing name keeps the known one
+    await storage.people.touch_chat(GROUP)
+    await storage.people.set_language(BO, "zh")
+    assert await storage.people.language_choices() == {BO.key: "zh"}
+    assert await storage.people.display_names([ANN.key, BO.key, "telegram:3"]) == {ANN.key: "Ann", BO.key: "Bo"}
+    await storage.people.set_language(BO, None)
+    assert await storage.people.language_choices() == {}
+
+
+async def test_allowed_channels_keep_their_order(storage: Storage, clock: Clock) -> None:
+    for channel in ("20", "10", "20"):
+        clock.now += 1
+        await storage.channels.allow("discord:1", channel)
+    assert await storage.channels.allowed("discord:1") == ["20", "10"]
+    await storage.channels.remove("discord:1", "20")
+    assert await storage.channels.allowed("discord:1") == ["10"]
+    await storage.channels.clear("discord:1")
+    assert await storage.channels.allowed("discord:1") == []
+
+
+async def test_the_inbox_holds_events_until_done_and_hands_back_the_rest(storage: Storage) -> None:
+    assert await storage.inbox.receive("telegram", 1, '{"a": 1}', NOW)
+    assert not await storage.inbox.receive("telegram", 1, "{}", NOW)
+    assert await storage.inbox.receive("telegram", 2, "{}", NOW - 100)
+    await storage.inbox.done("telegram", 1, NOW)
+    assert await storage.inbox.unhandled("telegram") == 1
+    dropped, held = await storage.inbox.take_over("telegram", since=NOW - 50, max_attempts=3)
+    assert dropped == [2] and held == []  # too old
+    await storage.inbox.receive("telegram", 3, "{}", NOW)
+    for attempt in range(3):
+        dropped, held = await storage.inbox.take_over("telegram", since=NOW - 50, max_attempts=3)
+        assert dropped == [] and [e.event_id for e in held] == [3], attempt
+    assert await storage.inbox.take_over("telegram", since=NOW - 50, max_attempts=3) == ([3], [])
+    await storage.inbox.forget_handled_before(NOW + 1)
+    assert await storage.inbox.receive("telegram", 1, "{}", NOW)  # forgotten: new again
+
+
+async def test_retention_deletes_finished_jobs_of_old_days_and_their_usage(storage: Storage) -> None:
+    old = await storage.jobs.admit(admission(n=2), LIMITS, "2027-01-01", NOW)
+    kept = await storage.jobs.admit(admission(BO), LIMITS, "2027-01-01", NOW)  # still queued: never deleted
+    assert old is not None and kept is not None and await storage.jobs.claim(old.id) is not None
+    await storage.jobs.finish(old.id, delivered=2, charged=2)
+    assert await storage.jobs.count_finished_before(DAY) == 1
+    assert await storage.jobs.delete_finished_before(DAY, 100) == 1
+    assert await storage.jobs.get(old.id) is None and await storage.jobs.get(kept.id) is not None
+    assert (await storage.quotas.state(ANN.key, GROUP.key, LIMITS, "2027-01-01", NOW)).used == 0
