@@ -80,8 +80,8 @@ async def run_decisions(db: Path, decisions: int, concurrency: int, users: int, 
 
 async def run_floor(db: Path, statements: int, concurrency: int) -> dict[str, object]:
     """The floor: the same job row inserted ``statements`` times with a plain ``INSERT ... RETURNING *`` (no
-    limit checked, no counter kept) through the same :class:`~bot.storage.sqlite.SQLiteStorage`, ``concurrency`` in flight: the round trip
-    and the write every decision needs at the least."""
+    limit checked, no counter kept) through the same kind of connection, ``concurrency`` in flight: the round
+    trip and the write every decision needs at the least."""
     store = await SQLiteStorage.open(db)
     request = DrawRequest("bench").to_json()
     row = {

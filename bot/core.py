@@ -585,16 +585,14 @@ class Core:
             log.exception("job %s: reporting its failure failed", job.id)
 
     def _on_position(self, job_id: int, position: int) -> None:
-        # The scheduler reports arrivals and the head of the queue at once, other moves once a second at most;
-        # the relay still holds each job's moves (but the one to the head) to one send a second (bot.relay).
         job = self._active.get(job_id)
         if job is not None:
-            self._notify(job, JobEvent("queued", position=position), paced=position > 1)
+            self._notify(job, JobEvent("queued", position=position))
 
-    def _notify(self, job: Job, event: JobEvent, *, paced: bool = False) -> None:
+    def _notify(self, job: Job, event: JobEvent) -> None:
         sink = self._sinks.get(job.platform)
         if sink is not None:
-            self._relay.post(job.id, lambda: sink.on_progress(job, event), paced=paced)
+            self._relay.post(job.id, lambda: sink.on_progress(job, event))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -17,10 +17,8 @@ from bot import channels, cpu
 from bot.backends.http import B64_SLICE, decode_b64
 from bot.channels import Channels
 from bot.errors import BackendError
-from bot.relay import Relay
 from bot.scheduler import Scheduler
 from bot.storage.sqlite import SQLiteStorage
-from tests.pipeline_support import WAIT_LIMIT
 
 
 async def _never(job_id: int) -> None:
@@ -57,55 +55,6 @@ async def test_the_remembered_order_is_always_what_a_fresh_simulation_gives(owne
     finally:
         await scheduler.stop()
     assert finished  # the random walk did start jobs from the remembered order
-
-
-class _Sends:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, float]] = []
-        self.changed = asyncio.Condition()
-
-    def make(self, label: str):  # type: ignore[no-untyped-def]
-        async def send() -> None:
-            async with self.changed:
-                self.sent.append((label, asyncio.get_running_loop().time()))
-                self.changed.notify_all()
-
-        return send
-
-    async def wait(self, count: int) -> None:
-        async with asyncio.timeout(WAIT_LIMIT), self.changed:
-            await self.changed.wait_for(lambda: len(self.sent) >= count)
-
-
-async def test_paced_positions_wait_their_turn_and_only_the_latest_goes() -> None:
-    relay, sends = Relay(pace=0.2), _Sends()
-    relay.post(1, sends.make("#5"), paced=True)  # the first one goes at once
-    await sends.wait(1)
-    for label in ("#4", "#3", "#2"):
-        relay.post(1, sends.make(label), paced=True)
-    await asyncio.sleep(0.05)
-    assert [label for label, _ in sends.sent] == ["#5"]  # held back
-    await sends.wait(2)
-    assert [label for label, _ in sends.sent] == ["#5", "#2"]
-    assert sends.sent[1][1] - sends.sent[0][1] >= 0.19
-    await relay.close()
-
-
-async def test_an_unpaced_notification_cuts_the_wait_and_settle_drops_what_waits() -> None:
-    relay, sends = Relay(pace=30.0), _Sends()
-    relay.post(1, sends.make("#3"), paced=True)
-    await sends.wait(1)
-    relay.post(1, sends.make("#2"), paced=True)  # would wait 30 s
-    relay.post(1, sends.make("#1"))  # the head of the queue: at once, and it replaces "#2"
-    await sends.wait(2)
-    relay.post(2, sends.make("other"), paced=True)
-    await sends.wait(3)
-    relay.post(2, sends.make("other #2"), paced=True)  # waits 30 s
-    await relay.settle(2)  # the job ended: its waiting position is dropped, its timer cancelled
-    await asyncio.sleep(0)
-    assert [label for label, _ in sends.sent] == ["#3", "#1", "other"]
-    assert not relay._timers and not relay._waiting
-    await relay.close()
 
 
 @pytest.mark.parametrize("size", [0, 1, 2, 3, 1000, B64_SLICE // 4 * 3 - 1, B64_SLICE // 4 * 3, 200_000, 1_500_001])

@@ -24,6 +24,7 @@ from adapters.discord import files
 from adapters.discord.files import Upload
 from adapters.discord.route import Route
 from adapters.discord.views import result_view
+from adapters.lanes import Lanes
 from bot.commands import describe_event, describe_failure
 from bot.core import DeliveryGone, JobEvent
 from bot.errors import SdbotError
@@ -46,9 +47,7 @@ ACK_WAIT = 5.0
 # Discord's answers meaning the token can no longer be used: invalid webhook token, unknown webhook (never
 # acknowledged), unknown message (the user dismissed or deleted the answer).
 _TOKEN_GONE = {50027, 10015, 10008}
-# A queued job's position changes every time the queue moves: with a long queue, showing each change would
-# cost every waiting job an edit per started job. Repeats of a state are shown at most this often; a change
-# of state (queued -> running) always is.
+# Seconds between two progress edits of one job's answer; a change of state (queued -> running) goes at once.
 PROGRESS_INTERVAL = 2.0
 # aiohttp's failures once a request is on its way and its answer is awaited: the connection closed without an
 # answer, or the answer took too long. Discord may have carried the request out; what became of it is unknown.
@@ -86,9 +85,10 @@ class DiscordSink:
     ) -> None:
         self._client = client
         self._clock = clock
-        self._progress_interval = progress_interval
         self._acks: dict[int, asyncio.Event] = {}
-        self._shown: dict[int, tuple[float, str]] = {}  # job -> (monotonic time, state) of its last progress edit
+        self._latest: dict[int, tuple[Job, JobEvent]] = {}  # job -> its latest progress, until shown
+        self._shown: dict[int, JobEvent] = {}  # job -> the progress its answer shows
+        self._lanes = Lanes[int](self._due, self._show_progress, progress_interval)
         self._gate = ShutdownGate()
 
     # The handler admits the job before it answers the interaction (errors must be ephemeral, and a deferred
@@ -118,13 +118,29 @@ class DiscordSink:
     # Sink protocol ----------------------------------------------------------------------------------
 
     async def on_progress(self, job: Job, event: JobEvent) -> None:
+        """A change of state (the first news, queued -> running) is shown at once; a move in the queue when the
+        job's pace allows."""
         if self._gate.closing:
             return
-        now = time.monotonic()
-        last = self._shown.get(job.id)
-        if last is not None and last[1] == event.state and now - last[0] < self._progress_interval:
+        self._latest[job.id] = (job, event)
+        shown = self._shown.get(job.id)
+        if shown is None or shown.state != event.state:
+            await self._lanes.settle(job.id)  # nothing older may overtake it
+            await self._lanes.spend(job.id)
+            await self._show_progress(job.id)
+        else:
+            self._lanes.mark(job.id, job.id)
+
+    def _due(self, job_id: int) -> bool:
+        latest = self._latest.get(job_id)
+        return latest is not None and latest[1] != self._shown.get(job_id)
+
+    async def _show_progress(self, job_id: int) -> None:
+        latest = self._latest.pop(job_id, None)
+        if latest is None or latest[1] == self._shown.get(job_id):
             return
-        self._shown[job.id] = (now, event.state)
+        job, event = latest
+        self._shown[job_id] = event
         route = Route.from_json(job.route)
         await self._acknowledgement(route)
         if not self._alive(route):
@@ -138,6 +154,12 @@ class DiscordSink:
                 raise
             log.debug("job %s: token gone, progress not shown", job.id)
 
+    async def _settle(self, job_id: int) -> None:
+        """Nothing about the job's progress is shown after this: its result comes next."""
+        self._latest.pop(job_id, None)
+        await self._lanes.settle(job_id)
+        self._shown.pop(job_id, None)
+
     async def deliver(self, job: Job, generation: Generation) -> None:
         await self._gate.send(job, lambda: self._deliver(job, generation))
 
@@ -150,12 +172,13 @@ class DiscordSink:
         """Stop sending (the adapter is stopping): results under way get ``grace`` seconds to finish while the
         connection is still open; later ones wait to be cancelled by the core's shutdown, which leaves their
         jobs unfinished for the next start (a result sent through a closed session would fail the job)."""
+        await self._lanes.close()
         await self._gate.close(grace)
 
     # Results ----------------------------------------------------------------------------------------
 
     async def _deliver(self, job: Job, generation: Generation) -> None:
-        self._shown.pop(job.id, None)
+        await self._settle(job.id)
         route = Route.from_json(job.route)
         limit = route.filesize_limit
         if files.fits(generation.images, limit):
@@ -197,7 +220,7 @@ class DiscordSink:
         await self._post(route, job, generation, groups[sent:], view, with_text=sent == 0)
 
     async def _tell_failure(self, job: Job, error: SdbotError, refunded: bool) -> None:
-        self._shown.pop(job.id, None)
+        await self._settle(job.id)
         route = Route.from_json(job.route)
         await self._acknowledgement(route)
         text = describe_failure(error, refunded, job.lang)
@@ -210,7 +233,7 @@ class DiscordSink:
 
     async def show(self, job: Job, text: str) -> bool:
         """Replace the job's answer with ``text`` (no images, no buttons); False when the token is gone."""
-        self._shown.pop(job.id, None)
+        await self._settle(job.id)
         route = Route.from_json(job.route)
         if not self._alive(route):
             return False

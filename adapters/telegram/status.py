@@ -1,12 +1,11 @@
-"""One status message per job, edited as the job moves, at most one edit per chat per ``interval``.
+"""One status message per job, edited as the job moves: the Telegram sink's one throttle for progress.
 
 Telegram answers bursts of edits in one chat with 429 floods (roughly one message per second per chat, twenty
 per minute in groups). The first news of a job creates its status reply at once; later texts only mark the
-status dirty, and one task per chat edits the dirty statuses one at a time, ``interval`` apart, each with its
-latest text. So a job moving through ten queue positions in a second costs one edit, and delivery never waits
-for a status edit. Across all chats, edits are also held to ``edits_per_second``: Telegram's overall limit
-(about 30 messages a second) is shared with the pictures themselves, and a hundred queued users' positions
-must not crowd out the deliveries they are waiting for.
+status dirty, and one task per chat edits the dirty statuses one at a time, each with its latest text, at most
+one per ``interval`` in that chat and ``edits_per_second`` in all (Telegram's overall limit, about 30 messages
+a second, is shared with the pictures themselves). Both are :class:`aiolimiter.AsyncLimiter` s. So a job moving
+through ten queue positions in a second costs one edit, and delivery never waits for a status edit.
 
 A status message outlives the process that sent it: the sink stores its id in the job's route
 (``STATUS_KEY``), and a job recovered after a restart is :meth:`StatusBoard.adopt` ed, so its news edits the
@@ -15,17 +14,15 @@ message the user already has instead of leaving it stale and sending another.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from adapters.lanes import Lanes
 from adapters.telegram.sender import Sender
 from bot.jobs import Job
 
 log = logging.getLogger(__name__)
 
-_MAX_CHATS = 10_000
 STATUS_KEY = "status_id"  # in a job's route: the message id of its status reply
 
 
@@ -49,17 +46,10 @@ class StatusBoard:
         interval: float,
         *,
         edits_per_second: float = 10.0,
-        clock: Callable[[], float] | None = None,
     ) -> None:
         self._sender = sender
-        self._interval = interval
-        self._edit_spacing = 1.0 / edits_per_second
-        self._next_global = 0.0
-        self._clock = clock or (lambda: asyncio.get_running_loop().time())
         self._statuses: dict[int, _Status] = {}
-        self._dirty: dict[int, dict[int, None]] = {}  # chat -> job ids waiting for an edit, oldest first
-        self._next_edit: dict[int, float] = {}  # chat -> when it may be edited again
-        self._lanes: dict[int, asyncio.Task[None]] = {}
+        self._lanes = Lanes[int](self._due, self._apply_job, interval, overall=edits_per_second)
         self._abandoned: set[int] = set()  # adopted messages found gone: jobs that need a new status message
         self.edits = 0  # for tests and the benchmark
 
@@ -91,10 +81,7 @@ class StatusBoard:
         chat_id = int(job.route["chat_id"])
         message = await self._sender.send_text(chat_id, text, reply_to=reply_to, thread_id=thread_id)
         self._statuses[job.id] = _Status(job.id, job.user, message.chat_id, message.message_id, text, text)
-        now = self._clock()
-        if len(self._next_edit) > _MAX_CHATS:  # forget chats whose pause is long over
-            self._next_edit = {chat: when for chat, when in self._next_edit.items() if when > now}
-        self._next_edit[message.chat_id] = now + self._interval
+        await self._lanes.spend(message.chat_id)
         return message.message_id
 
     def finish(self, job_id: int, text: str | None) -> None:
@@ -111,51 +98,25 @@ class StatusBoard:
 
     async def close(self) -> None:
         """Stop editing; final texts still waiting are shown now, whatever the throttle says (shutdown)."""
-        lanes = list(self._lanes.values())
-        for lane in lanes:
-            lane.cancel()
-        await asyncio.gather(*lanes, return_exceptions=True)
+        await self._lanes.close()
         for status in [s for s in self._statuses.values() if s.final]:
             await self._apply(status)
         self._statuses.clear()
-        self._dirty.clear()
 
     def _mark(self, status: _Status) -> None:
-        self._dirty.setdefault(status.chat_id, {})[status.job_id] = None
-        if status.chat_id not in self._lanes:
-            lane = asyncio.get_running_loop().create_task(self._lane(status.chat_id), name=f"status-{status.chat_id}")
-            self._lanes[status.chat_id] = lane
+        self._lanes.mark(status.chat_id, status.job_id)
 
-    async def _lane(self, chat_id: int) -> None:
-        try:
-            while dirty := self._dirty.get(chat_id):
-                wait = self._next_edit.get(chat_id, 0.0) - self._clock()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                job_id = next(iter(dirty))
-                del dirty[job_id]
-                status = self._statuses.get(job_id)
-                if status is None:
-                    continue
-                if status.delete or status.wanted != status.shown:
-                    await self._global_turn()
-                if await self._apply(status):
-                    self._next_edit[chat_id] = self._clock() + self._interval
-        finally:
-            self._lanes.pop(chat_id, None)
-            if not self._dirty.get(chat_id):
-                self._dirty.pop(chat_id, None)
+    def _due(self, job_id: int) -> bool:
+        status = self._statuses.get(job_id)
+        return status is not None and (status.delete or status.wanted != status.shown)
 
-    async def _global_turn(self) -> None:
-        """Wait for this edit's slot in the overall pace (slots are handed out in order of asking)."""
-        now = self._clock()
-        slot = max(now, self._next_global)
-        self._next_global = slot + self._edit_spacing
-        if slot > now:
-            await asyncio.sleep(slot - now)
+    async def _apply_job(self, job_id: int) -> None:
+        status = self._statuses.get(job_id)
+        if status is not None:
+            await self._apply(status)
 
     async def _apply(self, status: _Status) -> bool:
-        """Bring the message up to date; True when a request was made (it counts against the chat's pace)."""
+        """Bring the message up to date; True when a request was made."""
         try:
             if status.delete:
                 self._statuses.pop(status.job_id, None)
