@@ -31,6 +31,7 @@ from bot.directory import Directory
 from bot.errors import SdbotError
 from bot.i18n import Lang, Msg, normalize_language, render_error, t
 from bot.jobs import Job, JobEvent
+from bot.options import OPTIONS, Option
 from bot.people import ChatRef, UserRef, parse_key
 from bot.storage import Storage
 
@@ -119,18 +120,8 @@ class Commands:
     # /help ------------------------------------------------------------------------------------------
 
     def help_text(self, lang: Lang, caps: Capabilities, *, admin: bool) -> str:
-        text = t(
-            lang,
-            "cmd.help",
-            n_max=caps.max_n,
-            steps_min=caps.steps[0],
-            steps_max=caps.steps[1],
-            cfg_min=_number(caps.cfg[0]),
-            cfg_max=_number(caps.cfg[1]),
-            steps_default=params.DEFAULT_STEPS,
-            cfg_default=_number(params.DEFAULT_CFG),
-            sampler_default=params.DEFAULT_SAMPLER,
-        )
+        lines = [t(lang, f"help.option.{option.name}", **_help_values(option, caps)) for option in OPTIONS]
+        text = t(lang, "cmd.help", options="\n".join(lines))
         return text + "\n\n" + t(lang, "cmd.help.admin") if admin else text
 
     # /quota -----------------------------------------------------------------------------------------
@@ -282,5 +273,14 @@ def limit_arg(text: str) -> int | None:
     return value
 
 
-def _number(value: float) -> str:
-    return repr(float(value)).removesuffix(".0")
+def _number(value: object) -> str:
+    return repr(float(value)).removesuffix(".0") if isinstance(value, float) else str(value)
+
+
+def _help_values(option: Option, caps: Capabilities) -> dict[str, str]:
+    """An option's range (from the backend) and default, as its /help line shows them."""
+    values = {"default": _number(option.default)}
+    if option.bounds is not None:
+        low, high = option.range(caps)
+        values |= {"min": _number(low), "max": _number(high)}
+    return values

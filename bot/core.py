@@ -72,7 +72,7 @@ from bot.dblock import DatabaseLock
 from bot.directory import Directory
 from bot.errors import BackendError, DrawError, SdbotError
 from bot.generation import Generation, draw_seed, generate, user_key
-from bot.grammar import OptionValue
+from bot.grammar import OptionValue, render_command
 from bot.i18n import Lang, Msg
 from bot.inbox import Inbox
 from bot.jobs import MAX_ATTEMPTS, Job, JobEvent
@@ -251,7 +251,7 @@ class Core:
             raise SdbotError("job_not_found", job=job_id)
         # The stored request was valid for the backend of its day; check it against today's, unchanged.
         caps = await self.backend.capabilities()
-        request = parse_request(original.request.with_seed(None).to_command(include_defaults=True), caps)
+        request = parse_request(render_command(original.request.with_seed(None), include_defaults=True), caps)
         chat = ChatRef(original.platform, original.chat.split(":", 1)[1], original.group_chat)
         return await self._admit(user, chat, request, route, parent_id=original.id, origin=origin)
 
@@ -436,7 +436,7 @@ class Core:
         if job.backend != self.backend.name:
             try:
                 caps = await self.backend.capabilities()
-                parse_request(job.seeded_request.to_command(include_defaults=True), caps)
+                parse_request(render_command(job.seeded_request, include_defaults=True), caps)
             except (DrawError, BackendError) as exc:
                 await self._fail(job, exc, refund=True, background=True)
                 return

@@ -20,49 +20,16 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from bot import params
 from bot.capabilities import SEED, Capabilities
 from bot.errors import DrawError
+from bot.options import BY_NAME, OPTIONS, SPELLINGS
+from bot.request import DrawRequest
 from bot.sanitize import clean
 
-if TYPE_CHECKING:
-    from bot.request import DrawRequest
-
 OptionValue = str | int | float
-
-# Every spelling of every option, folded (NFKC, case-folded) -> canonical option name.
-OPTION_NAMES: dict[str, str] = {
-    "style": "style",
-    "size": "size",
-    "n": "n",
-    "steps": "steps",
-    "seed": "seed",
-    "cfg": "cfg",
-    "cfg-scale": "cfg",
-    "cfg_scale": "cfg",
-    "sampler": "sampler",
-    "sampler-index": "sampler",
-    "sampler_index": "sampler",
-    "negative": "negative",
-    "negative-prompt": "negative",
-    "negative_prompt": "negative",
-    "neg": "negative",
-    "no": "negative",
-}
-OPTIONS: tuple[str, ...] = ("style", "size", "n", "steps", "seed", "cfg", "sampler", "negative")
-NUMERIC_OPTIONS = frozenset({"n", "steps", "seed", "cfg"})
-EXAMPLES: dict[str, str] = {
-    "style": "--style Anime",
-    "size": "--size 768x1024",
-    "n": "--n 2",
-    "steps": "--steps 30",
-    "seed": "--seed 42",
-    "cfg": "--cfg 7.5",
-    "sampler": '--sampler "DPM++ 2M Karras"',
-    "negative": "--negative blurry, low quality",
-}
 
 QUOTES: dict[str, str] = {'"': '"', "'": "'", "“": "”", "”": "”", "‘": "’", "「": "」", "『": "』"}
 
@@ -175,7 +142,7 @@ def parse(text: str, caps: Capabilities = SEED) -> DrawArgs:
             following += 1
         candidates = ([token.inline] if token.inline else []) + tokens[i + 1 : following]
         if not candidates:
-            raise DrawError("missing_value", option=name, example=EXAMPLES[name])
+            raise DrawError("missing_value", option=name, example=BY_NAME[name].example)
         value, used = _take_value(name, candidates, caps)
         options[name] = value
         used_from_stream = used - (1 if token.inline else 0)
@@ -186,7 +153,7 @@ def parse(text: str, caps: Capabilities = SEED) -> DrawArgs:
 def option_name(typed: str) -> str:
     """Canonical option for a typed name, or ``unknown_option`` with the closest real one."""
     key = unicodedata.normalize("NFKC", typed).casefold()
-    name = OPTION_NAMES.get(key)
+    name = SPELLINGS.get(key)
     if name is None:
         raise DrawError(
             "unknown_option",
@@ -199,27 +166,27 @@ def option_name(typed: str) -> str:
 
 def _take_value(name: str, candidates: list[Token], caps: Capabilities) -> tuple[str, int]:
     """The raw value of option ``name`` and how many candidate tokens it uses."""
-    if name == "negative":
+    option = BY_NAME[name]
+    if option.kind == "text":
         return " ".join(t.value for t in candidates), len(candidates)
-    if name in NUMERIC_OPTIONS or candidates[0].kind == "quoted":
+    if option.kind in ("int", "float") or candidates[0].kind == "quoted":
         return candidates[0].value, 1
     words = []
     for token in candidates[:_MAX_SPAN]:
         if token.kind != "word":
             break
         words.append(token.value)
-    if name == "size":
+    if option.kind == "size":
         for k in range(len(words), 0, -1):
             if _SIZE_SHAPE.match(params.size_key("".join(words[:k]))):
                 return " ".join(words[:k]), k
         return words[0], 1
-    lookup = caps.lookup_style if name == "style" else caps.lookup_sampler
+    assert option.lookup is not None and option.known is not None
     for k in range(len(words), 0, -1):
-        if lookup(" ".join(words[:k])) is not None:
+        if option.lookup(caps, " ".join(words[:k])) is not None:
             return " ".join(words[:k]), k
     # Nothing matches: report the span that looks most like a real value, for a better "did you mean".
-    known = caps.known_styles if name == "style" else caps.known_samplers
-    folded = [params.fold(v) for v in known]
+    folded = [params.fold(v) for v in option.known(caps)]
     best_k = max(
         range(1, len(words) + 1),
         key=lambda k: max(
@@ -253,7 +220,7 @@ def _common_prefix(a: str, b: str) -> int:
 
 
 def _suggest_option(key: str) -> str | None:
-    match = difflib.get_close_matches(key, list(OPTION_NAMES), n=1, cutoff=0.6)
+    match = difflib.get_close_matches(key, list(SPELLINGS), n=1, cutoff=0.6)
     return f"--{match[0]}" if match else None
 
 
@@ -281,28 +248,13 @@ def render_value(text: str) -> str:
 def render_command(request: DrawRequest, *, include_defaults: bool = False) -> str:
     """``/draw`` text that :func:`parse` + validation turn back into ``request``."""
     parts = ["/draw", render_value(request.prompt)]
-    if request.negative_prompt is not None:
-        parts += ["--negative", render_value(request.negative_prompt)]
-    defaults: dict[str, object] = {
-        "style": params.DEFAULT_STYLE,
-        "size": params.DEFAULT_SIZE,
-        "n": params.DEFAULT_N,
-        "steps": params.DEFAULT_STEPS,
-        "sampler": params.DEFAULT_SAMPLER,
-        "cfg": params.DEFAULT_CFG,
-    }
-    values: dict[str, object] = {
-        "style": request.style,
-        "size": request.size,
-        "n": request.n,
-        "steps": request.steps,
-        "sampler": request.sampler_index,
-        "seed": request.seed,
-        "cfg": request.cfg_scale,
-    }
-    for name, value in values.items():
-        if value is None or (not include_defaults and name in defaults and value == defaults[name]):
+    for option in sorted(OPTIONS, key=lambda o: o.kind != "text"):  # free text first, right after the prompt
+        value = getattr(request, option.field)
+        if value is None or (not include_defaults and value == option.default):
+            continue
+        if option.kind == "text":
+            parts += [f"--{option.name}", render_value(value)]
             continue
         text = repr(value).removesuffix(".0") if isinstance(value, float) else str(value)
-        parts += [f"--{name}", quote(text) if " " in text else text]
+        parts += [f"--{option.name}", quote(text) if " " in text else text]
     return " ".join(parts)

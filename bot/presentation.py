@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bot.grammar import render_command
 from bot.i18n import Lang, style_label, t
 from bot.request import DrawRequest
 
@@ -42,7 +43,7 @@ def caption(request: DrawRequest, lang: Lang, *, limit: int) -> str:
 
 def edit_command(request: DrawRequest) -> str:
     """The whole ``/draw`` text that reproduces ``request``, seed included, for the user to copy and change."""
-    return request.to_command(include_defaults=True)
+    return render_command(request, include_defaults=True)
 
 
 def _cut(text: str, limit: int) -> str:

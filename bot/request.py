@@ -38,18 +38,8 @@ class DrawRequest:
         return dataclasses.replace(self, seed=seed)
 
     def to_dict(self) -> dict[str, Any]:
-        """The seed document's JSON body (without ``user_id``), key order as documented."""
-        return {
-            "prompt": self.prompt,
-            "negative_prompt": self.negative_prompt,
-            "size": self.size,
-            "n": self.n,
-            "steps": self.steps,
-            "sampler_index": self.sampler_index,
-            "seed": self.seed,
-            "cfg_scale": self.cfg_scale,
-            "style": self.style,
-        }
+        """The seed document's JSON body (without ``user_id``), key order as documented (the fields' order)."""
+        return dataclasses.asdict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
@@ -62,12 +52,6 @@ class DrawRequest:
     @classmethod
     def from_json(cls, text: str) -> DrawRequest:
         return _from_json(text)
-
-    def to_command(self, *, include_defaults: bool = False) -> str:
-        """Render as ``/draw ...`` text that parses back to this same request."""
-        from bot.grammar import render_command  # the grammar owns quoting rules
-
-        return render_command(self, include_defaults=include_defaults)
 
 
 @functools.lru_cache(maxsize=1024)

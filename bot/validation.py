@@ -9,7 +9,8 @@ import unicodedata
 from bot import params
 from bot.capabilities import SEED, Capabilities
 from bot.errors import DrawError
-from bot.grammar import EXAMPLES, DrawArgs, OptionValue, closest_value, parse
+from bot.grammar import DrawArgs, OptionValue, closest_value, parse
+from bot.options import OPTIONS, Option
 from bot.request import DrawRequest
 from bot.sanitize import blank, clean
 
@@ -32,33 +33,39 @@ def validate(args: DrawArgs, caps: Capabilities = SEED) -> DrawRequest:
     if len(prompt) > caps.prompt_max:
         raise DrawError("prompt_too_long", option="prompt", length=len(prompt), max=caps.prompt_max)
 
-    negative: str | None = None
-    if "negative" in opts:
-        negative = str(opts["negative"]).strip()
-        if blank(negative):
-            raise DrawError("missing_value", option="negative", example=EXAMPLES["negative"])
-        if not caps.negative_prompt:
-            raise DrawError("unsupported_option", option="negative", backend=caps.backend)
-        if len(negative) > caps.negative_max:
-            raise DrawError("negative_too_long", option="negative", length=len(negative), max=caps.negative_max)
+    values: dict[str, object] = {}
+    for option in OPTIONS:
+        values[option.field] = _value(option, opts.get(option.name), caps)
+    return DrawRequest(prompt=prompt, **values)  # type: ignore[arg-type]
 
-    seed: int | None = None
-    if "seed" in opts:
-        if not caps.seed:
-            raise DrawError("unsupported_option", option="seed", backend=caps.backend)
-        seed = _integer("seed", opts["seed"], params.SEED_RANGE)
 
-    return DrawRequest(
-        prompt=prompt,
-        negative_prompt=negative,
-        size=_size(opts.get("size"), caps),
-        n=_integer("n", opts.get("n", params.DEFAULT_N), (1, caps.max_n)),
-        steps=_integer("steps", opts.get("steps", params.DEFAULT_STEPS), caps.steps),
-        sampler_index=_choice("sampler", opts.get("sampler"), caps),
-        seed=seed,
-        cfg_scale=_number("cfg", opts.get("cfg", params.DEFAULT_CFG), caps.cfg),
-        style=_choice("style", opts.get("style"), caps),
-    )
+def _value(option: Option, value: OptionValue | None, caps: Capabilities) -> object:
+    """The option's checked value (its default when not given), or a DrawError naming it."""
+    if value is not None and not option.supported(caps):
+        raise DrawError("unsupported_option", option=option.name, backend=caps.backend)
+    if option.kind == "text":
+        return None if value is None else _text(option, value, caps)
+    if option.kind == "size":
+        return _size(value, caps)
+    if option.kind == "choice":
+        return _choice(option, value, caps)
+    value = option.default if value is None else value
+    if value is None:
+        return None
+    if option.kind == "int":
+        low, high = option.range(caps)
+        return _integer(option.name, value, (int(low), int(high)))  # type: ignore[arg-type]
+    return _number(option.name, value, option.range(caps))  # type: ignore[arg-type]
+
+
+def _text(option: Option, value: OptionValue, caps: Capabilities) -> str:
+    text = str(value).strip()
+    if blank(text):
+        raise DrawError("missing_value", option=option.name, example=option.example)
+    assert option.length is not None
+    if len(text) > option.length(caps):
+        raise DrawError(f"{option.name}_too_long", option=option.name, length=len(text), max=option.length(caps))
+    return text
 
 
 def _display(value: OptionValue) -> str:
@@ -114,25 +121,22 @@ def _size(value: OptionValue | None, caps: Capabilities) -> str:
     return key
 
 
-def _choice(option: str, value: OptionValue | None, caps: Capabilities) -> str:
-    supported = caps.styles if option == "style" else caps.samplers
+def _choice(option: Option, value: OptionValue | None, caps: Capabilities) -> str:
+    assert option.choices is not None and option.lookup is not None and option.known is not None
+    supported, name = option.choices(caps), option.name
     if value is None:
-        default = params.DEFAULT_STYLE if option == "style" else params.DEFAULT_SAMPLER
-        return default if default in supported else supported[0]
-    lookup = caps.lookup_style if option == "style" else caps.lookup_sampler
-    canonical = lookup(str(value))
+        return option.default if option.default in supported else supported[0]  # type: ignore[return-value]
+    canonical = option.lookup(caps, str(value))
     if canonical is None:
-        known = caps.known_styles if option == "style" else caps.known_samplers
-        spellings = {zh: style for style, zh in params.STYLES.items()} if option == "style" else None
+        spellings = {zh: style for style, zh in params.STYLES.items()} if name == "style" else None
+        known = option.known(caps)
         raise DrawError(
-            f"unknown_{option}",
-            option=option,
+            f"unknown_{name}",
+            option=name,
             value=_display(value),
             suggestion=closest_value(str(value), supported, spellings) or closest_value(str(value), known, spellings),
             allowed=supported,
         )
     if canonical not in supported:
-        raise DrawError(
-            f"unsupported_{option}", option=option, value=canonical, backend=caps.backend, allowed=supported
-        )
+        raise DrawError(f"unsupported_{name}", option=name, value=canonical, backend=caps.backend, allowed=supported)
     return canonical

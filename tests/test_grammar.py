@@ -8,7 +8,7 @@ import pytest
 
 from bot.capabilities import SEED, Capabilities
 from bot.errors import DrawError
-from bot.grammar import DrawArgs, parse, tokenize
+from bot.grammar import DrawArgs, parse, render_command, tokenize
 from bot.i18n import render_error
 from bot.request import DrawRequest
 from bot.validation import parse_request, validate
@@ -255,8 +255,8 @@ def test_typed_options_merge_and_duplicates() -> None:
 
 def test_render_round_trip_examples() -> None:
     for text, expected in ACCEPTED:
-        rendered = expected.to_command()
+        rendered = render_command(expected)
         assert parse_request(rendered) == expected, (text, rendered)
     full = req(prompt="a  spaced\tprompt", negative_prompt='has "quotes" and \\', seed=7, cfg_scale=7.25)
-    assert parse_request(full.to_command()) == full
-    assert parse_request(full.to_command(include_defaults=True)) == full
+    assert parse_request(render_command(full)) == full
+    assert parse_request(render_command(full, include_defaults=True)) == full

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from bot import params
 from bot.errors import DrawError
-from bot.grammar import QUOTES
+from bot.grammar import QUOTES, render_command
 from bot.i18n import render_error
 from bot.request import DrawRequest
 from bot.sanitize import blank, clean
@@ -53,7 +53,7 @@ def test_any_text_parses_or_raises_a_documented_error(text: str) -> None:
         return
     assert 1 <= len(request.prompt) <= params.PROMPT_MAX and not blank(request.prompt)
     assert request.prompt == clean(request.prompt)  # no control characters or bidi overrides survive
-    assert parse_request(request.to_command()) == request
+    assert parse_request(render_command(request)) == request
 
 
 # Texts as validation leaves them: cleaned of control characters, stripped, with something visible.
@@ -75,4 +75,4 @@ REQUESTS = st.builds(
 @settings(max_examples=1500, deadline=None)
 @given(REQUESTS, st.booleans())
 def test_render_then_parse_is_identity(request: DrawRequest, include_defaults: bool) -> None:
-    assert parse_request(request.to_command(include_defaults=include_defaults)) == request
+    assert parse_request(render_command(request, include_defaults=include_defaults)) == request

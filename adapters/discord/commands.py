@@ -9,6 +9,7 @@ with many samplers) become autocomplete. Either way Discord's clients alone enfo
 validates every value again.
 """
 
+import inspect
 from collections.abc import Awaitable, Callable
 
 import discord
@@ -19,11 +20,15 @@ from adapters.discord.handlers import Handlers
 from adapters.discord.translator import style_choice, text
 from bot import params
 from bot.capabilities import Capabilities
+from bot.grammar import OptionValue
+from bot.options import OPTIONS, Option
 
 CHOICES_MAX = 25
-DRAW_OPTIONS = ("prompt", "style", "size", "sampler", "n", "steps", "seed", "cfg", "negative")
 SNOWFLAKE_MAX = 2**53 - 1  # the largest integer Discord's integer options carry
 IMAGES_MAX = 1_000_000
+
+# Discord lists the options of /draw in this order of kinds: enumerations, then numbers, then free text.
+_LISTED = {"choice": 0, "size": 0, "int": 1, "float": 1, "text": 2}
 
 Completer = Callable[[discord.Interaction, str], Awaitable[list[app_commands.Choice[str]]]]
 
@@ -56,40 +61,47 @@ def completer(option: str, values: tuple[str, ...]) -> Completer:
     return complete
 
 
+def _annotation(option: Option, caps: Capabilities) -> object:
+    """The slash option's type, with the range this backend accepts (Discord's clients enforce it)."""
+    if option.kind == "int":
+        low, high = option.range(caps)
+        return app_commands.Range[int, int(low), int(high)] | None
+    if option.kind == "float":
+        low, high = option.range(caps)
+        return app_commands.Range[float, low, high] | None
+    if option.kind == "text":
+        assert option.length is not None
+        return app_commands.Range[str, 1, option.length(caps)] | None
+    return str | None
+
+
 def draw_command(handlers: Handlers, caps: Capabilities) -> app_commands.Command:  # type: ignore[type-arg]
-    async def draw(
-        interaction: discord.Interaction,
-        prompt: str,
-        style: str | None = None,
-        size: str | None = None,
-        sampler: str | None = None,
-        n: app_commands.Range[int, 1, caps.max_n] | None = None,
-        steps: app_commands.Range[int, caps.steps[0], caps.steps[1]] | None = None,
-        seed: app_commands.Range[int, params.SEED_RANGE[0], params.SEED_RANGE[1]] | None = None,
-        cfg: app_commands.Range[float, caps.cfg[0], caps.cfg[1]] | None = None,
-        negative: app_commands.Range[str, 1, caps.negative_max] | None = None,
-    ) -> None:
-        typed = {
-            "style": style,
-            "size": size,
-            "sampler": sampler,
-            "n": n,
-            "steps": steps,
-            "seed": seed,
-            "cfg": cfg,
-            "negative": negative,
-        }
+    async def draw(interaction: discord.Interaction, prompt: str, **typed: OptionValue | None) -> None:
         await handlers.draw(interaction, prompt, typed)
 
-    callback = app_commands.describe(**{o: text(f"option.{o}") for o in DRAW_OPTIONS})(draw)
-    callback = app_commands.rename(**{o: text(f"discord.name.{o}") for o in DRAW_OPTIONS})(callback)
+    # The parameters come from the table of options: discord.py reads them from the callback's signature.
+    listed = sorted(OPTIONS, key=lambda o: _LISTED[o.kind])
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    draw.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Interaction),
+            inspect.Parameter("prompt", keyword, annotation=str),
+            *(inspect.Parameter(o.name, keyword, default=None, annotation=_annotation(o, caps)) for o in listed),
+        ]
+    )
+    names = ["prompt", *(option.name for option in listed)]
+    callback = app_commands.describe(**{name: text(f"option.{name}") for name in names})(draw)
+    callback = app_commands.rename(**{name: text(f"discord.name.{name}") for name in names})(callback)
     choices: dict[str, list[app_commands.Choice[str]]] = {}
     completions: dict[str, Completer] = {}
-    for option, values in (("style", caps.styles), ("size", caps.sizes), ("sampler", caps.samplers)):
+    for option in OPTIONS:
+        if option.choices is None:
+            continue
+        values = option.choices(caps)
         if len(values) <= CHOICES_MAX:
-            choices[option] = [_choice(option, value) for value in values]
+            choices[option.name] = [_choice(option.name, value) for value in values]
         else:
-            completions[option] = completer(option, values)
+            completions[option.name] = completer(option.name, values)
     # discord.py types these decorators for parameters named in code; here the names come from the table.
     callback = app_commands.choices(**choices)(callback)
     if completions:
