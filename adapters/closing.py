@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
 
 from bot.core import DeliveryGone
-from bot.jobs import Job
+from bot.jobs.job import Job
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -10,13 +10,13 @@ import signal
 import sys
 
 from adapters.base import Adapter
-from bot import runtime
 from bot.backends import create_backend
+from bot.cli.exit_codes import EXIT_CONFIG
 from bot.config import Settings
 from bot.core import Core
 from bot.errors import db_unavailable
-from bot.exit_codes import EXIT_CONFIG
-from bot.i18n import t
+from bot.messages.i18n import t
+from bot.process import tuning as runtime
 from bot.storage import StorageError
 
 log = logging.getLogger(__name__)

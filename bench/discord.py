@@ -59,7 +59,7 @@ from bench.remote import Fakes, Host, Local, Platform, Result
 from bench.rounds import Run, add_one_by_one_options, alternate, print_rounds
 from bench.support import BenchBackend
 from bot.backends.base import GeneratedImage, ProgressCallback
-from bot.request import DrawRequest
+from bot.draw.request import DrawRequest
 from tests.discord_support import TOKEN, running_bot
 from tests.fakes.discord import JSON
 
@@ -243,7 +243,7 @@ async def main(args: argparse.Namespace) -> list[Result]:
     if args.image == "flat":
         image = png(width, height)
     else:
-        from bot import images
+        from bot.backends import images
 
         image = await asyncio.to_thread(images.placeholder_png, width, height, 1, "bench")
     args.image_bytes = len(image)

@@ -13,8 +13,8 @@ import platform
 import statistics
 import time
 
+from bot.draw.validation import parse_request
 from bot.errors import DrawError
-from bot.validation import parse_request
 
 COMMANDS = [
     "/draw cat",

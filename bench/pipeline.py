@@ -4,7 +4,7 @@
 
 * ``floor``: a plain loop that, per picture, decodes the provider's base64 (validating), checks the PNG
   header (signature and IHDR size), decodes every pixel (Pillow's ``load()``: the only proof that a picture
-  is whole, see :func:`bot.images.inspect`) and hands the bytes on. Nothing else can be skipped.
+  is whole, see :func:`bot.backends.images.inspect`) and hands the bytes on. Nothing else can be skipped.
 * ``core``: ``--jobs`` ``/draw`` commands from ``--users`` users submitted at once to a real
   :class:`bot.core.Core` on a fresh SQLite file: parse, validate, admit (quotas in SQLite), schedule
   (``--concurrency`` = ``SDBOT_BACKEND_CONCURRENCY``), the backend call (an instant backend that decodes

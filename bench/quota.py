@@ -2,7 +2,7 @@
 
     python -m bench.quota              # or: python bench/quota.py [--decisions 20000] [--concurrency 32]
 
-Each decision is :meth:`bot.admission.Quotas.admit` for a random one of ``--users`` users in one group chat,
+Each decision is :meth:`bot.quotas.admission.Quotas.admit` for a random one of ``--users`` users in one group chat,
 against a fresh database: every limit is active (20 images per user per day, a chat cap, generous rate and
 pending limits), so about half the decisions admit a job and the rest are refused for ``quota_daily`` and
 explained (the refused path costs a second statement). Latency is measured per decision from the call to
@@ -29,11 +29,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.admission import Quotas
+from bot.chats.refs import ChatRef, UserRef
 from bot.config import Settings
-from bot.people import ChatRef, UserRef
-from bot.quotas import Admission, QuotaError
-from bot.request import DrawRequest
+from bot.draw.request import DrawRequest
+from bot.quotas.admission import Quotas
+from bot.quotas.rules import Admission, QuotaError
 from bot.storage.sqlite import SQLiteStorage
 
 

@@ -43,7 +43,7 @@ each time restarted at once, as a supervisor would.
   (Accepted jobs are never among them: a job row outlives any process.)
 
 A Telegram command is never allowed to go unanswered, kill or not: each update is kept in the bot's inbox
-(``bot/inbox.py``) before Telegram learns it arrived and until its handler is done, so one the killed process
+(``bot/chats/inbox.py``) before Telegram learns it arrived and until its handler is done, so one the killed process
 had fetched is handled after the restart, and handling it twice admits its ``/draw`` once.
 """
 
@@ -74,9 +74,9 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from aiohttp import web
 
-from bot import params
-from bot.grammar import render_value
-from bot.i18n import LANGUAGES, t
+from bot.draw import params
+from bot.draw.grammar import render_value
+from bot.messages.i18n import LANGUAGES, t
 from bot.storage.sqlite import SQLiteStorage
 from tests.fakes import image_api
 from tests.fakes.discord import FakeDiscord, FakeInteraction
@@ -675,7 +675,7 @@ class Ledger:
             self._judge(tally, job, deliveries[job.id], len(notices), final)
 
     def _unanswered(self, tally: Tally, s: Sent, final: bool) -> None:
-        # Telegram updates are kept in the bot's inbox until handled (bot/inbox.py), so one a killed process
+        # Telegram updates are kept in the bot's inbox until handled (bot/chats/inbox.py), so one a killed process
         # had fetched is handled after the restart: an unanswered Telegram command is a problem, kill or not.
         tally.pending += 1
         if final:
@@ -828,7 +828,7 @@ def bot_env(config: SoakConfig, workdir: Path, tg: SoakTelegram, dc: SoakDiscord
             "SDBOT_RATE_PER_MINUTE": "6",
             "SDBOT_MAX_PENDING": "3",
             "SDBOT_JOB_MAX_AGE": "3600",
-            # The circuit breaker (bot/breaker.py) trips during the outage and recovers by itself after it.
+            # The circuit breaker (bot/jobs/breaker.py) trips during the outage and recovers by itself after it.
             "SDBOT_BREAKER_FAILURES": "4",
             "SDBOT_BREAKER_COOLDOWN": str(config.breaker_cooldown),
         }

@@ -23,7 +23,7 @@ def main() -> int:
         Route.BASE = api  # read when each Route is built, so before the client makes any request
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
 
-    from bot.cli import main as sdbot
+    from bot.cli.main import main as sdbot
 
     return sdbot(["run"])
 

@@ -26,16 +26,17 @@ from typing import Any, Self
 
 from PIL import Image, ImageChops
 
-from bot import cpu, images
+from bot.backends import images
 from bot.backends.base import Backend, CheckReport, GeneratedImage, ProgressCallback
 from bot.backends.http import decode_b64, sniff_format
-from bot.capabilities import SEED, Capabilities
 from bot.config import Settings
 from bot.core import JobEvent
+from bot.draw.capabilities import SEED, Capabilities
+from bot.draw.request import DrawRequest
 from bot.errors import SdbotError
-from bot.generation import Generation
-from bot.jobs import Job
-from bot.request import DrawRequest
+from bot.jobs.generation import Generation
+from bot.jobs.job import Job
+from bot.process import cpu
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

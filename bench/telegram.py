@@ -64,8 +64,8 @@ from bench.looplag import LoopLag
 from bench.remote import Fakes, Host, Local, Platform, Result
 from bench.rounds import Run, add_one_by_one_options, alternate, print_rounds
 from bot.backends.base import GeneratedImage, ProgressCallback
-from bot.capabilities import SEED, Capabilities
-from bot.request import DrawRequest
+from bot.draw.capabilities import SEED, Capabilities
+from bot.draw.request import DrawRequest
 from tests.fakes.telegram import JSON
 from tests.telegram_support import PreparedBackend, png, running, tg_settings
 
@@ -244,9 +244,9 @@ async def main(args: argparse.Namespace) -> list[Result]:
     ``args.lag`` (this loop's lag while the bot without rate limiter served), ``args.library_lag`` (while
     python-telegram-bot alone did) and ``args.floor_lag`` (while the raw floor ran). The three bursts the goal
     compares each run under a ticker, so their ratios compare runs that pay the same for it."""
-    from bot import images
-    from bot.presentation import caption
-    from bot.validation import parse_request
+    from bot.backends import images
+    from bot.draw.validation import parse_request
+    from bot.messages.presentation import caption
 
     width, height = (int(side) for side in SIZE.split("x"))
     if args.image == "flat":

@@ -14,7 +14,7 @@ Chat commands (adapters map their platform's commands onto :meth:`Commands.handl
 
 ``<user>`` is ``telegram:123`` / ``discord:456``, or a bare id on the admin's own platform; adapters may
 turn a mention or a replied-to message into that form. The terminal has the same operations as
-``sdbot quota show|set|reset`` and ``sdbot stats`` (:mod:`bot.cli`), which use :meth:`Commands.quota_report`
+``sdbot quota show|set|reset`` and ``sdbot stats`` (:mod:`bot.cli.main`), which use :meth:`Commands.quota_report`
 and :meth:`Commands.stats_report`.
 """
 
@@ -23,16 +23,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Collection
 
-from bot import days, params
-from bot.admission import Quotas
-from bot.capabilities import Capabilities
+from bot.chats.directory import Directory
+from bot.chats.refs import ChatRef, UserRef, parse_key
 from bot.config import COUNT_MAX, Settings
-from bot.directory import Directory
+from bot.draw import params
+from bot.draw.capabilities import Capabilities
+from bot.draw.options import OPTIONS, Option
 from bot.errors import SdbotError
-from bot.i18n import Lang, Msg, normalize_language, render_error, t
-from bot.jobs import Job, JobEvent
-from bot.options import OPTIONS, Option
-from bot.people import ChatRef, UserRef, parse_key
+from bot.jobs.job import Job, JobEvent
+from bot.messages.i18n import Lang, Msg, normalize_language, render_error, t
+from bot.quotas import days
+from bot.quotas.admission import Quotas
 from bot.storage import Storage
 
 Cancel = Callable[[UserRef, int | None], Awaitable[list[Job]]]
@@ -54,7 +55,7 @@ STATUSES = ("queued", "running", "done", "failed", "cancelled")
 
 
 def describe_event(event: JobEvent, lang: Lang) -> str:
-    """``#3 in queue`` / ``Drawing… 42%``: the text for a :class:`~bot.jobs.JobEvent`."""
+    """``#3 in queue`` / ``Drawing… 42%``: the text for a :class:`~bot.jobs.job.JobEvent`."""
     if event.state == "queued":
         return t(lang, "job.queued", position=event.position)
     if event.progress is None:

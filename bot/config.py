@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 
 from bot.errors import ConfigError
-from bot.i18n import LANGUAGES, Lang, Msg
+from bot.messages.i18n import LANGUAGES, Lang, Msg
 
 BACKENDS: tuple[str, ...] = ("placeholder", "qianfan", "stability", "modelslab", "bedrock", "a1111")
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -9,17 +9,17 @@ Life cycle::
     ...
     await core.close()
 
-People and places are :class:`~bot.people.UserRef` and :class:`~bot.people.ChatRef`. ``route`` is any JSON
+People and places are :class:`~bot.chats.refs.UserRef` and :class:`~bot.chats.refs.ChatRef`. ``route`` is any JSON
 object the adapter needs to deliver the result later, even after a restart; it is stored with the job.
 
 What the calls raise is always an :class:`~bot.errors.SdbotError`, so ``render_error(exc, core.language_for(
-user))`` is the reply: :class:`~bot.errors.DrawError` (the text is invalid), :class:`~bot.quotas.QuotaError`
+user))`` is the reply: :class:`~bot.errors.DrawError` (the text is invalid), :class:`~bot.quotas.rules.QuotaError`
 (``banned``, ``quota_pending``, ``quota_rate``, ``quota_daily``, ``quota_chat``: which limit, the numbers and
 when it resets), ``job_not_found`` / ``job_not_cancellable`` / ``nothing_to_cancel``,
 :class:`~bot.errors.BackendError` when the backend's capabilities cannot be fetched, and ``backend_down`` (with
 the ``seconds`` until the next try) while the image service is marked down. Nothing is charged for any of them.
 
-**Outages.** :class:`~bot.breaker.Breaker` (see there for the policy): after ``SDBOT_BREAKER_FAILURES``
+**Outages.** :class:`~bot.jobs.breaker.Breaker` (see there for the policy): after ``SDBOT_BREAKER_FAILURES``
 consecutive outage failures the service is marked down for ``SDBOT_BREAKER_COOLDOWN`` seconds. Meanwhile
 ``submit``/``again`` refuse at once with ``backend_down``, and jobs already queued fail with it when their turn
 comes (at once: nothing is sent to the service), refunded. After the cooldown the first job to start is a
@@ -35,7 +35,7 @@ unfinished for the next start. A sink raises :class:`DeliveryGone` when the dest
 (bot blocked, chat deleted): the job fails with ``delivery_gone``, is refunded and logged. A process that
 dies mid-job leaves it unfinished; the next :meth:`Core.start` re-runs it with the same seed (so a delivery,
 or a failure notice, comes at least once) or, when it is older than ``SDBOT_JOB_MAX_AGE``, its platform has
-no sink any more, or it was running during :data:`~bot.jobs.MAX_ATTEMPTS` deaths, fails and refunds it.
+no sink any more, or it was running during :data:`~bot.jobs.job.MAX_ATTEMPTS` deaths, fails and refunds it.
 
 **Refunds.** A failed generation is never charged, whatever failed (a provider rejecting parameters that
 passed our validation included); the one exception is the content filter, refunded when
@@ -44,11 +44,11 @@ job is always refunded.
 
 One process runs the jobs of a database: start-up recovery takes over every unfinished job in the file, so
 :meth:`Core.start` (``sdbot run`` earlier, with :meth:`Core.lock_database`) takes an exclusive lock on it and a
-second one fails with ``db_in_use`` (see :mod:`bot.dblock`); :meth:`Core.close` releases it. Other processes
+second one fails with ``db_in_use`` (see :mod:`bot.process.dblock`); :meth:`Core.close` releases it. Other processes
 (``sdbot quota``, ``sdbot stats``, ``sdbot prune``) may read and administer the same file at any time.
 
 **Retention.** A started core deletes finished jobs older than ``SDBOT_JOB_RETENTION_DAYS`` in the background,
-at start and about once a day (see :mod:`bot.retention`); Again on such a job answers ``job_not_found``.
+at start and about once a day (see :mod:`bot.jobs.retention`); Again on such a job answers ``job_not_found``.
 """
 
 from __future__ import annotations
@@ -60,30 +60,30 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
-from bot.admission import Quotas
 from bot.backends.base import Backend
-from bot.breaker import Breaker
-from bot.capabilities import Capabilities
-from bot.channels import Channels
+from bot.chats.channels import Channels
+from bot.chats.directory import Directory
+from bot.chats.inbox import Inbox
+from bot.chats.refs import ChatRef, UserRef
 from bot.commands import Commands
-from bot.compose import compose
 from bot.config import Settings
-from bot.dblock import DatabaseLock
-from bot.directory import Directory
+from bot.draw.capabilities import Capabilities
+from bot.draw.compose import compose
+from bot.draw.grammar import OptionValue, render_command
+from bot.draw.request import DrawRequest
+from bot.draw.validation import parse_request, validate
 from bot.errors import BackendError, DrawError, SdbotError
-from bot.generation import Generation, draw_seed, generate, user_key
-from bot.grammar import OptionValue, render_command
-from bot.i18n import Lang, Msg
-from bot.inbox import Inbox
-from bot.jobs import MAX_ATTEMPTS, Job, JobEvent
-from bot.people import ChatRef, UserRef
-from bot.quotas import Admission, AlreadyAdmitted
-from bot.relay import Relay
-from bot.request import DrawRequest
-from bot.retention import Pruner
-from bot.scheduler import Scheduler
+from bot.jobs.breaker import Breaker
+from bot.jobs.generation import Generation, draw_seed, generate, user_key
+from bot.jobs.job import MAX_ATTEMPTS, Job, JobEvent
+from bot.jobs.relay import Relay
+from bot.jobs.retention import Pruner
+from bot.jobs.scheduler import Scheduler
+from bot.messages.i18n import Lang, Msg
+from bot.process.dblock import DatabaseLock
+from bot.quotas.admission import Quotas
+from bot.quotas.rules import Admission, AlreadyAdmitted
 from bot.storage import HeldEvent, Storage, open_storage
-from bot.validation import parse_request, validate
 
 __all__ = ["ChatRef", "Core", "DeliveryGone", "Job", "JobEvent", "Sink", "UserRef"]
 
@@ -131,7 +131,7 @@ class Core:
         self.jobs = storage.jobs
         self.quotas = Quotas(storage, settings, clock)
         self.directory = Directory(storage, settings.lang)
-        self.inbox = Inbox(storage, clock)  # platform events kept until handled (see bot.inbox)
+        self.inbox = Inbox(storage, clock)  # platform events kept until handled (see bot.chats.inbox)
         self.channels = Channels(storage)  # where in a server /draw may be used
         self.commands = Commands(settings, self.quotas, storage, self.directory)
         self.scheduler = Scheduler(backend.name, settings.backend_concurrency, self._run, self._on_position)
@@ -229,7 +229,7 @@ class Core:
     ) -> Job:
         """Validate ``/draw`` text, admit it against every limit and queue it. Returns the queued job
         (``core.position(job.id)`` is its place). ``typed``: options given apart from the text (Discord's slash
-        options); ``replied``: the text of the message the command answers (see :func:`bot.compose.compose`).
+        options); ``replied``: the text of the message the command answers (see :func:`bot.draw.compose.compose`).
 
         ``origin`` names the platform event asking (``"telegram:<chat>:<message>"``): submitting the same origin
         again returns the job it made the first time, unchanged and not queued again (``job.origin`` set,
@@ -347,7 +347,7 @@ class Core:
     # Platform events --------------------------------------------------------------------------------
 
     async def receive_event(self, platform: str, event_id: int, payload: str) -> bool:
-        """Keep a platform event until :meth:`event_done`; False when it came before (see :mod:`bot.inbox`)."""
+        """Keep a platform event until :meth:`event_done`; False when it came before (see :mod:`bot.chats.inbox`)."""
         return await self.inbox.receive(platform, event_id, payload)
 
     async def event_done(self, platform: str, event_id: int) -> None:

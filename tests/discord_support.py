@@ -20,8 +20,8 @@ from PIL import Image
 from adapters.discord import DiscordAdapter
 from bot.backends.base import Backend, GeneratedImage, ProgressCallback
 from bot.core import Core
-from bot.jobs import Job
-from bot.request import DrawRequest
+from bot.draw.request import DrawRequest
+from bot.jobs.job import Job
 from bot.storage.sqlite import SQLiteStorage
 from tests.fakes.discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.pipeline_support import GatedBackend, make_settings

@@ -1,6 +1,6 @@
 """Helpers for the job pipeline tests: a controllable backend, a recording sink, settings and a Core.
 
-:class:`GatedBackend` draws real placeholder PNGs (so :func:`bot.generation.generate` checks pass) but can
+:class:`GatedBackend` draws real placeholder PNGs (so :func:`bot.jobs.generation.generate` checks pass) but can
 hold each generation until the test releases it, fail chosen prompts, and tells the test when generations
 start, so tests synchronise on conditions instead of sleeping.
 """
@@ -20,15 +20,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Self
 
-from bot import images
+from bot.backends import images
 from bot.backends.base import Backend, CheckReport, GeneratedImage, ProgressCallback
-from bot.capabilities import SEED, Capabilities
 from bot.config import Settings
 from bot.core import Core, DeliveryGone, JobEvent
+from bot.draw.capabilities import SEED, Capabilities
+from bot.draw.request import DrawRequest
 from bot.errors import SdbotError
-from bot.generation import Generation
-from bot.jobs import Job
-from bot.request import DrawRequest
+from bot.jobs.generation import Generation
+from bot.jobs.job import Job
 from bot.storage.sqlite import SQLiteStorage
 
 # Waits are for conditions, never for time; this bound only turns a broken promise into a failure, not a hang.

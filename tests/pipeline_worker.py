@@ -25,12 +25,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from bot.admission import Quotas
+from bot.chats.refs import ChatRef, UserRef
 from bot.config import Settings
 from bot.core import Core
-from bot.people import ChatRef, UserRef
-from bot.quotas import Admission, QuotaError
-from bot.request import DrawRequest
+from bot.draw.request import DrawRequest
+from bot.quotas.admission import Quotas
+from bot.quotas.rules import Admission, QuotaError
 from bot.storage.sqlite import SQLiteStorage
 from tests.pipeline_support import GatedBackend, RecordingSink
 

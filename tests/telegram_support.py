@@ -15,12 +15,12 @@ from typing import Any, Self
 from PIL import Image
 
 from adapters.telegram import TelegramAdapter
-from bot import images
+from bot.backends import images
 from bot.backends.base import Backend, CheckReport, GeneratedImage, ProgressCallback
-from bot.capabilities import SEED, Capabilities
 from bot.config import Settings
 from bot.core import Core
-from bot.request import DrawRequest
+from bot.draw.capabilities import SEED, Capabilities
+from bot.draw.request import DrawRequest
 from tests.fakes.telegram import FakeTelegram
 from tests.pipeline_support import make_settings
 

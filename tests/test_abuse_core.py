@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.chats.refs import ChatRef, UserRef
 from bot.core import Core
+from bot.draw.sanitize import clean
 from bot.errors import DrawError, SdbotError
-from bot.i18n import render_error, t
-from bot.people import ChatRef, UserRef
-from bot.sanitize import clean
+from bot.messages.i18n import render_error, t
 from tests.pipeline_support import open_core, usage_matches_jobs
 
 ANN = UserRef("telegram", "1", "en", "Ann")

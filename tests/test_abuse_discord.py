@@ -14,7 +14,7 @@ import pytest
 from bot.backends.a1111 import A1111Backend
 from bot.backends.http import RetryPolicy
 from bot.errors import SdbotError
-from bot.i18n import render_error, t
+from bot.messages.i18n import render_error, t
 from tests.discord_support import fake_discord, running_bot
 from tests.fakes.a1111 import FakeA1111
 from tests.fakes.discord import DEFAULT_PERMISSIONS, MANAGE_GUILD, FakeDiscord, FakeInteraction, FakeMessage

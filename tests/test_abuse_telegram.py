@@ -17,7 +17,7 @@ from adapters.telegram.updates import PollingBot, UpdatesRequest
 from bot.backends.a1111 import A1111Backend
 from bot.backends.http import RetryPolicy
 from bot.errors import SdbotError
-from bot.i18n import render_error, t
+from bot.messages.i18n import render_error, t
 from tests.fakes.a1111 import FakeA1111
 from tests.fakes.telegram import FakeTelegram
 from tests.pipeline_support import GatedBackend

@@ -20,12 +20,12 @@ from bot.backends import create_backend
 from bot.backends.a1111 import A1111Backend
 from bot.backends.http import RetryPolicy
 from bot.config import Settings
+from bot.draw.params import SIZES
+from bot.draw.request import DrawRequest
+from bot.draw.validation import parse_request
 from bot.errors import BackendError, ConfigError, DrawError
-from bot.generation import generate
-from bot.i18n import LANGUAGES, Msg, render_error
-from bot.params import SIZES
-from bot.request import DrawRequest
-from bot.validation import parse_request
+from bot.jobs.generation import generate
+from bot.messages.i18n import LANGUAGES, Msg, render_error
 from tests.fakes.a1111 import SAMPLERS, FakeA1111
 from tests.fakes.images import png_bytes
 

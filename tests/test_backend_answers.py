@@ -13,7 +13,7 @@ import pytest
 from bot.backends.a1111 import A1111Backend
 from bot.backends.http import RetryPolicy
 from bot.backends.qianfan import QianfanBackend
-from bot.i18n import t
+from bot.messages.i18n import t
 from tests.fakes.a1111 import FakeA1111
 from tests.fakes.images import corrupt_deflate_png, truncated_jpeg
 from tests.fakes.qianfan import FakeQianfan

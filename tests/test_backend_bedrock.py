@@ -15,10 +15,10 @@ from bot.backends import sdxl_v1
 from bot.backends.bedrock import BedrockBackend
 from bot.backends.http import RetryPolicy
 from bot.config import Settings
+from bot.draw.request import DrawRequest
 from bot.errors import BackendError, ConfigError
-from bot.generation import generate, user_key
-from bot.i18n import render_error
-from bot.request import DrawRequest
+from bot.jobs.generation import generate, user_key
+from bot.messages.i18n import render_error
 from tests.backend_support import assert_image, fast_retry, sdbot
 from tests.fakes.bedrock import FakeBedrock
 

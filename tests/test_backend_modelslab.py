@@ -12,16 +12,16 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from bot import redact
 from bot.backends import create_backend
 from bot.backends.http import RetryPolicy
 from bot.backends.modelslab import SIZES, ModelsLabBackend
 from bot.config import Settings
+from bot.draw.request import DrawRequest
+from bot.draw.validation import parse_request
 from bot.errors import BackendError, ConfigError, DrawError
-from bot.generation import generate
-from bot.i18n import LANGUAGES, Msg, render_error
-from bot.request import DrawRequest
-from bot.validation import parse_request
+from bot.jobs.generation import generate
+from bot.messages.i18n import LANGUAGES, Msg, render_error
+from bot.process import redact
 from tests.fakes.images import seed_colours
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.server import FakeServer

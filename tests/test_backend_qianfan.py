@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot import params
 from bot.backends.http import RetryPolicy, retry_after_header, sniff_format, wait_seconds
 from bot.backends.qianfan import QianfanBackend, token_margin
 from bot.config import Settings
+from bot.draw import params
+from bot.draw.request import DrawRequest
 from bot.errors import BackendError, ConfigError
-from bot.generation import generate, user_key
-from bot.i18n import render_error, t
-from bot.request import DrawRequest
+from bot.jobs.generation import generate, user_key
+from bot.messages.i18n import render_error, t
 from tests.backend_support import Clock, assert_image, fast_retry, sdbot
 from tests.fakes.qianfan import FakeQianfan
 

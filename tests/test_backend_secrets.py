@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from bot import redact
 from bot.backends.base import Backend
 from bot.backends.bedrock import BedrockBackend
 from bot.backends.qianfan import QianfanBackend
 from bot.backends.stability import StabilityBackend
+from bot.draw.request import DrawRequest
 from bot.errors import BackendError
-from bot.generation import generate, user_key
-from bot.i18n import render_error
-from bot.request import DrawRequest
+from bot.jobs.generation import generate, user_key
+from bot.messages.i18n import render_error
+from bot.process import redact
 from tests.backend_support import fast_retry
 from tests.fakes.bedrock import FakeBedrock
 from tests.fakes.qianfan import FakeQianfan

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot import params
 from bot.backends import sdxl_v1
 from bot.backends.http import RetryPolicy
 from bot.backends.stability import StabilityBackend
 from bot.config import Settings
+from bot.draw import params
+from bot.draw.request import DrawRequest
+from bot.draw.validation import parse_request
 from bot.errors import BackendError, ConfigError, DrawError
-from bot.generation import generate, user_key
-from bot.i18n import render_error
-from bot.request import DrawRequest
-from bot.validation import parse_request
+from bot.jobs.generation import generate, user_key
+from bot.messages.i18n import render_error
 from tests.backend_support import assert_image, fast_retry, sdbot
 from tests.fakes.stability import SAMPLERS, STYLE_PRESETS, FakeStability
 

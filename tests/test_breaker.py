@@ -13,11 +13,11 @@ import pytest
 
 from bot.backends.a1111 import A1111Backend
 from bot.backends.http import RetryPolicy
-from bot.breaker import Breaker, outage
+from bot.chats.refs import ChatRef, UserRef
 from bot.core import Core
 from bot.errors import BackendError, SdbotError
-from bot.i18n import render_error, t
-from bot.people import ChatRef, UserRef
+from bot.jobs.breaker import Breaker, outage
+from bot.messages.i18n import render_error, t
 from tests.fakes.a1111 import FakeA1111
 from tests.pipeline_support import WAIT_LIMIT, GatedBackend, RecordingSink, make_settings, usage_matches_jobs
 from tests.telegram_support import USER, ZH_USER, fake_telegram, running, tg_settings

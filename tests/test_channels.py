@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.channels import Channels
-from bot.people import ChatRef, UserRef
+from bot.chats.channels import Channels
+from bot.chats.refs import ChatRef, UserRef
 from bot.storage.sqlite import SQLiteStorage
 from tests.pipeline_support import open_core
 

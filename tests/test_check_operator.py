@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import cmd_check
+from bot.cli.main import cmd_check
 from bot.config import Settings
 from tests.backend_support import sdbot
 from tests.discord_support import TOKEN as DISCORD_TOKEN

@@ -1,7 +1,7 @@
 """Issue 22, second pass: the operator's commands and ``sdbot draw --json`` as an outside tester ran them.
 
 Each group has one test running the installed ``sdbot`` executable; the many small cases call
-``bot.cli.main`` in-process (same code, no interpreter start-up per case).
+``bot.cli.main.main`` in-process (same code, no interpreter start-up per case).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import redact
-from bot.cli import main
+from bot.cli.main import main
 from bot.errors import ConfigError
+from bot.process import redact
 from bot.storage.sqlite import MIGRATIONS, SQLiteStorage
 from tests.cli_support import SDBOT, sdbot
 

@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from bot import cli, i18n, redact
-from bot.capabilities import SEED
+from bot.chats.refs import ChatRef, UserRef
+from bot.cli import main as cli
 from bot.core import Core
+from bot.draw.capabilities import SEED
+from bot.draw.validation import parse_request
 from bot.errors import BackendError
-from bot.people import ChatRef, UserRef
-from bot.quotas import QuotaError
-from bot.validation import parse_request
+from bot.messages import i18n
+from bot.process import redact
+from bot.quotas.rules import QuotaError
 from tests.pipeline_support import GatedBackend, make_settings, open_core
 
 ANN = UserRef("telegram", "1", "en", "Ann")

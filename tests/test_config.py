@@ -8,7 +8,7 @@ import pytest
 
 from bot.config import Settings, variables
 from bot.errors import ConfigError
-from bot.i18n import render_error
+from bot.messages.i18n import render_error
 
 ROOT = Path(__file__).resolve().parent.parent
 

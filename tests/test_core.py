@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from bot.chats.refs import ChatRef, UserRef
 from bot.commands import describe_event, describe_failure
 from bot.core import Core, JobEvent
 from bot.errors import BackendError, DrawError, SdbotError
-from bot.i18n import render_error
-from bot.jobs import MAX_ATTEMPTS
-from bot.people import ChatRef, UserRef
-from bot.quotas import QuotaError
+from bot.jobs.job import MAX_ATTEMPTS
+from bot.messages.i18n import render_error
+from bot.quotas.rules import QuotaError
 from tests.pipeline_support import GatedBackend, RecordingSink, make_settings, open_core, usage_matches_jobs
 
 ANN = UserRef("telegram", "1", "en", "Ann")

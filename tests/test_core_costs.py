@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from bot import channels, cpu
 from bot.backends.http import B64_SLICE, decode_b64
-from bot.channels import Channels
+from bot.chats import channels
+from bot.chats.channels import Channels
 from bot.errors import BackendError
-from bot.scheduler import Scheduler
+from bot.jobs.scheduler import Scheduler
+from bot.process import cpu
 from bot.storage.sqlite import SQLiteStorage
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from bot.core import Core
-from bot.dblock import DatabaseLock, lock_path
 from bot.errors import ConfigError
-from bot.i18n import render_error
+from bot.messages.i18n import render_error
+from bot.process.dblock import DatabaseLock, lock_path
 from tests.fakes.telegram import FakeTelegram
 from tests.pipeline_support import GatedBackend, RecordingSink, Worker, make_settings, open_core
 from tests.telegram_support import fake_telegram
@@ -153,7 +153,7 @@ def test_a_database_with_hard_links_is_warned_about(tmp_path: Path, caplog: pyte
     of it at start instead of finding a second bot running."""
     db = tmp_path / "sdbot.db"
     db.write_bytes(b"")
-    with caplog.at_level(logging.WARNING, logger="bot.dblock"):
+    with caplog.at_level(logging.WARNING, logger="bot.process.dblock"):
         DatabaseLock.acquire(db).release()
         assert caplog.records == []
         os.link(db, tmp_path / "other-name.db")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.chats.refs import UserRef
 from bot.errors import SdbotError
-from bot.i18n import Msg, render_error, t
-from bot.people import UserRef
+from bot.messages.i18n import Msg, render_error, t
 from tests.discord_support import fake_discord, running_bot
 from tests.fakes.discord import DEFAULT_PERMISSIONS, MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeInteraction
 from tests.pipeline_support import GatedBackend

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from adapters.discord.adapter import parse_guild_ids
-from bot.capabilities import SEED, Capabilities
+from bot.draw.capabilities import SEED, Capabilities
 from bot.errors import ConfigError
-from bot.i18n import render_error, style_label, t
+from bot.messages.i18n import render_error, style_label, t
 from tests.discord_support import fake_discord, running_bot
 from tests.pipeline_support import GatedBackend
 

@@ -10,7 +10,7 @@ import pytest
 from adapters.discord.route import Route
 from bot.commands import describe_failure
 from bot.errors import BackendError, SdbotError
-from bot.i18n import Lang, render_error, t
+from bot.messages.i18n import Lang, render_error, t
 from tests.discord_support import QuietBackend, fake_discord, running_bot, stored_jobs
 from tests.fakes.discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.pipeline_support import GatedBackend

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.capabilities import SEED
+from bot.draw.capabilities import SEED
+from bot.draw.grammar import DrawArgs
+from bot.draw.validation import validate
 from bot.errors import DrawError
-from bot.grammar import DrawArgs
-from bot.i18n import render_error, t
-from bot.validation import validate
+from bot.messages.i18n import render_error, t
 from tests.discord_support import fake_discord, image_size, running_bot
 from tests.fakes.discord import EPHEMERAL, FakeDiscord, FakeInteraction
 from tests.pipeline_support import GatedBackend

@@ -15,14 +15,14 @@ from adapters.discord.adapter import DiscordAdapter
 from adapters.discord.files import Upload, batches
 from adapters.discord.route import Route
 from adapters.discord.sink import CONTENT_MAX, summary
-from bot import redact
 from bot.commands import describe_failure
 from bot.core import Core
+from bot.draw.request import DrawRequest
 from bot.errors import BackendError, ConfigError, SdbotError
-from bot.generation import Generation
-from bot.i18n import render_error, t
-from bot.jobs import Job
-from bot.request import DrawRequest
+from bot.jobs.generation import Generation
+from bot.jobs.job import Job
+from bot.messages.i18n import render_error, t
+from bot.process import redact
 from tests.discord_support import TOKEN, QuietBackend, fake_discord, running_bot
 from tests.pipeline_support import GatedBackend, make_settings
 

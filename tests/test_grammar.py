@@ -6,12 +6,12 @@ import dataclasses
 
 import pytest
 
-from bot.capabilities import SEED, Capabilities
+from bot.draw.capabilities import SEED, Capabilities
+from bot.draw.grammar import DrawArgs, parse, render_command, tokenize
+from bot.draw.request import DrawRequest
+from bot.draw.validation import parse_request, validate
 from bot.errors import DrawError
-from bot.grammar import DrawArgs, parse, render_command, tokenize
-from bot.i18n import render_error
-from bot.request import DrawRequest
-from bot.validation import parse_request, validate
+from bot.messages.i18n import render_error
 
 
 def req(**fields: object) -> DrawRequest:

@@ -6,13 +6,13 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import params
+from bot.draw import params
+from bot.draw.grammar import QUOTES, render_command
+from bot.draw.request import DrawRequest
+from bot.draw.sanitize import blank, clean
+from bot.draw.validation import parse_request
 from bot.errors import DrawError
-from bot.grammar import QUOTES, render_command
-from bot.i18n import render_error
-from bot.request import DrawRequest
-from bot.sanitize import blank, clean
-from bot.validation import parse_request
+from bot.messages.i18n import render_error
 
 DOCUMENTED = {
     "empty_prompt",

@@ -11,8 +11,8 @@ import pytest
 from babel.messages.pofile import read_po
 
 from bot.errors import BACKEND_ERROR_CODES, BackendError, DrawError
-from bot.i18n import LANGUAGES, locale_dir, normalize_language, render_error, resolve_language, t
-from bot.quotas import QuotaError
+from bot.messages.i18n import LANGUAGES, locale_dir, normalize_language, render_error, resolve_language, t
+from bot.quotas.rules import QuotaError
 
 ROOT = Path(__file__).resolve().parent.parent
 PO = {lang: ROOT / "locales" / lang / "LC_MESSAGES" / "sdbot.po" for lang in LANGUAGES}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.inbox import MAX_ATTEMPTS, REMEMBER, Inbox
+from bot.chats.inbox import MAX_ATTEMPTS, REMEMBER, Inbox
 from bot.storage.sqlite import SQLiteStorage
 
 

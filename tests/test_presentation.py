@@ -8,10 +8,10 @@ import os
 import pytest
 from PIL import Image
 
-from bot import images
-from bot.presentation import caption, edit_command
-from bot.request import DrawRequest
-from bot.validation import parse_request
+from bot.backends import images
+from bot.draw.request import DrawRequest
+from bot.draw.validation import parse_request
+from bot.messages.presentation import caption, edit_command
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

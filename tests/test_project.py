@@ -55,7 +55,7 @@ def test_wheel_contains_the_compiled_catalogs(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for lang in ("en", "zh"):
         assert f"bot/_locales/{lang}/LC_MESSAGES/sdbot.mo" in names
-    assert "bot/cli.py" in names and "adapters/__init__.py" in names
+    assert "bot/cli/main.py" in names and "adapters/__init__.py" in names
     assert not any(name.startswith("tests/") for name in names)
 
 
@@ -67,7 +67,7 @@ def test_dockerfile_matches_pyproject() -> None:
         assert f"COPY {package} ./{package}" in dockerfile
     assert "COPY locales ./locales" in dockerfile
     assert "USER sdbot" in dockerfile and 'CMD ["sdbot", "run"]' in dockerfile
-    assert PYPROJECT["project"]["scripts"]["sdbot"] == "bot.cli:main"
+    assert PYPROJECT["project"]["scripts"]["sdbot"] == "bot.cli.main:main"
 
 
 def test_readme_quick_start_has_the_two_commands_ci_runs() -> None:

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import days
-from bot.admission import Quotas
-from bot.i18n import render_error
-from bot.people import ChatRef, UserRef
-from bot.quotas import Admission, AlreadyAdmitted, QuotaError, QuotaState, violation
-from bot.request import DrawRequest
+from bot.chats.refs import ChatRef, UserRef
+from bot.draw.request import DrawRequest
+from bot.messages.i18n import render_error
+from bot.quotas import days
+from bot.quotas.admission import Quotas
+from bot.quotas.rules import Admission, AlreadyAdmitted, QuotaError, QuotaState, violation
 from bot.storage.sqlite import SQLiteStorage
 from tests.pipeline_support import make_settings, usage_matches_jobs
 

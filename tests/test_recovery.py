@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.chats.refs import ChatRef, UserRef
 from bot.core import Core
 from bot.errors import BackendError, SdbotError
-from bot.i18n import render_error
-from bot.jobs import Job
-from bot.people import ChatRef, UserRef
+from bot.jobs.job import Job
+from bot.messages.i18n import render_error
 from tests.pipeline_support import (
     WAIT_LIMIT,
     GatedBackend,

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from bot import redact
+from bot.process import redact
 
 
 @pytest.fixture(autouse=True)

@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot import retention
+from bot.chats.refs import ChatRef, UserRef
 from bot.config import Settings
 from bot.core import Core
 from bot.errors import BackendError, SdbotError
-from bot.people import ChatRef, UserRef
-from bot.retention import Pruner, cutoff_day
+from bot.jobs import retention
+from bot.jobs.retention import Pruner, cutoff_day
 from bot.storage.sqlite import SQLiteStorage
 from tests.pipeline_support import WAIT_LIMIT, GatedBackend, RecordingSink, make_settings, usage_matches_jobs
 from tests.test_cli import sdbot

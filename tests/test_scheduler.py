@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from bot.relay import Relay
-from bot.scheduler import Scheduler
+from bot.jobs.relay import Relay
+from bot.jobs.scheduler import Scheduler
 from tests.pipeline_support import WAIT_LIMIT
 
 

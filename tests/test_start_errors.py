@@ -15,7 +15,7 @@ from aiohttp import web
 from adapters import probe
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.i18n import render_error
+from bot.messages.i18n import render_error
 from tests.discord_support import TOKEN, fake_discord, running_bot
 from tests.fakes.server import FakeServer
 

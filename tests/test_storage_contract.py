@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.jobs import Job
-from bot.people import ChatRef, UserRef
-from bot.quotas import Admission, Limits
-from bot.request import DrawRequest
+from bot.chats.refs import ChatRef, UserRef
+from bot.draw.request import DrawRequest
+from bot.jobs.job import Job
+from bot.quotas.rules import Admission, Limits
 from bot.storage import Storage
 from bot.storage.sqlite import SQLiteStorage
 

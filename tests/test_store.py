@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ConfigError
-from bot.i18n import render_error
+from bot.messages.i18n import render_error
 from bot.storage import StorageError
 from bot.storage.sqlite import MIGRATIONS, Migration, SQLiteStorage
 from tests.pipeline_support import usage_matches_jobs

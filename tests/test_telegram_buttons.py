@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.i18n import t
-from bot.validation import parse_request
+from bot.draw.validation import parse_request
+from bot.messages.i18n import t
 from tests.fakes.telegram import FakeTelegram
 from tests.telegram_support import GROUP, USER, ZH_USER, PreparedBackend, fake_telegram, running, tg_settings
 

@@ -11,7 +11,7 @@ import pytest
 from telegram import Bot
 
 from bot.errors import BackendError
-from bot.i18n import t
+from bot.messages.i18n import t
 from tests.fakes.telegram import Call, FakeTelegram
 from tests.pipeline_support import GatedBackend
 from tests.telegram_support import GROUP, USER, ZH_USER, PreparedBackend, fake_telegram, noise_png, running, size_of

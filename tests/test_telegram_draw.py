@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from adapters.telegram.text import photo_caption, utf16_len
-from bot.i18n import render_error, t
-from bot.people import ChatRef, UserRef
-from bot.validation import parse_request
+from bot.chats.refs import ChatRef, UserRef
+from bot.draw.validation import parse_request
+from bot.messages.i18n import render_error, t
 from tests.fakes.telegram import FakeTelegram
 from tests.pipeline_support import GatedBackend
 from tests.telegram_support import (

@@ -17,12 +17,12 @@ import pytest
 
 from adapters import runner
 from adapters.telegram import TelegramAdapter
-from bot import redact
 from bot.commands import describe_failure
 from bot.core import Core
 from bot.errors import BackendError, ConfigError, SdbotError
-from bot.i18n import render_error
-from bot.jobs import Job
+from bot.jobs.job import Job
+from bot.messages.i18n import render_error
+from bot.process import redact
 from tests.fakes.telegram import FakeTelegram
 from tests.pipeline_support import GatedBackend
 from tests.telegram_support import USER, PreparedBackend, fake_telegram, running, tg_settings

@@ -14,9 +14,9 @@ from telegram import Bot
 from adapters.telegram.sender import Sender
 from adapters.telegram.status import STATUS_KEY, StatusBoard
 from bot.core import Core
-from bot.i18n import t
-from bot.jobs import Job
-from bot.request import DrawRequest
+from bot.draw.request import DrawRequest
+from bot.jobs.job import Job
+from bot.messages.i18n import t
 from tests.fakes.telegram import FakeTelegram
 from tests.pipeline_support import WAIT_LIMIT, GatedBackend
 from tests.telegram_support import GROUP, USER, PreparedBackend, fake_telegram, running, tg_settings

@@ -17,12 +17,12 @@ from adapters.discord.handlers import Handlers
 from adapters.discord.refs import PLATFORM
 from adapters.discord.route import TOKEN_LIFETIME
 from adapters.discord.sink import PROGRESS_INTERVAL, DiscordSink
-from bot import redact
-from bot.capabilities import SEED, Capabilities
 from bot.config import Settings
 from bot.core import Core
+from bot.draw.capabilities import SEED, Capabilities
 from bot.errors import ConfigError, SdbotError
-from bot.i18n import Msg
+from bot.messages.i18n import Msg
+from bot.process import redact
 
 log = logging.getLogger(__name__)
 

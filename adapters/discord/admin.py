@@ -20,7 +20,7 @@ from adapters.discord.refs import chat_ref, user_key, user_ref
 from adapters.discord.replies import guarded, lang_of, reply
 from bot.config import Settings
 from bot.core import Core
-from bot.i18n import t
+from bot.messages.i18n import t
 
 Role = Literal["operator", "manager"]
 ChannelAction = Literal["allow", "remove", "list", "clear"]

@@ -18,10 +18,10 @@ from discord import app_commands
 from adapters.discord.admin import CHANNEL_ACTIONS, AdminHandlers
 from adapters.discord.handlers import Handlers
 from adapters.discord.translator import style_choice, text
-from bot import params
-from bot.capabilities import Capabilities
-from bot.grammar import OptionValue
-from bot.options import OPTIONS, Option
+from bot.draw import params
+from bot.draw.capabilities import Capabilities
+from bot.draw.grammar import OptionValue
+from bot.draw.options import OPTIONS, Option
 
 CHOICES_MAX = 25
 SNOWFLAKE_MAX = 2**53 - 1  # the largest integer Discord's integer options carry

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.backends.base import GeneratedImage
-from bot.images import fit
+from bot.backends.images import fit
 
 MAX_FILES = 10
 MAX_REQUEST_BYTES = 25 * 1024 * 1024

@@ -20,14 +20,14 @@ from adapters.discord.replies import guarded, lang_of, reply
 from adapters.discord.route import TOKEN_LIFETIME, Route
 from adapters.discord.sink import DiscordSink
 from adapters.discord.views import edit_form
+from bot.chats.refs import ChatRef, UserRef
 from bot.config import Settings
 from bot.core import Core
+from bot.draw.grammar import OptionValue, strip_command
 from bot.errors import SdbotError
-from bot.grammar import OptionValue, strip_command
-from bot.i18n import Lang, render_error, t
-from bot.jobs import Job
-from bot.people import ChatRef, UserRef
-from bot.presentation import edit_command
+from bot.jobs.job import Job
+from bot.messages.i18n import Lang, render_error, t
+from bot.messages.presentation import edit_command
 
 log = logging.getLogger(__name__)
 

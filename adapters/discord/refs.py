@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import discord
 
-from bot.i18n import normalize_language
-from bot.people import ChatRef, UserRef
+from bot.chats.refs import ChatRef, UserRef
+from bot.messages.i18n import normalize_language
 
 PLATFORM = "discord"
 

@@ -12,7 +12,7 @@ import discord
 
 from adapters.discord.refs import user_ref
 from bot.core import Core
-from bot.i18n import Lang, t
+from bot.messages.i18n import Lang, t
 
 log = logging.getLogger(__name__)
 

@@ -27,12 +27,12 @@ from adapters.discord.views import result_view
 from adapters.lanes import Lanes
 from bot.commands import describe_event, describe_failure
 from bot.core import DeliveryGone, JobEvent
+from bot.draw.request import DrawRequest
 from bot.errors import SdbotError
-from bot.generation import Generation
-from bot.i18n import Lang, t
-from bot.jobs import Job
-from bot.presentation import caption, shortfall
-from bot.request import DrawRequest
+from bot.jobs.generation import Generation
+from bot.jobs.job import Job
+from bot.messages.i18n import Lang, t
+from bot.messages.presentation import caption, shortfall
 
 log = logging.getLogger(__name__)
 

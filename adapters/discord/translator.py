@@ -11,7 +11,7 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
-from bot.i18n import Lang, style_label, t
+from bot.messages.i18n import Lang, style_label, t
 
 # Discord's Chinese locales; our catalogs have one Chinese.
 LOCALES: dict[discord.Locale, Lang] = {discord.Locale.chinese: "zh", discord.Locale.taiwan_chinese: "zh"}

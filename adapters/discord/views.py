@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import discord
 
-from bot.i18n import Lang, t
+from bot.messages.i18n import Lang, t
 
 EDIT_TEXT_MAX = 4000  # Discord's limit for a text input
 

@@ -25,11 +25,11 @@ from adapters.telegram.signin import quiet_request_log, sign_in_failure
 from adapters.telegram.sink import TelegramSink
 from adapters.telegram.status import StatusBoard
 from adapters.telegram.updates import PollingBot, UpdatesRequest
-from bot import redact
 from bot.config import Settings, redact_url
 from bot.core import Core
 from bot.errors import ConfigError
-from bot.i18n import Msg
+from bot.messages.i18n import Msg
+from bot.process import redact
 
 log = logging.getLogger(__name__)
 

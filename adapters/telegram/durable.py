@@ -3,10 +3,10 @@
 python-telegram-bot confirms updates to Telegram as it fetches the next batch (long polling), or answers the
 webhook request as soon as the update is queued, in both cases before the handlers have run. Here every
 update passes through :class:`DurableQueue` (PTB's ``update_queue``), which stores it in
-:class:`~bot.inbox.Inbox` before PTB can confirm it, and :class:`DurableProcessor` (PTB's update processor)
+:class:`~bot.chats.inbox.Inbox` before PTB can confirm it, and :class:`DurableProcessor` (PTB's update processor)
 removes it once its handler has returned. The next start hands back what is left (:func:`replay`). An update
 Telegram redelivers while the inbox still holds it is dropped, so it is handled once per process; what a crash
-makes run twice is made harmless by the core (``/draw`` is admitted once per message, see ``bot.inbox``).
+makes run twice is made harmless by the core (``/draw`` is admitted once per message, see ``bot.chats.inbox``).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class DurableProcessor(SimpleUpdateProcessor):
             # Not reached when cancelled (shutdown): the update stays held and is handled at the next start.
             try:
                 await self._core.event_done(PLATFORM, update.update_id)
-            except Exception as exc:  # it is handled again at the next start: harmless, see bot.inbox
+            except Exception as exc:  # it is handled again at the next start: harmless, see bot.chats.inbox
                 log.error("Telegram update %s could not be marked handled: %s", update.update_id, exc)
 
 

@@ -17,12 +17,12 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 from adapters.telegram.sender import Sender
 from adapters.telegram.status import StatusBoard
 from adapters.telegram.text import MAX_ALERT, MAX_TEXT, chunks, utf16_len
-from bot.compose import split_command
+from bot.chats.refs import ChatRef, UserRef
 from bot.core import Core, DeliveryGone
+from bot.draw.compose import split_command
 from bot.errors import SdbotError
-from bot.i18n import Lang, render_error, t
-from bot.people import ChatRef, UserRef
-from bot.presentation import edit_command
+from bot.messages.i18n import Lang, render_error, t
+from bot.messages.presentation import edit_command
 
 log = logging.getLogger(__name__)
 

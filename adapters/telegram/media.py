@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from bot import images
+from bot.backends import images
 from bot.backends.base import GeneratedImage
 
 PHOTO_MAX_BYTES = 10 * 1024 * 1024

@@ -9,7 +9,7 @@ import logging
 from telegram import Bot, BotCommand, BotCommandScope, BotCommandScopeChat, BotCommandScopeDefault
 from telegram.error import TelegramError
 
-from bot.i18n import LANGUAGES, Lang, t
+from bot.messages.i18n import LANGUAGES, Lang, t
 
 log = logging.getLogger(__name__)
 

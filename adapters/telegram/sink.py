@@ -26,10 +26,10 @@ from adapters.telegram.text import photo_caption
 from bot.commands import describe_event, describe_failure
 from bot.core import DeliveryGone, JobEvent
 from bot.errors import SdbotError
-from bot.generation import Generation
-from bot.i18n import Lang, t
-from bot.jobs import Job
-from bot.presentation import shortfall
+from bot.jobs.generation import Generation
+from bot.jobs.job import Job
+from bot.messages.i18n import Lang, t
+from bot.messages.presentation import shortfall
 
 log = logging.getLogger(__name__)
 

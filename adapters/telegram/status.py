@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from adapters.lanes import Lanes
 from adapters.telegram.sender import Sender
-from bot.jobs import Job
+from bot.jobs.job import Job
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@ that is 1024 Python characters long can still be refused."""
 
 from __future__ import annotations
 
-from bot.i18n import Lang
-from bot.presentation import caption
-from bot.request import DrawRequest
+from bot.draw.request import DrawRequest
+from bot.messages.i18n import Lang
+from bot.messages.presentation import caption
 
 MAX_CAPTION = 1024
 MAX_TEXT = 4096

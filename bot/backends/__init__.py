@@ -27,7 +27,7 @@ REGISTRY: dict[str, str] = {
 def create_backend(settings: Settings) -> Backend:
     """The configured backend. Raises ``ConfigError`` when its variables are missing or wrong."""
     from bot.errors import ConfigError
-    from bot.i18n import Msg
+    from bot.messages.i18n import Msg
 
     target = REGISTRY.get(settings.backend)
     if target is None:

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, Self
 
-from bot.capabilities import Capabilities
+from bot.draw.capabilities import Capabilities
 from bot.errors import SdbotError
-from bot.i18n import Msg
+from bot.messages.i18n import Msg
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.request import DrawRequest
+    from bot.draw.request import DrawRequest
 
 # Called with a fraction 0..1 while a backend that can tell (A1111) generates.
 ProgressCallback = Callable[[float], Awaitable[None]]

@@ -19,7 +19,6 @@ from urllib.parse import quote
 
 import httpx
 
-from bot import cpu, redact
 from bot.backends import sdxl_v1
 from bot.backends.base import CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.http import (
@@ -33,11 +32,12 @@ from bot.backends.http import (
 )
 from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
 from bot.errors import BackendError, ConfigError
-from bot.i18n import Msg
+from bot.messages.i18n import Msg
+from bot.process import cpu, redact
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.request import DrawRequest
+    from bot.draw.request import DrawRequest
 
 log = logging.getLogger(__name__)
 

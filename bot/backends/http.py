@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 import httpx
 
-from bot import cpu
 from bot.backends.deadline import DeadlineTransport
 from bot.config import redact_url
 from bot.errors import BackendError
+from bot.process import cpu
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -136,7 +136,7 @@ def provider_said(error: BackendError, message: object) -> BackendError:
 
 def located(error: BackendError, response: httpx.Response) -> BackendError:
     """``error`` carrying where the answer came from and its HTTP status, for the operator's tools
-    (:func:`bot.diagnose.operator_detail`): the address without its query (a key may ride there) or password."""
+    (:func:`bot.cli.diagnose.operator_detail`): the address without its query (a key may ride there) or password."""
     error.params.setdefault("url", redact_url(str(response.request.url.copy_with(query=None, fragment=None))))
     error.params.setdefault("status", response.status_code)
     return error
@@ -184,7 +184,7 @@ B64_YIELD_EVERY = 0.001  # seconds of decoding between two offers of the GIL
 
 def decode_b64(data: str, provider: str, start: int = 0) -> bytes:
     """Strict base64 (the alphabet only, no whitespace, correct padding) of ``data[start:]``, as bytes. Call it
-    from a worker thread (:func:`bot.cpu.run`) for anything large; see the comment above for the slices."""
+    from a worker thread (:func:`bot.process.cpu.run`) for anything large; see the comment above for the slices."""
     try:
         if len(data) - start <= B64_SLICE:
             return binascii.a2b_base64(data[start:] if start else data, strict_mode=True)

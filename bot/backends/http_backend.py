@@ -14,8 +14,8 @@ import httpx
 
 from bot.backends.base import Backend
 from bot.backends.http import RetryPolicy, make_client
-from bot.capabilities import Capabilities
-from bot.i18n import Msg
+from bot.draw.capabilities import Capabilities
+from bot.messages.i18n import Msg
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -41,7 +41,7 @@ class HttpBackend(Backend):
         headers: dict[str, str] | None = None,
         auth: httpx.Auth | tuple[str, str] | None = None,
     ) -> None:
-        """Subclasses register their secrets with :mod:`bot.redact` first, so that no log line or error from
+        """Subclasses register their secrets with :mod:`bot.process.redact` first, so that no log line or error from
         here on (the client carries them in headers or auth) can show them."""
         self._client = make_client(
             base_url, timeout=timeout, connect_timeout=connect_timeout, headers=headers, auth=auth

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from PIL import Image
 
-from bot import cpu, images, params, redact
+from bot.backends import images
 from bot.backends.base import CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.http import (
     RETRYABLE_TRANSPORT,
@@ -46,13 +46,15 @@ from bot.backends.http import (
     wait_seconds,
 )
 from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
-from bot.capabilities import Capabilities
+from bot.draw import params
+from bot.draw.capabilities import Capabilities
 from bot.errors import BackendError
-from bot.i18n import Msg
+from bot.messages.i18n import Msg
+from bot.process import cpu, redact
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.request import DrawRequest
+    from bot.draw.request import DrawRequest
 
 log = logging.getLogger(__name__)
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Self
 
-from bot import cpu, images
+from bot.backends import images
 from bot.backends.base import Backend, CheckReport, GeneratedImage, ProgressCallback
-from bot.capabilities import SEED, Capabilities
-from bot.i18n import Msg
+from bot.draw.capabilities import SEED, Capabilities
+from bot.messages.i18n import Msg
+from bot.process import cpu
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.request import DrawRequest
+    from bot.draw.request import DrawRequest
 
 
 class PlaceholderBackend(Backend):

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from bot import cpu, redact
 from bot.backends.base import CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.http import (
     RETRYABLE_TRANSPORT,
@@ -32,14 +31,15 @@ from bot.backends.http import (
     wait_seconds,
 )
 from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
-from bot.capabilities import Capabilities
+from bot.draw.capabilities import Capabilities
+from bot.draw.params import SEED_RANGE
 from bot.errors import BackendError
-from bot.i18n import Msg
-from bot.params import SEED_RANGE
+from bot.messages.i18n import Msg
+from bot.process import cpu, redact
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.request import DrawRequest
+    from bot.draw.request import DrawRequest
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +329,7 @@ def _images(data: Mapping[str, Any], request: DrawRequest) -> list[GeneratedImag
     items = data.get("data")
     if not isinstance(items, list) or not items:
         raise BackendError("backend_unavailable", provider=PROVIDER, reason="no_images")
-    assert request.seed is not None  # bot.generation gives every request its seed before it is sent
+    assert request.seed is not None  # bot.jobs.generation gives every request its seed before it is sent
     items = sorted((item for item in items if isinstance(item, dict)), key=lambda item: _int(item.get("index"), 0))
     out = []
     for i, item in enumerate(items):

@@ -12,12 +12,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from bot import params
 from bot.backends.base import GeneratedImage
 from bot.backends.http import decode_b64, sniff_format
-from bot.capabilities import Capabilities
+from bot.draw import params
+from bot.draw.capabilities import Capabilities
+from bot.draw.request import DrawRequest
 from bot.errors import BackendError
-from bot.request import DrawRequest
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from bot.i18n import Lang
-from bot.jobs import DayStats, Job
-from bot.people import ChatRef, UserRef
-from bot.quotas import Admission, Limits, QuotaState, UserLimit
+from bot.chats.refs import ChatRef, UserRef
+from bot.jobs.job import DayStats, Job
+from bot.messages.i18n import Lang
+from bot.quotas.rules import Admission, Limits, QuotaState, UserLimit
 
 
 class StorageError(Exception):
@@ -25,7 +25,7 @@ class StorageError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class HeldEvent:
-    """A platform event received and not yet handled (see :mod:`bot.inbox`)."""
+    """A platform event received and not yet handled (see :mod:`bot.chats.inbox`)."""
 
     event_id: int
     payload: str  # JSON, as given to receive()
@@ -126,7 +126,7 @@ class ChannelRecords(Protocol):
 
 
 class InboxRecords(Protocol):
-    """Platform events kept from their arrival until handled (see :mod:`bot.inbox`)."""
+    """Platform events kept from their arrival until handled (see :mod:`bot.chats.inbox`)."""
 
     async def receive(self, platform: str, event_id: int, payload: str, now: float) -> bool:
         """False when the event is known already."""

@@ -3,7 +3,7 @@ conditional ``UPDATE ... RETURNING``.
 
 Admission evaluates the limits and inserts the job under the database's write lock, and the ``jobs_charge``
 trigger adds the images to the day's counters in the same statement: concurrent admissions, from this
-process or others sharing the file, never overspend. The WHERE clause mirrors :func:`bot.quotas.violation`
+process or others sharing the file, never overspend. The WHERE clause mirrors :func:`bot.quotas.rules.violation`
 (a property test checks they agree).
 """
 
@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from bot.jobs import DayStats, Job, JobStatus, possible_id
-from bot.quotas import RATE_WINDOW, Admission, Limits
-from bot.request import DrawRequest
+from bot.draw.request import DrawRequest
+from bot.jobs.job import DayStats, Job, JobStatus, possible_id
+from bot.quotas.rules import RATE_WINDOW, Admission, Limits
 from bot.storage.sqlite.database import Database, Params
 
 # The effective limits: overrides where an admin set one, else the configured defaults.

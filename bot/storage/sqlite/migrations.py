@@ -121,7 +121,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         2,
         "channels where /draw may be used, per group chat / Discord server",
         (
-            # No row for a chat: every channel. See bot/channels.py.
+            # No row for a chat: every channel. See bot/chats/channels.py.
             """
             CREATE TABLE allowed_channels (
                 chat_key TEXT NOT NULL,             -- "discord:<guild id>"
@@ -141,7 +141,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE jobs ADD COLUMN origin TEXT",
             "CREATE UNIQUE INDEX jobs_origin ON jobs (origin) WHERE origin IS NOT NULL",
             # Events received but not yet handled, so a crash between receiving and handling loses none, and
-            # handled ones for a day, so a redelivery is recognised. See bot/inbox.py.
+            # handled ones for a day, so a redelivery is recognised. See bot/chats/inbox.py.
             """
             CREATE TABLE inbox (
                 platform TEXT NOT NULL,
@@ -164,7 +164,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL",
             # A deleted job's images leave its day's counters (which thus stay the sum of jobs.charged; a
             # counter at 0 goes), and its re-runs forget it: ON DELETE SET NULL, which SQLite cannot add to
-            # an existing foreign key. See bot/retention.py.
+            # an existing foreign key. See bot/jobs/retention.py.
             """
             CREATE TRIGGER jobs_delete AFTER DELETE ON jobs BEGIN
                 UPDATE jobs SET parent_id = NULL WHERE parent_id = OLD.id;

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bot.i18n import Lang
-from bot.people import ChatRef, UserRef
+from bot.chats.refs import ChatRef, UserRef
+from bot.messages.i18n import Lang
 from bot.storage.sqlite.database import Database
 
 _TOUCH_USER = """

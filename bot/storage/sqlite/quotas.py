@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from bot.quotas import RATE_WINDOW, USER_LIMITS, Limits, QuotaState, UserLimit
+from bot.quotas.rules import RATE_WINDOW, USER_LIMITS, Limits, QuotaState, UserLimit
 from bot.storage.sqlite.database import Database
 from bot.storage.sqlite.jobs import CHAT_USED, LIMITS, PENDING, RECENT, USED, limit_params
 

@@ -6,13 +6,13 @@ import math
 import re
 import unicodedata
 
-from bot import params
-from bot.capabilities import SEED, Capabilities
+from bot.draw import params
+from bot.draw.capabilities import SEED, Capabilities
+from bot.draw.grammar import DrawArgs, OptionValue, closest_value, parse
+from bot.draw.options import OPTIONS, Option
+from bot.draw.request import DrawRequest
+from bot.draw.sanitize import blank, clean
 from bot.errors import DrawError
-from bot.grammar import DrawArgs, OptionValue, closest_value, parse
-from bot.options import OPTIONS, Option
-from bot.request import DrawRequest
-from bot.sanitize import blank, clean
 
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$", re.IGNORECASE)

@@ -16,7 +16,7 @@ a removal are skipped when they surface), so a start, an arrival and a finish co
 of everyone waiting. The start order is simulated (:meth:`order`) only when an arrival or a removal may have
 changed it; a start takes the head of the remembered order, which is exactly what the simulation would have
 started, so the rest keeps its order. Each start moves every waiting job up one place, but a chat cannot show a place a
-second anyway (see :mod:`bot.relay`): reporting each move would cost a hundred waiting jobs a hundred calls
+second anyway (see :mod:`bot.jobs.relay`): reporting each move would cost a hundred waiting jobs a hundred calls
 per start, where the periodic pass costs each one call a second at most.
 """
 

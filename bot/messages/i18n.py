@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from bot import params
+from bot.draw import params
 
 Lang = Literal["en", "zh"]
 LANGUAGES: tuple[Lang, ...] = ("en", "zh")
@@ -25,8 +25,9 @@ DOMAIN = "sdbot"
 
 def locale_dir() -> Path:
     """Where the compiled catalogs are: inside the wheel, or the source tree's ``locales/``."""
-    packaged = Path(__file__).parent / "_locales"
-    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "locales"
+    bot = Path(__file__).parent.parent
+    packaged = bot / "_locales"
+    return packaged if packaged.is_dir() else bot.parent / "locales"
 
 
 @cache

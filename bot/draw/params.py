@@ -1,7 +1,7 @@
 """The /draw parameters exactly as the Qianfan SDXL seed document defines them.
 
 Everything here is data: names, ranges and defaults. Backends declare their own subsets or supersets in
-:mod:`bot.capabilities`; this module is the language users type, whatever backend runs.
+:mod:`bot.draw.capabilities`; this module is the language users type, whatever backend runs.
 """
 
 from __future__ import annotations

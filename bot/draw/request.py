@@ -8,12 +8,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from bot import params
+from bot.draw import params
 
 
 @dataclass(frozen=True, slots=True)
 class DrawRequest:
-    """One generation, with the seed document's field names. Only :mod:`bot.validation` should build one
+    """One generation, with the seed document's field names. Only :mod:`bot.draw.validation` should build one
     from user input; it is also rebuilt from storage with :meth:`from_json`."""
 
     prompt: str

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from bot import params
+from bot.draw import params
+from bot.draw.sanitize import clean
 from bot.errors import SdbotError
-from bot.sanitize import clean
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,10 +7,10 @@ An option is ``--name`` (or a phone's ``—name``, ``–name``, ``——name``, 
 ``--negative`` takes everything up to the next option, and enumerated values take the longest run of
 words that spells a known value. Everything else, in order, is the prompt.
 
-Control characters and bidirectional overrides are removed first (:func:`bot.sanitize.clean`), so neither
+Control characters and bidirectional overrides are removed first (:func:`bot.draw.sanitize.clean`), so neither
 the prompt nor any value echoed in an error carries them.
 
-Checking the values (ranges, what the backend accepts) is :mod:`bot.validation`'s job.
+Checking the values (ranges, what the backend accepts) is :mod:`bot.draw.validation`'s job.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bot import params
-from bot.capabilities import SEED, Capabilities
+from bot.draw import params
+from bot.draw.capabilities import SEED, Capabilities
+from bot.draw.options import BY_NAME, OPTIONS, SPELLINGS
+from bot.draw.request import DrawRequest
+from bot.draw.sanitize import clean
 from bot.errors import DrawError
-from bot.options import BY_NAME, OPTIONS, SPELLINGS
-from bot.request import DrawRequest
-from bot.sanitize import clean
 
 OptionValue = str | int | float
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 
-from bot import grammar
-from bot.capabilities import Capabilities
+from bot.draw import grammar
+from bot.draw.capabilities import Capabilities
+from bot.draw.grammar import DrawArgs, OptionValue
 from bot.errors import SdbotError
-from bot.grammar import DrawArgs, OptionValue
 
 
 def compose(

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from bot.i18n import Lang, normalize_language, resolve_language
-from bot.people import ChatRef, UserRef
+from bot.chats.refs import ChatRef, UserRef
+from bot.messages.i18n import Lang, normalize_language, resolve_language
 from bot.storage import Storage
 
 T = TypeVar("T")

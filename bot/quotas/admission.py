@@ -1,6 +1,6 @@
 """Admission: whether a request becomes a job, decided by the storage port in one step, explained when refused.
 
-The rules and the records are :mod:`bot.quotas`; this applies them. Images are charged to the quota day (in
+The rules and the records are :mod:`bot.quotas.rules`; this applies them. Images are charged to the quota day (in
 ``SDBOT_QUOTA_TZ``) of the admission and refunded by the job's transitions (see :mod:`bot.storage.port`).
 """
 
@@ -10,11 +10,20 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Literal
 
-from bot import days
 from bot.config import Settings
 from bot.errors import SdbotError
-from bot.jobs import Job
-from bot.quotas import USER_LIMITS, Admission, AlreadyAdmitted, Limits, QuotaError, QuotaState, UserLimit, violation
+from bot.jobs.job import Job
+from bot.quotas import days
+from bot.quotas.rules import (
+    USER_LIMITS,
+    Admission,
+    AlreadyAdmitted,
+    Limits,
+    QuotaError,
+    QuotaState,
+    UserLimit,
+    violation,
+)
 from bot.storage import Storage
 
 _EXPLAIN_TRIES = 5

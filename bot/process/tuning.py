@@ -9,7 +9,7 @@ process, not from sdbot's code:
   before the core starts lives as long as the process, so :func:`settle` freezes it (``gc.freeze()``): the
   collector no longer walks it. :func:`release` (at ``Core.close``) gives it back, so a test process that
   builds many cores leaks nothing.
-* **glibc heap trimming.** A picture is decoded on the CPU thread (:mod:`bot.cpu`) and let go on the loop's.
+* **glibc heap trimming.** A picture is decoded on the CPU thread (:mod:`bot.process.cpu`) and let go on the loop's.
   glibc serves large blocks from the thread's heap once its adaptive mmap threshold has grown, and freeing
   them there may shrink that heap (``madvise``/``munmap`` under a lock): measured up to 35 ms for one job's
   four 1024x1024 pictures. A fixed threshold (glibc's initial 128 KiB) makes every picture its own mapping,

@@ -19,17 +19,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bot import __version__, cli_admin, redact
+from bot import __version__
 from bot.backends import create_backend
+from bot.cli import admin as cli_admin
+from bot.cli.diagnose import operator_detail
+from bot.cli.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from bot.config import Settings
-from bot.diagnose import operator_detail
+from bot.draw.grammar import render_value
+from bot.draw.request import DrawRequest
+from bot.draw.validation import parse_request
 from bot.errors import BackendError, ConfigError, DrawError, SdbotError
-from bot.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_INVALID, EXIT_OK
-from bot.generation import generate, user_key
-from bot.grammar import render_value
-from bot.i18n import LANGUAGES, Lang, Msg, render_error, resolve_language, style_label, t
-from bot.request import DrawRequest
-from bot.validation import parse_request
+from bot.jobs.generation import generate, user_key
+from bot.messages.i18n import LANGUAGES, Lang, Msg, render_error, resolve_language, style_label, t
+from bot.process import redact
 
 DRAW_USAGE = "sdbot draw [--lang en|zh] [--dry-run] [--json] [--out DIR] TEXT"
 

@@ -1,8 +1,8 @@
 """The /draw options, declared once: the grammar, validation, the request's /draw text, the help and Discord's
 slash command all read :data:`OPTIONS`.
 
-An option's range or choices come from the active backend's :class:`~bot.capabilities.Capabilities`, so users
-are told what this service accepts. Adding one is a row here, a field of :class:`~bot.request.DrawRequest`,
+An option's range or choices come from the active backend's :class:`~bot.draw.capabilities.Capabilities`, so users
+are told what this service accepts. Adding one is a row here, a field of :class:`~bot.draw.request.DrawRequest`,
 its mapping in each backend, and its messages in both catalogs (``option.<name>`` for Discord's description,
 ``discord.name.<name>`` for its localized name, ``help.option.<name>`` for /help).
 """
@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from bot import params
-from bot.capabilities import Capabilities
+from bot.draw import params
+from bot.draw.capabilities import Capabilities
 
 Kind = Literal["choice", "size", "int", "float", "text"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.grammar import render_command
-from bot.i18n import Lang, style_label, t
-from bot.request import DrawRequest
+from bot.draw.grammar import render_command
+from bot.draw.request import DrawRequest
+from bot.messages.i18n import Lang, style_label, t
 
 if TYPE_CHECKING:
-    from bot.generation import Generation
+    from bot.jobs.generation import Generation
 
 
 def parameters_line(request: DrawRequest, lang: Lang) -> str:

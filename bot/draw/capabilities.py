@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bot import params
+from bot.draw import params
 
 
 @dataclass(frozen=True)

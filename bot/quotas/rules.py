@@ -10,19 +10,19 @@ The limits, in the order they are checked (admins in ``SDBOT_ADMINS`` are exempt
                    override; 0 = no cap). Private chats have no cap.
 
 A quota day starts at midnight in ``SDBOT_QUOTA_TZ``. Images are charged when the job is admitted and
-refunded (the job's ``charged`` set to 0, see :mod:`bot.jobs`) when it fails for a reason that is not the user's.
+refunded (the job's ``charged`` set to 0, see :mod:`bot.jobs.job`) when it fails for a reason that is not the user's.
 
-**Atomicity.** Admission (:class:`bot.admission.Quotas`) is one step of the storage port that checks every
+**Atomicity.** Admission (:class:`bot.quotas.admission.Quotas`) is one step of the storage port that checks every
 limit and records the job together, so concurrent admissions, from this process or others sharing the
 database, can never overspend. When it refuses, a second read explains which limit (by :func:`violation`, the
 same rules in Python) for the message; a test checks the storage and the Python rules agree on random states.
 
 **One job per event.** An admission may carry an ``origin``, the platform event that asked (a chat message, a
 button press). The same statement inserts nothing when a job of that origin exists (a unique index backs it),
-and :class:`AlreadyAdmitted` hands back that job: a command redelivered after a crash (see :mod:`bot.inbox`)
+and :class:`AlreadyAdmitted` hands back that job: a command redelivered after a crash (see :mod:`bot.chats.inbox`)
 neither queues nor charges twice.
 
-This module holds the rules and records; :mod:`bot.admission` applies them through the storage port.
+This module holds the rules and records; :mod:`bot.quotas.admission` applies them through the storage port.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bot.chats.refs import ChatRef, UserRef
 from bot.config import Settings
+from bot.draw.request import DrawRequest
 from bot.errors import SdbotError
-from bot.i18n import Lang
-from bot.jobs import Job
-from bot.people import ChatRef, UserRef
-from bot.request import DrawRequest
+from bot.jobs.job import Job
+from bot.messages.i18n import Lang
 
 RATE_WINDOW = 60.0  # seconds: SDBOT_RATE_PER_MINUTE counts requests in the last minute
 QUOTA_CODES: tuple[str, ...] = ("banned", "quota_pending", "quota_rate", "quota_daily", "quota_chat")

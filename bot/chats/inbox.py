@@ -9,7 +9,7 @@ hands back whatever a dead process left unhandled, to be handled again.
 :meth:`receive` refuses an event it holds already: the platform redelivers what was never confirmed, and a
 handled event is remembered (without its text) for :data:`REMEMBER` seconds for that reason. What a crash can
 still make run twice, an event handled but not yet marked done, is made harmless by the core: ``/draw`` is
-admitted once per event (the job's ``origin``, see :mod:`bot.quotas`); a repeated ``/quota`` is answered twice.
+admitted once per event (the job's ``origin``, see :mod:`bot.quotas.rules`); a repeated ``/quota`` is answered twice.
 An event is handed back at most :data:`MAX_ATTEMPTS` times, then dropped (logged), so an event that crashes
 the process cannot do so forever; one older than :data:`REMEMBER` is dropped as the platform itself would.
 """

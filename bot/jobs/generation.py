@@ -7,11 +7,12 @@ import logging
 import random
 from dataclasses import dataclass
 
-from bot import cpu, images
+from bot.backends import images
 from bot.backends.base import Backend, GeneratedImage, ProgressCallback
+from bot.draw.params import SEED_RANGE
+from bot.draw.request import DrawRequest
 from bot.errors import BackendError
-from bot.params import SEED_RANGE
-from bot.request import DrawRequest
+from bot.process import cpu
 
 log = logging.getLogger(__name__)
 

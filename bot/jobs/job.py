@@ -1,6 +1,6 @@
 """Job records: one accepted /draw request, from admission to delivery, in the ``jobs`` table.
 
-A job is ``queued`` at admission (see :mod:`bot.quotas`), ``running`` while a worker generates and delivers
+A job is ``queued`` at admission (see :mod:`bot.quotas.rules`), ``running`` while a worker generates and delivers
 it, and ends ``done`` (delivered), ``failed`` (with an error code) or ``cancelled``. It moves to ``done`` only
 after the adapter's delivery succeeded, so a crash at any point leaves it ``queued`` or ``running`` and the
 next start re-runs or refunds it. Every transition is conditional on the job's state (see
@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.i18n import Lang
-from bot.request import DrawRequest
+from bot.draw.request import DrawRequest
+from bot.messages.i18n import Lang
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 UNFINISHED: tuple[JobStatus, ...] = ("queued", "running")
@@ -56,7 +56,7 @@ class Job:
     created_at: float
     started_at: float | None
     finished_at: float | None
-    origin: str | None = None  # the platform event that asked for it (see bot.quotas: one job per event)
+    origin: str | None = None  # the platform event that asked for it (see bot.quotas.rules: one job per event)
     delivering_at: float | None = None  # when this attempt began sending its pictures (None: not yet)
 
     @property

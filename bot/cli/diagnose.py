@@ -1,11 +1,11 @@
 """What an operator's tools (``sdbot check``, ``sdbot draw``) add to the sentence a chat user gets: where the
 request went, the HTTP status, the provider's own code and words. Chat never shows any of it; the CLI prints
-it through :func:`bot.redact.scrub`, so no secret rides along."""
+it through :func:`bot.process.redact.scrub`, so no secret rides along."""
 
 from __future__ import annotations
 
-from bot import redact
 from bot.errors import BackendError, SdbotError
+from bot.process import redact
 
 _LONGEST = 200  # characters of one value, so the detail stays a line an operator reads
 

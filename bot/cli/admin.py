@@ -23,16 +23,16 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bot import retention
-from bot.admission import Quotas
+from bot.chats.directory import Directory
+from bot.cli.exit_codes import EXIT_CONFIG, EXIT_INVALID, EXIT_OK
 from bot.commands import Commands
 from bot.config import COUNT_MAX, RETENTION_DAYS_MAX, Settings
-from bot.directory import Directory
+from bot.draw.params import is_whole_number, whole_number
 from bot.errors import ConfigError, SdbotError, db_unavailable
-from bot.exit_codes import EXIT_CONFIG, EXIT_INVALID, EXIT_OK
-from bot.i18n import LANGUAGES, Lang, render_error, resolve_language, t
-from bot.params import is_whole_number, whole_number
-from bot.quotas import UserLimit
+from bot.jobs import retention
+from bot.messages.i18n import LANGUAGES, Lang, render_error, resolve_language, t
+from bot.quotas.admission import Quotas
+from bot.quotas.rules import UserLimit
 from bot.storage import Storage, StorageError, open_storage
 
 
@@ -160,7 +160,7 @@ async def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
     """Delete (``--dry-run``: count) the finished jobs of the days before the retention window. Safe beside a
-    running bot: each batch is one short statement (see :mod:`bot.retention`)."""
+    running bot: each batch is one short statement (see :mod:`bot.jobs.retention`)."""
 
     lang: Lang = resolve_language(args.lang, None, settings.lang)
     days = settings.job_retention_days

@@ -1,5 +1,5 @@
 """Quota days in ``SDBOT_QUOTA_TZ``: which day a moment belongs to, when the next one starts, and how to
-tell a person how long they must wait (as :class:`~bot.i18n.Msg`, rendered in their language)."""
+tell a person how long they must wait (as :class:`~bot.messages.i18n.Msg`, rendered in their language)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.i18n import Msg
+from bot.messages.i18n import Msg
 
 
 def day_of(when: float, tz: ZoneInfo) -> str:

@@ -1,0 +1,1 @@
+"""The ``sdbot`` command line: draw, run, check and the operator commands."""

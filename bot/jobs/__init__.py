@@ -1,0 +1,1 @@
+"""A job's life: its record, the fair scheduler, the outage breaker, one generation, progress, retention."""

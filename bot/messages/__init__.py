@@ -1,0 +1,1 @@
+"""What users read, in zh and en: the catalogs' API and how results are described."""

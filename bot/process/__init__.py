@@ -1,0 +1,1 @@
+"""What one process needs: its database lock, log redaction, the CPU thread, event-loop tuning."""

@@ -1,0 +1,1 @@
+"""Limits: the rules, admission through the storage port, quota days."""
