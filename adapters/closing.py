@@ -1,8 +1,6 @@
 """Results that reach an adapter while it stops, shared by every platform's sink.
 
-Once an adapter's connection closes, a result sent through it would fail its job and refund it with nobody
-told. So results already under way get a grace period to finish, and later ones are parked: they wait until
-``Core.close()`` cancels them, which leaves their jobs unfinished for the next start to send.
+Why it is built this way: docs/MODULES.md, adapters/closing.py.
 """
 
 from __future__ import annotations

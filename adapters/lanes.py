@@ -1,9 +1,7 @@
 """A sink's one throttle for progress: updates marked per item, shown by one task per lane with their latest
 state, at most one per ``interval`` in a lane and ``overall`` a second in all (:class:`aiolimiter.AsyncLimiter`).
 
-A lane is what the platform limits (a Telegram chat, a Discord interaction); an item is what is shown (a job's
-status). Marking is cheap and never waits, so a job's progress never waits for a chat: ten queue positions in a
-second become one edit with the latest.
+Why it is built this way: docs/MODULES.md, adapters/lanes.py.
 """
 
 from __future__ import annotations

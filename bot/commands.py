@@ -1,21 +1,6 @@
 """The platform-independent text commands and the texts adapters show for jobs, in zh and en.
 
-Chat commands (adapters map their platform's commands onto :meth:`Commands.handle`):
-
-``/help`` (``/start``)          how to use /draw, with examples; admins also see /admin.
-``/quota``                      usage today, limits and when they reset (and the chat's, in a group).
-``/lang zh|en|auto``            choose the reply language; ``auto`` follows the platform's setting again.
-``/cancel [job]``               cancel your queued jobs (or one of them); admins may cancel any job by id.
-``/admin quota <user> <images-per-day|default>``    a user's daily images (0 = no limit).
-``/admin chatquota <images-per-day|default>``       this group chat's / server's daily images (0 = no cap).
-``/admin ban <user>`` / ``/admin unban <user>``
-``/admin reset <user>``         give back the images the user used today.
-``/admin stats``                jobs and images today, failures by code, busiest users.
-
-``<user>`` is ``telegram:123`` / ``discord:456``, or a bare id on the admin's own platform; adapters may
-turn a mention or a replied-to message into that form. The terminal has the same operations as
-``sdbot quota show|set|reset`` and ``sdbot stats`` (:mod:`bot.cli.main`), which use :meth:`Commands.quota_report`
-and :meth:`Commands.stats_report`.
+Why it is built this way: docs/MODULES.md, bot/commands.py.
 """
 
 from __future__ import annotations

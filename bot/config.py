@@ -1,8 +1,6 @@
 """Configuration from the environment and a ``.env`` file.
 
-Every variable is one field of :class:`Settings`, declared with :func:`var` (its name, default, parser and
-a one-line description). README.md and ``.env.example`` list the same variables; a test keeps them in step.
-A value that does not parse stops the start with a :class:`ConfigError` that names the variable.
+Why it is built this way: docs/MODULES.md, bot/config.py.
 """
 
 from __future__ import annotations

@@ -1,54 +1,6 @@
-"""The facade the Telegram and Discord adapters call: submit, re-run, cancel, commands, and delivery sinks.
+"""The one door the adapters and the CLI use: submit, re-run, cancel, commands, chat settings, and sinks.
 
-Life cycle::
-
-    core = await Core.open(settings, backend)   # database opened and migrated; the backend stays yours
-    core.register_sink("telegram", my_sink)       # one per platform this process serves
-    await core.start()                            # recovers unfinished jobs, then starts running jobs
-    job = await core.submit(user, chat, "/draw a cat --n 2", route={"chat_id": 1, "reply_to": 7})
-    ...
-    await core.close()
-
-People and places are :class:`~bot.chats.refs.UserRef` and :class:`~bot.chats.refs.ChatRef`. ``route`` is any JSON
-object the adapter needs to deliver the result later, even after a restart; it is stored with the job.
-
-What the calls raise is always an :class:`~bot.errors.SdbotError`, so ``render_error(exc, core.language_for(
-user))`` is the reply: :class:`~bot.errors.DrawError` (the text is invalid), :class:`~bot.quotas.rules.QuotaError`
-(``banned``, ``quota_pending``, ``quota_rate``, ``quota_daily``, ``quota_chat``: which limit, the numbers and
-when it resets), ``job_not_found`` / ``job_not_cancellable`` / ``nothing_to_cancel``,
-:class:`~bot.errors.BackendError` when the backend's capabilities cannot be fetched, and ``backend_down`` (with
-the ``seconds`` until the next try) while the image service is marked down. Nothing is charged for any of them.
-
-**Outages.** :class:`~bot.jobs.breaker.Breaker` (see there for the policy): after ``SDBOT_BREAKER_FAILURES``
-consecutive outage failures the service is marked down for ``SDBOT_BREAKER_COOLDOWN`` seconds. Meanwhile
-``submit``/``again`` refuse at once with ``backend_down``, and jobs already queued fail with it when their turn
-comes (at once: nothing is sent to the service), refunded. After the cooldown the first job to start is a
-trial; jobs starting meanwhile wait for it; its success brings everything back by itself.
-
-**Sinks.** After admission a job is reported through the :class:`Sink` registered for its platform: its
-queue position (at most once a second while it only moves up, at once when it becomes first) and progress
-(:meth:`Sink.on_progress`, latest wins, never after the result), then exactly
-one of :meth:`Sink.deliver` or :meth:`Sink.on_failed`. A job is ``done`` only once ``deliver`` returned, and
-``failed`` (refunded) only once ``on_failed`` returned; if ``deliver`` raises, the job fails and is refunded.
-A sink that is shutting down may instead wait in either until :meth:`Core.close` cancels it: the job stays
-unfinished for the next start. A sink raises :class:`DeliveryGone` when the destination is gone for good
-(bot blocked, chat deleted): the job fails with ``delivery_gone``, is refunded and logged. A process that
-dies mid-job leaves it unfinished; the next :meth:`Core.start` re-runs it with the same seed (so a delivery,
-or a failure notice, comes at least once) or, when it is older than ``SDBOT_JOB_MAX_AGE``, its platform has
-no sink any more, or it was running during :data:`~bot.jobs.job.MAX_ATTEMPTS` deaths, fails and refunds it.
-
-**Refunds.** A failed generation is never charged, whatever failed (a provider rejecting parameters that
-passed our validation included); the one exception is the content filter, refunded when
-``SDBOT_REFUND_FILTERED`` is on (the default). A cancelled
-job is always refunded.
-
-One process runs the jobs of a database: start-up recovery takes over every unfinished job in the file, so
-:meth:`Core.start` (``sdbot run`` earlier, with :meth:`Core.lock_database`) takes an exclusive lock on it and a
-second one fails with ``db_in_use`` (see :mod:`bot.process.dblock`); :meth:`Core.close` releases it. Other processes
-(``sdbot quota``, ``sdbot stats``, ``sdbot prune``) may read and administer the same file at any time.
-
-**Retention.** A started core deletes finished jobs older than ``SDBOT_JOB_RETENTION_DAYS`` in the background,
-at start and about once a day (see :mod:`bot.jobs.retention`); Again on such a job answers ``job_not_found``.
+Why it is built this way: docs/MODULES.md, bot/core.py.
 """
 
 from __future__ import annotations
@@ -61,7 +13,6 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 from bot.backends.base import Backend
-from bot.chats.channels import Channels
 from bot.chats.directory import Directory
 from bot.chats.inbox import Inbox
 from bot.chats.refs import ChatRef, UserRef
@@ -132,7 +83,6 @@ class Core:
         self.quotas = Quotas(storage, settings, clock)
         self.directory = Directory(storage, settings.lang)
         self.inbox = Inbox(storage, clock)  # platform events kept until handled (see bot.chats.inbox)
-        self.channels = Channels(storage)  # where in a server /draw may be used
         self.commands = Commands(settings, self.quotas, storage, self.directory)
         self.scheduler = Scheduler(backend.name, settings.backend_concurrency, self._run, self._on_position)
         self._deliveries = asyncio.Semaphore(settings.backend_concurrency)  # jobs delivering at once (see _run)
@@ -315,20 +265,20 @@ class Core:
         admins may draw anywhere."""
         if self.is_admin(user):
             return []
-        allowed = await self.channels.allowed(chat.key)
+        allowed = await self.storage.channels.allowed(chat.key)
         return [] if here & set(allowed) else allowed
 
     async def edit_channels(self, chat: ChatRef, action: str, channel_id: str) -> list[str]:
         """``allow``, ``remove`` or ``clear`` a channel where /draw may be used (else only list them); returns
         the channels allowed now (empty: all)."""
+        channels = self.storage.channels
         if action == "allow":
-            return await self.channels.allow(chat.key, channel_id)
-        if action == "remove":
-            return await self.channels.remove(chat.key, channel_id)
-        if action == "clear":
-            await self.channels.clear(chat.key)
-            return []
-        return await self.channels.allowed(chat.key)
+            await channels.allow(chat.key, channel_id)
+        elif action == "remove":
+            await channels.remove(chat.key, channel_id)
+        elif action == "clear":
+            await channels.clear(chat.key)
+        return await channels.allowed(chat.key)
 
     async def set_chat_cap(self, chat: ChatRef, images: int | None, lang: Lang) -> str:
         """Set the chat's daily image cap (None: back to ``SDBOT_CHAT_DAILY_IMAGES``); returns the reply."""

@@ -1,8 +1,6 @@
 """Errors a person can see. Each carries a stable code and the parameters of its localized message.
 
-The text is never built here: :func:`bot.messages.i18n.render_error` turns an error into a sentence in the reader's
-language from the catalogs, so an exception's ``str()`` holds only the code and safe parameters, never a
-secret and never a provider's raw text.
+Why it is built this way: docs/MODULES.md, bot/errors.py.
 """
 
 from __future__ import annotations

@@ -4,33 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.chats.channels import Channels
 from bot.chats.refs import ChatRef, UserRef
-from bot.storage.sqlite import SQLiteStorage
 from tests.pipeline_support import open_core
 
 
-async def test_allowed_channels_are_kept_per_chat_in_order(tmp_path: Path) -> None:
-    clock = iter(range(100))
-    store = await SQLiteStorage.open(tmp_path / "db", clock=lambda: float(next(clock)))
-    channels = Channels(store)
-    try:
-        assert await channels.allowed("discord:1") == []
-        assert await channels.allow("discord:1", "20") == ["20"]
-        assert await channels.allow("discord:1", "10") == ["20", "10"]
-        assert await channels.allow("discord:1", "20") == ["20", "10"]  # once
-        assert await channels.allow("discord:2", "30") == ["30"]
-        assert await channels.remove("discord:1", "20") == ["10"]
-        await channels.clear("discord:1")
-        assert await channels.allowed("discord:1") == [] and await channels.allowed("discord:2") == ["30"]
-    finally:
-        await store.close()
-
-    reopened = await SQLiteStorage.open(tmp_path / "db")
-    try:
-        assert await Channels(reopened).allowed("discord:2") == ["30"]
-    finally:
-        await reopened.close()
+async def test_allowed_channels_are_kept_per_chat_in_order_and_admins_draw_anywhere(tmp_path: Path) -> None:
+    server, other = ChatRef("discord", "1", True), ChatRef("discord", "2", True)
+    member, admin = UserRef("discord", "7"), UserRef("discord", "99")
+    async with open_core(tmp_path / "db", admins=frozenset({admin.key})) as (core, _sink):
+        assert await core.edit_channels(server, "list", "") == []
+        assert await core.channels_elsewhere(member, server, {"30"}) == []  # none chosen: every channel
+        assert await core.edit_channels(server, "allow", "20") == ["20"]
+        assert await core.edit_channels(server, "allow", "10") == ["20", "10"]
+        assert await core.edit_channels(server, "allow", "20") == ["20", "10"]  # once
+        assert await core.edit_channels(other, "allow", "30") == ["30"]
+        assert await core.channels_elsewhere(member, server, {"30"}) == ["20", "10"]
+        assert await core.channels_elsewhere(member, server, {"31", "10"}) == []  # a thread of an allowed channel
+        assert await core.channels_elsewhere(admin, server, {"30"}) == []
+        assert await core.edit_channels(server, "remove", "20") == ["10"]
+        assert await core.edit_channels(server, "clear", "") == []
+        assert await core.edit_channels(other, "list", "") == ["30"]
+    async with open_core(tmp_path / "db") as (core, _sink):  # kept in the database
+        assert await core.edit_channels(other, "list", "") == ["30"]
 
 
 async def test_stats_can_cover_one_chat(tmp_path: Path) -> None:

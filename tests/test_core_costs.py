@@ -9,17 +9,13 @@ import contextvars
 import os
 import random
 import threading
-from pathlib import Path
 
 import pytest
 
 from bot.backends.http import B64_SLICE, decode_b64
-from bot.chats import channels
-from bot.chats.channels import Channels
 from bot.errors import BackendError
 from bot.jobs.scheduler import Scheduler
 from bot.process import cpu
-from bot.storage.sqlite import SQLiteStorage
 
 
 async def _never(job_id: int) -> None:
@@ -95,20 +91,3 @@ async def test_cpu_work_runs_on_one_thread_off_the_loop_with_the_callers_context
     assert len(names) == 1 and next(iter(names)).startswith("sdbot-cpu")
     assert {value for _, value in seen} == {"caller"}
     assert threading.current_thread() is threading.main_thread()
-
-
-async def test_allowed_channels_are_remembered_and_refreshed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store, other_store = await SQLiteStorage.open(tmp_path / "db"), await SQLiteStorage.open(tmp_path / "db")
-    try:
-        mine, theirs = Channels(store), Channels(other_store)  # two processes on one file
-        assert await mine.allowed("discord:1") == []
-        assert await mine.allow("discord:1", "10") == ["10"]  # its own change: at once
-        await theirs.allow("discord:1", "20")
-        assert await mine.allowed("discord:1") == ["10"]  # remembered for CACHE_SECONDS
-        monkeypatch.setattr(channels, "CACHE_SECONDS", 0.0)
-        assert await mine.allowed("discord:1") == ["10", "20"]
-        await mine.clear("discord:1")
-        assert await mine.allowed("discord:1") == []
-    finally:
-        await store.close()
-        await other_store.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.abc
+import re
 import shutil
 import subprocess
 import sys
@@ -40,8 +41,23 @@ def test_ruff_format_is_clean() -> None:
 
 def test_test_tools_are_bounded() -> None:
     """A test tool's next major release (ruff's next minor) must not change a verdict on a fresh machine."""
-    unbounded = [req for req in PYPROJECT["project"]["optional-dependencies"]["test"] if "<" not in req]
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    unbounded = [req for req in (*extras["test"], *extras["typing"]) if "<" not in req]
     assert not unbounded, f"test tools without an upper bound: {unbounded}"
+
+
+def test_ci_installs_exact_versions_and_checks_types() -> None:
+    """CI's verdicts (mypy's follows every library's type hints) cannot move with a release: it installs the
+    exact versions of .ci/constraints.txt, which pins every package the test and typing extras bring."""
+    pins = [line for line in (ROOT / ".ci" / "constraints.txt").read_text().splitlines() if line and line[0] != "#"]
+    assert pins and all("==" in pin for pin in pins), [pin for pin in pins if "==" not in pin]
+    pinned = {pin.split("==")[0].lower().replace("_", "-") for pin in pins}
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    wanted = [*PYPROJECT["project"]["dependencies"], *extras["test"], *extras["typing"]]
+    names = {re.split(r"[<>=\[ ]", req, maxsplit=1)[0].lower().replace("_", "-") for req in wanted}
+    assert names <= pinned, names - pinned
+    run = (ROOT / ".ci" / "run").read_text()
+    assert "-c .ci/constraints.txt" in run and '".[test,typing]"' in run and "\nmypy\n" in run
 
 
 def test_wheel_contains_the_compiled_catalogs(tmp_path: Path) -> None:

@@ -1,13 +1,6 @@
 """``/sdadmin``: what server managers and the bot's administrators may change from Discord.
 
-Two kinds of people may use it:
-
-* **operators**, listed in ``SDBOT_ADMINS``: anything, including per-member limits and bans, which apply to
-  the member everywhere (every server, Telegram);
-* **server managers** (Manage Server permission): their own server only. They may lower the server's daily
-  cap below the operator's ``SDBOT_CHAT_DAILY_IMAGES`` but not raise it, choose the channels /draw works in,
-  and see the server's statistics. Anyone can create a server and manage it, so nothing a manager does may
-  loosen a limit the operator set or reach beyond their server.
+Why it is built this way: docs/MODULES.md, adapters/discord/admin.py.
 """
 
 from __future__ import annotations

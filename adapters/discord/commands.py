@@ -1,12 +1,7 @@
 """The slash commands, built at start from the image backend's capabilities.
 
-There is deliberately no ``from __future__ import annotations`` here: discord.py reads the callbacks'
-annotations to declare option types and ranges, and these ranges (``--n`` up to the backend's maximum...)
-are only known at run time, so the annotations must be evaluated where the callbacks are defined.
-
-Discord allows 25 choices per option. Enumerations that fit become choices; longer ones (an A1111 server
-with many samplers) become autocomplete. Either way Discord's clients alone enforce them: the core
-validates every value again.
+No ``from __future__ import annotations`` here: discord.py reads the callbacks' annotations, whose ranges are
+only known at run time. Why the rest is built this way: docs/MODULES.md, adapters/discord/commands.py.
 """
 
 import inspect

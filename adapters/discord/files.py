@@ -1,8 +1,6 @@
 """Images -> Discord attachments: each under the per-file limit, at most 10 and 25 MiB per message.
 
-discord.py checks none of these limits; Discord answers 413 or 400 for the whole message. Re-encoding an
-image that is too big is CPU work (Pillow): unless :func:`fits` says none is, call :func:`prepare` through
-``asyncio.to_thread``.
+Why it is built this way: docs/MODULES.md, adapters/discord/files.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """What each command and button does: core calls in, ephemeral refusals or a deferred public answer out.
 
-A request is admitted *before* the interaction is answered: whether the answer is ephemeral is fixed by the
-first response, and refusals (invalid input, quotas, channel rules) must be private while accepted jobs are
-public. Admission is one validation and one SQLite statement, well within Discord's 3 seconds.
+Why it is built this way: docs/MODULES.md, adapters/discord/handlers.py.
 """
 
 from __future__ import annotations

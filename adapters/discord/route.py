@@ -1,8 +1,6 @@
 """What a Discord job stores to deliver later, even from another process: the job's ``route``.
 
-An interaction token lets the bot edit its answer and post follow-ups for 15 minutes. A job that outlives it
-(a long queue, a restart) is posted to the channel instead, mentioning its owner; so the route carries the
-channel and the user as well as the token and when it dies.
+Why it is built this way: docs/MODULES.md, adapters/discord/route.py.
 """
 
 from __future__ import annotations

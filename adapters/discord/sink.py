@@ -1,9 +1,6 @@
 """How Discord shows a job: edits of the deferred answer while it waits, then the images, or the failure.
 
-Everything goes through the interaction's webhook, built from the job's stored :class:`Route`, so a job
-recovered by another process is delivered exactly like one that never left memory. When the token is dead
-(15 minutes passed, or Discord says so) the result is posted to the channel, mentioning its owner. Progress
-is not worth a channel post; it is dropped once the token is gone.
+Why it is built this way: docs/MODULES.md, adapters/discord/sink.py.
 """
 
 from __future__ import annotations

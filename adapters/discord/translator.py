@@ -1,9 +1,6 @@
 """Command, option and choice texts for Discord from our gettext catalogs.
 
-Every string the command tree shows is a ``locale_str`` whose message is the English text and whose extras
-say where the Chinese one comes from: ``key`` (a catalog message) or ``style`` (a style's Chinese label).
-discord.py asks :class:`CatalogTranslator` for each locale at sync time and sends the answers to Discord as
-``name_localizations`` / ``description_localizations``.
+Why it is built this way: docs/MODULES.md, adapters/discord/translator.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """The "Again" and "Edit" buttons under a result, and the form "Edit" opens.
 
-The buttons are :class:`discord.ui.DynamicItem` s whose custom id names the stored job (``sdbot:again:42``):
-discord.py matches any clicked custom id against the template, so they work on every message ever sent,
-after any number of restarts, without keeping a view per message in memory.
+Why it is built this way: docs/MODULES.md, adapters/discord/views.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """The Telegram adapter: python-telegram-bot's Application around the shared core.
 
-Updates are handled concurrently (one user's slow call never holds up another's command); every Bot API call
-goes through PTB's ``AIORateLimiter``, which paces sends to Telegram's flood limits and waits out 429 answers.
-Long polling by default; with ``TELEGRAM_WEBHOOK_URL`` PTB's own webhook server receives the updates.
+Why it is built this way: docs/MODULES.md, adapters/telegram/adapter.py.
 """
 
 from __future__ import annotations
@@ -36,11 +34,6 @@ log = logging.getLogger(__name__)
 PUBLIC_API = "https://api.telegram.org"
 ALLOWED_UPDATES = ["message", "callback_query"]
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
-# Seconds between receiving a batch of updates and asking for the next. With none (PTB's default) the next
-# getUpdates is built while the batch's handlers make their first database trip, and that thread waits for the
-# GIL: a lone /draw reached its status message 2 ms later. An update arriving in the pause waits for it at most.
-# Measured in BENCHMARKS.md ("The poll interval").
-POLL_INTERVAL = 0.005
 
 
 def default_rate_limiter() -> BaseRateLimiter[Any]:
@@ -151,7 +144,7 @@ class TelegramAdapter:
             log.info("Telegram: receiving updates by webhook on %s", urlsplit(url).netloc)
         else:
             await updater.start_polling(
-                poll_interval=POLL_INTERVAL, timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES
+                timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES
             )
             log.info("Telegram: receiving updates by long polling")
 

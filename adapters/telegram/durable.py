@@ -1,12 +1,6 @@
 """Telegram updates kept in the core's inbox until handled, so a killed bot loses no command.
 
-python-telegram-bot confirms updates to Telegram as it fetches the next batch (long polling), or answers the
-webhook request as soon as the update is queued, in both cases before the handlers have run. Here every
-update passes through :class:`DurableQueue` (PTB's ``update_queue``), which stores it in
-:class:`~bot.chats.inbox.Inbox` before PTB can confirm it, and :class:`DurableProcessor` (PTB's update processor)
-removes it once its handler has returned. The next start hands back what is left (:func:`replay`). An update
-Telegram redelivers while the inbox still holds it is dropped, so it is handled once per process; what a crash
-makes run twice is made harmless by the core (``/draw`` is admitted once per message, see ``bot.chats.inbox``).
+Why it is built this way: docs/MODULES.md, adapters/telegram/durable.py.
 """
 
 from __future__ import annotations

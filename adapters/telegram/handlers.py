@@ -1,7 +1,6 @@
 """Telegram updates -> core calls: ``/draw``, the text commands, the Again/Edit buttons.
 
-Every reply is plain text from the catalogs in the user's language; anything unexpected is logged and
-answered with ``error.internal``, never a traceback.
+Why it is built this way: docs/MODULES.md, adapters/telegram/handlers.py.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
 """The core's :class:`~bot.core.Sink` for Telegram: status replies, photos and albums, failure notices.
 
-A job's ``route`` is what the ``/draw`` handler (or the Again button) stored at admission: ``chat_id``,
-``reply_to`` (the message the results answer) and, in forum topics, ``thread_id``. That is all delivery needs,
-so jobs recovered after a restart are delivered like any other. Once the job's status reply exists, its id is
-added (``status_id``, through ``Core.update_route``) so that a restarted bot edits that same message.
+Why it is built this way: docs/MODULES.md, adapters/telegram/sink.py.
 """
 
 from __future__ import annotations

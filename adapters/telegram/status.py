@@ -1,15 +1,6 @@
 """One status message per job, edited as the job moves: the Telegram sink's one throttle for progress.
 
-Telegram answers bursts of edits in one chat with 429 floods (roughly one message per second per chat, twenty
-per minute in groups). The first news of a job creates its status reply at once; later texts only mark the
-status dirty, and one task per chat edits the dirty statuses one at a time, each with its latest text, at most
-one per ``interval`` in that chat and ``edits_per_second`` in all (Telegram's overall limit, about 30 messages
-a second, is shared with the pictures themselves). Both are :class:`aiolimiter.AsyncLimiter` s. So a job moving
-through ten queue positions in a second costs one edit, and delivery never waits for a status edit.
-
-A status message outlives the process that sent it: the sink stores its id in the job's route
-(``STATUS_KEY``), and a job recovered after a restart is :meth:`StatusBoard.adopt` ed, so its news edits the
-message the user already has instead of leaving it stale and sending another.
+Why it is built this way: docs/MODULES.md, adapters/telegram/status.py.
 """
 
 from __future__ import annotations

@@ -1,18 +1,6 @@
 """Long polling that parses each ``getUpdates`` answer once and survives an update PTB cannot parse.
 
-PTB parses a whole ``getUpdates`` answer at once. When one update fails to parse (a field missing or of a
-type this PTB does not expect, say after a Bot API change), PTB logs the whole answer (what users wrote) and
-drops the batch *without confirming it*, so the next poll fetches the same batch and fails again: the bot
-never sees another update. :class:`PollingBot` lets PTB parse the batch as usual and, only when that fails,
-parses its updates one by one from what :class:`UpdatesRequest` kept: one that cannot be parsed becomes its
-bare ``update_id``, which PTB confirms like any other and no handler matches, and the updates around it are
-served. The common case costs one parse, as in plain PTB.
-
-The updates as Telegram sent them are also what the inbox stores (:meth:`PollingBot.take_raw`), which saves
-turning each parsed update back into a dictionary.
-
-Webhook mode is not covered: PTB's webhook server answers such an update with 400, and Telegram retries it
-for a while before giving up; nothing short of replacing PTB's server changes that.
+Why it is built this way: docs/MODULES.md, adapters/telegram/updates.py.
 """
 
 from __future__ import annotations

@@ -1,20 +1,6 @@
 """AUTOMATIC1111 stable-diffusion-webui, started with ``--api``: reference/backends.md.
 
-Wire: ``POST {url}/sdapi/v1/txt2img`` blocks until the images are done and answers
-``{"images": [base64...], "info": "<JSON string with all_seeds>"}``; meanwhile ``GET /sdapi/v1/progress``
-on the same client (the pool opens a second connection) tells how far the running job is. With
-``--api-auth user:pass`` every route needs HTTP Basic.
-
-Decisions:
-
-- Samplers: exactly the names ``/sdapi/v1/samplers`` lists, fetched once and cached (a server without
-  "DPM++ 2M Karras" does not get it typed at it; a server with "DDIM" makes DDIM typeable). The seed's order
-  comes first, then the server's extras.
-- Sizes: A1111 renders any multiple of 8, so the seed's 12 sizes.
-- Styles: only Base. A1111 "styles" are prompt templates each operator defines, not SDXL presets: sending
-  "Anime" there would silently do nothing or something else.
-- Progress is A1111's global progress: when another client's job runs first, the bar shows that job until
-  ours starts. We report only increases, below 1.0 until our images arrive, then 1.0.
+Why it is built this way: docs/MODULES.md, bot/backends/a1111.py.
 """
 
 from __future__ import annotations

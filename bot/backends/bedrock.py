@@ -1,12 +1,6 @@
 """AWS Bedrock ``stability.stable-diffusion-xl-v1``: Stability's v1 body, SigV4-signed, sent with httpx.
 
-botocore (the optional extra ``sdbot[bedrock]``) only resolves credentials and signs; it is imported when
-this backend is built, so other operators need not install it. Credential resolution may read files or
-call the instance metadata service, so it runs once, in a thread; signing is a few HMACs, done inline just
-before each request (a signature is valid for minutes, a retry is signed afresh).
-
-Bedrock's SDXL returns one image per call (``samples`` must be 1), so ``n`` images are ``n`` concurrent
-calls with seeds ``seed, seed + 1, ...``, the numbering A1111 and Stability use for a batch.
+Why it is built this way: docs/MODULES.md, bot/backends/bedrock.py.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
 """A deadline on the whole of each HTTP exchange with an image service, not only on the gap between bytes.
 
-httpx's timeouts bound each wait (connect, each read), so an answer trickling a byte a second never times
-out: it held a generation slot for as long as the server liked and the outage breaker never heard of it.
-:class:`DeadlineTransport` wraps the real transport, in the way httpx's one-method transport invites: from the
-moment a request is sent, its answer (headers and every byte of the body, streamed or not) must be complete
-within ``seconds``, or the exchange ends with ``httpx.ReadTimeout`` (mapped to ``backend_timeout``). Streamed
-bodies stay streamed, so a size cap checked while reading still stops a download early.
+Why it is built this way: docs/MODULES.md, bot/backends/deadline.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The part of a backend that is the same for every HTTP image service: building it from the shared settings
 (timeouts, retries), the one client it keeps for its life, fixed capabilities, and closing.
 
-Each service module then holds only what is its own: its settings and credentials, the request body, the
-answers and errors of its API.
+Why it is built this way: docs/MODULES.md, bot/backends/http_backend.py.
 """
 
 from __future__ import annotations

@@ -1,23 +1,6 @@
 """ModelsLab (stablediffusionapi.com) text-to-image: seed 001 and reference/backends.md.
 
-Wire: ``POST {base}/api/v6/images/text2img`` with the API key in the JSON body. Every answer is HTTP 200 JSON
-whose ``status`` carries the outcome: ``success`` (``output``: image URLs), ``processing`` (poll after
-``eta`` seconds until done), ``error``/``failed`` (``message``, spelled ``messege`` by legacy answers).
-
-Decisions (see the module constants):
-
-- Sizes: ModelsLab takes width and height up to 1024, so only our sizes with both sides <= 1024 are offered.
-- Samplers: reference/backends.md documents no sampler field, so only "Euler a" is offered, and it is pinned
-  by sending ``scheduler: EulerAncestralDiscreteScheduler`` (the diffusers name ModelsLab's v6 docs use; an
-  API that ignores the field still runs its default). Mapping more samplers would be guessing: users get
-  "this backend offers ..." instead.
-- Styles: ModelsLab has no style presets; only Base. Appending a style to the prompt would be a silent
-  substitution, not the style the user asked for.
-- CFG 1..20 and at most 4 samples: the API's own limits.
-- Polls go to ``{base}/api/v6/images/fetch`` with the job id, never to the ``fetch_result`` URL of the
-  answer: the key travels only to the configured base URL.
-- Output URLs are downloaded only over absolute http(s), streamed, and refused past MODELSLAB_MAX_DOWNLOAD.
-- NSFW images come back blank (all black) as the seed says; such an image is reported ``filtered``.
+Why it is built this way: docs/MODULES.md, bot/backends/modelslab.py.
 """
 
 from __future__ import annotations

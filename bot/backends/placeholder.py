@@ -1,7 +1,6 @@
 """The offline backend: real images of the requested size, drawn locally and marked as placeholders.
 
-It runs when no image service is configured, so a new operator can try every command before buying an API
-key, and tests and benchmarks have a backend with no network at all.
+Why it is built this way: docs/MODULES.md, bot/backends/placeholder.py.
 """
 
 from __future__ import annotations

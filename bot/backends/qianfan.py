@@ -1,8 +1,6 @@
 """Baidu Qianfan Stable-Diffusion-XL (the seed document): OAuth client-credentials token plus one JSON call.
 
-Wire facts (shared/reference/backends.md): the token comes from ``/oauth/2.0/token`` and rides in the query
-string of every call; errors arrive with HTTP 200 as ``{"error_code", "error_msg"}``. The token is cached
-until shortly before ``expires_in`` and fetched by one request at a time however many generations need it.
+Why it is built this way: docs/MODULES.md, bot/backends/qianfan.py.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The Stability REST v1 text-to-image body and artifacts, shared by Stability's own API and AWS Bedrock's
 ``stability.stable-diffusion-xl-v1`` (which takes the same JSON). Written once so the two cannot drift.
 
-Our names are the seed document's (A1111 spellings); Stability's differ. Only exact equivalents are mapped:
-a value with no equivalent is left out of the capabilities, so users are told it is not offered instead of
-silently getting something else.
+Why it is built this way: docs/MODULES.md, bot/backends/sdxl_v1.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """The people the bot has met: names and platform languages as last seen, and each user's /lang choice.
 
-Language choices are cached in memory (loaded at start, changed only through :meth:`Directory.set_language`),
-so the language of a reply is known without a trip to the database. Names are written only when they
-changed since this process last saw them.
+Why it is built this way: docs/MODULES.md, bot/chats/directory.py.
 """
 
 from __future__ import annotations

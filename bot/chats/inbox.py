@@ -1,17 +1,6 @@
 """Platform events kept in the database from the moment they arrive until they have been handled.
 
-A platform such as Telegram forgets an update once the bot confirms it, and a bot confirms updates as it
-receives them, before its handlers have run. A process killed in between would lose those commands: the user
-typed ``/draw`` and nothing ever answers. So an adapter :meth:`Inbox.receive` s each event before it is
-confirmed and marks it :meth:`Inbox.done` once its handler returned; at the next start :meth:`Inbox.take_over`
-hands back whatever a dead process left unhandled, to be handled again.
-
-:meth:`receive` refuses an event it holds already: the platform redelivers what was never confirmed, and a
-handled event is remembered (without its text) for :data:`REMEMBER` seconds for that reason. What a crash can
-still make run twice, an event handled but not yet marked done, is made harmless by the core: ``/draw`` is
-admitted once per event (the job's ``origin``, see :mod:`bot.quotas.rules`); a repeated ``/quota`` is answered twice.
-An event is handed back at most :data:`MAX_ATTEMPTS` times, then dropped (logged), so an event that crashes
-the process cannot do so forever; one older than :data:`REMEMBER` is dropped as the platform itself would.
+Why it is built this way: docs/MODULES.md, bot/chats/inbox.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Who asks and where: :class:`UserRef` and :class:`ChatRef`, as adapters describe them.
 
-Adapters describe each person and conversation with these two small values; the core keys everything by
-``"<platform>:<id>"`` (the same form ``SDBOT_ADMINS`` uses).
+Why it is built this way: docs/MODULES.md, bot/chats/refs.py.
 """
 
 from __future__ import annotations

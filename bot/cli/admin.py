@@ -1,16 +1,6 @@
 """``sdbot quota show|set|reset``, ``sdbot stats`` and ``sdbot prune``: the /admin operations from the terminal.
 
-They open ``SDBOT_DB`` directly (safe while the bot runs: every change is one atomic statement) and print
-the same texts as the chat commands, in ``--lang`` or ``SDBOT_LANG``::
-
-    sdbot quota show telegram:123                 # usage today, limits, reset time
-    sdbot quota set telegram:123 50               # 50 images per day (0 = no limit, default = SDBOT_DAILY_IMAGES)
-    sdbot quota set telegram:123 default --rate 10 --pending 3
-    sdbot quota set --chat telegram:-100123 200   # a group chat's / Discord server's daily cap
-    sdbot quota reset telegram:123                # give back today's images
-    sdbot stats
-    sdbot prune --dry-run                         # how many finished jobs SDBOT_JOB_RETENTION_DAYS would delete
-    sdbot prune --days 30                         # delete finished jobs of the days before 30 days ago
+Why it is built this way: docs/MODULES.md, bot/cli/admin.py.
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
 """The /draw command language: text -> :class:`DrawArgs` (prompt and raw option values), and back.
 
-Tokens are separated by white space. A token that starts with a quote (``"``, ``'``, ``“``, ``‘``, ``「``,
-``『``) runs to the matching closing quote; inside it a backslash escapes the closing quote or a backslash.
-An option is ``--name`` (or a phone's ``—name``, ``–name``, ``——name``, ``－－name``), optionally followed by
-``=value``. Which tokens belong to an option's value depends on the option: numbers take one token,
-``--negative`` takes everything up to the next option, and enumerated values take the longest run of
-words that spells a known value. Everything else, in order, is the prompt.
-
-Control characters and bidirectional overrides are removed first (:func:`bot.draw.sanitize.clean`), so neither
-the prompt nor any value echoed in an error carries them.
-
-Checking the values (ranges, what the backend accepts) is :mod:`bot.draw.validation`'s job.
+Why it is built this way: docs/MODULES.md, bot/draw/grammar.py.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """The /draw options, declared once: the grammar, validation, the request's /draw text, the help and Discord's
 slash command all read :data:`OPTIONS`.
 
-An option's range or choices come from the active backend's :class:`~bot.draw.capabilities.Capabilities`, so users
-are told what this service accepts. Adding one is a row here, a field of :class:`~bot.draw.request.DrawRequest`,
-its mapping in each backend, and its messages in both catalogs (``option.<name>`` for Discord's description,
-``discord.name.<name>`` for its localized name, ``help.option.<name>`` for /help).
+Why it is built this way: docs/MODULES.md, bot/draw/options.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """The /draw parameters exactly as the Qianfan SDXL seed document defines them.
 
-Everything here is data: names, ranges and defaults. Backends declare their own subsets or supersets in
-:mod:`bot.draw.capabilities`; this module is the language users type, whatever backend runs.
+Why it is built this way: docs/MODULES.md, bot/draw/params.py.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -51,11 +50,4 @@ class DrawRequest:
 
     @classmethod
     def from_json(cls, text: str) -> DrawRequest:
-        return _from_json(text)
-
-
-@functools.lru_cache(maxsize=1024)
-def _from_json(text: str) -> DrawRequest:
-    # A job's stored request is read back at admission, start and finish (and again by its buttons): the
-    # request is immutable, so one parse serves them all.
-    return DrawRequest.from_dict(json.loads(text))
+        return cls.from_dict(json.loads(text))

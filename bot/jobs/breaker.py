@@ -1,29 +1,6 @@
 """A circuit breaker in front of the image service: stop sending jobs to a service that keeps failing.
 
-Without it, an outage costs every user the whole timeout and retry budget of their own job (minutes, with
-``SDBOT_BACKEND_TIMEOUT`` 120 s), and a long queue drains one failure at a time. With it:
-
-* **closed** (normal): jobs run. ``SDBOT_BREAKER_FAILURES`` consecutive *outage* failures open it.
-* **open**, for ``SDBOT_BREAKER_COOLDOWN`` seconds: new requests are refused at once with ``backend_down``
-  (nothing queued, nothing charged) and jobs still waiting fail at once, refunded, instead of each waiting
-  for its own timeout.
-* **half-open**, once the cooldown is over: requests are admitted again, and the first job to start is the
-  *trial*. Jobs starting while it runs wait for its outcome instead of piling onto a service that may still
-  be down. The trial succeeding (or the service answering anything that shows it is up) closes the circuit
-  and the waiting jobs run; the trial failing opens it again for another cooldown, and they fail at once.
-
-What counts as an outage failure (``OUTAGE``): the service could not be reached or failed
-(``backend_unavailable``), did not answer in time (``backend_timeout``), or answered with something that is not
-the requested picture (``backend_bad_image``). Each of those comes after the backend's own retries, so one
-failure already means "several attempts failed". Except A1111's out-of-memory answer: it is about that one
-request (its size and number of pictures), and counting it would let one user's oversized requests mark the
-service down for everybody. Everything else the service answers proves it is up and ends a streak: a success,
-a refused prompt, the content filter, rate limiting (the provider is alive and asks us to slow down, which the
-backends already honour with their retry waits), and the operator's problems (auth, quota, configuration:
-they do not pass by themselves, and every job reports them precisely). An unexpected error in our own code
-(``internal``) says nothing about the service and changes nothing.
-
-Nothing here blocks or does I/O; the core (:mod:`bot.core`) applies the decisions to jobs.
+Why it is built this way: docs/MODULES.md, bot/jobs/breaker.py.
 """
 
 from __future__ import annotations

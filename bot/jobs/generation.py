@@ -32,9 +32,7 @@ class Generation:
         return max(0, self.request.n - len(self.images))
 
 
-# Seeds need to differ, not to be secret: a pseudo-random generator seeded once from the OS, not a system
-# call per job (os.urandom costs ~50 us on a busy virtual machine).
-_seeds = random.Random()
+_seeds = random.Random()  # seeds need to differ, not to be secret
 
 
 def draw_seed() -> int:

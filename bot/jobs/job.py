@@ -1,13 +1,6 @@
 """Job records: one accepted /draw request, from admission to delivery, in the ``jobs`` table.
 
-A job is ``queued`` at admission (see :mod:`bot.quotas.rules`), ``running`` while a worker generates and delivers
-it, and ends ``done`` (delivered), ``failed`` (with an error code) or ``cancelled``. It moves to ``done`` only
-after the adapter's delivery succeeded, so a crash at any point leaves it ``queued`` or ``running`` and the
-next start re-runs or refunds it. Every transition is conditional on the job's state (see
-:class:`bot.storage.port.JobRecords`): of two concurrent ones exactly one wins, and a refund happens once.
-
-``route`` is the adapter's own JSON (chat id, message to reply to, interaction token...): everything it needs
-to deliver after a restart, stored verbatim.
+Why it is built this way: docs/MODULES.md, bot/jobs/job.py.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
 """Progress notifications to adapters: latest wins, one in flight per job, never blocking the job itself.
 
-Queue positions and progress fractions arrive faster than a chat can show them (Telegram allows about one
-edit per second per chat). Each job has at most one notification being sent; what arrives meanwhile replaces
-the waiting one, so a slow sink sees "#1 in queue" and "60%" rather than every step in between.
-How often a chat may show them is the sink's own throttle (one per platform).
+Why it is built this way: docs/MODULES.md, bot/jobs/relay.py.
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
 """Retention: finished jobs of days older than ``SDBOT_JOB_RETENTION_DAYS`` are deleted (0 = kept forever).
 
-A job goes when it is finished (``done``, ``failed`` or ``cancelled``; queued and running jobs are never
-touched) and its quota day (in ``SDBOT_QUOTA_TZ``) is before :func:`cutoff_day`: today minus that many days.
-Whole quota days go, so today and every day inside the window keep all their jobs and exact usage counters.
-
-Deleting a job takes its charged images off its day's usage counters and unlinks the jobs re-running it
-(Again), in the same step (see :meth:`bot.storage.port.JobRecords.delete_finished_before`).
-
-Deletion runs in batches of :data:`BATCH` jobs, one short step each, so the database is held for
-milliseconds and other work runs between batches. The bot prunes at start and about
-once a day in a background task (:class:`Pruner`); ``sdbot prune`` does it on demand, beside a running bot
-too. Once a job is gone, the Again and Edit buttons under its old message answer ``job_not_found``.
+Why it is built this way: docs/MODULES.md, bot/jobs/retention.py.
 """
 
 from __future__ import annotations

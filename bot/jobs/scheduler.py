@@ -1,23 +1,6 @@
 """Which queued job runs next: round-robin between users over a bounded pool of concurrent runs.
 
-One :class:`Scheduler` serves one backend (``SDBOT_BACKEND_CONCURRENCY`` runs at once). Jobs wait in one
-queue per user; when a slot frees, the user served least recently goes next (a user never served, or not
-since they last went idle, before everyone else; ties by arrival). So a user with twenty queued jobs gets
-every other slot at most while anyone else waits, and a newcomer's job takes the very next free slot.
-
-The scheduler knows only job ids and owners; ``run(job_id)`` (the core's) does the work and records the
-outcome. Queue positions follow the same rule (1 = starts next); :meth:`position` answers at any time, and
-``on_position`` is told of changes: at once when a job arrives or reaches the head of the queue, and for
-every other move in one pass at most every ``report_every`` seconds. Nothing here blocks: dispatching is
-synchronous bookkeeping plus ``create_task``.
-
-**Cost.** The next user to serve comes off a heap keyed like the rule above (entries made stale by a start or
-a removal are skipped when they surface), so a start, an arrival and a finish cost O(log users), not a scan
-of everyone waiting. The start order is simulated (:meth:`order`) only when an arrival or a removal may have
-changed it; a start takes the head of the remembered order, which is exactly what the simulation would have
-started, so the rest keeps its order. Each start moves every waiting job up one place, but a chat cannot show a place a
-second anyway (see :mod:`bot.jobs.relay`): reporting each move would cost a hundred waiting jobs a hundred calls
-per start, where the periodic pass costs each one call a second at most.
+Why it is built this way: docs/MODULES.md, bot/jobs/scheduler.py.
 """
 
 from __future__ import annotations

@@ -1,15 +1,6 @@
 """CPU work off the event loop, on one thread: decoding base64, checking and drawing images, parsing big JSON.
 
-``asyncio.to_thread`` would run such work on the default executor, up to ``cpu_count + 4`` threads at once.
-For work that holds the GIL (base64 decoding, Pillow's chunk walk, ``json.loads``) more threads add no speed,
-only contention: every other thread, the event loop's and the SQLite connection's, then waits a whole switch
-interval (5 ms) for each turn at the GIL, so a job's few statements take tens of milliseconds and the loop
-lags. Measured with ``python -m bench.pipeline`` (120 jobs at once): with six decoding threads each SQLite
-statement waited 30 ms on average and the loop's p99 lag was 40-85 ms; with this one thread, which also
-offers the GIL about every millisecond while decoding (:func:`bot.backends.http.decode_b64`), statements take
-well under a millisecond and the p99 lag is about 5 ms, at the same throughput.
-
-So every such call goes through :func:`run`, which queues it for the one ``sdbot-cpu`` thread.
+Why it is built this way: docs/MODULES.md, bot/process/cpu.py.
 """
 
 from __future__ import annotations

@@ -1,20 +1,6 @@
 """One bot process per database: an exclusive ``flock`` on ``<SDBOT_DB>.lock``.
 
-The process that runs jobs (:meth:`bot.core.Core.start`, and ``sdbot run`` before it connects to any chat
-platform) takes the lock; start-up recovery takes over every unfinished job in the file, so a second bot on
-the same file is refused with ``db_in_use`` instead. The operating system releases the lock when the process
-ends, however it ends (SIGKILL and out-of-memory kills included), so a dead bot never leaves a stale lock.
-The file itself stays (it holds the pid of the last bot that locked it, for the message); deleting it while a
-bot runs would let a second one lock a new file, so it is never deleted. It is named after the database's real
-path, so a second bot reaching the file through a symlink or another relative spelling is refused too.
-
-Hard links are the one way around it: two names of one file that no path resolution joins. SQLite itself does
-not support them (each name gets its own ``-wal`` journal, so two processes using two names can damage the
-file), and no lock taken once the file is open could prevent that; a bot whose database file has several names
-logs a warning at start.
-
-Processes that only read and administer the database (``sdbot quota``, ``sdbot stats``, ``sdbot prune``) take
-no lock and run beside the bot.
+Why it is built this way: docs/MODULES.md, bot/process/dblock.py.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
 """Keep secrets out of every log line, whichever library writes it.
 
-httpx logs request URLs (Qianfan puts its access token in the query string), python-telegram-bot logs URLs
-that contain the bot token, and exception texts repeat URLs. Redaction therefore happens when a log record
-is created, for every logger: the message, its arguments and any exception text are rendered and scrubbed
-of registered secrets and of secret-shaped URL parameters and headers.
+Why it is built this way: docs/MODULES.md, bot/process/redact.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Admission: whether a request becomes a job, decided by the storage port in one step, explained when refused.
 
-The rules and the records are :mod:`bot.quotas.rules`; this applies them. Images are charged to the quota day (in
-``SDBOT_QUOTA_TZ``) of the admission and refunded by the job's transitions (see :mod:`bot.storage.port`).
+Why it is built this way: docs/MODULES.md, bot/quotas/admission.py.
 """
 
 from __future__ import annotations

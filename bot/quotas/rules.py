@@ -1,28 +1,6 @@
 """Admission: whether a request may become a job, decided atomically, and the limits behind the decision.
 
-The limits, in the order they are checked (admins in ``SDBOT_ADMINS`` are exempt from all of them):
-
-``banned``         an admin banned the user.
-``quota_pending``  queued + running jobs per user (``SDBOT_MAX_PENDING``, or the user's override).
-``quota_rate``     requests per user in the last 60 s (``SDBOT_RATE_PER_MINUTE``; 0 = no limit).
-``quota_daily``    images per user per quota day (``SDBOT_DAILY_IMAGES``; 0 = no limit). ``--n 4`` costs 4.
-``quota_chat``     images per group chat / Discord server per day (``SDBOT_CHAT_DAILY_IMAGES`` or the chat's
-                   override; 0 = no cap). Private chats have no cap.
-
-A quota day starts at midnight in ``SDBOT_QUOTA_TZ``. Images are charged when the job is admitted and
-refunded (the job's ``charged`` set to 0, see :mod:`bot.jobs.job`) when it fails for a reason that is not the user's.
-
-**Atomicity.** Admission (:class:`bot.quotas.admission.Quotas`) is one step of the storage port that checks every
-limit and records the job together, so concurrent admissions, from this process or others sharing the
-database, can never overspend. When it refuses, a second read explains which limit (by :func:`violation`, the
-same rules in Python) for the message; a test checks the storage and the Python rules agree on random states.
-
-**One job per event.** An admission may carry an ``origin``, the platform event that asked (a chat message, a
-button press). The same statement inserts nothing when a job of that origin exists (a unique index backs it),
-and :class:`AlreadyAdmitted` hands back that job: a command redelivered after a crash (see :mod:`bot.chats.inbox`)
-neither queues nor charges twice.
-
-This module holds the rules and records; :mod:`bot.quotas.admission` applies them through the storage port.
+Why it is built this way: docs/MODULES.md, bot/quotas/rules.py.
 """
 
 from __future__ import annotations

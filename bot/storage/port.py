@@ -1,9 +1,6 @@
-"""The storage port: everything the core keeps in a database, as typed calls that never show SQL.
+"""The storage port: everything the core keeps, as typed calls that never show SQL.
 
-Like httpx's transports, the core depends only on these protocols and an engine implements them beside the
-others (:mod:`bot.storage.sqlite` today). Each write is atomic on its own: a decision such as "admit this job
-if the user has images left" is made and recorded in one step, so processes sharing a database cannot
-overspend. The contract every engine keeps is pinned by the tests taking the ``store`` fixture.
+Why it is built this way: docs/MODULES.md, bot/storage/port.py.
 """
 
 from __future__ import annotations
@@ -33,134 +30,76 @@ class HeldEvent:
 
 
 class JobRecords(Protocol):
-    """Jobs and their transitions. Each transition is conditional on the job's state: of two concurrent ones
-    exactly one wins, so a job is refunded, reported or delivered once."""
-
-    async def admit(self, a: Admission, limits: Limits, day: str, now: float) -> Job | None:
-        """Insert ``a`` as a queued job with its images charged to ``day``, if no job has ``a.origin`` and
-        (unless ``a.exempt``) every limit holds at ``now``; else None."""
-
+    # The job, queued and charged to ``day``, if no job has ``a.origin`` and (unless exempt) every limit holds.
+    async def admit(self, a: Admission, limits: Limits, day: str, now: float) -> Job | None: ...
     async def by_origin(self, origin: str) -> Job | None: ...
-
     async def get(self, job_id: int) -> Job | None: ...
-
-    async def unfinished(self) -> list[Job]:
-        """Queued and running jobs, oldest first."""
-
-    async def claim(self, job_id: int) -> Job | None:
-        """queued -> running (one more attempt); None when it is not queued."""
-
-    async def delivering(self, job_id: int) -> None:
-        """Record that a running job's pictures are about to be sent."""
-
-    async def requeue(self, job_id: int) -> Job | None:
-        """running -> queued, for a job a dead process left running."""
-
-    async def finish(self, job_id: int, *, delivered: int, charged: int) -> bool:
-        """running -> done; ``charged`` may only go down. False when it was not running."""
-
-    async def fail(self, job_id: int, code: str, *, refund: bool) -> Job | None:
-        """queued/running -> failed; None when it had already ended."""
-
-    async def cancel(self, job_id: int, *, owner: str | None) -> Job | None:
-        """queued -> cancelled and refunded; ``owner`` restricts it to that user's job."""
-
-    async def cancel_all(self, owner: str) -> list[Job]:
-        """Cancel and refund every queued job of ``owner``, by id."""
-
+    async def unfinished(self) -> list[Job]: ...  # queued and running, oldest first
+    # Transitions: None or False when the job was not in the state they start from.
+    async def claim(self, job_id: int) -> Job | None: ...  # queued -> running, one more attempt
+    async def delivering(self, job_id: int) -> None: ...  # its pictures are about to be sent
+    async def requeue(self, job_id: int) -> Job | None: ...  # running -> queued (a dead process's job)
+    async def finish(self, job_id: int, *, delivered: int, charged: int) -> bool: ...  # charged only goes down
+    async def fail(self, job_id: int, code: str, *, refund: bool) -> Job | None: ...
+    async def cancel(self, job_id: int, *, owner: str | None) -> Job | None: ...  # queued only; refunded
+    async def cancel_all(self, owner: str) -> list[Job]: ...  # every queued job of ``owner``, by id
     async def update_route(self, job_id: int, route: dict[str, Any]) -> bool: ...
-
     async def stats(self, day: str, *, top: int = 5, chat: str | None = None) -> DayStats: ...
-
-    async def count_finished_before(self, day: str) -> int:
-        """Finished jobs of quota days before ``day`` (what retention deletes)."""
-
-    async def delete_finished_before(self, day: str, limit: int) -> int:
-        """Delete up to ``limit`` of them, taking their images off the usage counters; returns how many."""
+    # Retention: finished jobs of quota days before ``day``; deleting takes their images off the counters.
+    async def count_finished_before(self, day: str) -> int: ...
+    async def delete_finished_before(self, day: str, limit: int) -> int: ...
 
 
 class QuotaRecords(Protocol):
-    """Usage and the limits admins set."""
-
     async def state(self, user_key: str, chat_key: str, limits: Limits, day: str, now: float) -> QuotaState: ...
-
-    async def rate_wait(self, user_key: str, rate: int, now: float) -> float:
-        """Seconds until fewer than ``rate`` of the user's requests remain in the rate window."""
-
-    async def set_user_limits(self, user_key: str, values: Mapping[UserLimit, int | None]) -> None:
-        """All of them change, or none. None: back to the configured default."""
-
+    # Seconds until fewer than ``rate`` of the user's requests are left in the rate window.
+    async def rate_wait(self, user_key: str, rate: int, now: float) -> float: ...
+    async def set_user_limits(self, user_key: str, values: Mapping[UserLimit, int | None]) -> None: ...  # all or none
     async def set_banned(self, user_key: str, banned: bool) -> None: ...
-
     async def set_chat_limit(self, chat_key: str, value: int | None) -> None: ...
-
-    async def reset_usage(self, scope: Literal["user", "chat"], key: str, day: str) -> int:
-        """Forgive what ``key`` used on ``day``; returns how many images."""
+    async def reset_usage(self, scope: Literal["user", "chat"], key: str, day: str) -> int: ...  # images forgiven
 
 
 class PeopleRecords(Protocol):
-    """Users and chats as last seen, and each user's /lang choice."""
-
-    async def touch_user(self, user: UserRef) -> None: ...
-
+    async def touch_user(self, user: UserRef) -> None: ...  # name and platform language as last seen
     async def touch_chat(self, chat: ChatRef) -> None: ...
-
-    async def set_language(self, user: UserRef, lang: Lang | None) -> None: ...
-
+    async def set_language(self, user: UserRef, lang: Lang | None) -> None: ...  # None: follow the platform
     async def language_choices(self) -> dict[str, str]: ...
-
     async def display_names(self, keys: list[str]) -> dict[str, str]: ...
 
 
 class ChannelRecords(Protocol):
-    """The channels of a chat (a Discord server) where /draw may be used; none means every channel."""
-
-    async def allowed(self, chat_key: str) -> list[str]:
-        """In the order they were allowed."""
-
+    # The channels of a chat (a Discord server) where /draw may be used, in the order allowed; none: all.
+    async def allowed(self, chat_key: str) -> list[str]: ...
     async def allow(self, chat_key: str, channel_id: str) -> None: ...
-
     async def remove(self, chat_key: str, channel_id: str) -> None: ...
-
     async def clear(self, chat_key: str) -> None: ...
 
 
 class InboxRecords(Protocol):
-    """Platform events kept from their arrival until handled (see :mod:`bot.chats.inbox`)."""
-
-    async def receive(self, platform: str, event_id: int, payload: str, now: float) -> bool:
-        """False when the event is known already."""
-
+    async def receive(self, platform: str, event_id: int, payload: str, now: float) -> bool: ...  # False: known
     async def done(self, platform: str, event_id: int, now: float) -> None: ...
-
     async def forget_handled_before(self, when: float) -> None: ...
-
-    async def take_over(self, platform: str, *, since: float, max_attempts: int) -> tuple[list[int], list[HeldEvent]]:
-        """Drop events received before ``since`` or handed back ``max_attempts`` times (returns the unhandled
-        ones dropped), then hand back the rest not yet handled, each counted as one more attempt."""
-
+    # Drops events received before ``since`` or handed back ``max_attempts`` times (returns the unhandled ones
+    # dropped), then hands back the rest not yet handled, each counted as one more attempt.
+    async def take_over(
+        self, platform: str, *, since: float, max_attempts: int
+    ) -> tuple[list[int], list[HeldEvent]]: ...
     async def unhandled(self, platform: str) -> int: ...
 
 
 class Storage(Protocol):
-    """One open database. :func:`bot.storage.open_storage` opens one; :meth:`close` at exit."""
+    """One open database: :func:`bot.storage.open_storage` opens it, :meth:`close` at exit."""
 
     @property
     def jobs(self) -> JobRecords: ...
-
     @property
     def quotas(self) -> QuotaRecords: ...
-
     @property
     def people(self) -> PeopleRecords: ...
-
     @property
     def channels(self) -> ChannelRecords: ...
-
     @property
     def inbox(self) -> InboxRecords: ...
-
-    async def check(self) -> None:
-        """Raise ``db_unavailable`` when the database is damaged."""
-
+    async def check(self) -> None: ...  # raises db_unavailable when the database is damaged
     async def close(self) -> None: ...

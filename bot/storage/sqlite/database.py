@@ -1,10 +1,6 @@
 """One long-lived aiosqlite connection to ``SDBOT_DB``: WAL, autocommit, forward migrations.
 
-The connection is in autocommit mode, so each statement is its own transaction. SQLite runs a statement
-atomically, and a write statement takes the database's write lock before it reads anything, so a decision
-made in one statement ("admit this job if the user has images left") cannot interleave with another task on
-this connection or with another process on the same file. What must span several statements goes through
-:meth:`Database.transaction`, which keeps every other statement of this connection out until it ends.
+Why it is built this way: docs/MODULES.md, bot/storage/sqlite/database.py.
 """
 
 from __future__ import annotations

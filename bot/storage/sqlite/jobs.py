@@ -1,10 +1,7 @@
 """Jobs in SQLite: admission as one ``INSERT ... SELECT ... WHERE <every limit holds>``, transitions as
 conditional ``UPDATE ... RETURNING``.
 
-Admission evaluates the limits and inserts the job under the database's write lock, and the ``jobs_charge``
-trigger adds the images to the day's counters in the same statement: concurrent admissions, from this
-process or others sharing the file, never overspend. The WHERE clause mirrors :func:`bot.quotas.rules.violation`
-(a property test checks they agree).
+Why it is built this way: docs/MODULES.md, bot/storage/sqlite/jobs.py.
 """
 
 from __future__ import annotations

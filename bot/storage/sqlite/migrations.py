@@ -1,8 +1,6 @@
 """The SQLite schema: every version's statements, applied in order by :func:`migrate`.
 
-Schema versions are rows of ``schema_migrations``. :func:`migrate` applies the missing ones under
-``BEGIN IMMEDIATE``, so processes starting together migrate once; a read-only open applies none and refuses an
-older schema (:func:`schema_version`). A database from a newer sdbot is refused rather than misread.
+Why it is built this way: docs/MODULES.md, bot/storage/sqlite/migrations.py.
 """
 
 from __future__ import annotations
