@@ -1,7 +1,4 @@
-"""Results that reach an adapter while it stops, shared by every platform's sink.
-
-Why it is built this way: docs/MODULES.md, adapters/closing.py.
-"""
+"""Results that reach an adapter while it stops, shared by every platform's sink. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A sink's one throttle for progress: updates marked per item, shown by one task per lane with their latest
 state, at most one per ``interval`` in a lane and ``overall`` a second in all (:class:`aiolimiter.AsyncLimiter`).
 
-Why it is built this way: docs/MODULES.md, adapters/lanes.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

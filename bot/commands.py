@@ -1,7 +1,4 @@
-"""The platform-independent text commands and the texts adapters show for jobs, in zh and en.
-
-Why it is built this way: docs/MODULES.md, bot/commands.py.
-"""
+"""The platform-independent text commands and the texts adapters show for jobs, in zh and en. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

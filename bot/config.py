@@ -1,7 +1,4 @@
-"""Configuration from the environment and a ``.env`` file.
-
-Why it is built this way: docs/MODULES.md, bot/config.py.
-"""
+"""Configuration from the environment and a ``.env`` file. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The one door the adapters and the CLI use: submit, re-run, cancel, commands, chat settings, and sinks.
 
-Why it is built this way: docs/MODULES.md, bot/core.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations
@@ -42,26 +42,22 @@ log = logging.getLogger(__name__)
 
 
 class DeliveryGone(Exception):
-    """Raised by a :class:`Sink` when the job's destination no longer exists or refuses the bot for good
-    (the user blocked the bot, the chat was deleted, the bot was removed from the server). The job is
-    failed with ``delivery_gone`` and refunded; nobody can be told, so it is logged."""
+    """Raised by a :class:`Sink` when the destination is gone for good (bot blocked, chat deleted): the job
+    fails with ``delivery_gone``, refunded and logged."""
 
 
 class Sink(Protocol):
-    """How an adapter shows a job's fate. All three are awaited from the job's own task; keep them to the
-    platform calls (with the platform's own timeouts). Any exception other than :class:`DeliveryGone` is
-    logged and, from ``deliver``, fails the job with ``delivery_failed`` (refunded)."""
+    """How an adapter shows a job's fate (the contract: docs/ARCHITECTURE.md, "A job's life"). Awaited from
+    the job's own task; an exception other than :class:`DeliveryGone` from ``deliver`` fails the job."""
 
     async def on_progress(self, job: Job, event: JobEvent) -> None:
-        """Show the queue position or progress. May come before ``submit()`` has returned to the adapter."""
+        """The queue position or progress; may come before ``submit()`` returned."""
 
     async def deliver(self, job: Job, generation: Generation) -> None:
         """Send the images (``generation.images``; ``image.filtered`` ones were blanked by the provider)."""
 
     async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
-        """Tell the user the job failed: ``commands.describe_failure(error, refunded, job.lang)`` is the
-        text. Not called when the owner cancelled the job themselves (their /cancel reply says so). The job is
-        recorded failed (and refunded) once this returns or raises; ``job`` already shows it that way."""
+        """Tell the user (``commands.describe_failure`` is the text); not when owners cancelled it themselves."""
 
 
 class Core:
@@ -105,8 +101,7 @@ class Core:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> Core:
-        """Open (create, migrate) ``SDBOT_DB``. Raises ``ConfigError`` when it cannot be used. ``clock`` dates
-        jobs and quota days; ``monotonic`` times the outage breaker's cooldown."""
+        """Open ``SDBOT_DB`` (``ConfigError`` when it cannot be used). ``monotonic`` times the breaker."""
         storage = await open_storage(settings.db, clock=clock)  # checked whole: a damaged file is refused now
         try:
             core = cls(settings, backend, storage, clock, monotonic)
@@ -120,16 +115,14 @@ class Core:
         self._sinks[platform] = sink
 
     def lock_database(self) -> None:
-        """Become the one process running this database's jobs, until :meth:`close`. Raises
-        ``ConfigError("db_in_use")`` (naming ``SDBOT_DB``) while another process is. :meth:`start` does it;
-        call it earlier to fail before connecting anywhere."""
+        """Become the one process running this database's jobs (else ``db_in_use``); :meth:`start` does it, call
+        it earlier to fail before connecting anywhere."""
         if self._lock is None:
             self._lock = DatabaseLock.acquire(self.settings.db)
 
     async def start(self) -> None:
-        """Lock the database (:meth:`lock_database`), recover jobs a previous process left unfinished, then
-        start running jobs and pruning old ones. Call once, after every sink this process serves is registered
-        and able to send."""
+        """Lock the database, recover what a previous process left unfinished, then run jobs and prune old
+        ones. Call once every sink is registered and able to send."""
         if self._started:
             return
         self.lock_database()
@@ -177,13 +170,9 @@ class Core:
         typed: Mapping[str, OptionValue | None] | None = None,
         replied: str | None = None,
     ) -> Job:
-        """Validate ``/draw`` text, admit it against every limit and queue it. Returns the queued job
-        (``core.position(job.id)`` is its place). ``typed``: options given apart from the text (Discord's slash
-        options); ``replied``: the text of the message the command answers (see :func:`bot.draw.compose.compose`).
-
-        ``origin`` names the platform event asking (``"telegram:<chat>:<message>"``): submitting the same origin
-        again returns the job it made the first time, unchanged and not queued again (``job.origin`` set,
-        ``job.status`` whatever it is now). Adapters whose events may be delivered twice pass it."""
+        """Validate ``/draw`` text (with Discord's ``typed`` options, or the ``replied`` message: see
+        :mod:`bot.draw.compose`), admit it and queue it. ``origin`` names the platform event: the same origin
+        again returns the job it made the first time, not queued again (events redelivered after a crash)."""
         self._require_ready(user.platform)
         self._require_backend_up()
         caps = await self.backend.capabilities()
@@ -191,9 +180,8 @@ class Core:
         return await self._admit(user, chat, request, route, parent_id=None, origin=origin)
 
     async def again(self, job_id: int, user: UserRef, route: dict[str, Any], *, origin: str | None = None) -> Job:
-        """Re-run job ``job_id``'s request with a new seed, as a new job charged like any other. Only the
-        job's owner may; to anyone else the job does not exist (``job_not_found``). ``origin``: as for
-        :meth:`submit`."""
+        """Re-run the job's request with a new seed, charged like any other. Only its owner may: to anyone else
+        the job does not exist (``job_not_found``)."""
         self._require_ready(user.platform)
         self._require_backend_up()
         original = await self.jobs.get(job_id)
@@ -231,9 +219,8 @@ class Core:
         return cancelled
 
     async def update_route(self, job_id: int, route: dict[str, Any]) -> bool:
-        """Store a new ``route`` for the job (the adapter's own JSON, replaced whole), so that a job recovered
-        after a restart finds, say, the status message it was shown in. Only the stored record changes: the
-        :class:`Job` objects already handed to the sink keep the route they had. False when no such job."""
+        """Replace the job's stored ``route`` (a job recovered after a restart finds, say, its status message);
+        the :class:`Job` objects already handed out keep theirs. False when no such job."""
         return await self.jobs.update_route(job_id, route)
 
     def position(self, job_id: int) -> int | None:
@@ -244,10 +231,8 @@ class Core:
         return await self.jobs.get(job_id)
 
     async def shown_job(self, job_id: int, user: UserRef, chat: ChatRef) -> Job:
-        """The job whose ``/draw`` text the Edit button shows: to its owner, and to anyone in the chat it was
-        drawn in (its caption shows the text anyway). To anyone else it does not exist (``job_not_found``): a
-        button's data is only a string a modified client can forge, and a job drawn elsewhere must not reveal
-        its prompt."""
+        """The job whose ``/draw`` text Edit shows: to its owner and anyone in its chat (the caption shows it
+        anyway); to anyone else it does not exist, since a button's data can be forged."""
         job = await self.jobs.get(job_id)
         if job is None or job.platform != user.platform or not (job.user == user.key or job.chat == chat.key):
             raise SdbotError("job_not_found", job=job_id)
@@ -260,9 +245,8 @@ class Core:
     # Chats ------------------------------------------------------------------------------------------
 
     async def channels_elsewhere(self, user: UserRef, chat: ChatRef, here: set[str]) -> list[str]:
-        """The channels of ``chat`` where /draw may be used when none of ``here`` (a channel, and a thread's
-        parent) is one of them; empty when it may be used here. A chat that allowed none allows all, and
-        admins may draw anywhere."""
+        """Where in ``chat`` /draw may be used when it may not be used ``here`` (a channel and a thread's parent);
+        empty when it may (a chat that allowed none allows all; admins draw anywhere)."""
         if self.is_admin(user):
             return []
         allowed = await self.storage.channels.allowed(chat.key)
@@ -308,15 +292,13 @@ class Core:
         return await self.inbox.take_over(platform)
 
     async def wait_idle(self) -> None:
-        """Until no job is queued or running in this process and every failure notice went out (for orderly
-        shutdowns and tests)."""
+        """Until no job is queued or running here and every failure notice went out."""
         await self.scheduler.wait_idle()
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def handle_command(self, user: UserRef, chat: ChatRef, name: str, args: str = "") -> str:
-        """``/quota``, ``/lang``, ``/help`` (``/start``), ``/cancel`` and ``/admin ...`` -> the reply text in the
-        user's language. Never raises for anything a user typed; errors come back as their message."""
+        """``/quota``, ``/lang``, ``/help``, ``/cancel``, ``/admin ...``: the reply (never raises for input)."""
         return await self.commands.handle(
             user, chat, name, args, capabilities=self.backend.capabilities, cancel=self.cancel, platforms=self._sinks
         )

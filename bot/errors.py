@@ -1,6 +1,6 @@
 """Errors a person can see. Each carries a stable code and the parameters of its localized message.
 
-Why it is built this way: docs/MODULES.md, bot/errors.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def test_readme_quick_start_has_the_two_commands_ci_runs() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert 'pip install -e ".[test]" && python -m pytest -q' in readme
-    assert 'pip install --quiet -e ".[test]"' in ci and "python -m pytest -q" in ci
+    assert 'pip install --quiet -c .ci/constraints.txt -e ".[test,typing]"' in ci and "python -m pytest -q" in ci
     assert "pip install . && sdbot draw" in readme
 
 

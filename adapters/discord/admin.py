@@ -1,7 +1,4 @@
-"""``/sdadmin``: what server managers and the bot's administrators may change from Discord.
-
-Why it is built this way: docs/MODULES.md, adapters/discord/admin.py.
-"""
+"""``/sdadmin``: what server managers and the bot's administrators may change from Discord. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

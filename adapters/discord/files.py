@@ -1,6 +1,6 @@
 """Images -> Discord attachments: each under the per-file limit, at most 10 and 25 MiB per message.
 
-Why it is built this way: docs/MODULES.md, adapters/discord/files.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

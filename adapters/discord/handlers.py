@@ -1,6 +1,6 @@
 """What each command and button does: core calls in, ephemeral refusals or a deferred public answer out.
 
-Why it is built this way: docs/MODULES.md, adapters/discord/handlers.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

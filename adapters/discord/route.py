@@ -1,6 +1,6 @@
 """What a Discord job stores to deliver later, even from another process: the job's ``route``.
 
-Why it is built this way: docs/MODULES.md, adapters/discord/route.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How Discord shows a job: edits of the deferred answer while it waits, then the images, or the failure.
 
-Why it is built this way: docs/MODULES.md, adapters/discord/sink.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,4 @@
-"""Command, option and choice texts for Discord from our gettext catalogs.
-
-Why it is built this way: docs/MODULES.md, adapters/discord/translator.py.
-"""
+"""Command, option and choice texts for Discord from our gettext catalogs. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""The "Again" and "Edit" buttons under a result, and the form "Edit" opens.
-
-Why it is built this way: docs/MODULES.md, adapters/discord/views.py.
-"""
+"""The "Again" and "Edit" buttons under a result, and the form "Edit" opens. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""The Telegram adapter: python-telegram-bot's Application around the shared core.
-
-Why it is built this way: docs/MODULES.md, adapters/telegram/adapter.py.
-"""
+"""The Telegram adapter: python-telegram-bot's Application around the shared core. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 
@@ -143,9 +140,7 @@ class TelegramAdapter:
             )
             log.info("Telegram: receiving updates by webhook on %s", urlsplit(url).netloc)
         else:
-            await updater.start_polling(
-                timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES
-            )
+            await updater.start_polling(timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES)
             log.info("Telegram: receiving updates by long polling")
 
     async def stop(self) -> None:

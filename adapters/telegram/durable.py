@@ -1,7 +1,4 @@
-"""Telegram updates kept in the core's inbox until handled, so a killed bot loses no command.
-
-Why it is built this way: docs/MODULES.md, adapters/telegram/durable.py.
-"""
+"""Telegram updates kept in the core's inbox until handled, so a killed bot loses no command. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Telegram updates -> core calls: ``/draw``, the text commands, the Again/Edit buttons.
-
-Why it is built this way: docs/MODULES.md, adapters/telegram/handlers.py.
-"""
+"""Telegram updates -> core calls: ``/draw``, the text commands, the Again/Edit buttons. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from telegram import (
@@ -130,29 +130,13 @@ class Sender:
         thread_id: int | None = None,
         markup: InlineKeyboardMarkup | None = None,
     ) -> Message:
-        if file.as_document:
-            return await self._upload_to(
-                chat_id,
-                reply_to,
-                thread_id,
-                lambda chat, reply, thread: self.bot.send_document(
-                    chat,
-                    file.data,
-                    filename=file.filename,
-                    caption=caption,
-                    reply_parameters=reply,
-                    message_thread_id=thread,
-                    reply_markup=markup,
-                    disable_content_type_detection=True,
-                    read_timeout=self._upload_timeout,
-                    write_timeout=self._upload_timeout,
-                ),
-            )
+        send = self.bot.send_document if file.as_document else self.bot.send_photo
+        extra: dict[str, Any] = {"disable_content_type_detection": True} if file.as_document else {}
         return await self._upload_to(
             chat_id,
             reply_to,
             thread_id,
-            lambda chat, reply, thread: self.bot.send_photo(
+            lambda chat, reply, thread: send(
                 chat,
                 file.data,
                 filename=file.filename,
@@ -162,6 +146,7 @@ class Sender:
                 reply_markup=markup,
                 read_timeout=self._upload_timeout,
                 write_timeout=self._upload_timeout,
+                **extra,
             ),
         )
 

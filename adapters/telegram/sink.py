@@ -1,6 +1,6 @@
 """The core's :class:`~bot.core.Sink` for Telegram: status replies, photos and albums, failure notices.
 
-Why it is built this way: docs/MODULES.md, adapters/telegram/sink.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One status message per job, edited as the job moves: the Telegram sink's one throttle for progress.
 
-Why it is built this way: docs/MODULES.md, adapters/telegram/status.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Long polling that parses each ``getUpdates`` answer once and survives an update PTB cannot parse.
 
-Why it is built this way: docs/MODULES.md, adapters/telegram/updates.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,4 @@
-"""AUTOMATIC1111 stable-diffusion-webui, started with ``--api``: reference/backends.md.
-
-Why it is built this way: docs/MODULES.md, bot/backends/a1111.py.
-"""
+"""AUTOMATIC1111 stable-diffusion-webui, started with ``--api``: reference/backends.md. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

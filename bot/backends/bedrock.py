@@ -1,6 +1,6 @@
 """AWS Bedrock ``stability.stable-diffusion-xl-v1``: Stability's v1 body, SigV4-signed, sent with httpx.
 
-Why it is built this way: docs/MODULES.md, bot/backends/bedrock.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A deadline on the whole of each HTTP exchange with an image service, not only on the gap between bytes.
 
-Why it is built this way: docs/MODULES.md, bot/backends/deadline.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,4 @@
-"""ModelsLab (stablediffusionapi.com) text-to-image: seed 001 and reference/backends.md.
-
-Why it is built this way: docs/MODULES.md, bot/backends/modelslab.py.
-"""
+"""ModelsLab (stablediffusionapi.com) text-to-image: seed 001 and reference/backends.md. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The offline backend: real images of the requested size, drawn locally and marked as placeholders.
 
-Why it is built this way: docs/MODULES.md, bot/backends/placeholder.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Baidu Qianfan Stable-Diffusion-XL (the seed document): OAuth client-credentials token plus one JSON call.
 
-Why it is built this way: docs/MODULES.md, bot/backends/qianfan.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

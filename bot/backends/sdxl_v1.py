@@ -1,7 +1,7 @@
 """The Stability REST v1 text-to-image body and artifacts, shared by Stability's own API and AWS Bedrock's
 ``stability.stable-diffusion-xl-v1`` (which takes the same JSON). Written once so the two cannot drift.
 
-Why it is built this way: docs/MODULES.md, bot/backends/sdxl_v1.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

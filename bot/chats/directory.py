@@ -1,6 +1,6 @@
 """The people the bot has met: names and platform languages as last seen, and each user's /lang choice.
 
-Why it is built this way: docs/MODULES.md, bot/chats/directory.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Platform events kept in the database from the moment they arrive until they have been handled.
 
-Why it is built this way: docs/MODULES.md, bot/chats/inbox.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,4 @@
-"""Who asks and where: :class:`UserRef` and :class:`ChatRef`, as adapters describe them.
-
-Why it is built this way: docs/MODULES.md, bot/chats/refs.py.
-"""
+"""Who asks and where: :class:`UserRef` and :class:`ChatRef`, as adapters describe them. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

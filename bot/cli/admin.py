@@ -1,6 +1,6 @@
 """``sdbot quota show|set|reset``, ``sdbot stats`` and ``sdbot prune``: the /admin operations from the terminal.
 
-Why it is built this way: docs/MODULES.md, bot/cli/admin.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The /draw command language: text -> :class:`DrawArgs` (prompt and raw option values), and back.
 
-Why it is built this way: docs/MODULES.md, bot/draw/grammar.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
 """The /draw options, declared once: the grammar, validation, the request's /draw text, the help and Discord's
-slash command all read :data:`OPTIONS`.
-
-Why it is built this way: docs/MODULES.md, bot/draw/options.py.
-"""
+slash command all read :data:`OPTIONS`. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""The /draw parameters exactly as the Qianfan SDXL seed document defines them.
-
-Why it is built this way: docs/MODULES.md, bot/draw/params.py.
-"""
+"""The /draw parameters exactly as the Qianfan SDXL seed document defines them. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""What users type, made safe to store, send to an image service and show back to anyone.
-
-Why it is built this way: docs/MODULES.md, bot/draw/sanitize.py.
-"""
+"""What users type, made safe to store, send to an image service and show back to anyone. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A circuit breaker in front of the image service: stop sending jobs to a service that keeps failing.
 
-Why it is built this way: docs/MODULES.md, bot/jobs/breaker.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Job records: one accepted /draw request, from admission to delivery, in the ``jobs`` table.
 
-Why it is built this way: docs/MODULES.md, bot/jobs/job.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

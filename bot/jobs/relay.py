@@ -1,6 +1,6 @@
 """Progress notifications to adapters: latest wins, one in flight per job, never blocking the job itself.
 
-Why it is built this way: docs/MODULES.md, bot/jobs/relay.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

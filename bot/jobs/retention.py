@@ -1,6 +1,6 @@
 """Retention: finished jobs of days older than ``SDBOT_JOB_RETENTION_DAYS`` are deleted (0 = kept forever).
 
-Why it is built this way: docs/MODULES.md, bot/jobs/retention.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Which queued job runs next: round-robin between users over a bounded pool of concurrent runs.
 
-Why it is built this way: docs/MODULES.md, bot/jobs/scheduler.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

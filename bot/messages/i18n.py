@@ -1,7 +1,4 @@
-"""Messages in zh and en from the gettext catalogs in ``locales/``.
-
-Why it is built this way: docs/MODULES.md, bot/messages/i18n.py.
-"""
+"""Messages in zh and en from the gettext catalogs in ``locales/``. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

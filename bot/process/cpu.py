@@ -1,6 +1,6 @@
 """CPU work off the event loop, on one thread: decoding base64, checking and drawing images, parsing big JSON.
 
-Why it is built this way: docs/MODULES.md, bot/process/cpu.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

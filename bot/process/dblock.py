@@ -1,7 +1,4 @@
-"""One bot process per database: an exclusive ``flock`` on ``<SDBOT_DB>.lock``.
-
-Why it is built this way: docs/MODULES.md, bot/process/dblock.py.
-"""
+"""One bot process per database: an exclusive ``flock`` on ``<SDBOT_DB>.lock``. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Keep secrets out of every log line, whichever library writes it.
-
-Why it is built this way: docs/MODULES.md, bot/process/redact.py.
-"""
+"""Keep secrets out of every log line, whichever library writes it. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

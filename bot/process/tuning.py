@@ -1,8 +1,5 @@
 """Process-wide settings that keep the event loop responsive: applied by ``sdbot run`` (:mod:`adapters.runner`)
-once the core has started, never by a library-style ``Core`` in tests or tools.
-
-Why it is built this way: docs/MODULES.md, bot/process/tuning.py.
-"""
+once the core has started, never by a library-style ``Core`` in tests or tools. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Admission: whether a request becomes a job, decided by the storage port in one step, explained when refused.
 
-Why it is built this way: docs/MODULES.md, bot/quotas/admission.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

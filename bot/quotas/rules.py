@@ -1,6 +1,6 @@
 """Admission: whether a request may become a job, decided atomically, and the limits behind the decision.
 
-Why it is built this way: docs/MODULES.md, bot/quotas/rules.py.
+Notes: docs/MODULES.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,4 @@
-"""The storage port: everything the core keeps, as typed calls that never show SQL.
-
-Why it is built this way: docs/MODULES.md, bot/storage/port.py.
-"""
+"""The storage port: everything the core keeps, as typed calls that never show SQL. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""One long-lived aiosqlite connection to ``SDBOT_DB``: WAL, autocommit, forward migrations.
-
-Why it is built this way: docs/MODULES.md, bot/storage/sqlite/database.py.
-"""
+"""One long-lived aiosqlite connection to ``SDBOT_DB``: WAL, autocommit, forward migrations. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

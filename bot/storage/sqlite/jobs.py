@@ -1,8 +1,5 @@
 """Jobs in SQLite: admission as one ``INSERT ... SELECT ... WHERE <every limit holds>``, transitions as
-conditional ``UPDATE ... RETURNING``.
-
-Why it is built this way: docs/MODULES.md, bot/storage/sqlite/jobs.py.
-"""
+conditional ``UPDATE ... RETURNING``. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""The SQLite schema: every version's statements, applied in order by :func:`migrate`.
-
-Why it is built this way: docs/MODULES.md, bot/storage/sqlite/migrations.py.
-"""
+"""The SQLite schema: every version's statements, applied in order by :func:`migrate`. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 
