@@ -107,14 +107,10 @@ def memory() -> list[Figure]:
     return bench_memory.figures(bench_memory.run_all(bench_memory.parser().parse_args([])))
 
 
-E2E_GOAL = 1 / 1.25  # "the bot adds no more than 25% to the time of the platform calls": throughput >= 0.8 x
 # Rounds of each end-to-end benchmark: a round's ratio ranges from about 0.5 to 1.3 on these machines, so the
 # verdict is a median over many (a Telegram round takes about 3 s, a Discord one about 2 s).
 TELEGRAM_ROUNDS = 11
 DISCORD_ROUNDS = 11
-# The same goal read as time: one command with nothing else in flight may take at most 1.25 x as long as the
-# library alone takes for the same calls. Both readings are judged; each must be met.
-LATENCY_GOAL = 1.25
 ONE_BY_ONE_USERS = 30  # per round, one after the other
 ONE_BY_ONE_ROUNDS = 11
 
@@ -127,10 +123,10 @@ def _e2e(
     the bursts; ``quiet``: the same configurations with one command at a time (the latency row). ``lags``: the
     loop lag during their bursts, in the same order as ``names``.
 
-    The goal is judged against the library alone: the same calls through python-telegram-bot or discord.py,
-    the libraries the design fixes, with no sdbot code, which is what "the platform calls it must make" cost
-    this bot. The raw floor (the same calls with a bare HTTP client) is shown for what the library itself
-    costs; BENCHMARKS.md gives the reasoning and both figures."""
+    No goal: the ratios to the library alone (the same calls through python-telegram-bot or discord.py) and
+    to the raw floor (a bare HTTP client) are coarse regression guards since issue 23 retired the 0.8x and
+    1.25x goals (within the noise of a 2-core machine; a real bot is limited by the platforms and by
+    generation). BENCHMARKS.md has the reasoning."""
     from bench import rounds
 
     raw, library, bot = names
@@ -139,15 +135,14 @@ def _e2e(
     rows = []
     for floor in (library, raw):
         ratio = rounds.paired(results, bot, floor)
-        judged = floor == library
         rows.append(
             Figure(
                 f"{name} end to end (/draw per s), vs {floor}",
                 f"{throughput:.1f}",
                 f"{rounds.median(results, floor, rounds.per_second):.1f}",
                 str(ratio),
-                f">= {E2E_GOAL:.2f}" if judged else f"- (library alone: {library_alone})",
-                ratio.median >= E2E_GOAL if judged else None,
+                "-" if floor == library else f"- (library alone: {library_alone})",
+                None,
             )
         )
     p50, cpu = rounds.median(results, bot, rounds.p50), rounds.median(results, bot, rounds.cpu_each)
@@ -160,8 +155,8 @@ def _e2e(
             f"{alone * 1000:.1f} ({(alone - alone_floor) * 1000:+.1f})",
             f"{alone_floor * 1000:.1f}",
             str(added),
-            f"<= {LATENCY_GOAL:.2f}",
-            added.median <= LATENCY_GOAL,
+            "-",
+            None,
         ),
         Figure(
             f"{name} latency p50 (ms), vs {library}",
