@@ -21,49 +21,32 @@ def _handlers(interaction: discord.Interaction) -> ButtonHandlers:
     return interaction.client.handlers  # type: ignore[attr-defined,no-any-return]
 
 
-class AgainButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"sdbot:again:(?P<job>\d+)"):
-    def __init__(self, job_id: int, label: str = "Again") -> None:
-        button: discord.ui.Button[Any] = discord.ui.Button(
-            label=label, style=discord.ButtonStyle.primary, custom_id=f"sdbot:again:{job_id}"
-        )
-        super().__init__(button)
-        self.job_id = job_id
+class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"sdbot:(?P<action>again|edit):(?P<job>\d+)"):
+    """ "Again" or "Edit" under a result: the action and the job are in the custom id."""
+
+    def __init__(self, action: str, job_id: int, label: str) -> None:
+        style = discord.ButtonStyle.primary if action == "again" else discord.ButtonStyle.secondary
+        super().__init__(discord.ui.Button(label=label, style=style, custom_id=f"sdbot:{action}:{job_id}"))
+        self.action, self.job_id = action, job_id
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> AgainButton:
-        return cls(int(match["job"]))
+    ) -> JobButton:
+        return cls(match["action"], int(match["job"]), "")
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _handlers(interaction).again(interaction, self.job_id)
+        handlers = _handlers(interaction)
+        await (handlers.again if self.action == "again" else handlers.edit)(interaction, self.job_id)
 
 
-class EditButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"sdbot:edit:(?P<job>\d+)"):
-    def __init__(self, job_id: int, label: str = "Edit") -> None:
-        button: discord.ui.Button[Any] = discord.ui.Button(
-            label=label, style=discord.ButtonStyle.secondary, custom_id=f"sdbot:edit:{job_id}"
-        )
-        super().__init__(button)
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> EditButton:
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _handlers(interaction).edit(interaction, self.job_id)
-
-
-DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (AgainButton, EditButton)
+DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (JobButton,)
 
 
 def result_view(job_id: int, lang: Lang) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(AgainButton(job_id, t(lang, "button.again")))
-    view.add_item(EditButton(job_id, t(lang, "button.edit")))
+    view.add_item(JobButton("again", job_id, t(lang, "button.again")))
+    view.add_item(JobButton("edit", job_id, t(lang, "button.edit")))
     return view
 
 

@@ -76,7 +76,7 @@ class TelegramAdapter:
             get_updates_request=updates_request,
             rate_limiter=limiter,
         )
-        self._queue = DurableQueue(core, raw=bot.take_raw)
+        self._queue = DurableQueue(core)
         builder = (
             ApplicationBuilder()
             .bot(bot)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 from telegram import Bot, Update
@@ -22,19 +22,15 @@ MAX_CONCURRENT_UPDATES = 256  # what PTB's concurrent_updates(True) allows
 class DurableQueue(asyncio.Queue[object]):
     """PTB's update queue; an :class:`Update` is put only once it is stored (and not if it was already)."""
 
-    def __init__(self, core: Core, raw: Callable[[int], Any] | None = None) -> None:
-        """``raw(update_id)``: the update as Telegram sent it, when known (long polling), which is stored
-        instead of the parsed update turned back into a dictionary."""
+    def __init__(self, core: Core) -> None:
         super().__init__()
         self._core = core
-        self._raw = raw
 
     async def put(self, item: object) -> None:
         if isinstance(item, Update):
             # ASCII escapes: a text with a lone surrogate (invalid UTF-8 from the API) must still be storable.
             try:
-                sent = self._raw(item.update_id) if self._raw is not None else None
-                payload = json.dumps(item.to_dict() if sent is None else sent, separators=(",", ":"))
+                payload = json.dumps(item.to_dict(), separators=(",", ":"))
                 fresh = await self._core.receive_event(PLATFORM, item.update_id, payload)
             except Exception as exc:
                 # Raising here would end PTB's polling for good: handle the update, only not crash-proof.

@@ -1,4 +1,4 @@
-"""Long polling that parses each ``getUpdates`` answer once and survives an update PTB cannot parse.
+"""Long polling that survives an update PTB cannot parse: the rest of its batch is served.
 
 Notes: docs/MODULES.md.
 """
@@ -53,32 +53,21 @@ class PollingBot(ExtBot[Any]):
     def __init__(self, *args: Any, get_updates_request: UpdatesRequest, **kwargs: Any) -> None:
         # Set before PTB's __init__, which freezes the object's attributes.
         self._updates_request = get_updates_request
-        self._raw: dict[int, Any] = {}  # update id -> the update as sent, until the inbox takes it
         super().__init__(*args, get_updates_request=get_updates_request, **kwargs)  # type: ignore[call-overload]
 
     async def get_updates(self, *args: Any, **kwargs: Any) -> tuple[Update, ...]:
         request = self._updates_request
         request.batch = []
-        self._raw.clear()  # the previous batch went to the update queue before this poll began
         try:
-            updates = await super().get_updates(*args, **kwargs)
-            kept = request.batch
+            return await super().get_updates(*args, **kwargs)
         except Exception:
             if not request.batch:
                 raise  # the request failed, not the parsing: PTB's updater retries
-            updates, kept = self._one_by_one(request.batch)
-        for raw in kept:
-            self._raw[raw["update_id"]] = raw
-        return updates
+            return self._one_by_one(request.batch)
 
-    def take_raw(self, update_id: int) -> Any:
-        """The update ``update_id`` of the latest batch as Telegram sent it, once (None if unknown)."""
-        return self._raw.pop(update_id, None)
-
-    def _one_by_one(self, batch: list[Any]) -> tuple[tuple[Update, ...], list[Any]]:
-        """Every update of ``batch`` PTB can parse, the others as their bare ids; and the raw ones parsed."""
+    def _one_by_one(self, batch: list[Any]) -> tuple[Update, ...]:
+        """Every update of ``batch`` PTB can parse, the others as their bare ids."""
         updates: list[Update] = []
-        kept: list[Any] = []
         for raw in batch:
             try:
                 update = Update.de_json(raw, self)
@@ -91,5 +80,4 @@ class PollingBot(ExtBot[Any]):
                 continue
             self.insert_callback_data(update)
             updates.append(update)
-            kept.append(raw)
-        return tuple(updates), kept
+        return tuple(updates)

@@ -46,50 +46,11 @@ def make_client(
     )
 
 
-def backoff_delay(attempt: int, *, factor: float = 0.5, jitter: float = 0.5, max_wait: float = 30.0) -> float:
-    """``min(factor * 2^attempt + rand(0, jitter), max_wait)``: the backoff Qianfan's SDK documents."""
-    return min(factor * 2**attempt + random.uniform(0, jitter), max_wait)
-
-
-async def with_retries(
-    call: Callable[[], Awaitable[T]],
-    *,
-    retries: int,
-    retryable: Callable[[BackendError], bool] = lambda e: e.code in ("backend_unavailable", "backend_rate_limited"),
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    factor: float = 0.5,
-    max_wait: float = 30.0,
-    jitter: float = 0.5,
-) -> T:
-    """Run ``call``; on a retryable :class:`BackendError` wait (the provider's ``retry_after`` when it gave one,
-    else exponential backoff with jitter) and try again, at most ``retries`` more times."""
-    attempt = 0
-    while True:
-        try:
-            return await call()
-        except BackendError as exc:
-            if attempt >= retries or not retryable(exc):
-                raise
-            delay = exc.retry_after
-            if delay is None:
-                delay = backoff_delay(attempt, factor=factor, jitter=jitter)
-            delay = min(delay, max_wait)
-            log.info(
-                "retrying after %s (%s %s), attempt %d in %.2fs",
-                exc.code,
-                exc.provider,
-                exc.provider_code,
-                attempt + 1,
-                delay,
-            )
-            attempt += 1
-            await sleep(delay)
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How a backend retries transient failures. Production values by default; tests pass tiny waits and a
-    recording ``sleep`` to see the delays chosen without waiting for them."""
+    """How a backend retries transient failures: the provider's ``retry_after`` when it gave one, else
+    ``factor * 2^attempt`` plus up to ``jitter`` seconds (the backoff Qianfan's SDK documents), at most
+    ``max_wait``. Tests pass tiny waits and a recording ``sleep``."""
 
     retries: int = 3
     factor: float = 0.5
@@ -98,27 +59,26 @@ class RetryPolicy:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def run(self, call: Callable[[], Awaitable[T]], retryable: Callable[[BackendError], bool]) -> T:
-        """``call`` under :func:`with_retries`. A provider that asks for a longer wait than ``max_wait`` is not
-        retried early (that would only burn its quota): the user is told how long to wait instead."""
-
-        def worth_it(exc: BackendError) -> bool:
-            return retryable(exc) and (exc.retry_after is None or exc.retry_after <= self.max_wait)
-
-        try:
-            return await with_retries(
-                call,
-                retries=self.retries,
-                retryable=worth_it,
-                sleep=self.sleep,
-                factor=self.factor,
-                max_wait=self.max_wait,
-                jitter=self.jitter,
-            )
-        except BackendError as exc:
-            # Callers (the job runner) reschedule by retry_after; the message already holds the same seconds.
-            if exc.code == "backend_rate_limited" and exc.retry_after is None and "seconds" in exc.params:
-                exc.retry_after = float(exc.params["seconds"])
-            raise
+        """``call``, again after each retryable failure, at most ``retries`` more times. A provider that asks
+        for a longer wait than ``max_wait`` is not retried early (that would only burn its quota)."""
+        for attempt in range(self.retries + 1):
+            try:
+                return await call()
+            except BackendError as exc:
+                late = exc.retry_after is not None and exc.retry_after > self.max_wait
+                if attempt >= self.retries or late or not retryable(exc):
+                    # Callers reschedule by retry_after; the message already holds the same seconds.
+                    if exc.code == "backend_rate_limited" and exc.retry_after is None and "seconds" in exc.params:
+                        exc.retry_after = float(exc.params["seconds"])
+                    raise
+                delay = exc.retry_after
+                if delay is None:
+                    delay = self.factor * 2**attempt + random.uniform(0, self.jitter)
+                delay = min(delay, self.max_wait)
+                log.info("retrying after %s (%s %s), attempt %d in %.2fs", exc.code, exc.provider,
+                         exc.provider_code, attempt + 1, delay)  # fmt: skip
+                await self.sleep(delay)
+        raise AssertionError("unreachable")
 
 
 # transport_error's ``reason``s after which the request surely or most likely never started any work, so a
@@ -171,20 +131,15 @@ def _address(exc: httpx.HTTPError) -> str | None:
     return redact_url(str(url.copy_with(query=None, fragment=None)))
 
 
-# base64 decoding is one C call that holds the GIL from start to end (10-20 ms for a 1024x1024 picture on a
-# slow core), so even in a worker thread a whole picture at once stalls the event loop that long, and the
-# SQLite thread waits behind it for every statement. So it goes in slices of this many characters (whole
-# quanta), and about every millisecond the thread sleeps for an instant, which hands the GIL to whoever waits.
-# (Offering it after every slice costs a tenth of the throughput: each sleep(0) takes ~50 us here; never
-# offering it leaves the others to take it by force, after a switch interval of 5 ms: measured with
-# ``python -m bench.pipeline``, loop lag p99 5 ms instead of 15.)
+# base64 decoding is one C call holding the GIL: a whole picture at once stalls the event loop, even from a
+# worker thread. So it goes in slices, offering the GIL about every millisecond (BENCHMARKS.md: "Sliced base64").
 B64_SLICE = 64 * 1024
 B64_YIELD_EVERY = 0.001  # seconds of decoding between two offers of the GIL
 
 
 def decode_b64(data: str, provider: str, start: int = 0) -> bytes:
-    """Strict base64 (the alphabet only, no whitespace, correct padding) of ``data[start:]``, as bytes. Call it
-    from a worker thread (:func:`bot.process.cpu.run`) for anything large; see the comment above for the slices."""
+    """Strict base64 (the alphabet only, no whitespace, correct padding) of ``data[start:]``, in slices; call it
+    through :func:`bot.process.cpu.run` for anything large."""
     try:
         if len(data) - start <= B64_SLICE:
             return binascii.a2b_base64(data[start:] if start else data, strict_mode=True)
