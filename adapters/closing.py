@@ -1,4 +1,4 @@
-"""Results that reach an adapter while it stops, shared by every platform's sink. Notes: docs/MODULES.md."""
+"""Results that reach an adapter while it stops, shared by every platform's sink."""
 
 from __future__ import annotations
 

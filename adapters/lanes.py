@@ -1,8 +1,5 @@
 """A sink's one throttle for progress: updates marked per item, shown by one task per lane with their latest
-state, at most one per ``interval`` in a lane and ``overall`` a second in all (:class:`aiolimiter.AsyncLimiter`).
-
-Notes: docs/MODULES.md.
-"""
+state, at most one per ``interval`` in a lane and ``overall`` a second in all (:class:`aiolimiter.AsyncLimiter`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The platform-independent text commands and the texts adapters show for jobs, in zh and en. Notes: docs/MODULES.md."""
+"""The platform-independent text commands and the texts adapters show for jobs, in zh and en."""
 
 from __future__ import annotations
 

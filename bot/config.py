@@ -1,4 +1,4 @@
-"""Configuration from the environment and a ``.env`` file. Notes: docs/MODULES.md."""
+"""Configuration from the environment and a ``.env`` file."""
 
 from __future__ import annotations
 

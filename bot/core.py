@@ -1,7 +1,4 @@
-"""The one door the adapters and the CLI use: submit, re-run, cancel, commands, chat settings, and sinks.
-
-Notes: docs/MODULES.md.
-"""
+"""The one door the adapters and the CLI use: submit, re-run, cancel, commands, chat settings, and sinks."""
 
 from __future__ import annotations
 

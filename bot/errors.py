@@ -1,7 +1,4 @@
-"""Errors a person can see. Each carries a stable code and the parameters of its localized message.
-
-Notes: docs/MODULES.md.
-"""
+"""Errors a person can see. Each carries a stable code and the parameters of its localized message."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""The Discord adapter (discord.py 2): slash commands in servers and DMs around the shared core.
-
-Notes: docs/MODULES.md.
-"""
+"""The Discord adapter (discord.py 2): slash commands in servers and DMs around the shared core."""
 
 from adapters.discord.adapter import DiscordAdapter
 

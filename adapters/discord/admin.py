@@ -1,4 +1,4 @@
-"""``/sdadmin``: what server managers and the bot's administrators may change from Discord. Notes: docs/MODULES.md."""
+"""``/sdadmin``: what server managers and the bot's administrators may change from Discord."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Images -> Discord attachments: each under the per-file limit, at most 10 and 25 MiB per message.
-
-Notes: docs/MODULES.md.
-"""
+"""Images -> Discord attachments: each under the per-file limit, at most 10 and 25 MiB per message."""
 
 from __future__ import annotations
 

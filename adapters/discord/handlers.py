@@ -1,7 +1,4 @@
-"""What each command and button does: core calls in, ephemeral refusals or a deferred public answer out.
-
-Notes: docs/MODULES.md.
-"""
+"""What each command and button does: core calls in, ephemeral refusals or a deferred public answer out."""
 
 from __future__ import annotations
 

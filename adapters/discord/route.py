@@ -1,7 +1,4 @@
-"""What a Discord job stores to deliver later, even from another process: the job's ``route``.
-
-Notes: docs/MODULES.md.
-"""
+"""What a Discord job stores to deliver later, even from another process: the job's ``route``."""
 
 from __future__ import annotations
 

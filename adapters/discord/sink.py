@@ -1,7 +1,4 @@
-"""How Discord shows a job: edits of the deferred answer while it waits, then the images, or the failure.
-
-Notes: docs/MODULES.md.
-"""
+"""How Discord shows a job: edits of the deferred answer while it waits, then the images, or the failure."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Command, option and choice texts for Discord from our gettext catalogs. Notes: docs/MODULES.md."""
+"""Command, option and choice texts for Discord from our gettext catalogs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The "Again" and "Edit" buttons under a result, and the form "Edit" opens. Notes: docs/MODULES.md."""
+"""The "Again" and "Edit" buttons under a result, and the form "Edit" opens."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Telegram adapter: python-telegram-bot's Application around the shared core. Notes: docs/MODULES.md."""
+"""The Telegram adapter: python-telegram-bot's Application around the shared core."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Telegram updates kept in the core's inbox until handled, so a killed bot loses no command. Notes: docs/MODULES.md."""
+"""Telegram updates kept in the core's inbox until handled, so a killed bot loses no command."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Telegram updates -> core calls: ``/draw``, the text commands, the Again/Edit buttons. Notes: docs/MODULES.md."""
+"""Telegram updates -> core calls: ``/draw``, the text commands, the Again/Edit buttons."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""The core's :class:`~bot.core.Sink` for Telegram: status replies, photos and albums, failure notices.
-
-Notes: docs/MODULES.md.
-"""
+"""The core's :class:`~bot.core.Sink` for Telegram: status replies, photos and albums, failure notices."""
 
 from __future__ import annotations
 
@@ -70,7 +67,6 @@ class TelegramSink:
         self._send_originals = send_originals
         self._document_limit = document_limit
         self._gate = ShutdownGate()
-        self._remembering: set[asyncio.Task[None]] = set()  # status message ids being written to routes
 
     # Sink -------------------------------------------------------------------------------------------
 
@@ -80,17 +76,10 @@ class TelegramSink:
         _, reply_to, thread_id = route_of(job)
         created = await self._board.show(job, describe_event(event, job.lang), reply_to=reply_to, thread_id=thread_id)
         if created is not None and self._update_route is not None:
-            # Not awaited: the core waits for this notification before it delivers, and only a restart reads
-            # what is written here (a trip to the database off the path to the photo).
-            task = asyncio.get_running_loop().create_task(self._remember(job, created, self._update_route))
-            self._remembering.add(task)
-            task.add_done_callback(self._remembering.discard)
-
-    async def _remember(self, job: Job, status_id: int, update_route: UpdateRoute) -> None:
-        try:
-            await update_route(job.id, {**job.route, STATUS_KEY: status_id})
-        except Exception as exc:  # only a restart would miss it: not worth failing the job
-            log.warning("job %s: could not remember its status message: %s", job.id, type(exc).__name__)
+            try:  # so that a restarted bot edits this message rather than sending another
+                await self._update_route(job.id, {**job.route, STATUS_KEY: created})
+            except Exception as exc:  # only a restart would miss it: not worth failing the job
+                log.warning("job %s: could not remember its status message: %s", job.id, type(exc).__name__)
 
     async def deliver(self, job: Job, generation: Generation) -> None:
         if self._gate.closing:
@@ -135,7 +124,6 @@ class TelegramSink:
             await asyncio.wait_for(self._board.close(), grace)
         except TimeoutError:
             log.warning("status messages were not all brought up to date before shutdown")
-        await asyncio.gather(*self._remembering)  # before the core closes the database; never raises
 
     # Delivery ---------------------------------------------------------------------------------------
 

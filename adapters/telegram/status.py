@@ -1,7 +1,4 @@
-"""One status message per job, edited as the job moves: the Telegram sink's one throttle for progress.
-
-Notes: docs/MODULES.md.
-"""
+"""One status message per job, edited as the job moves: the Telegram sink's one throttle for progress."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Long polling that survives an update PTB cannot parse: the rest of its batch is served.
-
-Notes: docs/MODULES.md.
-"""
+"""Long polling that survives an update PTB cannot parse: the rest of its batch is served."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AUTOMATIC1111 stable-diffusion-webui, started with ``--api``: reference/backends.md. Notes: docs/MODULES.md."""
+"""AUTOMATIC1111 stable-diffusion-webui, started with ``--api``: reference/backends.md."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""AWS Bedrock ``stability.stable-diffusion-xl-v1``: Stability's v1 body, SigV4-signed, sent with httpx.
-
-Notes: docs/MODULES.md.
-"""
+"""AWS Bedrock ``stability.stable-diffusion-xl-v1``: Stability's v1 body, SigV4-signed, sent with httpx."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""A deadline on the whole of each HTTP exchange with an image service, not only on the gap between bytes.
-
-Notes: docs/MODULES.md.
-"""
+"""A deadline on the whole of each HTTP exchange with an image service, not only on the gap between bytes."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The part of a backend that is the same for every HTTP image service: building it from the shared settings
-(timeouts, retries), the one client it keeps for its life, fixed capabilities, and closing. Notes: docs/MODULES.md."""
+(timeouts, retries), the one client it keeps for its life, fixed capabilities, and closing."""
 
 from __future__ import annotations
 

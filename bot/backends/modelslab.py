@@ -1,4 +1,4 @@
-"""ModelsLab (stablediffusionapi.com) text-to-image: seed 001 and reference/backends.md. Notes: docs/MODULES.md."""
+"""ModelsLab (stablediffusionapi.com) text-to-image: seed 001 and reference/backends.md."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""The offline backend: real images of the requested size, drawn locally and marked as placeholders.
-
-Notes: docs/MODULES.md.
-"""
+"""The offline backend: real images of the requested size, drawn locally and marked as placeholders."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Baidu Qianfan Stable-Diffusion-XL (the seed document): OAuth client-credentials token plus one JSON call.
-
-Notes: docs/MODULES.md.
-"""
+"""Baidu Qianfan Stable-Diffusion-XL (the seed document): OAuth client-credentials token plus one JSON call."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
 """The Stability REST v1 text-to-image body and artifacts, shared by Stability's own API and AWS Bedrock's
-``stability.stable-diffusion-xl-v1`` (which takes the same JSON). Written once so the two cannot drift.
-
-Notes: docs/MODULES.md.
-"""
+``stability.stable-diffusion-xl-v1`` (which takes the same JSON). Written once so the two cannot drift."""
 
 from __future__ import annotations
 

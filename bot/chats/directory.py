@@ -1,7 +1,4 @@
-"""The people the bot has met: names and platform languages as last seen, and each user's /lang choice.
-
-Notes: docs/MODULES.md.
-"""
+"""The people the bot has met: names and platform languages as last seen, and each user's /lang choice."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Platform events kept in the database from the moment they arrive until they have been handled.
-
-Notes: docs/MODULES.md.
-"""
+"""Platform events kept in the database from the moment they arrive until they have been handled."""
 
 from __future__ import annotations
 

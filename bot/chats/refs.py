@@ -1,4 +1,4 @@
-"""Who asks and where: :class:`UserRef` and :class:`ChatRef`, as adapters describe them. Notes: docs/MODULES.md."""
+"""Who asks and where: :class:`UserRef` and :class:`ChatRef`, as adapters describe them."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""``sdbot quota show|set|reset``, ``sdbot stats`` and ``sdbot prune``: the /admin operations from the terminal.
-
-Notes: docs/MODULES.md.
-"""
+"""``sdbot quota show|set|reset``, ``sdbot stats`` and ``sdbot prune``: the /admin operations from the terminal."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""The /draw command language: text -> :class:`DrawArgs` (prompt and raw option values), and back.
-
-Notes: docs/MODULES.md.
-"""
+"""The /draw command language: text -> :class:`DrawArgs` (prompt and raw option values), and back."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The /draw options, declared once: the grammar, validation, the request's /draw text, the help and Discord's
-slash command all read :data:`OPTIONS`. Notes: docs/MODULES.md."""
+slash command all read :data:`OPTIONS`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The /draw parameters exactly as the Qianfan SDXL seed document defines them. Notes: docs/MODULES.md."""
+"""The /draw parameters exactly as the Qianfan SDXL seed document defines them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What users type, made safe to store, send to an image service and show back to anyone. Notes: docs/MODULES.md."""
+"""What users type, made safe to store, send to an image service and show back to anyone."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""A circuit breaker in front of the image service: stop sending jobs to a service that keeps failing.
-
-Notes: docs/MODULES.md.
-"""
+"""A circuit breaker in front of the image service: stop sending jobs to a service that keeps failing."""
 
 from __future__ import annotations
 

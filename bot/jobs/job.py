@@ -1,7 +1,4 @@
-"""Job records: one accepted /draw request, from admission to delivery, in the ``jobs`` table.
-
-Notes: docs/MODULES.md.
-"""
+"""Job records: one accepted /draw request, from admission to delivery, in the ``jobs`` table."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Progress notifications to adapters: latest wins, one in flight per job, never blocking the job itself.
-
-Notes: docs/MODULES.md.
-"""
+"""Progress notifications to adapters: latest wins, one in flight per job, never blocking the job itself."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Retention: finished jobs of days older than ``SDBOT_JOB_RETENTION_DAYS`` are deleted (0 = kept forever).
-
-Notes: docs/MODULES.md.
-"""
+"""Retention: finished jobs of days older than ``SDBOT_JOB_RETENTION_DAYS`` are deleted (0 = kept forever)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Which queued job runs next: round-robin between users over a bounded pool of concurrent runs.
-
-Notes: docs/MODULES.md.
-"""
+"""Which queued job runs next: round-robin between users over a bounded pool of concurrent runs."""
 
 from __future__ import annotations
 

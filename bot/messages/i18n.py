@@ -1,4 +1,4 @@
-"""Messages in zh and en from the gettext catalogs in ``locales/``. Notes: docs/MODULES.md."""
+"""Messages in zh and en from the gettext catalogs in ``locales/``."""
 
 from __future__ import annotations
 

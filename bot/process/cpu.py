@@ -1,7 +1,4 @@
-"""CPU work off the event loop, on one thread: decoding base64, checking and drawing images, parsing big JSON.
-
-Notes: docs/MODULES.md.
-"""
+"""CPU work off the event loop, on one thread: decoding base64, checking and drawing images, parsing big JSON."""
 
 from __future__ import annotations
 

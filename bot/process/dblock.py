@@ -1,4 +1,4 @@
-"""One bot process per database: an exclusive ``flock`` on ``<SDBOT_DB>.lock``. Notes: docs/MODULES.md."""
+"""One bot process per database: an exclusive ``flock`` on ``<SDBOT_DB>.lock``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Keep secrets out of every log line, whichever library writes it. Notes: docs/MODULES.md."""
+"""Keep secrets out of every log line, whichever library writes it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Process-wide settings that keep the event loop responsive: applied by ``sdbot run`` (:mod:`adapters.runner`)
-once the core has started, never by a library-style ``Core`` in tests or tools. Notes: docs/MODULES.md."""
+once the core has started, never by a library-style ``Core`` in tests or tools."""
 
 from __future__ import annotations
 

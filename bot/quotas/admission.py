@@ -1,7 +1,4 @@
-"""Admission: whether a request becomes a job, decided by the storage port in one step, explained when refused.
-
-Notes: docs/MODULES.md.
-"""
+"""Admission: whether a request becomes a job, decided by the storage port in one step, explained when refused."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Admission: whether a request may become a job, decided atomically, and the limits behind the decision.
-
-Notes: docs/MODULES.md.
-"""
+"""Admission: whether a request may become a job, decided atomically, and the limits behind the decision."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The storage port: everything the core keeps, as typed calls that never show SQL. Notes: docs/MODULES.md."""
+"""The storage port: everything the core keeps, as typed calls that never show SQL."""
 
 from __future__ import annotations
 

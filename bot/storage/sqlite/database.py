@@ -1,4 +1,4 @@
-"""One long-lived aiosqlite connection to ``SDBOT_DB``: WAL, autocommit, forward migrations. Notes: docs/MODULES.md."""
+"""One long-lived aiosqlite connection to ``SDBOT_DB``: WAL, autocommit, forward migrations."""
 
 from __future__ import annotations
 

@@ -1,16 +1,17 @@
 """Jobs in SQLite: admission as one ``INSERT ... SELECT ... WHERE <every limit holds>``, transitions as
-conditional ``UPDATE ... RETURNING``. Notes: docs/MODULES.md."""
+conditional ``UPDATE ... RETURNING``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from bot.draw.request import DrawRequest
-from bot.jobs.job import DayStats, Job, JobStatus, possible_id
+from bot.jobs.job import DayStats, Job, possible_id
 from bot.quotas.rules import RATE_WINDOW, Admission, Limits
 from bot.storage.sqlite.database import Database, Params
 
@@ -46,6 +47,7 @@ _ADMIT = f"""
     RETURNING *
 """
 _UNFINISHED = "status IN ('queued', 'running')"
+_RENAMED = {"user_key": "user", "chat_key": "chat"}
 _OLD = "quota_day < ? AND status IN ('done', 'failed', 'cancelled')"
 
 
@@ -63,32 +65,17 @@ def limit_params(user_key: str, chat_key: str, limits: Limits, day: str, now: fl
     }
 
 
+_FIELDS = {field.name for field in dataclasses.fields(Job)}
+
+
 def job_from_row(row: sqlite3.Row) -> Job:
-    return Job(
-        id=row["id"],
-        user=row["user_key"],
-        platform=row["platform"],
-        chat=row["chat_key"],
-        group_chat=bool(row["group_chat"]),
-        backend=row["backend"],
-        request=DrawRequest.from_json(row["request"]),
-        route=json.loads(row["route"]),
-        lang=row["lang"],
-        status=cast(JobStatus, row["status"]),
-        images=row["images"],
-        charged=row["charged"],
-        quota_day=row["quota_day"],
-        seed=row["seed"],
-        delivered=row["delivered"],
-        error=row["error"],
-        attempts=row["attempts"],
-        parent_id=row["parent_id"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        origin=row["origin"],
-        delivering_at=row["delivering_at"],
+    values = {_RENAMED.get(key, key): row[key] for key in row.keys()}  # noqa: SIM118 (a Row is no dict)
+    values.update(
+        group_chat=bool(values["group_chat"]),
+        request=DrawRequest.from_json(values["request"]),
+        route=json.loads(values["route"]),
     )
+    return Job(**{key: value for key, value in values.items() if key in _FIELDS})
 
 
 def _json(value: dict[str, Any]) -> str:

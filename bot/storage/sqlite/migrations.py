@@ -1,4 +1,4 @@
-"""The SQLite schema: every version's statements, applied in order by :func:`migrate`. Notes: docs/MODULES.md."""
+"""The SQLite schema: every version's statements, applied in order by :func:`migrate`."""
 
 from __future__ import annotations
 

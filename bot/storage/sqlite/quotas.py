@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -24,18 +25,9 @@ class SQLiteQuotas:
     async def state(self, user_key: str, chat_key: str, limits: Limits, day: str, now: float) -> QuotaState:
         row = await self._db.fetchone(_STATE, limit_params(user_key, chat_key, limits, day, now))
         assert row is not None  # the LEFT JOINs always yield one row
+        values = {field.name: row[field.name] for field in dataclasses.fields(QuotaState)}
         return QuotaState(
-            banned=bool(row["banned"]),
-            daily_images=row["daily_images"],
-            rate_per_minute=row["rate_per_minute"],
-            max_pending=row["max_pending"],
-            chat_daily_images=row["chat_daily_images"],
-            used=row["used"],
-            chat_used=row["chat_used"],
-            pending=row["pending"],
-            recent=row["recent"],
-            daily_override=bool(row["daily_override"]),
-            chat_override=bool(row["chat_override"]),
+            **values | {name: bool(values[name]) for name in ("banned", "daily_override", "chat_override")}
         )
 
     async def rate_wait(self, user_key: str, rate: int, now: float) -> float:
