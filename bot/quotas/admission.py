@@ -11,7 +11,6 @@ from bot.errors import SdbotError
 from bot.jobs.job import Job
 from bot.quotas import days
 from bot.quotas.rules import (
-    USER_LIMITS,
     Admission,
     AlreadyAdmitted,
     Limits,
@@ -107,9 +106,7 @@ class Quotas:
 
     async def set_user_limits(self, user_key: str, values: Mapping[UserLimit, int | None]) -> None:
         """Override several of the user's limits at once: all of them change, or none."""
-        for limit, value in values.items():
-            if limit not in USER_LIMITS:
-                raise ValueError(limit)
+        for limit, value in values.items():  # the limit names themselves: the storage checks them
             if value is not None and value < (1 if limit == "max_pending" else 0):
                 raise ValueError(value)
         await self._storage.quotas.set_user_limits(user_key, values)
