@@ -182,9 +182,7 @@ async def test_garbage_from_the_image_service_is_refused_and_refunded(tg: FakeTe
     assert len(tg.photos(ZH_USER)) == 1  # only the good picture was ever sent
 
 
-async def test_a_bad_update_in_a_batch_costs_only_itself(
-    tg: FakeTelegram, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_a_bad_update_in_a_batch_costs_only_itself(tg: FakeTelegram, caplog: pytest.LogCaptureFixture) -> None:
     request = UpdatesRequest()
     bot = PollingBot(tg.token, base_url=f"{tg.url}/bot", get_updates_request=request)
     good = tg.send_text(USER, "/draw first secret")
