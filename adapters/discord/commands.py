@@ -90,7 +90,7 @@ def draw_command(handlers: Handlers, caps: Capabilities) -> app_commands.Command
     choices: dict[str, list[app_commands.Choice[str]]] = {}
     completions: dict[str, Completer] = {}
     for option in OPTIONS:
-        if option.choices is None:
+        if option.offered is None:
             continue
         values = option.choices(caps)
         if len(values) <= CHOICES_MAX:
