@@ -12,8 +12,9 @@ import pytest
 
 from adapters.discord.adapter import parse_guild_ids
 from bot.draw.capabilities import SEED, Capabilities
+from bot.draw.options import BY_NAME
 from bot.errors import ConfigError
-from bot.messages.i18n import render_error, style_label, t
+from bot.messages.i18n import render_error, t
 from tests.discord_support import fake_discord, running_bot
 from tests.pipeline_support import GatedBackend
 
@@ -58,7 +59,7 @@ async def test_sync_declares_draw_with_localized_options_and_backend_choices(tmp
     anime = next(c for c in styles if c["value"] == "Anime")
     assert (
         anime["name"] == "Anime"
-        and anime["name_localizations"]["zh-CN"] == style_label("zh", "Anime") == "Anime（动漫）"
+        and anime["name_localizations"]["zh-CN"] == BY_NAME["style"].label("zh", "Anime") == "Anime（动漫）"
     )
     assert [c["value"] for c in options["size"]["choices"]] == list(SEED.sizes)
     assert [c["value"] for c in options["sampler"]["choices"]] == list(SEED.samplers)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
-from bot.messages.i18n import Lang, style_label, t
+from bot.draw.options import BY_NAME
+from bot.messages.i18n import Lang, t
 
 # Discord's Chinese locales; our catalogs have one Chinese.
 LOCALES: dict[discord.Locale, Lang] = {discord.Locale.chinese: "zh", discord.Locale.taiwan_chinese: "zh"}
@@ -33,7 +34,7 @@ class CatalogTranslator(app_commands.Translator):
         if lang is None:
             return None  # other locales see the English default
         if "style" in string.extras:
-            return style_label(lang, string.extras["style"])[:DESCRIPTION_MAX]
+            return BY_NAME["style"].label(lang, string.extras["style"])[:DESCRIPTION_MAX]
         key = string.extras.get("key")
         if key is None:
             return None

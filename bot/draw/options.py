@@ -1,5 +1,5 @@
-"""The /draw options, declared once: the grammar, validation, the request's /draw text, the help and Discord's
-slash command all read :data:`OPTIONS`. Notes: docs/MODULES.md."""
+"""The /draw options, declared once: the grammar, validation, the request's /draw text, captions, the help and
+Discord's slash command all read :data:`OPTIONS`. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from bot.draw import params
 from bot.draw.capabilities import Capabilities
 from bot.draw.request import DrawRequest
+
+if TYPE_CHECKING:
+    from bot.messages.i18n import Lang
 
 Kind = Literal["choice", "size", "int", "float", "text"]
 OptionValue = str | int | float
@@ -24,7 +27,7 @@ class Option:
     """One option. Its default is its DrawRequest field's; what a backend accepts of it comes from that
     backend's Capabilities."""
 
-    name: str  # --name, and its key in DrawArgs
+    name: str  # --name, its key in DrawArgs, its placeholder in a caption
     field: str  # the DrawRequest field it sets
     kind: Kind  # how many words its value takes and how it is checked
     example: str  # shown when its value is missing
@@ -32,7 +35,7 @@ class Option:
     bounds: Callable[[Capabilities], tuple[float, float]] | None = None  # int, float: the range
     offered: Callable[[Capabilities], tuple[str, ...]] | None = None  # choice, size: what this backend offers
     values: tuple[str, ...] = ()  # choice: what some backend offers (the others are "unknown", not "unsupported")
-    names: Mapping[str, str] = dataclasses.field(default_factory=dict)  # choice: Chinese names, typed too
+    names: Mapping[str, str] = dataclasses.field(default_factory=dict)  # choice: Chinese names, typed or shown
     spellings: Mapping[str, str] = dataclasses.field(default_factory=dict)  # choice: other names of values
     supported: Callable[[Capabilities], bool] = lambda caps: True  # the backend can take it at all
     length: Callable[[Capabilities], int] | None = None  # text: the longest accepted
@@ -61,6 +64,11 @@ class Option:
     def known(self, caps: Capabilities) -> tuple[str, ...]:
         return tuple(dict.fromkeys(_index(self, self.choices(caps)).values()))
 
+    def label(self, lang: Lang, value: OptionValue) -> str:
+        """``value`` as people read it: ``Anime（动漫）`` in Chinese, numbers as typed."""
+        native = self.names.get(str(value)) if lang == "zh" else None
+        return f"{value}（{native}）" if native else as_typed(value)
+
 
 def as_typed(value: OptionValue) -> str:
     """A value as it is typed: ``5`` and ``7.5`` for the numbers 5.0 and 7.5."""
@@ -75,6 +83,11 @@ def _index(option: Option, offered: tuple[str, ...]) -> dict[str, str]:
     for other, value in others.items():
         index.setdefault(params.fold(other), value)
     return index
+
+
+def shown(request: DrawRequest, lang: Lang) -> dict[str, str | None]:
+    """Each option's value in ``request`` as people read it, by option name: the placeholders of a caption."""
+    return {o.name: None if (v := getattr(request, o.field)) is None else o.label(lang, v) for o in OPTIONS}
 
 
 OPTIONS: tuple[Option, ...] = (

@@ -6,24 +6,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.draw.grammar import render_command
+from bot.draw.options import shown
 from bot.draw.request import DrawRequest
-from bot.messages.i18n import Lang, style_label, t
+from bot.messages.i18n import Lang, t
 
 if TYPE_CHECKING:
     from bot.jobs.generation import Generation
 
 
 def parameters_line(request: DrawRequest, lang: Lang) -> str:
-    return t(
-        lang,
-        "caption.params",
-        seed=request.seed,
-        style=style_label(lang, request.style),
-        size=request.size,
-        steps=request.steps,
-        sampler=request.sampler_index,
-        cfg=repr(request.cfg_scale).removesuffix(".0"),
-    )
+    return t(lang, "caption.params", **shown(request, lang))
 
 
 def caption(request: DrawRequest, lang: Lang, *, limit: int) -> str:
