@@ -143,12 +143,8 @@ def option_name(typed: str) -> str:
     key = unicodedata.normalize("NFKC", typed).casefold()
     name = SPELLINGS.get(key)
     if name is None:
-        raise DrawError(
-            "unknown_option",
-            option=typed,
-            value=f"--{typed}",
-            suggestion=_suggest_option(key),
-        )
+        suggestion, options = _suggest_option(key), [f"--{option.name}" for option in OPTIONS]
+        raise DrawError("unknown_option", option=typed, value=f"--{typed}", suggestion=suggestion, options=options)
     return name
 
 

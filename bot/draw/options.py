@@ -1,4 +1,4 @@
-"""The /draw options, declared once: the grammar, validation, the request's /draw text, captions, the help and
+"""The /draw options, declared once: the grammar, validation, the request's /draw text, captions, /help and
 Discord's slash command all read :data:`OPTIONS`. Notes: docs/MODULES.md."""
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ _DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(DrawR
 @dataclass(frozen=True, slots=True, eq=False)
 class Option:
     """One option. Its default is its DrawRequest field's; what a backend accepts of it comes from that
-    backend's Capabilities."""
+    backend's Capabilities; what it does, in words, is the catalog message ``option.<name>``."""
 
-    name: str  # --name, its key in DrawArgs, its placeholder in a caption
+    name: str  # --name, its key in DrawArgs, its name on Discord
     field: str  # the DrawRequest field it sets
     kind: Kind  # how many words its value takes and how it is checked
+    zh: str  # its Chinese name: another spelling of --name, and its name on Discord in Chinese
     example: str  # shown when its value is missing
     aliases: tuple[str, ...] = ()  # other spellings of --name
     bounds: Callable[[Capabilities], tuple[float, float]] | None = None  # int, float: the range
@@ -64,10 +65,12 @@ class Option:
     def known(self, caps: Capabilities) -> tuple[str, ...]:
         return tuple(dict.fromkeys(_index(self, self.choices(caps)).values()))
 
-    def label(self, lang: Lang, value: OptionValue) -> str:
-        """``value`` as people read it: ``Anime（动漫）`` in Chinese, numbers as typed."""
+    def label(self, lang: Lang, value: OptionValue, *, short: bool = False) -> str:
+        """``value`` as people read it: ``Anime（动漫）`` in Chinese (``动漫``, ``short``), numbers as typed."""
         native = self.names.get(str(value)) if lang == "zh" else None
-        return f"{value}（{native}）" if native else as_typed(value)
+        if not native:
+            return as_typed(value)
+        return native if short else f"{value}（{native}）"
 
 
 def as_typed(value: OptionValue) -> str:
@@ -95,19 +98,21 @@ OPTIONS: tuple[Option, ...] = (
         "style",
         "style",
         "choice",
+        zh="风格",
         example="--style Anime",
         offered=lambda c: c.styles,
         values=tuple(params.STYLES),
         names=params.STYLES,
         spellings=params.STYLE_ALIASES,
     ),
-    Option("size", "size", "size", example="--size 768x1024", offered=lambda c: c.sizes),
-    Option("n", "n", "int", example="--n 2", bounds=lambda c: (1, c.max_n)),
-    Option("steps", "steps", "int", example="--steps 30", bounds=lambda c: c.steps),
+    Option("size", "size", "size", zh="尺寸", example="--size 768x1024", offered=lambda c: c.sizes),
+    Option("n", "n", "int", zh="数量", example="--n 2", bounds=lambda c: (1, c.max_n)),
+    Option("steps", "steps", "int", zh="步数", example="--steps 30", bounds=lambda c: c.steps),
     Option(
         "sampler",
         "sampler_index",
         "choice",
+        zh="采样器",
         example='--sampler "DPM++ 2M Karras"',
         aliases=("sampler-index", "sampler_index"),
         offered=lambda c: c.samplers,
@@ -117,6 +122,7 @@ OPTIONS: tuple[Option, ...] = (
         "seed",
         "seed",
         "int",
+        zh="种子",
         example="--seed 42",
         bounds=lambda c: params.SEED_RANGE,
         supported=lambda c: c.seed,
@@ -125,6 +131,7 @@ OPTIONS: tuple[Option, ...] = (
         "cfg",
         "cfg_scale",
         "float",
+        zh="相关性",
         example="--cfg 7.5",
         aliases=("cfg-scale", "cfg_scale"),
         bounds=lambda c: c.cfg,
@@ -133,6 +140,7 @@ OPTIONS: tuple[Option, ...] = (
         "negative",
         "negative_prompt",
         "text",
+        zh="反向描述",
         example="--negative blurry, low quality",
         aliases=("negative-prompt", "negative_prompt", "neg", "no"),
         supported=lambda c: c.negative_prompt,
@@ -141,4 +149,4 @@ OPTIONS: tuple[Option, ...] = (
 )
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
 # Every spelling of every option, folded (NFKC, case-folded) -> canonical option name.
-SPELLINGS: dict[str, str] = {spelling: o.name for o in OPTIONS for spelling in (o.name, *o.aliases)}
+SPELLINGS: dict[str, str] = {s.casefold(): o.name for o in OPTIONS for s in (o.name, o.zh, *o.aliases)}
