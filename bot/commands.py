@@ -104,7 +104,7 @@ class Commands:
     # /help ------------------------------------------------------------------------------------------
 
     def help_text(self, lang: Lang, caps: Capabilities, *, admin: bool) -> str:
-        lines = [f"  --{option.name}   {describe(option, lang, caps)}" for option in OPTIONS]
+        lines = [f"  --{o.name}   {describe(o, lang, caps)}" for o in OPTIONS if o.supported(caps)]
         text = t(lang, "cmd.help", options="\n".join(lines))
         return text + "\n\n" + t(lang, "cmd.help.admin") if admin else text
 

@@ -23,11 +23,11 @@ DRAW_OPTIONS = ["prompt", "style", "size", "sampler", "n", "steps", "seed", "cfg
 
 
 class ManySamplers(GatedBackend):
-    """A backend (think of an A1111 server) with more samplers than Discord allows choices."""
+    """A backend (think of an A1111 server) with more samplers than Discord allows choices, and no seeds."""
 
     async def capabilities(self) -> Capabilities:
         samplers = (*SEED.samplers, *(f"Custom Sampler {i}" for i in range(20)))
-        return dataclasses.replace(SEED, backend=self.name, samplers=samplers, max_n=2, steps=(5, 80))
+        return dataclasses.replace(SEED, backend=self.name, samplers=samplers, max_n=2, steps=(5, 80), seed=False)
 
 
 def test_the_package_name_does_not_shadow_discord_py() -> None:
@@ -102,6 +102,7 @@ async def test_long_enumerations_become_autocomplete_and_ranges_follow_the_backe
     assert len(options["style"]["choices"]) == len(SEED.styles)  # still fits: choices
     assert (options["n"]["max_value"], options["steps"]["min_value"], options["steps"]["max_value"]) == (2, 5, 80)
     assert "1-2" in options["n"]["description"] and "5-80" in options["steps"]["description"]
+    assert "seed" not in options  # an option the backend does not take is not offered
     assert [c["value"] for c in typed.autocomplete_choices or []] == [
         "DPM++ 2M",
         "DPM++ 2M Karras",

@@ -75,8 +75,8 @@ def draw_command(handlers: Handlers, caps: Capabilities) -> app_commands.Command
     async def draw(interaction: discord.Interaction, prompt: str, **typed: OptionValue | None) -> None:
         await handlers.draw(interaction, prompt, typed)
 
-    # The parameters come from the table of options: discord.py reads them from the callback's signature.
-    listed = sorted(OPTIONS, key=lambda o: _LISTED[o.kind])
+    # The parameters are the options this backend takes: discord.py reads them from the callback's signature.
+    listed = sorted((o for o in OPTIONS if o.supported(caps)), key=lambda o: _LISTED[o.kind])
     keyword = inspect.Parameter.KEYWORD_ONLY
     draw.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
