@@ -10,10 +10,11 @@ from bot.chats.refs import ChatRef, UserRef, parse_key
 from bot.config import COUNT_MAX, Settings
 from bot.draw import params
 from bot.draw.capabilities import Capabilities
-from bot.draw.options import OPTIONS, Option
+from bot.draw.options import OPTIONS
 from bot.errors import SdbotError
 from bot.jobs.job import Job, JobEvent
 from bot.messages.i18n import Lang, Msg, normalize_language, render_error, t
+from bot.messages.presentation import describe
 from bot.quotas import days
 from bot.quotas.admission import Quotas
 from bot.storage import Storage
@@ -103,7 +104,7 @@ class Commands:
     # /help ------------------------------------------------------------------------------------------
 
     def help_text(self, lang: Lang, caps: Capabilities, *, admin: bool) -> str:
-        lines = [t(lang, f"help.option.{option.name}", **_help_values(option, caps)) for option in OPTIONS]
+        lines = [f"  --{o.name}   {describe(o, lang, caps)}" for o in OPTIONS if o.supported(caps)]
         text = t(lang, "cmd.help", options="\n".join(lines))
         return text + "\n\n" + t(lang, "cmd.help.admin") if admin else text
 
@@ -254,16 +255,3 @@ def limit_arg(text: str) -> int | None:
     if value is None:
         raise SdbotError("command_usage", usage=Msg("cmd.help.admin"))
     return value
-
-
-def _number(value: object) -> str:
-    return repr(float(value)).removesuffix(".0") if isinstance(value, float) else str(value)
-
-
-def _help_values(option: Option, caps: Capabilities) -> dict[str, str]:
-    """An option's range (from the backend) and default, as its /help line shows them."""
-    values = {"default": _number(option.default)}
-    if option.bounds is not None:
-        low, high = option.range(caps)
-        values |= {"min": _number(low), "max": _number(high)}
-    return values

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from pathlib import Path
 
@@ -47,6 +48,17 @@ async def test_help_explains_draw_with_examples_that_really_parse(tmp_path: Path
         assert "{" not in text and "/admin" not in text
         assert ("画图" in text) is (user is MEI)
         assert "/admin stats" in await core.handle_command(ADMIN, DM, "help", "")
+
+
+async def test_help_follows_the_backend(tmp_path: Path) -> None:
+    """Each option's line shows this backend's range, default and first choices; one it does not take is left out."""
+    caps = dataclasses.replace(SEED, seed=False, max_n=2, samplers=("DDIM",))
+    async with open_core(tmp_path / "db") as (core, _):
+        en, zh = core.help_text("en", caps, admin=False), core.help_text("zh", caps, admin=False)
+    assert "--seed" not in en and "--seed" not in zh
+    assert "Number of pictures (1-2)" in en and "图片数量（1-2）" in zh
+    assert "--sampler   Sampling method: DDIM (default DDIM)" in en
+    assert "--style   图片风格：基础风格、3D模型、模拟胶片…（默认 基础风格）" in zh
 
 
 async def test_quota_shows_usage_limits_and_reset(tmp_path: Path) -> None:

@@ -12,8 +12,10 @@ import pytest
 
 from adapters.discord.adapter import parse_guild_ids
 from bot.draw.capabilities import SEED, Capabilities
+from bot.draw.options import BY_NAME
 from bot.errors import ConfigError
-from bot.messages.i18n import render_error, style_label, t
+from bot.messages.i18n import render_error, t
+from bot.messages.presentation import describe
 from tests.discord_support import fake_discord, running_bot
 from tests.pipeline_support import GatedBackend
 
@@ -21,11 +23,11 @@ DRAW_OPTIONS = ["prompt", "style", "size", "sampler", "n", "steps", "seed", "cfg
 
 
 class ManySamplers(GatedBackend):
-    """A backend (think of an A1111 server) with more samplers than Discord allows choices."""
+    """A backend (think of an A1111 server) with more samplers than Discord allows choices, and no seeds."""
 
     async def capabilities(self) -> Capabilities:
         samplers = (*SEED.samplers, *(f"Custom Sampler {i}" for i in range(20)))
-        return dataclasses.replace(SEED, backend=self.name, samplers=samplers, max_n=2, steps=(5, 80))
+        return dataclasses.replace(SEED, backend=self.name, samplers=samplers, max_n=2, steps=(5, 80), seed=False)
 
 
 def test_the_package_name_does_not_shadow_discord_py() -> None:
@@ -47,18 +49,21 @@ async def test_sync_declares_draw_with_localized_options_and_backend_choices(tmp
     assert draw["description_localizations"] == {"zh-CN": t("zh", "menu.draw"), "zh-TW": t("zh", "menu.draw")}
     options = {o["name"]: o for o in draw["options"]}
     assert list(options) == DRAW_OPTIONS and options["prompt"]["required"]
-    for name in DRAW_OPTIONS:
-        zh_name, zh_description = t("zh", f"discord.name.{name}"), t("zh", f"option.{name}")
-        assert options[name]["name_localizations"] == {"zh-CN": zh_name, "zh-TW": zh_name}
-        assert options[name]["description"] == t("en", f"option.{name}")
-        assert options[name]["description_localizations"]["zh-CN"] == zh_description
+    for name in DRAW_OPTIONS[1:]:  # the options' Chinese names and descriptions, with this backend's ranges
+        option = BY_NAME[name]
+        assert options[name]["name_localizations"] == {"zh-CN": option.zh, "zh-TW": option.zh}
+        assert options[name]["description"] == describe(option, "en", SEED)
+        assert options[name]["description_localizations"]["zh-CN"] == describe(option, "zh", SEED)
     assert options["prompt"]["name_localizations"]["zh-CN"] == "描述"
+    assert options["prompt"]["description_localizations"]["zh-CN"] == t("zh", "option.prompt")
+    assert options["steps"]["name_localizations"]["zh-CN"] == "步数"
+    assert "1-4" in options["n"]["description"] and "1-4" in options["n"]["description_localizations"]["zh-CN"]
     styles = options["style"]["choices"]
     assert [c["value"] for c in styles] == list(SEED.styles)
     anime = next(c for c in styles if c["value"] == "Anime")
     assert (
         anime["name"] == "Anime"
-        and anime["name_localizations"]["zh-CN"] == style_label("zh", "Anime") == "Anime（动漫）"
+        and anime["name_localizations"]["zh-CN"] == BY_NAME["style"].label("zh", "Anime") == "Anime（动漫）"
     )
     assert [c["value"] for c in options["size"]["choices"]] == list(SEED.sizes)
     assert [c["value"] for c in options["sampler"]["choices"]] == list(SEED.samplers)
@@ -96,6 +101,8 @@ async def test_long_enumerations_become_autocomplete_and_ranges_follow_the_backe
     assert options["sampler"]["autocomplete"] is True and not options["sampler"].get("choices")
     assert len(options["style"]["choices"]) == len(SEED.styles)  # still fits: choices
     assert (options["n"]["max_value"], options["steps"]["min_value"], options["steps"]["max_value"]) == (2, 5, 80)
+    assert "1-2" in options["n"]["description"] and "5-80" in options["steps"]["description"]
+    assert "seed" not in options  # an option the backend does not take is not offered
     assert [c["value"] for c in typed.autocomplete_choices or []] == [
         "DPM++ 2M",
         "DPM++ 2M Karras",
@@ -115,7 +122,7 @@ async def test_guild_ids_sync_to_those_servers_only(tmp_path: Path) -> None:
 
 
 async def test_every_synced_text_comes_from_the_catalogs(tmp_path: Path) -> None:
-    """A key missing from a catalog would show as the key itself ("discord.name.n")."""
+    """A key missing from a catalog would show as the key itself ("discord.name.job")."""
     async with fake_discord() as dc, running_bot(dc, tmp_path / "db"):
         commands = dc.commands
 

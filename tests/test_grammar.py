@@ -56,6 +56,8 @@ ACCEPTED: list[tuple[str, DrawRequest]] = [
     ("cat --style=「3d model」", req(style="3D Model")),
     ("cat --sampler-index LMS", req(sampler_index="LMS")),
     ("cat --sampler_index lms karras", req(sampler_index="LMS Karras")),
+    # an option's Chinese name (its name on Discord in Chinese) is another spelling of it
+    ("猫 --步数 30 —风格 动漫 --反向描述 狗", req(prompt="猫", steps=30, style="Anime", negative_prompt="狗")),
     # numbers
     ("cat --steps 10", req(steps=10)),
     ("cat --steps 50", req(steps=50)),

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
+from bot.draw.capabilities import SEED
+from bot.draw.options import OPTIONS
 from bot.errors import BACKEND_ERROR_CODES, BackendError, DrawError
-from bot.messages.i18n import LANGUAGES, locale_dir, normalize_language, render_error, resolve_language, t
+from bot.messages.i18n import LANGUAGES, has, locale_dir, normalize_language, render_error, resolve_language, t
+from bot.messages.presentation import describe
 from bot.quotas.rules import QuotaError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +125,15 @@ def test_every_message_key_used_in_code_exists() -> None:
         used.update(pattern.findall(path.read_text(encoding="utf-8")))
     assert used, "the scan found no keys: the pattern is broken"
     assert used <= keys, sorted(used - keys)
+
+
+def test_every_draw_option_is_described_in_both_languages() -> None:
+    """An option's one message is its /help line and its description on Discord, which allows 100 characters."""
+    for option in OPTIONS:
+        for lang in LANGUAGES:
+            assert has(lang, f"option.{option.name}"), (lang, option.name)
+            text = describe(option, lang, SEED)
+            assert text and "{" not in text and len(text) <= 100, (lang, text)
 
 
 @pytest.mark.parametrize("code", QIANFAN_CODES)

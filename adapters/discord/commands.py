@@ -4,6 +4,7 @@ No ``from __future__ import annotations`` here: discord.py reads the callbacks' 
 only known at run time. Why the rest is built this way: docs/MODULES.md, adapters/discord/commands.py.
 """
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 
@@ -12,11 +13,11 @@ from discord import app_commands
 
 from adapters.discord.admin import CHANNEL_ACTIONS, AdminHandlers
 from adapters.discord.handlers import Handlers
-from adapters.discord.translator import style_choice, text
+from adapters.discord.translator import localized, text
 from bot.draw import params
 from bot.draw.capabilities import Capabilities
-from bot.draw.grammar import OptionValue
-from bot.draw.options import OPTIONS, Option
+from bot.draw.options import OPTIONS, Option, OptionValue
+from bot.messages.presentation import describe
 
 CHOICES_MAX = 25
 SNOWFLAKE_MAX = 2**53 - 1  # the largest integer Discord's integer options carry
@@ -35,15 +36,15 @@ def build(tree: app_commands.CommandTree, handlers: Handlers, admin: AdminHandle
     tree.add_command(admin_group(admin))
 
 
-def _choice(option: str, value: str) -> app_commands.Choice[str]:
-    return style_choice(value) if option == "style" else app_commands.Choice(name=value, value=value)
+def _choice(option: Option, value: str) -> app_commands.Choice[str]:
+    return app_commands.Choice(name=localized(lambda lang: option.label(lang, value)), value=value)
 
 
 def _loose(value: str) -> str:
     return "".join(ch for ch in params.fold(value) if ch.isalnum())
 
 
-def completer(option: str, values: tuple[str, ...]) -> Completer:
+def completer(option: Option, values: tuple[str, ...]) -> Completer:
     """Autocomplete for an enumeration too long for choices: the values containing what was typed, letters
     and digits only (so ``dpm2m`` finds ``DPM++ 2M``)."""
     folded = [(_loose(value), value) for value in values]
@@ -74,8 +75,8 @@ def draw_command(handlers: Handlers, caps: Capabilities) -> app_commands.Command
     async def draw(interaction: discord.Interaction, prompt: str, **typed: OptionValue | None) -> None:
         await handlers.draw(interaction, prompt, typed)
 
-    # The parameters come from the table of options: discord.py reads them from the callback's signature.
-    listed = sorted(OPTIONS, key=lambda o: _LISTED[o.kind])
+    # The parameters are the options this backend takes: discord.py reads them from the callback's signature.
+    listed = sorted((o for o in OPTIONS if o.supported(caps)), key=lambda o: _LISTED[o.kind])
     keyword = inspect.Parameter.KEYWORD_ONLY
     draw.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
@@ -84,19 +85,20 @@ def draw_command(handlers: Handlers, caps: Capabilities) -> app_commands.Command
             *(inspect.Parameter(o.name, keyword, default=None, annotation=_annotation(o, caps)) for o in listed),
         ]
     )
-    names = ["prompt", *(option.name for option in listed)]
-    callback = app_commands.describe(**{name: text(f"option.{name}") for name in names})(draw)
-    callback = app_commands.rename(**{name: text(f"discord.name.{name}") for name in names})(callback)
+    descriptions = {o.name: localized(functools.partial(describe, o, caps=caps)) for o in listed}
+    callback = app_commands.describe(prompt=text("option.prompt"), **descriptions)(draw)
+    names = {o.name: app_commands.locale_str(o.name, zh=o.zh) for o in listed}
+    callback = app_commands.rename(prompt=text("discord.name.prompt"), **names)(callback)
     choices: dict[str, list[app_commands.Choice[str]]] = {}
     completions: dict[str, Completer] = {}
-    for option in OPTIONS:
-        if option.choices is None:
+    for option in listed:
+        if option.offered is None:
             continue
         values = option.choices(caps)
         if len(values) <= CHOICES_MAX:
-            choices[option.name] = [_choice(option.name, value) for value in values]
+            choices[option.name] = [_choice(option, value) for value in values]
         else:
-            completions[option.name] = completer(option.name, values)
+            completions[option.name] = completer(option, values)
     # discord.py types these decorators for parameters named in code; here the names come from the table.
     callback = app_commands.choices(**choices)(callback)
     if completions:

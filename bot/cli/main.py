@@ -26,11 +26,12 @@ from bot.cli.diagnose import operator_detail
 from bot.cli.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from bot.config import Settings
 from bot.draw.grammar import render_value
+from bot.draw.options import shown
 from bot.draw.request import DrawRequest
 from bot.draw.validation import parse_request
 from bot.errors import BackendError, ConfigError, DrawError, SdbotError
 from bot.jobs.generation import generate, user_key
-from bot.messages.i18n import LANGUAGES, Lang, Msg, render_error, resolve_language, style_label, t
+from bot.messages.i18n import LANGUAGES, Lang, Msg, render_error, resolve_language, t
 from bot.process import redact
 
 DRAW_USAGE = "sdbot draw [--lang en|zh] [--dry-run] [--json] [--out DIR] TEXT"
@@ -180,19 +181,8 @@ async def cmd_draw(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def summary(request: DrawRequest, lang: Lang) -> str:
-    return t(
-        lang,
-        "request.summary",
-        prompt=request.prompt,
-        negative=request.negative_prompt,
-        style=style_label(lang, request.style),
-        size=request.size,
-        n=request.n,
-        steps=request.steps,
-        sampler=request.sampler_index,
-        cfg=repr(request.cfg_scale).removesuffix(".0"),
-        seed=request.seed if request.seed is not None else Msg("value.random"),
-    )
+    values = {**shown(request, lang), "seed": request.seed if request.seed is not None else Msg("value.random")}
+    return t(lang, "request.summary", prompt=request.prompt, **values)
 
 
 def _writable(out: Path) -> None:

@@ -11,12 +11,10 @@ from typing import Literal
 
 from bot.draw import params
 from bot.draw.capabilities import SEED, Capabilities
-from bot.draw.options import BY_NAME, OPTIONS, SPELLINGS
+from bot.draw.options import BY_NAME, OPTIONS, SPELLINGS, OptionValue, as_typed
 from bot.draw.request import DrawRequest
 from bot.draw.sanitize import clean
 from bot.errors import DrawError
-
-OptionValue = str | int | float
 
 QUOTES: dict[str, str] = {'"': '"', "'": "'", "“": "”", "”": "”", "‘": "’", "「": "」", "『": "』"}
 
@@ -105,7 +103,7 @@ def _read_quoted(text: str, start: int) -> tuple[str, int]:
             return "".join(out), i + 1
         out.append(ch)
         i += 1
-    raise DrawError("unclosed_quote", option=None, quote=opening, context=_excerpt(text[start:]))
+    raise DrawError("unclosed_quote", option=None, quote=opening, context=excerpt(text[start:]))
 
 
 def parse(text: str, caps: Capabilities = SEED) -> DrawArgs:
@@ -142,12 +140,8 @@ def option_name(typed: str) -> str:
     key = unicodedata.normalize("NFKC", typed).casefold()
     name = SPELLINGS.get(key)
     if name is None:
-        raise DrawError(
-            "unknown_option",
-            option=typed,
-            value=f"--{typed}",
-            suggestion=_suggest_option(key),
-        )
+        suggestion, options = _suggest_option(key), [f"--{option.name}" for option in OPTIONS]
+        raise DrawError("unknown_option", option=typed, value=f"--{typed}", suggestion=suggestion, options=options)
     return name
 
 
@@ -168,7 +162,6 @@ def _take_value(name: str, candidates: list[Token], caps: Capabilities) -> tuple
             if _SIZE_SHAPE.match(params.size_key("".join(words[:k]))):
                 return " ".join(words[:k]), k
         return words[0], 1
-    assert option.lookup is not None and option.known is not None
     for k in range(len(words), 0, -1):
         if option.lookup(caps, " ".join(words[:k])) is not None:
             return " ".join(words[:k]), k
@@ -211,7 +204,8 @@ def _suggest_option(key: str) -> str | None:
     return f"--{match[0]}" if match else None
 
 
-def _excerpt(text: str, limit: int = 40) -> str:
+def excerpt(text: str, limit: int = 40) -> str:
+    """The start of what someone typed, short enough to echo in a message."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -239,9 +233,7 @@ def render_command(request: DrawRequest, *, include_defaults: bool = False) -> s
         value = getattr(request, option.field)
         if value is None or (not include_defaults and value == option.default):
             continue
-        if option.kind == "text":
-            parts += [f"--{option.name}", render_value(value)]
-            continue
-        text = repr(value).removesuffix(".0") if isinstance(value, float) else str(value)
-        parts += [f"--{option.name}", quote(text) if " " in text else text]
+        text = as_typed(value)
+        written = render_value(text) if option.kind == "text" else quote(text) if " " in text else text
+        parts += [f"--{option.name}", written]
     return " ".join(parts)

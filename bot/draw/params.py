@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 SIZES: tuple[str, ...] = (
     "768x768",
@@ -76,12 +76,7 @@ STEPS_RANGE = (10, 50)
 SEED_RANGE = (0, 4294967295)
 CFG_RANGE = (0.0, 30.0)
 
-DEFAULT_SIZE = "1024x1024"
-DEFAULT_N = 1
-DEFAULT_STEPS = 20
-DEFAULT_SAMPLER = "Euler a"
-DEFAULT_CFG = 5.0
-DEFAULT_STYLE = "Base"
+DEFAULT_STYLE = "Base"  # no style: what a backend without styles draws
 
 
 # What fold and size_key drop; the regular expressions' \s is exactly str.isspace().
@@ -102,14 +97,6 @@ def size_key(text: str) -> str:
     """Fold a size: ``768×1024``, ``768 * 1024``, ``７６８Ｘ１０２４`` all become ``768x1024``."""
     text = _SPACES.sub("", unicodedata.normalize("NFKC", text).casefold())
     return text.replace("×", "x").replace("*", "x")
-
-
-def build_index(values: Iterable[str], aliases: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Map folded spelling -> canonical value, for values and their aliases."""
-    index = {fold(v): v for v in values}
-    for alias, target in (aliases or {}).items():
-        index.setdefault(fold(alias), target)
-    return index
 
 
 # The digits of a whole number typed by someone: past this many it is out of every range, and int() is not asked

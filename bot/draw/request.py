@@ -12,17 +12,18 @@ from bot.draw import params
 
 @dataclass(frozen=True, slots=True)
 class DrawRequest:
-    """One generation, with the seed document's field names. Only :mod:`bot.draw.validation` should build one
-    from user input; it is also rebuilt from storage with :meth:`from_json`."""
+    """One generation, with the seed document's field names and defaults (each /draw option's default is its
+    field's). Only :mod:`bot.draw.validation` should build one from user input; it is also rebuilt from storage
+    with :meth:`from_json`."""
 
     prompt: str
     negative_prompt: str | None = None
-    size: str = params.DEFAULT_SIZE
-    n: int = params.DEFAULT_N
-    steps: int = params.DEFAULT_STEPS
-    sampler_index: str = params.DEFAULT_SAMPLER
+    size: str = "1024x1024"
+    n: int = 1
+    steps: int = 20
+    sampler_index: str = "Euler a"
     seed: int | None = None
-    cfg_scale: float = params.DEFAULT_CFG
+    cfg_scale: float = 5.0
     style: str = params.DEFAULT_STYLE
 
     @property

@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from bot.draw import params
+from bot.draw.options import BY_NAME
 
 Lang = Literal["en", "zh"]
 LANGUAGES: tuple[Lang, ...] = ("en", "zh")
@@ -83,12 +83,6 @@ def format_list(lang: Lang, values: Iterable[object]) -> str:
     return t(lang, "list.separator").join(str(v) for v in values)
 
 
-def style_label(lang: Lang, style: str) -> str:
-    """``Anime`` in English, ``Anime（动漫）`` in Chinese: users may type either name."""
-    native = params.STYLES.get(style)
-    return f"{style}（{native}）" if lang == "zh" and native else style
-
-
 def resolve_language(explicit: str | None, platform_code: str | None, default: Lang) -> Lang:
     """An explicit choice, else the platform's language code (``zh-hans``, ``zh-CN``... -> zh), else default."""
     for code in (explicit, platform_code):
@@ -116,8 +110,8 @@ def render_error(error: Exception, lang: Lang) -> str:
         values.setdefault("option", error.option)
     suggestion = values.pop("suggestion", None)
     values["hint"] = Msg("hint.did_you_mean", {"suggestion": suggestion}) if suggestion else ""
-    if error.option == "style" and "allowed" in values:
-        values["allowed"] = [style_label(lang, s) for s in values["allowed"]]
+    if (option := BY_NAME.get(error.option or "")) and "allowed" in values:
+        values["allowed"] = [option.label(lang, value) for value in values["allowed"]]
     for key in error.message_keys:
         if has(lang, key):
             return t(lang, key, **values)

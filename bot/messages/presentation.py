@@ -1,29 +1,40 @@
-"""How a finished generation is described to people, the same on every platform: the caption with the prompt
-and the parameters that reproduce it, and the ``/draw`` text behind the "Edit" button."""
+"""How /draw is described to people, the same on every platform: what each option does (for /help and Discord's
+command), the caption with the prompt and the parameters that reproduce it, and the ``/draw`` text behind the
+"Edit" button."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bot.draw.capabilities import Capabilities
 from bot.draw.grammar import render_command
+from bot.draw.options import Option, as_typed, shown
 from bot.draw.request import DrawRequest
-from bot.messages.i18n import Lang, style_label, t
+from bot.messages.i18n import Lang, format_list, t
 
 if TYPE_CHECKING:
     from bot.jobs.generation import Generation
 
 
+CHOICES_SHOWN = 3  # an enumeration's first values in its description; Discord lists them all
+
+
+def describe(option: Option, lang: Lang, caps: Capabilities) -> str:
+    """What ``option`` does and what this backend accepts of it: a line of /help, and Discord's description."""
+    fallback = option.fallback(caps)
+    values = {"default": None if fallback is None else option.label(lang, fallback, short=True)}
+    if option.bounds is not None:
+        low, high = option.range(caps)
+        values |= {"min": as_typed(low), "max": as_typed(high)}
+    if option.offered is not None:
+        offered = option.choices(caps)
+        first = format_list(lang, [option.label(lang, value, short=True) for value in offered[:CHOICES_SHOWN]])
+        values["choices"] = first + ("…" if len(offered) > CHOICES_SHOWN else "")
+    return t(lang, f"option.{option.name}", **values)
+
+
 def parameters_line(request: DrawRequest, lang: Lang) -> str:
-    return t(
-        lang,
-        "caption.params",
-        seed=request.seed,
-        style=style_label(lang, request.style),
-        size=request.size,
-        steps=request.steps,
-        sampler=request.sampler_index,
-        cfg=repr(request.cfg_scale).removesuffix(".0"),
-    )
+    return t(lang, "caption.params", **shown(request, lang))
 
 
 def caption(request: DrawRequest, lang: Lang, *, limit: int) -> str:
