@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import heapq
+import itertools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+
+from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +17,25 @@ RunJob = Callable[[int], Awaitable[None]]
 PositionCallback = Callable[[int, int], None]  # (job id, 1-based position)
 
 REPORT_EVERY = 1.0  # seconds between two passes reporting the moves of waiting jobs (not the head's)
+REPORT_MAX = 100  # moves one pass reports at most; the next pass goes on from there
+
+
+class _Owner:
+    """A user with queued jobs. ``key`` is their place in the cycle of users and ``round`` the round of their
+    first queued job: their k-th queued job starts in round ``round + k``, after the jobs of that round whose
+    owners have a smaller key. Keys only change in ways that keep every comparison (see docs/MODULES.md)."""
+
+    __slots__ = ("jobs", "key", "name", "round")
+
+    def __init__(self, name: str, key: tuple[int, int, int], round_: int) -> None:
+        self.name, self.key, self.round = name, key, round_
+        self.jobs: deque[int] = deque()
+
+    def __lt__(self, other: _Owner) -> bool:
+        return self.key < other.key
+
+    def tags(self) -> list[tuple[int, _Owner, int]]:
+        return [(self.round + k, self, job_id) for k, job_id in enumerate(self.jobs)]
 
 
 class Scheduler:
@@ -26,6 +47,7 @@ class Scheduler:
         on_position: PositionCallback | None = None,
         *,
         report_every: float = REPORT_EVERY,
+        report_max: int = REPORT_MAX,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -34,23 +56,23 @@ class Scheduler:
         self._run = run
         self._on_position = on_position
         self.report_every = report_every
-        self._queues: dict[str, deque[int]] = {}  # owner -> queued job ids, oldest first
+        self.report_max = report_max
+        self._order = SortedList()  # (round, owner, job id) of every queued job: the start order
+        self._owners: dict[str, _Owner] = {}  # users with queued jobs
         self._owner_of: dict[int, str] = {}  # queued or running job -> owner
-        self._arrival: dict[int, int] = {}  # queued job -> arrival number (tie-break)
+        self._arrival: dict[int, int] = {}  # queued job -> arrival number
         self._served: dict[str, int] = {}  # owner -> tick of their last start, while they have jobs
-        self._fresh: set[str] = set()  # owners waiting who were not served since they last went idle
         self._running_of: dict[str, int] = {}  # owner -> their jobs running now
-        # (last served tick or -1, arrival of their first queued job, owner) for each owner waiting; entries
-        # that no longer match those two (the owner started or lost a job since) are dropped when popped.
-        self._next: list[tuple[int, int, str]] = []
+        self._round = 0  # the round being served
+        self._round_tick = 0  # the tick of its first start (no start yet: later than any tick so far)
+        self._tick = 0
+        self._arrivals = 0
         self._running: dict[int, asyncio.Task[None]] = {}
         self._handed_off: set[int] = set()  # running jobs that gave their slot back (see hand_off)
         self._reported: dict[int, int] = {}  # queued job -> its place, as last reported
         self._untold: list[int] = []  # arrivals whose place is not reported yet
-        self._report_timer: asyncio.TimerHandle | None = None  # the next pass over every waiting job
-        self._order: deque[int] | None = None  # the queued jobs in start order; None: simulate again
-        self._tick = 0
-        self._arrivals = 0
+        self._report_timer: asyncio.TimerHandle | None = None  # the next pass over the waiting jobs
+        self._cursor = 0  # where the next pass begins
         self._dispatching = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -84,90 +106,69 @@ class Scheduler:
         """Queue ``job_id`` (it starts at once when a slot is free and nobody waits)."""
         if job_id in self._owner_of:
             return  # already here: recovery and a live submission can both know a job
-        waiting = owner in self._queues
-        newcomer = not waiting and owner not in self._served
-        if newcomer and self._order is not None:
-            # Someone not served since they last went idle starts after the first job of everyone else in
-            # that case (their keys come first, in order of arrival, and this arrival is the latest) and
-            # before anyone already served: no need to simulate the whole queue again.
-            self._order.insert(len(self._fresh), job_id)
-        else:
-            self._order = None
-        if newcomer:
-            self._fresh.add(owner)
-        self._queues.setdefault(owner, deque()).append(job_id)
-        self._owner_of[job_id] = owner
         self._arrival[job_id] = self._arrivals
         self._arrivals += 1
-        if not waiting:
-            self._push(owner)
+        waiting = self._owners.get(owner)
+        if waiting is None:
+            waiting = self._owners[owner] = self._join(owner, job_id)
+        self._order.add((waiting.round + len(waiting.jobs), waiting, job_id))
+        waiting.jobs.append(job_id)
+        self._owner_of[job_id] = owner
         self._untold.append(job_id)
         self._idle.clear()
         self._pump()
 
     def remove(self, job_id: int) -> bool:
         """Take a queued job out (cancelled). False when it is not queued here (running, or unknown)."""
-        owner = self._owner_of.get(job_id)
+        owner = self._owners.get(self._owner_of.get(job_id, ""))
         if owner is None or job_id in self._running:
             return False
-        queue = self._queues[owner]
-        was_first = queue[0] == job_id
-        queue.remove(job_id)
+        for tag in owner.tags():  # the jobs behind it move up a round
+            self._order.remove(tag)
+        first = owner.jobs[0] == job_id
+        owner.jobs.remove(job_id)
         del self._owner_of[job_id], self._arrival[job_id]
-        if not queue:
-            self._stop_waiting(owner)
-        elif was_first:
-            self._push(owner)  # their key changed: the entry in the heap is stale now
+        if not owner.jobs:
+            del self._owners[owner.name]
+        else:
+            if first and owner.key[1] == 0:  # a newcomer is placed by the arrival of their first job
+                owner.key = (owner.key[0], 0, self._arrival[owner.jobs[0]])
+            self._order.update(owner.tags())
         self._reported.pop(job_id, None)
-        self._order = None
-        self._forget_if_idle(owner)
+        self._forget_if_idle(owner.name)
         self._publish()
         self._check_idle()
         return True
 
     def position(self, job_id: int) -> int | None:
         """1 = starts at the next free slot; None when not queued here."""
-        if job_id not in self._arrival:
+        owner = self._owners.get(self._owner_of.get(job_id, ""))
+        if owner is None or job_id in self._running:
             return None
-        return self._current_order().index(job_id) + 1
+        return self._index(owner, job_id) + 1
 
     def report_positions(self) -> None:
-        """Report every place that changed since it was last reported (what the periodic pass does)."""
+        """Report places that changed since they were last reported (what the periodic pass does): at most
+        ``report_max`` of them, going on from where the last pass stopped and around the queue once."""
         if self._report_timer is not None:
             self._report_timer.cancel()
             self._report_timer = None
-        if self._on_position is None:
+        if self._on_position is None or not self._order:
             return
-        reported = self._reported
-        for index, job_id in enumerate(self._current_order(), start=1):
-            if reported.get(job_id) != index:
-                self._report(job_id, index)
+        start = self._cursor if self._cursor < len(self._order) else 0
+        order = self._order
+        places = itertools.chain(enumerate(order.islice(start), start + 1), enumerate(order.islice(0, start), 1))
+        changed = ((job_id, place) for place, (_, _, job_id) in places if self._reported.get(job_id) != place)
+        moved = list(itertools.islice(changed, self.report_max))
+        self._cursor = moved[-1][1] if len(moved) >= self.report_max else 0
+        for job_id, index in moved:
+            self._report(job_id, index)
+        if self._cursor:
+            self._schedule_pass()
 
     def order(self) -> list[int]:
         """Every queued job in the order it will start, if nothing else arrives."""
-        return list(self._current_order())
-
-    def _current_order(self) -> deque[int]:
-        if self._order is None:
-            self._order = deque(self._simulate())
-        return self._order
-
-    def _simulate(self) -> list[int]:
-        heap = [(self._served.get(owner, -1), self._arrival[q[0]], owner) for owner, q in self._queues.items()]
-        heapq.heapify(heap)
-        taken = dict.fromkeys(self._queues, 0)
-        tick = self._tick
-        out: list[int] = []
-        while heap:
-            _, _, owner = heapq.heappop(heap)
-            queue = self._queues[owner]
-            index = taken[owner]
-            out.append(queue[index])
-            taken[owner] = index + 1
-            if index + 1 < len(queue):
-                tick += 1
-                heapq.heappush(heap, (tick, self._arrival[queue[index + 1]], owner))
-        return out
+        return [job_id for _, _, job_id in self._order]
 
     @property
     def running(self) -> frozenset[int]:
@@ -175,59 +176,53 @@ class Scheduler:
 
     @property
     def queued(self) -> int:
-        return len(self._arrival)
+        return len(self._order)
 
     async def wait_idle(self) -> None:
         """Until nothing is queued or running."""
         await self._idle.wait()
 
-    # Dispatch ---------------------------------------------------------------------------------------
+    # Order ------------------------------------------------------------------------------------------
 
-    def _key(self, owner: str) -> tuple[int, int]:
-        return self._served.get(owner, -1), self._arrival[self._queues[owner][0]]
+    def _join(self, name: str, job_id: int) -> _Owner:
+        """A user's place in the cycle when they start waiting: by when they were served last, a newcomer (never
+        served, or not since they went idle) before everyone, in order of arrival."""
+        served = self._served.get(name)
+        if served is None:
+            return _Owner(name, (-self._round, 0, self._arrival[job_id]), self._round)
+        if served >= self._round_tick:  # served in this round already: waits for the next
+            return _Owner(name, (-self._round - 1, 1, served), self._round + 1)
+        return _Owner(name, (-self._round, 1, served), self._round)
 
-    def _push(self, owner: str) -> None:
-        heapq.heappush(self._next, (*self._key(owner), owner))
+    def _index(self, owner: _Owner, job_id: int) -> int:
+        return int(self._order.index((owner.round + owner.jobs.index(job_id), owner, job_id)))
 
     def _pick(self) -> int:
-        while True:
-            served, first, owner = heapq.heappop(self._next)
-            if owner in self._queues and self._key(owner) == (served, first):
-                break
-        queue = self._queues[owner]
-        job_id = queue.popleft()
-        self._fresh.discard(owner)
+        round_, owner, job_id = self._order.pop(0)
+        owner.jobs.popleft()
         del self._arrival[job_id]
+        self._tick += 1
+        if round_ > self._round:
+            self._round, self._round_tick = round_, self._tick
         self._reported.pop(job_id, None)
-        # The simulation's first step is this very pick, so what it predicted for the others still holds.
-        if self._order and self._order[0] == job_id:
-            self._order.popleft()
+        self._served[owner.name] = self._tick
+        self._running_of[owner.name] = self._running_of.get(owner.name, 0) + 1
+        if owner.jobs:
+            # Last in the cycle now: its key goes behind those served this round, before those still waiting
+            # for their turn in it, which is where it already sits among them.
+            owner.round, owner.key = round_ + 1, (-round_ - 1, 1, self._tick)
         else:
-            self._order = None
-        self._serve(owner)
-        if queue:
-            self._push(owner)
-        else:
-            self._stop_waiting(owner)
+            del self._owners[owner.name]
         return job_id
 
-    def _serve(self, owner: str) -> None:
-        self._tick += 1
-        self._served[owner] = self._tick
-        self._running_of[owner] = self._running_of.get(owner, 0) + 1
-
-    def _stop_waiting(self, owner: str) -> None:
-        del self._queues[owner]
-        self._fresh.discard(owner)
-        if not self._queues:
-            self._next.clear()  # only stale entries are left
+    # Dispatch ---------------------------------------------------------------------------------------
 
     def _busy(self) -> int:
         """Slots taken: running jobs that did not hand theirs off."""
         return len(self._running) - len(self._handed_off)
 
     def _pump(self) -> None:
-        while self._dispatching and self._queues and self._busy() < self.concurrency:
+        while self._dispatching and self._order and self._busy() < self.concurrency:
             self._start(self._pick())
         self._publish()
 
@@ -260,26 +255,32 @@ class Scheduler:
 
     def _forget_if_idle(self, owner: str) -> None:
         # Keeps memory bounded by active users; someone returning after going idle counts as new.
-        if owner not in self._queues and owner not in self._running_of:
+        if owner not in self._owners and owner not in self._running_of:
             self._served.pop(owner, None)
 
     def _check_idle(self) -> None:
-        if not self._queues and not self._running:
+        if not self._order and not self._running:
             self._idle.set()
+
+    # Positions --------------------------------------------------------------------------------------
 
     def _publish(self) -> None:
         # At once: the place of each new arrival (the user's first news of the job) and the head of the queue
         # ("starts next"). Every other move waits for the periodic pass.
         untold, self._untold = self._untold, []
-        if self._on_position is None or not self._arrival:
+        if self._on_position is None or not self._order:
             return
-        order = self._current_order()
-        if self._reported.get(order[0]) != 1:
-            self._report(order[0], 1)
+        head = self._order[0][2]
+        if self._reported.get(head) != 1:
+            self._report(head, 1)
         for job_id in untold:
-            if job_id in self._arrival and job_id not in self._reported:
-                self._report(job_id, order.index(job_id) + 1)
-        if self._report_timer is None and len(order) > 1:
+            if job_id not in self._reported and (place := self.position(job_id)) is not None:
+                self._report(job_id, place)
+        if len(self._order) > 1:
+            self._schedule_pass()
+
+    def _schedule_pass(self) -> None:
+        if self._report_timer is None:
             self._report_timer = asyncio.get_running_loop().call_later(self.report_every, self.report_positions)
 
     def _report(self, job_id: int, position: int) -> None:
