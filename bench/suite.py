@@ -1,6 +1,6 @@
 """``python -m bench``: every benchmark with quick defaults, one table (a few minutes on 2 cores).
 
-    python -m bench                      # all: parse quota pipeline slots memory telegram discord
+    python -m bench                      # all: parse quota pipeline slots memory queue answers telegram discord
     python -m bench pipeline discord     # some of them
     python -m bench --list
 
@@ -212,12 +212,28 @@ def telegram() -> list[Figure]:
     return _e2e("telegram", results, args.one_by_one_results, names, (args.floor_lag, args.library_lag, args.lag))
 
 
+def queue() -> list[Figure]:
+    """Scheduling cost at 1,000, 5,000 and 10,000 queued jobs (issue 24)."""
+    from bench import queue as bench_queue
+
+    return bench_queue.figures([1000, 5000, 10000], 5)
+
+
+def answers() -> list[Figure]:
+    """Loop lag while image services answer n=4 at 1024 and 2048 pixels, fakes in another process (issue 24)."""
+    from bench import answers as bench_answers
+
+    return bench_answers.figures([(1024, 1024), (2048, 2048)], 4, 3)
+
+
 BENCHMARKS: dict[str, tuple[Runner, str]] = {
     "parse": (parse, "commands parsed and validated per second (bench/parse.py)"),
     "quota": (quota, "admission decisions per second, one process (bench/quota.py)"),
     "pipeline": (pipeline, "images per second through the whole core vs decode+check (bench/pipeline.py)"),
     "slots": (slots, "jobs per second with slow uploads vs the image service's own time (bench/slots.py)"),
     "memory": (memory, "peak RSS with 100 jobs of 4 pictures in flight vs their bytes (bench/memory.py)"),
+    "queue": (queue, "scheduling cost as the queue grows to 10,000 jobs (bench/queue.py)"),
+    "answers": (answers, "loop lag while a service sends 35 MiB answers, through httpx (bench/answers.py)"),
     "telegram": (telegram, "/draw per second end to end, fake Bot API vs raw calls and PTB (bench/telegram.py)"),
     "discord": (discord, "/draw per second end to end, fake Discord vs raw calls, discord.py (bench/discord.py)"),
 }

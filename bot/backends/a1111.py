@@ -16,11 +16,12 @@ from bot.backends.base import CheckReport, Finding, GeneratedImage, ProgressCall
 from bot.backends.http import (
     RETRYABLE_TRANSPORT,
     RetryPolicy,
+    Text,
     decode_b64,
     located,
     parse_json,
     retry_after_header,
-    transport_error,
+    send,
     wait_seconds,
 )
 from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
@@ -141,11 +142,7 @@ class A1111Backend(HttpBackend):
         return tuple(e["title"] for e in answer if isinstance(e, dict) and isinstance(e.get("title"), str))
 
     async def _get(self, path: str) -> Any:
-        try:
-            response = await self._client.get(path)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, PROVIDER) from None
-        return await self._answer(response)
+        return await self._answer(*await send(self._client, "GET", path, provider=PROVIDER))
 
     # -- generate ----------------------------------------------------------------------------------------
 
@@ -185,10 +182,7 @@ class A1111Backend(HttpBackend):
         return out
 
     async def _txt2img(self, body: dict[str, Any]) -> Any:
-        try:
-            response = await self._client.post(TXT2IMG, json=body)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, PROVIDER) from None
+        response, answer = await send(self._client, "POST", TXT2IMG, provider=PROVIDER, json=body)
         if response.status_code == 404 and _detail(_quiet_json(response)) == "Sampler not found":
             # Our cached list is stale (the server restarted with other samplers): fetch it again next time.
             self._caps = None
@@ -199,11 +193,11 @@ class A1111Backend(HttpBackend):
                 user_fault=True,
                 sampler=body["sampler_name"],
             )
-        return await self._answer(response)
+        return await self._answer(response, answer)
 
     async def _images(self, answer: Any, request: DrawRequest) -> list[GeneratedImage]:
         encoded = answer.get("images") if isinstance(answer, dict) else None
-        if not isinstance(encoded, list) or not all(isinstance(item, str) for item in encoded):
+        if not isinstance(encoded, list) or not all(isinstance(item, str | memoryview) for item in encoded):
             raise BackendError("backend_unavailable", provider=PROVIDER, reason="unexpected_answer")
         info = _info(answer.get("info"))
         first = info.get("index_of_first_image", 0)
@@ -245,11 +239,11 @@ class A1111Backend(HttpBackend):
 
     # -- answers and errors ------------------------------------------------------------------------------
 
-    async def _answer(self, response: httpx.Response) -> Any:
+    async def _answer(self, response: httpx.Response, body: list[bytes]) -> Any:
         if response.status_code != 200:
             raise located(_http_error(response), response)
         try:
-            return await parse_json(response.content)
+            return await parse_json(body)
         except ValueError:
             raise BackendError("backend_unavailable", provider=PROVIDER, reason="malformed_json") from None
 
@@ -356,10 +350,11 @@ def _http_error(response: httpx.Response) -> BackendError:
     return BackendError("backend_unavailable", provider=PROVIDER, provider_code=code)
 
 
-def _decode_all(encoded: list[str]) -> list[tuple[bytes, images.ImageInfo]]:
+def _decode_all(encoded: list[Text]) -> list[tuple[bytes, images.ImageInfo]]:
     """Each picture (bare base64 or a ``data:`` URL) decoded and inspected. Runs in a worker thread."""
     out = []
     for item in encoded:
-        data = decode_b64(item, PROVIDER, start=item.find(",") + 1 if item.startswith("data:") else 0)
+        head = item[:100] if isinstance(item, str) else bytes(item[:100]).decode("ascii", "replace")
+        data = decode_b64(item, PROVIDER, start=head.find(",") + 1 if head.startswith("data:") else 0)
         out.append((data, images.inspect(data)))
     return out

@@ -18,7 +18,7 @@ from bot.backends.http import (
     parse_json,
     provider_said,
     retry_after_header,
-    transport_error,
+    send,
     wait_seconds,
 )
 from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
@@ -177,15 +177,11 @@ class BedrockBackend(HttpBackend):
     async def _invoke(self, body: bytes, frozen: Any | None = None) -> Any:
         frozen = frozen if frozen is not None else await self._credentials_or_error()
         headers = self._sign(frozen, body)
-        try:
-            response = await self._client.post(self._url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            log.warning("bedrock request failed: %s", type(exc).__name__)
-            raise transport_error(exc, PROVIDER) from None
+        response, answer = await send(self._client, "POST", self._url, provider=PROVIDER, content=body, headers=headers)
         if response.status_code != 200:
             raise _aws_error(response)
         try:
-            return await parse_json(response.content)
+            return await parse_json(answer)
         except ValueError:
             # Not retried: the answer was cut or mangled after the model did (and billed) the work.
             raise BackendError("backend_unavailable", provider=PROVIDER, reason="malformed") from None

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import binascii
 import email.utils
-import json
 import logging
 import math
+import mmap
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+import msgspec
 
 from bot.backends.deadline import DeadlineTransport
 from bot.config import redact_url
@@ -131,15 +133,35 @@ def _address(exc: httpx.HTTPError) -> str | None:
     return redact_url(str(url.copy_with(query=None, fragment=None)))
 
 
+async def send(
+    client: httpx.AsyncClient, method: str, url: str | httpx.URL, *, provider: str, **kwargs: Any
+) -> tuple[httpx.Response, list[bytes]]:
+    """One request and its answer: a success's body as the chunks it arrived in (for :func:`parse_json`; joined
+    on the loop, a 35 MiB answer would hold it for tens of milliseconds), any other answer read whole as usual
+    (``response.json()`` works on it). A transport failure is a :func:`transport_error`."""
+    chunks: list[bytes] = []
+    try:
+        async with client.stream(method, url, **kwargs) as response:
+            if response.status_code != 200:
+                await response.aread()
+            else:
+                chunks = [chunk async for chunk in response.aiter_bytes()]
+    except httpx.HTTPError as exc:
+        log.warning("%s request failed: %s", provider, type(exc).__name__)
+        raise transport_error(exc, provider) from None
+    return response, chunks
+
+
 # base64 decoding is one C call holding the GIL: a whole picture at once stalls the event loop, even from a
 # worker thread. So it goes in slices, offering the GIL about every millisecond (BENCHMARKS.md: "Sliced base64").
 B64_SLICE = 64 * 1024
 B64_YIELD_EVERY = 0.001  # seconds of decoding between two offers of the GIL
 
 
-def decode_b64(data: str, provider: str, start: int = 0) -> bytes:
+def decode_b64(data: Text, provider: str, start: int = 0) -> bytes:
     """Strict base64 (the alphabet only, no whitespace, correct padding) of ``data[start:]``, in slices; call it
     through :func:`bot.process.cpu.run` for anything large."""
+    pad = "=" if isinstance(data, str) else b"="
     try:
         if len(data) - start <= B64_SLICE:
             return binascii.a2b_base64(data[start:] if start else data, strict_mode=True)
@@ -147,7 +169,7 @@ def decode_b64(data: str, provider: str, start: int = 0) -> bytes:
         offered = time.perf_counter()
         for at in range(start, len(data), B64_SLICE):
             piece = data[at : at + B64_SLICE]
-            if at + B64_SLICE < len(data) and piece.endswith("="):
+            if at + B64_SLICE < len(data) and piece[-1:] == pad:
                 raise binascii.Error("padding before the end")  # each slice alone would accept it
             parts.append(binascii.a2b_base64(piece, strict_mode=True))
             if time.perf_counter() - offered >= B64_YIELD_EVERY:
@@ -182,15 +204,52 @@ def wait_seconds(retry_after: float | None, default: float) -> int:
     return max(1, math.ceil(retry_after if retry_after is not None else default))
 
 
-# Large answers (several base64 images) take tens of milliseconds to parse: do that off the event loop.
+Text = str | memoryview  # a JSON string as parse_json gives it: a long one stays a view of the answer
+
+# Longer strings in a large answer (base64 pictures) stay views of its buffer (BENCHMARKS.md: "Big answers").
+_BIG_TEXT = 64 * 1024
 _INLINE_JSON_BYTES = 256 * 1024
+_LEVEL = dict[str, msgspec.Raw] | list[msgspec.Raw] | str | int | float | bool | None
+_ESCAPE = re.compile(rb"\\")
 
 
-async def parse_json(content: bytes) -> Any:
-    """``json.loads`` of a response body, in a worker thread when it is large. Raises ``ValueError``."""
-    if len(content) <= _INLINE_JSON_BYTES:
-        return json.loads(content)
-    return await cpu.run(json.loads, content)
+async def parse_json(content: bytes | list[bytes]) -> Any:
+    """The JSON answer ``content`` (whole or in chunks); a large one is parsed in a worker thread, its long
+    strings left as memoryviews (:data:`Text`) for :func:`decode_b64`. Raises ``ValueError``."""
+    chunks = [content] if isinstance(content, bytes) else content
+    try:
+        if sum(map(len, chunks)) <= _INLINE_JSON_BYTES:
+            return msgspec.json.decode(b"".join(chunks))
+        return await cpu.run(_parse_large, chunks)
+    except RecursionError:  # nested too deep to be an answer
+        raise ValueError("JSON nested too deep") from None
+
+
+def _parse_large(chunks: list[bytes]) -> Any:
+    # Copied chunk by chunk into memory mapped on first touch: one join, or a growing buffer moved by realloc,
+    # would hold the GIL for the whole copy at once.
+    buffer = mmap.mmap(-1, sum(map(len, chunks)))
+    at = 0
+    for chunk in chunks:
+        buffer[at : at + len(chunk)] = chunk
+        at += len(chunk)
+    return _lazy(buffer)
+
+
+def _lazy(raw: Any) -> Any:
+    """One level of JSON at a time, so that no single call holds the GIL for a whole 35 MiB answer, and no
+    long string is copied (escapes, which base64 never needs, are read the slow way)."""
+    view = memoryview(raw)
+    if len(view) <= _BIG_TEXT:
+        return msgspec.json.decode(view)
+    if view[:1] == b'"':
+        return view[1:-1] if _ESCAPE.search(view) is None else msgspec.json.decode(view)
+    level = msgspec.json.decode(view, type=_LEVEL)
+    if isinstance(level, dict):
+        return {key: _lazy(value) for key, value in level.items()}
+    if isinstance(level, list):
+        return [_lazy(value) for value in level]
+    return level
 
 
 def sniff_format(data: bytes) -> str:

@@ -22,6 +22,7 @@ from bot.backends.http import (
     RetryPolicy,
     parse_json,
     retry_after_header,
+    send,
     transport_error,
     wait_seconds,
 )
@@ -85,13 +86,15 @@ class _Download:
     blank: bool
 
 
-def _examine(data: bytes) -> tuple[images.ImageInfo, bool]:
-    """Pillow's view of a downloaded image and whether it is blank (every pixel black), which is how the
-    NSFW checker answers. ``inspect`` runs first, so a decompression bomb is refused before any decoding."""
+def _examine(chunks: list[bytes]) -> tuple[bytes, images.ImageInfo, bool]:
+    """A downloaded image joined (here, off the loop), Pillow's view of it and whether it is blank (every pixel
+    black), which is how the NSFW checker answers. ``inspect`` runs first, so a decompression bomb is refused
+    before any decoding."""
+    data = b"".join(chunks)
     info = images.inspect(data)
     with Image.open(io.BytesIO(data)) as img:
         blank = img.convert("RGB").getbbox() is None
-    return info, blank
+    return data, info, blank
 
 
 async def _all(calls: Iterable[Awaitable[_Download]]) -> list[_Download]:
@@ -271,14 +274,11 @@ class ModelsLabBackend(HttpBackend):
 
     async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` to ``path`` on the base URL; the answer's JSON object (any ``status``)."""
-        try:
-            response = await self._client.post(path, json=body)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, PROVIDER) from None
+        response, content = await send(self._client, "POST", path, provider=PROVIDER, json=body)
         if response.status_code != 200:
             raise _http_error(response)
         try:
-            answer = await parse_json(response.content)
+            answer = await parse_json(content)
         except ValueError:
             raise BackendError("backend_unavailable", provider=PROVIDER, reason="malformed_json") from None
         if not isinstance(answer, dict):
@@ -312,11 +312,11 @@ class ModelsLabBackend(HttpBackend):
         return min(max(seconds, self._poll_min), self._poll_max)
 
     async def _download_checked(self, url: str) -> _Download:
-        data = await self._retry.run(functools.partial(self._download, url), _retryable)
-        info, blank = await cpu.run(_examine, data)
+        chunks = await self._retry.run(functools.partial(self._download, url), _retryable)
+        data, info, blank = await cpu.run(_examine, chunks)
         return _Download(data, info, blank)
 
-    async def _download(self, url: str) -> bytes:
+    async def _download(self, url: str) -> list[bytes]:
         """GET an output URL, streaming, refusing anything but absolute http(s) and anything past the cap."""
         try:
             target = httpx.URL(url)
@@ -333,7 +333,7 @@ class ModelsLabBackend(HttpBackend):
         except httpx.HTTPError as exc:
             raise transport_error(exc, PROVIDER) from None
 
-    async def _stream(self, target: httpx.URL) -> bytes:
+    async def _stream(self, target: httpx.URL) -> list[bytes]:
         # Output files live on a CDN that may redirect; httpx itself refuses non-http(s) redirect targets.
         headers = {"Accept": "image/*"}
         async with self._client.stream("GET", target, headers=headers, follow_redirects=True) as response:
@@ -354,7 +354,7 @@ class ModelsLabBackend(HttpBackend):
                 if total > self._max_download:
                     raise BackendError("backend_bad_image", provider=PROVIDER, reason="too_large", found=f">{total}")
                 chunks.append(chunk)
-        return b"".join(chunks)
+        return chunks
 
     # -- check -------------------------------------------------------------------------------------------
 

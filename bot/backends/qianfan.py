@@ -21,6 +21,7 @@ from bot.backends.http import (
     parse_json,
     provider_said,
     retry_after_header,
+    send,
     sniff_format,
     transport_error,
     wait_seconds,
@@ -206,15 +207,12 @@ class QianfanBackend(HttpBackend):
             raise BackendError("backend_unavailable", provider=PROVIDER, provider_code=13) from None
 
     async def _post(self, token: str, payload: dict[str, Any]) -> dict[str, Any]:
-        try:
-            response = await self._client.post(GENERATE_PATH, params={"access_token": token}, json=payload)
-        except httpx.HTTPError as exc:
-            log.warning("qianfan request failed: %s", type(exc).__name__)
-            raise transport_error(exc, PROVIDER) from None
+        query = {"access_token": token}
+        response, body = await send(self._client, "POST", GENERATE_PATH, provider=PROVIDER, params=query, json=payload)
         if response.status_code != 200:
             raise _http_error(response)
         try:
-            data = await parse_json(response.content)
+            data = await parse_json(body)
         except ValueError:
             # Not retried: the answer was cut or mangled after Baidu did (and billed) the work.
             raise BackendError("backend_unavailable", provider=PROVIDER, reason="malformed") from None
@@ -329,7 +327,7 @@ def _images(data: Mapping[str, Any], request: DrawRequest) -> list[GeneratedImag
     out = []
     for i, item in enumerate(items):
         b64 = item.get("b64_image")
-        if not isinstance(b64, str):
+        if not isinstance(b64, str | memoryview):
             raise BackendError("backend_bad_image", provider=PROVIDER, reason="missing")
         raw = decode_b64(b64, PROVIDER)
         # Baidu reports no seeds; its SDXL follows the A1111 batch rule (image i uses seed + i), so that is

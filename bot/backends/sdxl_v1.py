@@ -135,7 +135,7 @@ def artifacts(data: Any, request: DrawRequest, provider: str) -> list[GeneratedI
         raise BackendError("backend_unavailable", provider=provider, reason="no_artifacts")
     out = []
     for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("base64"), str):
+        if not isinstance(item, dict) or not isinstance(item.get("base64"), str | memoryview):
             raise BackendError("backend_bad_image", provider=provider, reason="artifact")
         reason = item.get("finishReason", "SUCCESS")
         if reason == "ERROR":

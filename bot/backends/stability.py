@@ -19,7 +19,7 @@ from bot.backends.http import (
     parse_json,
     provider_said,
     retry_after_header,
-    transport_error,
+    send,
     wait_seconds,
 )
 from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
@@ -84,15 +84,11 @@ class StabilityBackend(HttpBackend):
         return await cpu.run(sdxl_v1.artifacts, data, request, PROVIDER)
 
     async def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
-        try:
-            response = await self._client.request(method, path, json=payload)
-        except httpx.HTTPError as exc:
-            log.warning("stability request failed: %s", type(exc).__name__)
-            raise transport_error(exc, PROVIDER) from None
+        response, body = await send(self._client, method, path, provider=PROVIDER, json=payload)
         if response.status_code != 200:
             raise _status_error(response)
         try:
-            return await parse_json(response.content)
+            return await parse_json(body)
         except ValueError:
             # Not retried: the answer was cut or mangled after Stability did (and billed) the work.
             raise BackendError("backend_unavailable", provider=PROVIDER, reason="malformed") from None
