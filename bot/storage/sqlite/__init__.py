@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from bot.storage.sqlite.checkpoints import Checkpointer
 from bot.storage.sqlite.database import Database, open_connection
 from bot.storage.sqlite.inbox import SQLiteInbox
 from bot.storage.sqlite.jobs import SQLiteJobs
@@ -23,9 +24,14 @@ class SQLiteStorage(Database):
     package and for tests that look inside the file."""
 
     def __init__(
-        self, conn: aiosqlite.Connection, path: Path, version: int, clock: Callable[[], float] = time.time
+        self,
+        conn: aiosqlite.Connection,
+        path: Path,
+        version: int,
+        clock: Callable[[], float] = time.time,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
-        super().__init__(conn, path, version)
+        super().__init__(conn, path, version, checkpointer)
         self.jobs = SQLiteJobs(self, clock)
         self.quotas = SQLiteQuotas(self, clock)
         self.people = SQLitePeople(self, clock)
@@ -45,4 +51,9 @@ class SQLiteStorage(Database):
         """See :func:`~bot.storage.sqlite.database.open_connection`: created and migrated unless told not to."""
         path = Path(path)
         conn, version = await open_connection(path, migrations=migrations, create=create, readonly=readonly)
-        return cls(conn, path, version, clock)
+        try:
+            checkpointer = None if readonly else await Checkpointer.start(path)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, path, version, clock, checkpointer)

@@ -14,6 +14,7 @@ import aiosqlite
 
 from bot.errors import ConfigError, db_unavailable
 from bot.storage.port import StorageError
+from bot.storage.sqlite.checkpoints import Checkpointer
 from bot.storage.sqlite.migrations import MIGRATIONS, Migration, migrate, schema_version
 
 Params = Sequence[Any] | Mapping[str, Any]
@@ -25,8 +26,11 @@ BUSY_TIMEOUT_MS = 10_000
 class Database:
     """Open with :meth:`open`, share it, :meth:`close` at exit."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path, version: int) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, path: Path, version: int, checkpointer: Checkpointer | None = None
+    ) -> None:
         self._conn = conn
+        self._checkpointer = checkpointer
         self._transaction = asyncio.Lock()
         self._owner: asyncio.Task[Any] | None = None  # the task whose transaction is open
         self.path = path
@@ -47,7 +51,9 @@ class Database:
             raise db_unavailable(self.path, "; ".join(problems[:3]) or "damaged")
 
     async def close(self) -> None:
-        await self._conn.close()
+        if self._checkpointer is not None:
+            await self._checkpointer.stop()
+        await self._conn.close()  # the last connection to close checkpoints what is left
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         """Run one statement (a write too: ``... RETURNING``) and return its rows. SQLite's errors are raised
@@ -121,6 +127,7 @@ async def open_connection(
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA foreign_keys = ON")
             version = await migrate(conn, path, migrations)
+            await conn.execute("PRAGMA wal_autocheckpoint = 0")  # see bot.storage.sqlite.checkpoints
     except sqlite3.Error as exc:
         await conn.close()
         raise db_unavailable(path, exc) from None

@@ -161,7 +161,7 @@ class SQLiteJobs:
     async def cancel_all(self, owner: str) -> list[Job]:
         rows = await self._db.fetchall(
             "UPDATE jobs SET status = 'cancelled', error = 'cancelled', charged = 0, finished_at = ? "
-            "WHERE user_key = ? AND status = 'queued' RETURNING *",
+            f"WHERE user_key = ? AND {_UNFINISHED} AND status = 'queued' RETURNING *",  # the partial index's terms
             (self._clock(), owner),
         )
         return sorted((job_from_row(r) for r in rows), key=lambda j: j.id)
