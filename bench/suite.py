@@ -1,6 +1,6 @@
 """``python -m bench``: every benchmark with quick defaults, one table (a few minutes on 2 cores).
 
-    python -m bench                      # all: parse quota pipeline slots memory queue answers telegram discord
+    python -m bench                      # all: parse quota pipeline slots memory queue answers history telegram discord
     python -m bench pipeline discord     # some of them
     python -m bench --list
 
@@ -226,6 +226,13 @@ def answers() -> list[Figure]:
     return bench_answers.figures([(1024, 1024), (2048, 2048)], 4, 3)
 
 
+def history() -> list[Figure]:
+    """Start, admissions and pruning with 1,000,000 finished jobs against an empty database (issue 24)."""
+    from bench import history as bench_history
+
+    return bench_history.figures([0, 1_000_000], 4000)
+
+
 BENCHMARKS: dict[str, tuple[Runner, str]] = {
     "parse": (parse, "commands parsed and validated per second (bench/parse.py)"),
     "quota": (quota, "admission decisions per second, one process (bench/quota.py)"),
@@ -234,6 +241,7 @@ BENCHMARKS: dict[str, tuple[Runner, str]] = {
     "memory": (memory, "peak RSS with 100 jobs of 4 pictures in flight vs their bytes (bench/memory.py)"),
     "queue": (queue, "scheduling cost as the queue grows to 10,000 jobs (bench/queue.py)"),
     "answers": (answers, "loop lag while a service sends 35 MiB answers, through httpx (bench/answers.py)"),
+    "history": (history, "start, admissions and pruning at 1,000,000 finished jobs (bench/history.py)"),
     "telegram": (telegram, "/draw per second end to end, fake Bot API vs raw calls and PTB (bench/telegram.py)"),
     "discord": (discord, "/draw per second end to end, fake Discord vs raw calls, discord.py (bench/discord.py)"),
 }

@@ -99,7 +99,7 @@ class Core:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> Core:
         """Open ``SDBOT_DB`` (``ConfigError`` when it cannot be used). ``monotonic`` times the breaker."""
-        storage = await open_storage(settings.db, clock=clock)  # checked whole: a damaged file is refused now
+        storage = await open_storage(settings.db, clock=clock, serving=True)  # a damaged file is refused now
         try:
             core = cls(settings, backend, storage, clock, monotonic)
             await core.directory.load()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.errors import ConfigError
 from bot.storage.sqlite import SQLiteStorage
 from tests.fakes.telegram import FakeTelegram
 
@@ -122,3 +123,25 @@ async def test_a_database_error_later_in_the_start_is_db_unavailable_too(
         with pytest.raises(ConfigError) as caught:
             await runner.run(Settings.from_env(env, env_file=None), asyncio.Event())
     assert (caught.value.code, caught.value.params["reason"]) == ("db_unavailable", "disk I/O error")
+
+
+async def test_a_file_too_large_to_check_at_start_is_checked_in_the_background(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The start does not wait for a whole-file check of a long history: it runs after, on the checkpointer's
+    connection, and damage found there is logged for the operator (the next start refuses the file if small)."""
+    db = tmp_path / "sdbot.db"
+    await sdbot_database(db)
+    unfinished_job_missing_from_its_table(db)
+    store = await SQLiteStorage.open(db)
+    try:
+        await store.check(at_once_up_to=0)  # returns at once: the check runs behind it
+        checkpointer = store._checkpointer
+        assert checkpointer is not None and checkpointer._verifying is not None
+        with caplog.at_level("ERROR"):
+            await asyncio.wait_for(checkpointer._verifying, 30)
+        assert "is damaged" in caplog.text and str(db) in caplog.text
+        with pytest.raises(ConfigError):
+            await store.check()  # small enough: checked at once, refused
+    finally:
+        await store.close()
