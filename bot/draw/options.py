@@ -7,14 +7,11 @@ import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from bot.draw import params
 from bot.draw.capabilities import Capabilities
 from bot.draw.request import DrawRequest
-
-if TYPE_CHECKING:
-    from bot.messages.i18n import Lang
 
 Kind = Literal["choice", "size", "int", "float", "text"]
 OptionValue = str | int | float
@@ -65,7 +62,7 @@ class Option:
     def known(self, caps: Capabilities) -> tuple[str, ...]:
         return tuple(dict.fromkeys(_index(self, self.choices(caps)).values()))
 
-    def label(self, lang: Lang, value: OptionValue, *, short: bool = False) -> str:
+    def label(self, lang: str, value: OptionValue, *, short: bool = False) -> str:
         """``value`` as people read it: ``Anime（动漫）`` in Chinese (``动漫``, ``short``), numbers as typed."""
         native = self.names.get(str(value)) if lang == "zh" else None
         if not native:
@@ -88,7 +85,7 @@ def _index(option: Option, offered: tuple[str, ...]) -> dict[str, str]:
     return index
 
 
-def shown(request: DrawRequest, lang: Lang) -> dict[str, str | None]:
+def shown(request: DrawRequest, lang: str) -> dict[str, str | None]:
     """Each option's value in ``request`` as people read it, by option name: the placeholders of a caption."""
     return {o.name: None if (v := getattr(request, o.field)) is None else o.label(lang, v) for o in OPTIONS}
 
