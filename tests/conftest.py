@@ -16,3 +16,13 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStorage]:
     store = await SQLiteStorage.open(tmp_path / "sdbot.db")
     yield store
     await store.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():  # type: ignore[no-untyped-def]
+    """One throwaway PostgreSQL server for the session (tests/postgres_support.py), stopped at its end."""
+    from tests.postgres_support import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()

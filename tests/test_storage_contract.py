@@ -1,6 +1,7 @@
 """The storage port's contract, through the port only, run against every engine in ``ENGINES``.
 
-A new engine (PostgreSQL comes next) adds one opener here and must pass every test unchanged.
+A new engine adds one opener here and must pass every test unchanged. PostgreSQL runs on a throwaway server
+the tests start (tests/postgres_support.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from bot.draw.request import DrawRequest
 from bot.jobs.job import Job
 from bot.quotas.rules import Admission, Limits
 from bot.storage import Storage
+from bot.storage.postgres import PostgresStorage
 from bot.storage.sqlite import SQLiteStorage
 
 NOW = 1_800_000_000.0
@@ -33,11 +35,19 @@ class Clock:
         return self.now
 
 
-async def _sqlite(path: Path, clock: Clock) -> Storage:
+async def _sqlite(request: pytest.FixtureRequest, path: Path, clock: Clock) -> Storage:
     return await SQLiteStorage.open(path / "sdbot.db", clock=clock)
 
 
-ENGINES: dict[str, Callable[[Path, Clock], Awaitable[Storage]]] = {"sqlite": _sqlite}
+async def _postgresql(request: pytest.FixtureRequest, path: Path, clock: Clock) -> Storage:
+    server = request.getfixturevalue("postgres_server")
+    return await PostgresStorage.open(await server.new_database(), clock=clock)
+
+
+ENGINES: dict[str, Callable[[pytest.FixtureRequest, Path, Clock], Awaitable[Storage]]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgresql,
+}
 
 
 @pytest.fixture
@@ -47,7 +57,7 @@ def clock() -> Clock:
 
 @pytest.fixture(params=sorted(ENGINES))
 async def storage(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> AsyncIterator[Storage]:
-    opened = await ENGINES[request.param](tmp_path, clock)
+    opened = await ENGINES[request.param](request, tmp_path, clock)
     yield opened
     await opened.close()
 

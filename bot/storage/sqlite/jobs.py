@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -68,7 +67,8 @@ def limit_params(user_key: str, chat_key: str, limits: Limits, day: str, now: fl
 _FIELDS = {field.name for field in dataclasses.fields(Job)}
 
 
-def job_from_row(row: sqlite3.Row) -> Job:
+def job_from_row(row: Any) -> Job:
+    """A job from a row of any engine (``keys()`` and ``row[key]``)."""
     values = {_RENAMED.get(key, key): row[key] for key in row.keys()}  # noqa: SIM118 (a Row is no dict)
     values.update(
         group_chat=bool(values["group_chat"]),
@@ -78,7 +78,7 @@ def job_from_row(row: sqlite3.Row) -> Job:
     return Job(**{key: value for key, value in values.items() if key in _FIELDS})
 
 
-def _json(value: dict[str, Any]) -> str:
+def route_json(value: dict[str, Any]) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -93,7 +93,7 @@ class SQLiteJobs:
             "group_chat": int(a.chat.is_group),
             "backend": a.backend,
             "request": a.request.to_json(),
-            "route": _json(a.route),
+            "route": route_json(a.route),
             "lang": a.lang,
             "n": a.request.n,
             "seed": a.seed,
@@ -169,7 +169,9 @@ class SQLiteJobs:
     async def update_route(self, job_id: int, route: dict[str, Any]) -> bool:
         if not possible_id(job_id):
             return False
-        rows = await self._db.fetchall("UPDATE jobs SET route = ? WHERE id = ? RETURNING id", (_json(route), job_id))
+        rows = await self._db.fetchall(
+            "UPDATE jobs SET route = ? WHERE id = ? RETURNING id", (route_json(route), job_id)
+        )
         return bool(rows)
 
     async def stats(self, day: str, *, top: int = 5, chat: str | None = None) -> DayStats:

@@ -1,0 +1,29 @@
+"""The PostgreSQL engine: the storage port on one PostgreSQL database, shared by any number of processes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from bot.storage.postgres.database import PostgresDatabase
+from bot.storage.postgres.jobs import PostgresJobs
+from bot.storage.postgres.records import PostgresChannels, PostgresInbox, PostgresPeople, PostgresQuotas
+
+__all__ = ["PostgresStorage"]
+
+
+class PostgresStorage(PostgresDatabase):
+    """:class:`bot.storage.port.Storage` on ``postgresql://...``; :meth:`open` migrates it (under a lock)."""
+
+    def __init__(self, pool: object, shown: str, version: int, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(pool, shown, version)  # type: ignore[arg-type]
+        self.jobs = PostgresJobs(self, clock)
+        self.quotas = PostgresQuotas(self, clock)
+        self.people = PostgresPeople(self, clock)
+        self.channels = PostgresChannels(self, clock)
+        self.inbox = PostgresInbox(self)
+
+    @classmethod
+    async def open(cls, dsn: str, *, clock: Callable[[], float] = time.time, readonly: bool = False) -> PostgresStorage:
+        pool, shown, version = await cls.connect(dsn, readonly=readonly)
+        return cls(pool, shown, version, clock)

@@ -1,0 +1,108 @@
+"""A pool of asyncpg connections to ``SDBOT_DB`` (``postgresql://...``): statements, transactions, errors."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from bot.config import redact_url
+from bot.errors import db_unavailable
+from bot.storage.port import StorageError
+from bot.storage.postgres.migrations import migrate
+
+Params = Sequence[Any] | Mapping[str, Any]
+
+_NAMED = re.compile(r"(?<![:\w]):([a-z_]\w*)")
+_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+@functools.lru_cache(maxsize=256)
+def _positional(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``:name`` placeholders (as the SQLite engine writes them) as PostgreSQL's ``$1``, and their order."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return _NAMED.sub(number, sql), tuple(names)
+
+
+class PostgresDatabase:
+    """Open with :meth:`open`; every statement takes a pooled connection, or the one of the open transaction."""
+
+    def __init__(self, pool: asyncpg.Pool, shown: str, version: int) -> None:
+        self._pool = pool
+        self.shown = shown  # the DSN without its password, for messages
+        self.version = version
+        self._in_transaction: contextvars.ContextVar[asyncpg.Connection | None] = contextvars.ContextVar(
+            "sdbot_pg_transaction", default=None
+        )
+
+    @staticmethod
+    async def connect(dsn: str, *, readonly: bool = False) -> tuple[asyncpg.Pool, str, int]:
+        """A pool, the DSN as shown, the schema version (migrated unless ``readonly``); ``db_unavailable``."""
+        shown = redact_url(dsn)
+        try:
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10, command_timeout=60)
+        except (*_FAILURES, ValueError) as exc:
+            raise db_unavailable(shown, type(exc).__name__) from None
+        try:
+            async with pool.acquire() as conn:
+                version = await migrate(conn, shown, readonly=readonly)
+        except _FAILURES as exc:
+            await pool.close()
+            raise db_unavailable(shown, type(exc).__name__) from None
+        except BaseException:
+            await pool.close()
+            raise
+        return pool, shown, version
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def check(self, *, at_once_up_to: int | None = None) -> None:
+        """The server keeps its pages whole; that it answers is what there is to check."""
+        try:
+            await self._pool.fetchval("SELECT 1")
+        except _FAILURES as exc:
+            raise db_unavailable(self.shown, type(exc).__name__) from None
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[asyncpg.Record]:
+        if isinstance(params, Mapping):
+            sql, names = _positional(sql)
+            args: Sequence[Any] = [params[name] for name in names]
+        else:
+            args = params
+        target = self._in_transaction.get() or self._pool
+        try:
+            return list(await target.fetch(sql, *args))
+        except _FAILURES as exc:
+            raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def fetchone(self, sql: str, params: Params = ()) -> asyncpg.Record | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, params: Params = ()) -> None:
+        await self.fetchall(sql, params)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """Statements in the block (of this task) form one transaction, committed at its end."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                token = self._in_transaction.set(conn)
+                try:
+                    yield
+                finally:
+                    self._in_transaction.reset(token)
+        except _FAILURES as exc:
+            raise StorageError(f"{type(exc).__name__}: {exc}") from exc

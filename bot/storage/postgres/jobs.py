@@ -1,0 +1,187 @@
+"""Jobs in PostgreSQL: admission under a per-chat then per-user lock, transitions as conditional updates."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bot.jobs.job import DayStats, Job, possible_id
+from bot.quotas.rules import Admission, Limits
+from bot.storage.postgres.database import Params, PostgresDatabase
+from bot.storage.sqlite.jobs import job_from_row, limit_params, route_json
+
+LIMITS = """
+    SELECT coalesce(u.banned, 0) AS banned,
+           coalesce(u.daily_images, :daily) AS daily_images,
+           coalesce(u.rate_per_minute, :rate) AS rate_per_minute,
+           coalesce(u.max_pending, :max_pending) AS max_pending,
+           coalesce(c.daily_images, :chat_daily) AS chat_daily_images,
+           u.daily_images IS NOT NULL AS daily_override,
+           c.daily_images IS NOT NULL AS chat_override
+    FROM (SELECT 1) AS one LEFT JOIN users AS u ON u.key = :user::text LEFT JOIN chats AS c ON c.key = :chat::text
+"""
+PENDING = "(SELECT count(*) FROM jobs WHERE user_key = :user AND status IN ('queued', 'running'))"
+RECENT = "(SELECT count(*) FROM jobs WHERE user_key = :user AND created_at > :now::float8 - :window::float8)"
+USED = "coalesce((SELECT images FROM usage WHERE scope = 'user' AND key = :user AND day = :day::text), 0)"
+CHAT_USED = "coalesce((SELECT images FROM usage WHERE scope = 'chat' AND key = :chat AND day = :day::text), 0)"
+
+_ADMIT = f"""
+    INSERT INTO jobs (user_key, platform, chat_key, group_chat, backend, request, route, lang, status,
+                      images, charged, quota_day, seed, parent_id, origin, created_at)
+    SELECT :user, :platform, :chat, :group_chat, :backend, :request, :route, :lang, 'queued',
+           :n, :n, :day, :seed, :parent_id, :origin, :now
+    FROM ({LIMITS}) AS lim
+    WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE origin = :origin::text) AND (:exempt::boolean OR (
+        lim.banned = 0
+        AND {PENDING} < lim.max_pending
+        AND (lim.rate_per_minute = 0 OR {RECENT} < lim.rate_per_minute)
+        AND (lim.daily_images = 0 OR {USED} + :n::bigint <= lim.daily_images)
+        AND (:group_chat::bigint = 0 OR lim.chat_daily_images = 0 OR {CHAT_USED} + :n <= lim.chat_daily_images)
+    ))
+    ON CONFLICT DO NOTHING
+    RETURNING *
+"""
+_UNFINISHED = "status IN ('queued', 'running')"
+_OLD = "quota_day < $1 AND status IN ('done', 'failed', 'cancelled')"
+
+
+class PostgresJobs:
+    def __init__(self, db: PostgresDatabase, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def admit(self, a: Admission, limits: Limits, day: str, now: float) -> Job | None:
+        params = limit_params(a.user.key, a.chat.key, limits, day, now) | {
+            "platform": a.user.platform,
+            "group_chat": int(a.chat.is_group),
+            "backend": a.backend,
+            "request": a.request.to_json(),
+            "route": route_json(a.route),
+            "lang": a.lang,
+            "n": a.request.n,
+            "seed": a.seed,
+            "parent_id": a.parent_id,
+            "exempt": a.exempt,
+            "origin": a.origin,
+        }
+        # READ COMMITTED sees what committed before each statement: with the chat's, then the user's lock
+        # held, no other process can admit against the same counters between this check and this insert.
+        async with self._db.transaction():
+            if a.chat.is_group:
+                await self._db.execute("SELECT pg_advisory_xact_lock(1, hashtext($1))", (a.chat.key,))
+            await self._db.execute("SELECT pg_advisory_xact_lock(2, hashtext($1))", (a.user.key,))
+            return await self._one(_ADMIT, params)
+
+    async def by_origin(self, origin: str) -> Job | None:
+        return await self._one("SELECT * FROM jobs WHERE origin = $1", (origin,))
+
+    async def get(self, job_id: int) -> Job | None:
+        if not possible_id(job_id):
+            return None
+        return await self._one("SELECT * FROM jobs WHERE id = $1", (job_id,))
+
+    async def unfinished(self) -> list[Job]:
+        rows = await self._db.fetchall(f"SELECT * FROM jobs WHERE {_UNFINISHED} ORDER BY id")
+        return [job_from_row(r) for r in rows]
+
+    async def claim(self, job_id: int) -> Job | None:
+        return await self._one(
+            "UPDATE jobs SET status = 'running', started_at = $1, attempts = attempts + 1, delivering_at = NULL "
+            "WHERE id = $2 AND status = 'queued' RETURNING *",
+            (self._clock(), job_id),
+        )
+
+    async def delivering(self, job_id: int) -> None:
+        await self._db.execute(
+            "UPDATE jobs SET delivering_at = $1 WHERE id = $2 AND status = 'running'", (self._clock(), job_id)
+        )
+
+    async def requeue(self, job_id: int) -> Job | None:
+        return await self._one(
+            "UPDATE jobs SET status = 'queued', started_at = NULL WHERE id = $1 AND status = 'running' RETURNING *",
+            (job_id,),
+        )
+
+    async def finish(self, job_id: int, *, delivered: int, charged: int) -> bool:
+        row = await self._db.fetchone(
+            "UPDATE jobs SET status = 'done', delivered = $1, charged = LEAST(charged, $2), finished_at = $3 "
+            "WHERE id = $4 AND status = 'running' RETURNING id",
+            (delivered, charged, self._clock(), job_id),
+        )
+        return row is not None
+
+    async def fail(self, job_id: int, code: str, *, refund: bool) -> Job | None:
+        return await self._one(
+            "UPDATE jobs SET status = 'failed', error = $1, finished_at = $2, "
+            "charged = CASE WHEN $3 THEN 0 ELSE charged END "
+            f"WHERE id = $4 AND {_UNFINISHED} RETURNING *",
+            (code, self._clock(), refund, job_id),
+        )
+
+    async def cancel(self, job_id: int, *, owner: str | None) -> Job | None:
+        if not possible_id(job_id):
+            return None
+        return await self._one(
+            "UPDATE jobs SET status = 'cancelled', error = 'cancelled', charged = 0, finished_at = $1 "
+            "WHERE id = $2 AND status = 'queued' AND ($3::text IS NULL OR user_key = $3) RETURNING *",
+            (self._clock(), job_id, owner),
+        )
+
+    async def cancel_all(self, owner: str) -> list[Job]:
+        rows = await self._db.fetchall(
+            "UPDATE jobs SET status = 'cancelled', error = 'cancelled', charged = 0, finished_at = $1 "
+            f"WHERE user_key = $2 AND {_UNFINISHED} AND status = 'queued' RETURNING *",
+            (self._clock(), owner),
+        )
+        return sorted((job_from_row(r) for r in rows), key=lambda j: j.id)
+
+    async def update_route(self, job_id: int, route: dict[str, Any]) -> bool:
+        if not possible_id(job_id):
+            return False
+        rows = await self._db.fetchall(
+            "UPDATE jobs SET route = $1 WHERE id = $2 RETURNING id", (route_json(route), job_id)
+        )
+        return bool(rows)
+
+    async def stats(self, day: str, *, top: int = 5, chat: str | None = None) -> DayStats:
+        where = "quota_day = $1 AND ($2::text IS NULL OR chat_key = $2)"
+        by_status = await self._db.fetchall(
+            "SELECT status, count(*) AS n, sum(delivered) AS delivered, sum(charged) AS charged "
+            f"FROM jobs WHERE {where} GROUP BY status",
+            (day, chat),
+        )
+        failures = await self._db.fetchall(
+            f"SELECT error, count(*) AS n FROM jobs WHERE {where} AND status = 'failed' "
+            "GROUP BY error ORDER BY n DESC, error",
+            (day, chat),
+        )
+        busiest = await self._db.fetchall(
+            f"SELECT user_key, sum(charged) AS images FROM jobs WHERE {where} "
+            "GROUP BY user_key HAVING sum(charged) > 0 ORDER BY images DESC, user_key LIMIT $3",
+            (day, chat, top),
+        )
+        return DayStats(
+            day=day,
+            jobs={r["status"]: int(r["n"]) for r in by_status},
+            images_delivered=sum(int(r["delivered"] or 0) for r in by_status),
+            images_charged=sum(int(r["charged"] or 0) for r in by_status),
+            failures=[(r["error"] or "internal", int(r["n"])) for r in failures],
+            busiest=[(r["user_key"], int(r["images"])) for r in busiest],
+        )
+
+    async def count_finished_before(self, day: str) -> int:
+        row = await self._db.fetchone(f"SELECT count(*) FROM jobs WHERE {_OLD}", (day,))
+        return int(row[0]) if row else 0
+
+    async def delete_finished_before(self, day: str, limit: int) -> int:
+        rows = await self._db.fetchall(
+            f"DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE {_OLD} ORDER BY quota_day, id LIMIT $2) "
+            "RETURNING id",
+            (day, limit),
+        )
+        return len(rows)
+
+    async def _one(self, sql: str, params: Params) -> Job | None:
+        row = await self._db.fetchone(sql, params)
+        return job_from_row(row) if row else None
