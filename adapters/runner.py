@@ -12,7 +12,7 @@ import sys
 from adapters.base import Adapter
 from bot.backends import create_backend
 from bot.cli.exit_codes import EXIT_CONFIG
-from bot.config import Settings
+from bot.config import Settings, shown_database
 from bot.core import Core
 from bot.errors import db_unavailable
 from bot.messages.i18n import t
@@ -58,7 +58,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
         adapters: list[Adapter] = [load(platform)(core, settings) for platform in platforms]
         started: list[Adapter] = []
         try:
-            core.lock_database()  # one bot per SDBOT_DB: a second one stops here, before it connects anywhere
+            await core.lock_database()  # one bot per SDBOT_DB: a second one stops here, before it connects anywhere
             try:
                 for adapter in adapters:
                     await adapter.prepare()
@@ -71,7 +71,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
             except StorageError as exc:
                 # Core.open read every page and index; what still fails here (recovering jobs, replaying
                 # stored updates) is the database too: the same clean stop, not a traceback.
-                raise db_unavailable(settings.db, exc) from None
+                raise db_unavailable(shown_database(settings.db), exc) from None
             log.info("sdbot running: %s, backend %s", ", ".join(platforms), backend.name)
             await stop.wait()
             log.info("stopping")

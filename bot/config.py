@@ -177,6 +177,35 @@ def path(_name: str, raw: str) -> Path:
     return Path(raw.strip()).expanduser()
 
 
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def database(name: str, raw: str) -> Path | str:
+    """A SQLite file's path, or a PostgreSQL URL (``postgresql://user:password@host:port/dbname``), kept as
+    written: asyncpg reads it, and its password is a secret."""
+    value = raw.strip()
+    if not value.lower().startswith(DATABASE_SCHEMES):
+        return path(name, raw)
+    try:
+        parsed = httpx.URL(value)
+        valid = bool(parsed.host) and parsed.path.strip("/") != "" and not any(c.isspace() for c in value)
+    except (httpx.InvalidURL, ValueError):
+        valid = False
+    if not valid:
+        raise _invalid(name, _hide_userinfo_of_invalid(raw), Msg("config.expect.database"))
+    return value
+
+
+def is_database_url(value: object) -> bool:
+    """Whether an ``SDBOT_DB`` value names a PostgreSQL database (else it is a SQLite file)."""
+    return isinstance(value, str) and value.lower().startswith(DATABASE_SCHEMES)
+
+
+def shown_database(value: Path | str) -> str:
+    """``SDBOT_DB`` as messages and logs show it: a URL without its password."""
+    return redact_url(value) if isinstance(value, str) else str(value)
+
+
 def _invalid(name: str, raw: str, expected: Msg) -> ConfigError:
     shown = raw if len(raw) <= 60 else raw[:59] + "…"
     return ConfigError("config_invalid", variable=name, value=shown, expected=expected)
@@ -193,7 +222,12 @@ class Settings:
         "Image service: placeholder (offline test images), qianfan, stability, modelslab, bedrock or a1111.",
         choice(*BACKENDS),
     )
-    db: Path = var("SDBOT_DB", "./data/sdbot.db", "SQLite database file (created if missing).", path)
+    db: Path | str = var(
+        "SDBOT_DB",
+        "./data/sdbot.db",
+        "SQLite database file (created if missing), or a PostgreSQL URL: postgresql://user:password@host:5432/sdbot.",
+        database,
+    )
     lang: Lang = var("SDBOT_LANG", "en", "Default language for users who chose none: en or zh.", choice(*LANGUAGES))
     log_level: str = var(
         "SDBOT_LOG_LEVEL",
@@ -385,7 +419,7 @@ class Settings:
             if f.metadata.get("secret") and getattr(self, f.name)
         ]
         for f in dataclasses.fields(self):
-            if f.metadata.get("parse") in (url, _OPTIONAL_URL) and getattr(self, f.name):
+            if f.metadata.get("parse") in (url, _OPTIONAL_URL, database) and isinstance(getattr(self, f.name), str):
                 values.extend(url_secrets(getattr(self, f.name)))
         return values
 

@@ -28,7 +28,6 @@ from bot.jobs.relay import Relay
 from bot.jobs.retention import Pruner
 from bot.jobs.scheduler import Scheduler
 from bot.messages.i18n import Lang, Msg
-from bot.process.dblock import DatabaseLock
 from bot.quotas.admission import Quotas
 from bot.quotas.rules import Admission, AlreadyAdmitted
 from bot.storage import HeldEvent, Storage, open_storage
@@ -87,7 +86,6 @@ class Core:
         self._started = False
         self._closed = False
         self.pruner = Pruner(storage, settings.job_retention_days, settings.quota_tz, clock)
-        self._lock: DatabaseLock | None = None
 
     @classmethod
     async def open(
@@ -111,18 +109,17 @@ class Core:
     def register_sink(self, platform: str, sink: Sink) -> None:
         self._sinks[platform] = sink
 
-    def lock_database(self) -> None:
+    async def lock_database(self) -> None:
         """Become the one process running this database's jobs (else ``db_in_use``); :meth:`start` does it, call
         it earlier to fail before connecting anywhere."""
-        if self._lock is None:
-            self._lock = DatabaseLock.acquire(self.settings.db)
+        await self.storage.hold()
 
     async def start(self) -> None:
         """Lock the database, recover what a previous process left unfinished, then run jobs and prune old
         ones. Call once every sink is registered and able to send."""
         if self._started:
             return
-        self.lock_database()
+        await self.lock_database()
         self._started = True
         now = self.clock()
         for job in await self.jobs.unfinished():
@@ -141,9 +138,7 @@ class Core:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._relay.close()
-        await self.storage.close()
-        if self._lock is not None:
-            self._lock.release()  # last: the next bot may start once this one wrote everything
+        await self.storage.close()  # the database lock last: the next bot starts once this one wrote all
 
     # People -----------------------------------------------------------------------------------------
 

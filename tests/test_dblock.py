@@ -71,11 +71,11 @@ def test_a_database_whose_jobs_another_process_runs_is_refused_until_it_dies(tmp
 async def test_a_closed_core_releases_the_database(tmp_path: Path) -> None:
     db = tmp_path / "sdbot.db"
     async with open_core(db) as (core, _):
-        core.lock_database()  # taken by start already: again is a no-op
+        await core.lock_database()  # taken by start already: again is a no-op
         second = await Core.open(make_settings(db), GatedBackend())
         try:
             with pytest.raises(ConfigError) as refused:
-                second.lock_database()
+                await second.lock_database()
             assert refused.value.code == "db_in_use" and str(os.getpid()) in render_error(refused.value, "en")
             assert await second.jobs.unfinished() == []  # an unstarted Core on the same file still reads it
         finally:

@@ -10,9 +10,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from bot.chats.refs import ChatRef, UserRef
+from bot.config import Settings
+from bot.core import Core
 from bot.errors import ConfigError
+from bot.messages.i18n import render_error
 from bot.storage.postgres import PostgresStorage
+from tests.pipeline_support import GatedBackend, make_settings, open_core
 from tests.postgres_support import PostgresServer
+from tests.test_cli import sdbot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,3 +118,47 @@ async def test_reading_only_refuses_a_database_not_yet_migrated(postgres_server:
     storage = await PostgresStorage.open(dsn, readonly=True)
     assert storage.version == 1
     await storage.close()
+
+
+async def test_the_core_runs_jobs_on_postgresql_and_a_second_bot_is_refused(postgres_server: PostgresServer) -> None:
+    """``SDBOT_DB=postgresql://...``: a /draw admitted, generated, delivered and charged through the real Core;
+    until the queue is shared across processes, a second bot on the same database is refused (``db_in_use``)."""
+    dsn = await postgres_server.new_database()
+    settings = Settings.from_env({"SDBOT_DB": dsn}, env_file=None)
+    async with open_core(settings.db) as (core, sink):  # type: ignore[arg-type]
+        job = await core.submit(UserRef("telegram", "1"), ChatRef("telegram", "-100", True), "/draw a cat --n 2", {})
+        await sink.wait_for("delivered", 1)
+        await core.wait_idle()
+        done = await core.get_job(job.id)
+        assert done is not None and (done.status, done.delivered, done.charged) == ("done", 2, 2)
+        second = await Core.open(make_settings(settings.db), GatedBackend())  # type: ignore[arg-type]
+        try:
+            with pytest.raises(ConfigError) as refused:
+                await second.lock_database()
+            assert refused.value.code == "db_in_use" and "SDBOT_DB" in render_error(refused.value, "zh")
+        finally:
+            await second.close()
+    reopened = await Core.open(make_settings(settings.db), GatedBackend())  # type: ignore[arg-type]
+    try:
+        await reopened.lock_database()  # the first bot closed: free again
+    finally:
+        await reopened.close()
+
+
+async def test_the_operators_commands_read_and_change_a_postgresql_database(postgres_server: PostgresServer) -> None:
+    """``sdbot quota`` and ``sdbot stats`` on ``SDBOT_DB=postgresql://...``; the URL's password is never shown
+    (the test server trusts local connections, so any password opens it)."""
+    dsn = (await postgres_server.new_database()).replace("sdbot@", "sdbot:s3cret-pw@")
+    env = {"SDBOT_DB": dsn}
+    outdated = await asyncio.to_thread(sdbot, "quota", "show", "telegram:5", env=env)
+    assert outdated.returncode == 3 and "SDBOT_DB" in outdated.stderr  # only a bot's start migrates
+    storage = await PostgresStorage.open(dsn)
+    await storage.close()
+    changed = await asyncio.to_thread(sdbot, "quota", "set", "telegram:5", "7", env=env)
+    assert changed.returncode == 0, changed.stderr
+    shown = await asyncio.to_thread(sdbot, "quota", "show", "telegram:5", env=env)
+    assert shown.returncode == 0 and "7" in shown.stdout, shown.stderr
+    stats = await asyncio.to_thread(sdbot, "stats", env=env)
+    assert stats.returncode == 0, stats.stderr
+    for out in (outdated, changed, shown, stats):
+        assert "s3cret-pw" not in out.stdout + out.stderr

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from bot.chats.directory import Directory
 from bot.cli.exit_codes import EXIT_CONFIG, EXIT_INVALID, EXIT_OK
 from bot.commands import Commands
-from bot.config import COUNT_MAX, RETENTION_DAYS_MAX, Settings
+from bot.config import COUNT_MAX, RETENTION_DAYS_MAX, Settings, shown_database
 from bot.draw.params import is_whole_number, whole_number
 from bot.errors import ConfigError, SdbotError, db_unavailable
 from bot.jobs import retention
@@ -205,7 +205,7 @@ async def _with_store(
         print(render_error(exc, lang), file=sys.stderr)
         return EXIT_INVALID
     except StorageError as exc:  # damaged after the check, or locked past the busy timeout
-        error = db_unavailable(settings.db, exc)
+        error = db_unavailable(shown_database(settings.db), exc)
         print(render_error(error, lang), file=sys.stderr)
         return EXIT_CONFIG
     finally:

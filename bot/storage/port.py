@@ -98,6 +98,9 @@ class Storage(Protocol):
     def channels(self) -> ChannelRecords: ...
     @property
     def inbox(self) -> InboxRecords: ...
+    async def hold(self) -> None:
+        """Become the one process running this database's jobs until :meth:`close` (``db_in_use`` otherwise)."""
+
     async def check(self, *, at_once_up_to: int | None = None) -> None:
         """Raise ``db_unavailable`` when the database is damaged; past ``at_once_up_to`` bytes, check it after."""
 

@@ -13,6 +13,7 @@ from typing import Any
 import aiosqlite
 
 from bot.errors import ConfigError, db_unavailable
+from bot.process.dblock import DatabaseLock
 from bot.storage.port import StorageError
 from bot.storage.sqlite.checkpoints import Checkpointer, integrity_problems
 from bot.storage.sqlite.migrations import MIGRATIONS, Migration, migrate, schema_version
@@ -33,6 +34,7 @@ class Database:
     ) -> None:
         self._conn = conn
         self._checkpointer = checkpointer
+        self._lock: DatabaseLock | None = None
         self._transaction = asyncio.Lock()
         self._owner: asyncio.Task[Any] | None = None  # the task whose transaction is open
         self.path = path
@@ -50,10 +52,18 @@ class Database:
         if problems:
             raise db_unavailable(self.path, "; ".join(problems[:3]))
 
+    async def hold(self) -> None:
+        """An exclusive ``flock`` on ``<SDBOT_DB>.lock`` (:mod:`bot.process.dblock`), released by :meth:`close`."""
+        if self._lock is None:
+            self._lock = DatabaseLock.acquire(self.path)
+
     async def close(self) -> None:
         if self._checkpointer is not None:
             await self._checkpointer.stop()
         await self._conn.close()  # the last connection to close checkpoints what is left
+        if self._lock is not None:
+            self._lock.release()  # last: the next bot may start once this one wrote everything
+            self._lock = None
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         """Run one statement (a write too: ``... RETURNING``) and return its rows. SQLite's errors are raised
