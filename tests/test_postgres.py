@@ -13,9 +13,12 @@ import pytest
 from bot.chats.refs import ChatRef, UserRef
 from bot.config import Settings
 from bot.core import Core
+from bot.draw.request import DrawRequest
 from bot.errors import ConfigError
 from bot.messages.i18n import render_error
+from bot.quotas.rules import Admission, Limits
 from bot.storage.postgres import PostgresStorage
+from bot.storage.sqlite import SQLiteStorage
 from tests.pipeline_support import GatedBackend, make_settings, open_core
 from tests.postgres_support import PostgresServer
 from tests.test_cli import sdbot
@@ -30,6 +33,7 @@ from bot.chats.refs import ChatRef, UserRef
 from bot.draw.request import DrawRequest
 from bot.quotas.rules import Admission, Limits
 from bot.storage.postgres import PostgresStorage
+from bot.storage.sqlite import SQLiteStorage
 
 async def main(dsn, count, inflight, seed):
     storage = await PostgresStorage.open(dsn)
@@ -162,3 +166,94 @@ async def test_the_operators_commands_read_and_change_a_postgresql_database(post
     assert stats.returncode == 0, stats.stderr
     for out in (outdated, changed, shown, stats):
         assert "s3cret-pw" not in out.stdout + out.stderr
+
+
+async def _community(db: Path) -> None:
+    """A SQLite community: a language, limits, a ban, a chat's cap, jobs (one a re-run of another, one queued),
+    today's usage with an operator's reset, allowed channels, a held Telegram update."""
+    storage = await SQLiteStorage.open(db)
+    ann, bo = UserRef("telegram", "1", "en", "Ann"), UserRef("telegram", "2", None, "Bo")
+    group = ChatRef("telegram", "-100", True, "Group")
+    await storage.people.touch_user(ann)
+    await storage.people.set_language(ann, "zh")
+    await storage.quotas.set_user_limits("telegram:1", {"daily_images": 7, "rate_per_minute": None})
+    await storage.quotas.set_banned("telegram:3", True)
+    await storage.quotas.set_chat_limit("telegram:-100", 40)
+    limits = Limits(daily_images=20, rate_per_minute=0, max_pending=10, chat_daily_images=0)
+    first = await storage.jobs.admit(
+        Admission(ann, group, DrawRequest("a cat", n=2), {"chat_id": -100}, "placeholder", "zh", 5, False),
+        limits, "2027-01-15", 1_800_000_000.0,
+    )  # fmt: skip
+    assert first is not None
+    await storage.jobs.claim(first.id)
+    await storage.jobs.finish(first.id, delivered=2, charged=2)
+    again = Admission(bo, group, DrawRequest("a cat", n=1), {}, "placeholder", "en", 6, False, parent_id=first.id)
+    assert await storage.jobs.admit(again, limits, "2027-01-15", 1_800_000_001.0) is not None
+    await storage.quotas.reset_usage("user", "telegram:2", "2027-01-15")  # forgiven: stays forgiven after the move
+    await storage.channels.allow("discord:9", "111")
+    await storage.inbox.receive("telegram", 42, '{"update_id": 42}', 1_800_000_002.0)
+    await storage.close()
+
+
+async def test_migrate_db_moves_a_community_into_an_empty_postgresql_database_once(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    db = tmp_path / "sdbot.db"
+    await _community(db)
+    dsn = await postgres_server.new_database()
+    env = {"SDBOT_DB": str(db)}
+    moved = await asyncio.to_thread(sdbot, "migrate-db", "--to", dsn, env=env)
+    assert moved.returncode == 0, moved.stderr
+    assert "2 jobs" in moved.stdout and "1 platform events" in moved.stdout
+
+    storage = await PostgresStorage.open(dsn)
+    try:
+        assert await storage.people.language_choices() == {"telegram:1": "zh"}
+        limits = Limits(daily_images=20, rate_per_minute=0, max_pending=10, chat_daily_images=0)
+        ann = await storage.quotas.state("telegram:1", "telegram:-100", limits, "2027-01-15", 1_800_000_100.0)
+        assert (ann.daily_images, ann.used, ann.chat_daily_images, ann.chat_used) == (7, 2, 40, 3)
+        bo = await storage.quotas.state("telegram:2", "telegram:-100", limits, "2027-01-15", 1_800_000_100.0)
+        assert bo.used == 0 and bo.pending == 1  # the reset is kept; the queued re-run is still queued
+        banned = await storage.quotas.state("telegram:3", "telegram:-100", limits, "2027-01-15", 1_800_000_100.0)
+        assert banned.banned
+        jobs = [await storage.jobs.get(job_id) for job_id in (1, 2)]
+        assert [(j.id, j.status, j.parent_id) for j in jobs if j] == [(1, "done", None), (2, "queued", 1)]
+        assert await storage.channels.allowed("discord:9") == ["111"]
+        assert await storage.inbox.unhandled("telegram") == 1
+        newcomer = UserRef("telegram", "5")
+        admission = Admission(newcomer, ChatRef("telegram", "5", False), DrawRequest("x"), {}, "p", "en", 1, False)
+        new = await storage.jobs.admit(admission, limits, "2027-01-16", 1_800_090_000.0)
+        assert new is not None and new.id == 3  # ids go on after the moved ones
+    finally:
+        await storage.close()
+
+    again = await asyncio.to_thread(sdbot, "migrate-db", "--to", dsn, "--lang", "zh", env=env)
+    assert again.returncode == 3 and "--to" in again.stderr and "空数据库" in again.stderr
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM jobs") == 3  # nothing copied twice
+    finally:
+        await conn.close()
+
+
+async def test_migrate_db_refuses_a_running_bots_file_and_a_target_that_is_not_postgresql(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    db = tmp_path / "sdbot.db"
+    await _community(db)
+    env = {"SDBOT_DB": str(db)}
+    not_postgres = await asyncio.to_thread(sdbot, "migrate-db", "--to", str(tmp_path / "other.db"), env=env)
+    assert not_postgres.returncode == 3 and "--to" in not_postgres.stderr and "PostgreSQL" in not_postgres.stderr
+    storage = await SQLiteStorage.open(db)
+    await storage.hold()  # a bot runs on it
+    try:
+        dsn = await postgres_server.new_database()
+        busy = await asyncio.to_thread(sdbot, "migrate-db", "--to", dsn, env=env)
+        assert busy.returncode == 3 and "SDBOT_DB" in busy.stderr, busy.stderr
+    finally:
+        await storage.close()
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('jobs') IS NULL")  # refused before touching the target
+    finally:
+        await conn.close()

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 from bot import __version__
 from bot.backends import create_backend
 from bot.cli import admin as cli_admin
+from bot.cli import migrate as cli_migrate
 from bot.cli.diagnose import operator_detail
 from bot.cli.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from bot.config import Settings
@@ -79,6 +80,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
 
     # The platforms a quota target may name: the installed adapters (the CLI is the composition root).
     cli_admin.add_parsers(sub, importlib.import_module("adapters.runner").ADAPTERS)  # quota, stats, prune
+    cli_migrate.add_parser(sub)
     return parser
 
 

@@ -106,6 +106,13 @@ class PostgresDatabase:
         except _FAILURES as exc:
             raise StorageError(f"{type(exc).__name__}: {exc}") from exc
 
+    async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        target = self._in_transaction.get() or self._pool
+        try:
+            await target.executemany(sql, rows)
+        except _FAILURES as exc:
+            raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+
     async def fetchone(self, sql: str, params: Params = ()) -> asyncpg.Record | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
