@@ -1,6 +1,6 @@
 """``python -m bench``: every benchmark with quick defaults, one table (a few minutes on 2 cores).
 
-    python -m bench                      # all: parse quota pipeline slots memory queue answers history telegram discord
+    python -m bench                      # all of them (python -m bench --list names them)
     python -m bench pipeline discord     # some of them
     python -m bench --list
 
@@ -233,6 +233,13 @@ def history() -> list[Figure]:
     return bench_history.figures([0, 1_000_000], 4000)
 
 
+def postgres() -> list[Figure]:
+    """Exact admissions per second on a throwaway PostgreSQL server, 1 and 3 processes (issue 25)."""
+    from bench import postgres as bench_postgres
+
+    return bench_postgres.figures(20000, 32)
+
+
 BENCHMARKS: dict[str, tuple[Runner, str]] = {
     "parse": (parse, "commands parsed and validated per second (bench/parse.py)"),
     "quota": (quota, "admission decisions per second, one process (bench/quota.py)"),
@@ -242,6 +249,7 @@ BENCHMARKS: dict[str, tuple[Runner, str]] = {
     "queue": (queue, "scheduling cost as the queue grows to 10,000 jobs (bench/queue.py)"),
     "answers": (answers, "loop lag while a service sends 35 MiB answers, through httpx (bench/answers.py)"),
     "history": (history, "start, admissions and pruning at 1,000,000 finished jobs (bench/history.py)"),
+    "postgres": (postgres, "exact admissions per second on PostgreSQL, 1 and 3 processes (bench/postgres.py)"),
     "telegram": (telegram, "/draw per second end to end, fake Bot API vs raw calls and PTB (bench/telegram.py)"),
     "discord": (discord, "/draw per second end to end, fake Discord vs raw calls, discord.py (bench/discord.py)"),
 }

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from bot.storage.postgres.database import PostgresDatabase
-from bot.storage.postgres.jobs import PostgresJobs
+from bot.storage.postgres.jobs import ADMIT_FUNCTION, PostgresJobs
 from bot.storage.postgres.records import PostgresChannels, PostgresInbox, PostgresPeople, PostgresQuotas
 
 __all__ = ["PostgresStorage"]
@@ -25,5 +25,5 @@ class PostgresStorage(PostgresDatabase):
 
     @classmethod
     async def open(cls, dsn: str, *, clock: Callable[[], float] = time.time, readonly: bool = False) -> PostgresStorage:
-        pool, shown, version = await cls.connect(dsn, readonly=readonly)
+        pool, shown, version = await cls.connect(dsn, readonly=readonly, functions=(ADMIT_FUNCTION,))
         return cls(pool, shown, version, clock)

@@ -18,6 +18,7 @@ from bot.storage.postgres.migrations import migrate
 
 Params = Sequence[Any] | Mapping[str, Any]
 
+POOL_SIZE = 32  # connections at most; admissions wait for one beyond that
 RUN_LOCK = 7_355_609  # the advisory lock of the one process running jobs (see hold)
 _NAMED = re.compile(r"(?<![:\w]):([a-z_]\w*)")
 _FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
@@ -49,16 +50,18 @@ class PostgresDatabase:
         )
 
     @staticmethod
-    async def connect(dsn: str, *, readonly: bool = False) -> tuple[asyncpg.Pool, str, int]:
+    async def connect(
+        dsn: str, *, readonly: bool = False, functions: tuple[str, ...] = ()
+    ) -> tuple[asyncpg.Pool, str, int]:
         """A pool, the DSN as shown, the schema version (migrated unless ``readonly``); ``db_unavailable``."""
         shown = redact_url(dsn)
         try:
-            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10, command_timeout=60)
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=POOL_SIZE, command_timeout=60)
         except (*_FAILURES, ValueError) as exc:
             raise db_unavailable(shown, type(exc).__name__) from None
         try:
             async with pool.acquire() as conn:
-                version = await migrate(conn, shown, readonly=readonly)
+                version = await migrate(conn, shown, readonly=readonly, functions=functions)
         except _FAILURES as exc:
             await pool.close()
             raise db_unavailable(shown, type(exc).__name__) from None

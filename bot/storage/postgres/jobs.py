@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,30 @@ _ADMIT = f"""
     ON CONFLICT DO NOTHING
     RETURNING *
 """
+# The admission's parameters and their types: the arguments of the function that runs it on the server.
+_ARGUMENTS = {
+    "user": "text", "chat": "text", "now": "float8", "window": "float8", "day": "text", "daily": "bigint",
+    "rate": "bigint", "max_pending": "bigint", "chat_daily": "bigint", "platform": "text", "group_chat": "bigint",
+    "backend": "text", "request": "text", "route": "text", "lang": "text", "n": "bigint", "seed": "bigint",
+    "parent_id": "bigint", "exempt": "boolean", "origin": "text",
+}  # fmt: skip
+_NAMED = re.compile(r"(?<![:\w]):([a-z_]\w*)")  # the placeholders of _ADMIT, as the function's arguments
+# One round trip: the chat's lock (group chats only), then the user's, in this order everywhere so that two
+# admissions never wait on each other; then the insert, which (a new statement under READ COMMITTED) sees every
+# admission committed before the locks were granted. Replaced at each start, so it is always this code's.
+ADMIT_FUNCTION = f"""
+    CREATE OR REPLACE FUNCTION sdbot_admit({", ".join(f"p_{name} {kind}" for name, kind in _ARGUMENTS.items())})
+    RETURNS SETOF jobs LANGUAGE plpgsql AS $fn$
+    BEGIN
+        IF p_group_chat <> 0 THEN
+            PERFORM pg_advisory_xact_lock(1, hashtext(p_chat));
+        END IF;
+        PERFORM pg_advisory_xact_lock(2, hashtext(p_user));
+        RETURN QUERY {_NAMED.sub(lambda match: "p_" + match.group(1), _ADMIT)};
+    END
+    $fn$
+"""
+_CALL = f"SELECT * FROM sdbot_admit({', '.join(f':{name}' for name in _ARGUMENTS)})"
 _UNFINISHED = "status IN ('queued', 'running')"
 _OLD = "quota_day < $1 AND status IN ('done', 'failed', 'cancelled')"
 
@@ -67,11 +92,7 @@ class PostgresJobs:
         }
         # READ COMMITTED sees what committed before each statement: with the chat's, then the user's lock
         # held, no other process can admit against the same counters between this check and this insert.
-        async with self._db.transaction():
-            if a.chat.is_group:
-                await self._db.execute("SELECT pg_advisory_xact_lock(1, hashtext($1))", (a.chat.key,))
-            await self._db.execute("SELECT pg_advisory_xact_lock(2, hashtext($1))", (a.user.key,))
-            return await self._one(_ADMIT, params)
+        return await self._one(_CALL, params)
 
     async def by_origin(self, origin: str) -> Job | None:
         return await self._one("SELECT * FROM jobs WHERE origin = $1", (origin,))

@@ -155,9 +155,11 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
 LATEST = MIGRATIONS[-1][0]
 
 
-async def migrate(conn: asyncpg.Connection, shown: str, *, readonly: bool) -> int:
+async def migrate(conn: asyncpg.Connection, shown: str, *, readonly: bool, functions: tuple[str, ...] = ()) -> int:
     """Apply the missing migrations (each once, whatever other processes start at the same moment), or with
-    ``readonly`` only check that none is missing. ``shown`` names the database in errors (no password)."""
+    ``readonly`` only check that none is missing. ``functions``: ``CREATE OR REPLACE FUNCTION`` statements run
+    at every start, under the same lock, so the server's functions are always the running code's. ``shown``
+    names the database in errors (no password)."""
     async with conn.transaction():
         if not readonly:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
@@ -178,4 +180,7 @@ async def migrate(conn: asyncpg.Connection, shown: str, *, readonly: bool) -> in
                 await conn.execute(statement)
             await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2, $3)", version, description, time.time())
             current = version
+        if not readonly:
+            for statement in functions:
+                await conn.execute(statement)
     return current
