@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -21,7 +22,10 @@ from bot.storage.postgres import PostgresStorage
 from bot.storage.sqlite import SQLiteStorage
 from tests.pipeline_support import GatedBackend, make_settings, open_core
 from tests.postgres_support import PostgresServer
+from tests.telegram_support import USER, fake_telegram
 from tests.test_cli import sdbot
+from tests.test_telegram_durable import confirmed
+from tests.test_telegram_run import start_sdbot, telegram_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -255,5 +259,43 @@ async def test_migrate_db_refuses_a_running_bots_file_and_a_target_that_is_not_p
     conn = await asyncpg.connect(dsn)
     try:
         assert await conn.fetchval("SELECT to_regclass('jobs') IS NULL")  # refused before touching the target
+    finally:
+        await conn.close()
+
+
+async def test_sdbot_run_on_postgresql_draws_and_answers_a_command_it_was_killed_before_answering(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """The real ``sdbot run`` (python-telegram-bot against the fake Bot API) with ``SDBOT_DB=postgresql://...``:
+    a /draw is delivered, and a command whose answer a SIGKILL cut short is answered after the restart, once,
+    from the inbox kept in PostgreSQL."""
+    async with fake_telegram() as tg:
+        env = {**telegram_env(tg, tmp_path), "SDBOT_DB": await postgres_server.new_database()}
+        tg.fail_next("sendMessage", retry_after=30)  # the /help answer waits: the bot is killed meanwhile
+        first = await start_sdbot(env, tmp_path)
+        try:
+            await tg.wait_for("deleteWebhook", timeout=30)
+            update = tg.send_text(USER, "/help")
+            await tg.wait_for("sendMessage", ok=False, timeout=20)
+            await confirmed(tg, update["update_id"])
+        finally:
+            first.send_signal(signal.SIGKILL)
+            await asyncio.wait_for(first.communicate(), 30)
+        assert tg.texts(USER) == []
+
+        second = await start_sdbot(env, tmp_path)
+        try:
+            await tg.wait_for("sendMessage", timeout=30)  # /help, answered from the inbox
+            tg.send_text(USER, "/draw a red kite")
+            await tg.wait_for("sendPhoto", timeout=30)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(second.communicate(), 30)
+        assert second.returncode == 0, err.decode()
+        assert "postgresql://" not in err.decode() or "***@" in err.decode()
+    conn = await asyncpg.connect(env["SDBOT_DB"])
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'done'") == 1
+        assert await conn.fetchval("SELECT count(*) FROM inbox WHERE handled_at IS NULL") == 0
     finally:
         await conn.close()
