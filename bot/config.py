@@ -235,6 +235,12 @@ class Settings:
         "Log level: DEBUG, INFO, WARNING or ERROR.",
         choice(*LOG_LEVELS, fold=str.upper),
     )
+    log_format: str = var(
+        "SDBOT_LOG_FORMAT",
+        "text",
+        "Log lines as text, or json (one JSON object a line, for log collectors).",
+        choice("text", "json"),
+    )
     # Image services (issue: backends) --------------------------------------------------------------
     backend_timeout: float = var(
         "SDBOT_BACKEND_TIMEOUT",

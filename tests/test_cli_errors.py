@@ -33,7 +33,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SDBOT_DB", str(tmp_path / "sdbot.db"))
-    monkeypatch.setattr(redact, "configure_logging", lambda level: None)  # process-wide; not these tests' subject
+    monkeypatch.setattr(redact, "configure_logging", lambda *args: None)  # process-wide; not these tests' subject
 
     def run(*args: str) -> tuple[int, str, str]:
         try:

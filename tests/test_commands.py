@@ -188,7 +188,7 @@ def test_quota_and_stats_from_the_terminal(
 ) -> None:
     db = tmp_path / "db"
     monkeypatch.chdir(tmp_path)  # no .env of the developer's
-    monkeypatch.setattr(redact, "configure_logging", lambda level: None)  # process-wide; not this test's subject
+    monkeypatch.setattr(redact, "configure_logging", lambda *args: None)  # process-wide; not this test's subject
     monkeypatch.setenv("SDBOT_DB", str(db))
     monkeypatch.setenv("SDBOT_LANG", "en")
     monkeypatch.setenv("SDBOT_DAILY_IMAGES", "20")

@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lang = resolve_language(getattr(args, "lang", None), os.environ.get("SDBOT_LANG"), "en")
         return _fail(args, lang, exc, EXIT_CONFIG)  # as JSON too, when --json asked for it
     redact.register(*settings.secrets())
-    redact.configure_logging(settings.log_level)
+    redact.configure_logging(settings.log_level, settings.log_format)
     return int(asyncio.run(args.handler(args, settings)))
 
 

@@ -7,6 +7,8 @@ import re
 import threading
 import traceback
 
+from pythonjsonlogger.json import JsonFormatter
+
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         re.compile(r"(?i)\b(access_token|client_secret|client_id|api_key|apikey|secret|token|key)=([^&\s'\"<>]+)"),
@@ -81,9 +83,15 @@ def install() -> None:
     logging.setLogRecordFactory(factory)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, form: str = "text") -> None:
+    """Log to stderr at ``level``, as text lines or (``json``) one JSON object a line; secrets scrubbed either way."""
     install()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if form == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logging.basicConfig(level=level, handlers=[handler])
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(level)
     # httpx announces every request at INFO; that is noise at our default level.
     if logging.getLevelName(level) > logging.DEBUG:
