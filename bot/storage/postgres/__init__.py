@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from bot.storage.portable import PortableChannels, PortableInbox
 from bot.storage.postgres.database import PostgresDatabase
 from bot.storage.postgres.jobs import ADMIT_FUNCTION, PostgresJobs
-from bot.storage.postgres.records import PostgresChannels, PostgresInbox, PostgresPeople, PostgresQuotas
+from bot.storage.postgres.records import PostgresPeople, PostgresQuotas
 
 __all__ = ["PostgresStorage"]
 
@@ -20,8 +21,8 @@ class PostgresStorage(PostgresDatabase):
         self.jobs = PostgresJobs(self, clock)
         self.quotas = PostgresQuotas(self, clock)
         self.people = PostgresPeople(self, clock)
-        self.channels = PostgresChannels(self, clock)
-        self.inbox = PostgresInbox(self)
+        self.channels = PortableChannels(self, clock)
+        self.inbox = PortableInbox(self)
 
     @classmethod
     async def open(cls, dsn: str, *, clock: Callable[[], float] = time.time, readonly: bool = False) -> PostgresStorage:

@@ -20,7 +20,7 @@ Params = Sequence[Any] | Mapping[str, Any]
 
 POOL_SIZE = 32  # connections at most; admissions wait for one beyond that
 RUN_LOCK = 7_355_609  # the advisory lock of the one process running jobs (see hold)
-_NAMED = re.compile(r"(?<![:\w]):([a-z_]\w*)")
+NAMED = re.compile(r"(?<![:\w]):([a-z_]\w*)")  # a :name placeholder (not a ::type cast)
 _FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
@@ -34,7 +34,14 @@ def _positional(sql: str) -> tuple[str, tuple[str, ...]]:
             names.append(match.group(1))
         return f"${names.index(match.group(1)) + 1}"
 
-    return _NAMED.sub(number, sql), tuple(names)
+    return NAMED.sub(number, sql), tuple(names)
+
+
+@functools.lru_cache(maxsize=256)
+def _numbered(sql: str) -> str:
+    """``?`` placeholders (SQL both engines run, :mod:`bot.storage.portable`) as ``$1``, ``$2``... in order."""
+    count = iter(range(1, sql.count("?") + 1))
+    return re.sub(r"\?", lambda _: f"${next(count)}", sql)
 
 
 class PostgresDatabase:
@@ -102,7 +109,7 @@ class PostgresDatabase:
             sql, names = _positional(sql)
             args: Sequence[Any] = [params[name] for name in names]
         else:
-            args = params
+            sql, args = (_numbered(sql) if "?" in sql else sql), params
         target = self._in_transaction.get() or self._pool
         try:
             return list(await target.fetch(sql, *args))

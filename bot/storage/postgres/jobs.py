@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 from bot.jobs.job import DayStats, Job, possible_id
 from bot.quotas.rules import Admission, Limits
-from bot.storage.postgres.database import Params, PostgresDatabase
+from bot.storage.postgres.database import NAMED, Params, PostgresDatabase
 from bot.storage.sqlite.jobs import job_from_row, limit_params, route_json
 
 LIMITS = """
@@ -50,7 +49,6 @@ _ARGUMENTS = {
     "backend": "text", "request": "text", "route": "text", "lang": "text", "n": "bigint", "seed": "bigint",
     "parent_id": "bigint", "exempt": "boolean", "origin": "text",
 }  # fmt: skip
-_NAMED = re.compile(r"(?<![:\w]):([a-z_]\w*)")  # the placeholders of _ADMIT, as the function's arguments
 # One round trip: the chat's lock (group chats only), then the user's, in this order everywhere so that two
 # admissions never wait on each other; then the insert, which (a new statement under READ COMMITTED) sees every
 # admission committed before the locks were granted. Replaced at each start, so it is always this code's.
@@ -62,7 +60,7 @@ ADMIT_FUNCTION = f"""
             PERFORM pg_advisory_xact_lock(1, hashtext(p_chat));
         END IF;
         PERFORM pg_advisory_xact_lock(2, hashtext(p_user));
-        RETURN QUERY {_NAMED.sub(lambda match: "p_" + match.group(1), _ADMIT)};
+        RETURN QUERY {NAMED.sub(lambda match: "p_" + match.group(1), _ADMIT)};
     END
     $fn$
 """

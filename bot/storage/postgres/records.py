@@ -1,4 +1,4 @@
-"""Usage counters and limits, people, allowed channels and the inbox in PostgreSQL."""
+"""Usage counters and limits, users and chats in PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any, Literal
 from bot.chats.refs import ChatRef, UserRef
 from bot.messages.i18n import Lang
 from bot.quotas.rules import RATE_WINDOW, USER_LIMITS, Limits, QuotaState, UserLimit
-from bot.storage.port import HeldEvent
 from bot.storage.postgres.database import PostgresDatabase
 from bot.storage.postgres.jobs import CHAT_USED, LIMITS, PENDING, RECENT, USED
 from bot.storage.sqlite.jobs import limit_params
@@ -118,75 +117,3 @@ class PostgresPeople:
             "SELECT key, display_name FROM users WHERE key = ANY($1::text[]) AND display_name IS NOT NULL", (keys,)
         )
         return {row["key"]: row["display_name"] for row in rows}
-
-
-class PostgresChannels:
-    def __init__(self, db: PostgresDatabase, clock: Callable[[], float] = time.time) -> None:
-        self._db = db
-        self._clock = clock
-
-    async def allowed(self, chat_key: str) -> list[str]:
-        rows = await self._db.fetchall(
-            "SELECT channel_id FROM allowed_channels WHERE chat_key = $1 ORDER BY created_at, channel_id", (chat_key,)
-        )
-        return [row["channel_id"] for row in rows]
-
-    async def allow(self, chat_key: str, channel_id: str) -> None:
-        await self._db.execute(
-            "INSERT INTO allowed_channels VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            (chat_key, channel_id, self._clock()),
-        )
-
-    async def remove(self, chat_key: str, channel_id: str) -> None:
-        await self._db.execute(
-            "DELETE FROM allowed_channels WHERE chat_key = $1 AND channel_id = $2", (chat_key, channel_id)
-        )
-
-    async def clear(self, chat_key: str) -> None:
-        await self._db.execute("DELETE FROM allowed_channels WHERE chat_key = $1", (chat_key,))
-
-
-class PostgresInbox:
-    def __init__(self, db: PostgresDatabase) -> None:
-        self._db = db
-
-    async def receive(self, platform: str, event_id: int, payload: str, now: float) -> bool:
-        row = await self._db.fetchone(
-            "INSERT INTO inbox (platform, event_id, payload, received_at) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT DO NOTHING RETURNING event_id",
-            (platform, event_id, payload, now),
-        )
-        return row is not None
-
-    async def done(self, platform: str, event_id: int, now: float) -> None:
-        await self._db.execute(
-            "UPDATE inbox SET handled_at = $1, payload = '' WHERE platform = $2 AND event_id = $3",
-            (now, platform, event_id),
-        )
-
-    async def forget_handled_before(self, when: float) -> None:
-        await self._db.execute("DELETE FROM inbox WHERE handled_at < $1", (when,))
-
-    async def take_over(self, platform: str, *, since: float, max_attempts: int) -> tuple[list[int], list[HeldEvent]]:
-        async with self._db.transaction():
-            dropped = await self._db.fetchall(
-                "DELETE FROM inbox WHERE platform = $1 "
-                "AND (received_at < $2 OR (handled_at IS NULL AND attempts >= $3)) RETURNING event_id, handled_at",
-                (platform, since, max_attempts),
-            )
-            rows = await self._db.fetchall(
-                "UPDATE inbox SET attempts = attempts + 1 WHERE platform = $1 AND handled_at IS NULL "
-                "RETURNING event_id, payload, received_at",
-                (platform,),
-            )
-        unhandled = sorted(r["event_id"] for r in dropped if r["handled_at"] is None)
-        held = sorted(
-            (HeldEvent(r["event_id"], r["payload"], r["received_at"]) for r in rows), key=lambda e: e.event_id
-        )
-        return unhandled, held
-
-    async def unhandled(self, platform: str) -> int:
-        row = await self._db.fetchone(
-            "SELECT count(*) AS n FROM inbox WHERE platform = $1 AND handled_at IS NULL", (platform,)
-        )
-        return int(row["n"]) if row else 0

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import aiosqlite
 
+from bot.storage.portable import PortableChannels, PortableInbox
 from bot.storage.sqlite.checkpoints import Checkpointer
 from bot.storage.sqlite.database import Database, open_connection
-from bot.storage.sqlite.inbox import SQLiteInbox
 from bot.storage.sqlite.jobs import SQLiteJobs
 from bot.storage.sqlite.migrations import MIGRATIONS, Migration
-from bot.storage.sqlite.people import SQLiteChannels, SQLitePeople
+from bot.storage.sqlite.people import SQLitePeople
 from bot.storage.sqlite.quotas import SQLiteQuotas
 
 __all__ = ["MIGRATIONS", "Migration", "SQLiteStorage"]
@@ -35,8 +35,8 @@ class SQLiteStorage(Database):
         self.jobs = SQLiteJobs(self, clock)
         self.quotas = SQLiteQuotas(self, clock)
         self.people = SQLitePeople(self, clock)
-        self.channels = SQLiteChannels(self, clock)
-        self.inbox = SQLiteInbox(self)
+        self.channels = PortableChannels(self, clock)
+        self.inbox = PortableInbox(self)
 
     @classmethod
     async def open(

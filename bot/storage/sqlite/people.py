@@ -1,4 +1,4 @@
-"""Users, chats and allowed channels in SQLite (``users``, ``chats``, ``allowed_channels``)."""
+"""Users and chats in SQLite (``users``, ``chats``)."""
 
 from __future__ import annotations
 
@@ -76,30 +76,3 @@ class SQLitePeople:
             f"SELECT key, display_name FROM users WHERE key IN ({marks}) AND display_name IS NOT NULL", keys
         )
         return {row["key"]: row["display_name"] for row in rows}
-
-
-class SQLiteChannels:
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
-        self._db = db
-        self._clock = clock
-
-    async def allowed(self, chat_key: str) -> list[str]:
-        rows = await self._db.fetchall(
-            "SELECT channel_id FROM allowed_channels WHERE chat_key = ? ORDER BY created_at, channel_id",
-            (chat_key,),
-        )
-        return [row["channel_id"] for row in rows]
-
-    async def allow(self, chat_key: str, channel_id: str) -> None:
-        await self._db.execute(
-            "INSERT INTO allowed_channels (chat_key, channel_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            (chat_key, channel_id, self._clock()),
-        )
-
-    async def remove(self, chat_key: str, channel_id: str) -> None:
-        await self._db.execute(
-            "DELETE FROM allowed_channels WHERE chat_key = ? AND channel_id = ?", (chat_key, channel_id)
-        )
-
-    async def clear(self, chat_key: str) -> None:
-        await self._db.execute("DELETE FROM allowed_channels WHERE chat_key = ?", (chat_key,))

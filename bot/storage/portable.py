@@ -1,13 +1,54 @@
-"""The inbox of platform events in SQLite (``inbox``, migration 3)."""
+"""Records whose SQL both engines run as written (``?`` placeholders, which the PostgreSQL engine numbers):
+the allowed channels and the inbox of platform events."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
 from bot.storage.port import HeldEvent
-from bot.storage.sqlite.database import Database
 
 
-class SQLiteInbox:
-    def __init__(self, db: Database) -> None:
+class Statements(Protocol):
+    """What records need of an engine's connection: statements with ``?`` parameters, and transactions."""
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]: ...
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+    def transaction(self) -> AbstractAsyncContextManager[None]: ...
+
+
+class PortableChannels:
+    def __init__(self, db: Statements, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def allowed(self, chat_key: str) -> list[str]:
+        rows = await self._db.fetchall(
+            "SELECT channel_id FROM allowed_channels WHERE chat_key = ? ORDER BY created_at, channel_id",
+            (chat_key,),
+        )
+        return [row["channel_id"] for row in rows]
+
+    async def allow(self, chat_key: str, channel_id: str) -> None:
+        await self._db.execute(
+            "INSERT INTO allowed_channels (chat_key, channel_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            (chat_key, channel_id, self._clock()),
+        )
+
+    async def remove(self, chat_key: str, channel_id: str) -> None:
+        await self._db.execute(
+            "DELETE FROM allowed_channels WHERE chat_key = ? AND channel_id = ?", (chat_key, channel_id)
+        )
+
+    async def clear(self, chat_key: str) -> None:
+        await self._db.execute("DELETE FROM allowed_channels WHERE chat_key = ?", (chat_key,))
+
+
+class PortableInbox:
+    def __init__(self, db: Statements) -> None:
         self._db = db
 
     async def receive(self, platform: str, event_id: int, payload: str, now: float) -> bool:
