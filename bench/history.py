@@ -143,16 +143,17 @@ def measure(history: int, decisions: int, workdir: Path) -> Result:
     build(db, history, time.time())
     start_ms, cancel_ms = asyncio.run(start_and_cancel(db))
     rate, p99 = asyncio.run(admissions(db, decisions, pruning=False))
-    before = _count(db)
+    before = _finished(db)
     pruning_rate, pruning_p99 = asyncio.run(admissions(db, decisions, pruning=True, seed=2))
-    pruned = before + decisions - _count(db)
-    return Result(history, start_ms, rate, p99, pruning_rate, pruning_p99, max(0, pruned), cancel_ms)
+    pruned = before - _finished(db)
+    return Result(history, start_ms, rate, p99, pruning_rate, pruning_p99, pruned, cancel_ms)
 
 
-def _count(db: Path) -> int:
+def _finished(db: Path) -> int:
+    """Finished jobs: only pruning takes any away (the admissions add queued ones, and refusals none)."""
     conn = sqlite3.connect(db)
     try:
-        return int(conn.execute("SELECT count(*) FROM jobs").fetchone()[0])
+        return int(conn.execute("SELECT count(*) FROM jobs WHERE status = 'done'").fetchone()[0])
     finally:
         conn.close()
 

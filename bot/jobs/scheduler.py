@@ -64,7 +64,7 @@ class Scheduler:
         self._served: dict[str, int] = {}  # owner -> tick of their last start, while they have jobs
         self._running_of: dict[str, int] = {}  # owner -> their jobs running now
         self._round = 0  # the round being served
-        self._round_tick = 0  # the tick of its first start (no start yet: later than any tick so far)
+        self._round_tick = 0  # the tick of its first start (round 0 began before the first, tick 1)
         self._tick = 0
         self._arrivals = 0
         self._running: dict[int, asyncio.Task[None]] = {}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import asyncpg
+
 from bot.storage.portable import PortableChannels, PortableInbox
 from bot.storage.postgres.database import PostgresDatabase
 from bot.storage.postgres.jobs import ADMIT_FUNCTION, PostgresJobs
@@ -16,8 +18,8 @@ __all__ = ["PostgresStorage"]
 class PostgresStorage(PostgresDatabase):
     """:class:`bot.storage.port.Storage` on ``postgresql://...``; :meth:`open` migrates it (under a lock)."""
 
-    def __init__(self, pool: object, shown: str, version: int, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(pool, shown, version)  # type: ignore[arg-type]
+    def __init__(self, pool: asyncpg.Pool, shown: str, version: int, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(pool, shown, version)
         self.jobs = PostgresJobs(self, clock)
         self.quotas = PostgresQuotas(self, clock)
         self.people = PostgresPeople(self, clock)
