@@ -331,6 +331,13 @@ class Settings:
         "Seconds after which an unfinished job found at start is failed and refunded (0 = never).",
         number(0),
     )
+    job_lease: float = var(
+        "SDBOT_JOB_LEASE",
+        "30",
+        "With PostgreSQL: seconds a process holds a running job without renewing it; a process dead or paused "
+        "that long loses its jobs to the others.",
+        number(3, 3600),
+    )
     job_retention_days: int = var(
         "SDBOT_JOB_RETENTION_DAYS",
         "90",

@@ -27,6 +27,7 @@ from bot.jobs.job import MAX_ATTEMPTS, Job, JobEvent
 from bot.jobs.relay import Relay
 from bot.jobs.retention import Pruner
 from bot.jobs.scheduler import Scheduler
+from bot.jobs.shared import SharedScheduler
 from bot.messages.i18n import Lang, Msg
 from bot.quotas.admission import Quotas
 from bot.quotas.rules import Admission, AlreadyAdmitted
@@ -76,7 +77,21 @@ class Core:
         self.directory = Directory(storage, settings.lang)
         self.inbox = Inbox(storage, clock)  # platform events kept until handled (see bot.chats.inbox)
         self.commands = Commands(settings, self.quotas, storage, self.directory)
-        self.scheduler = Scheduler(backend.name, settings.backend_concurrency, self._run, self._on_position)
+        self.scheduler: Scheduler | SharedScheduler
+        if storage.queue is None:  # one process: the queue in its memory
+            self.scheduler = Scheduler(backend.name, settings.backend_concurrency, self._run, self._on_position)
+        else:  # any number of processes: the queue in the database
+            self.scheduler = SharedScheduler(
+                storage.queue,
+                settings.backend_concurrency,
+                self._attempt,
+                self._take_over,
+                self._on_place,
+                lambda: list(self._sinks),
+                lease=settings.job_lease,
+                max_age=settings.job_max_age,
+                monotonic=monotonic,
+            )
         self._deliveries = asyncio.Semaphore(settings.backend_concurrency)  # jobs delivering at once (see _run)
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown, monotonic)
         self._sinks: dict[str, Sink] = {}
@@ -85,7 +100,7 @@ class Core:
         self._background: set[asyncio.Task[None]] = set()
         self._started = False
         self._closed = False
-        self.pruner = Pruner(storage, settings.job_retention_days, settings.quota_tz, clock)
+        self.pruner = Pruner(storage, settings.job_retention_days, settings.quota_tz, clock, leading=self.leading)
 
     @classmethod
     async def open(
@@ -111,19 +126,26 @@ class Core:
 
     async def lock_database(self) -> None:
         """Become the one process running this database's jobs (else ``db_in_use``); :meth:`start` does it, call
-        it earlier to fail before connecting anywhere."""
+        it earlier to fail before connecting anywhere. A shared queue's database needs no lock."""
         await self.storage.hold()
+
+    def leading(self) -> bool:
+        """Whether this process does the duties of one process at a time (pruning, a platform's webhook and
+        commands): always with its own queue; with a shared one, the process holding the leader's lock."""
+        return not isinstance(self.scheduler, SharedScheduler) or self.scheduler.leading
 
     async def start(self) -> None:
         """Lock the database, recover what a previous process left unfinished, then run jobs and prune old
-        ones. Call once every sink is registered and able to send."""
+        ones. Call once every sink is registered and able to send. With a shared queue there is nothing to
+        recover at start: jobs whose process died are taken over once their lease runs out."""
         if self._started:
             return
         await self.lock_database()
         self._started = True
-        now = self.clock()
-        for job in await self.jobs.unfinished():
-            await self._recover(job, now)
+        if isinstance(self.scheduler, Scheduler):
+            now = self.clock()
+            for job in await self.jobs.unfinished():
+                await self._recover(job, now)
         self.scheduler.start()
         self.pruner.start()
 
@@ -338,7 +360,8 @@ class Core:
             log.info("job %s: its command %s arrived again; not queued twice", seen.job.id, origin)
             return seen.job
         log.info("job %s queued: %s image(s) for %s", job.id, job.images, job.platform)
-        self._active[job.id] = job
+        if isinstance(self.scheduler, Scheduler):  # a shared queue's job may run in any process
+            self._active[job.id] = job
         self.scheduler.enqueue(job.id, job.user)
         return job
 
@@ -374,9 +397,14 @@ class Core:
         self.scheduler.enqueue(job.id, job.user)
 
     async def _run(self, job_id: int) -> None:
+        await self._attempt(job_id)
+
+    async def _attempt(self, target: int | Job) -> None:
+        """Run a job: its id when it is still to be claimed (this process's queue), or the job claimed already
+        (the shared queue)."""
         verdict = await self.breaker.admit()  # waits while a half-open trial runs
         if verdict == "refuse":
-            await self._refuse(job_id)
+            await self._refuse(target)
             return
         trial = verdict == "trial"
         settled = False
@@ -393,10 +421,11 @@ class Core:
                 )
 
         try:
-            job = await self.jobs.claim(job_id)
-            if job is None:  # cancelled while it waited
-                self._active.pop(job_id, None)
+            claimed = target if isinstance(target, Job) else await self.jobs.claim(target)
+            if claimed is None:  # cancelled while it waited
+                self._active.pop(target, None)  # type: ignore[arg-type]
                 return
+            job = claimed
             self._active[job.id] = job
             self._notify(job, JobEvent("running"))
 
@@ -428,13 +457,24 @@ class Core:
             if not settled:  # cancelled or never started: a trial must not leave the others waiting forever
                 settle(SdbotError("internal"))
 
-    async def _refuse(self, job_id: int) -> None:
+    async def _refuse(self, target: int | Job) -> None:
         """A queued job whose turn came while the service is marked down: fail it now, refunded, without
         sending anything to the service."""
-        job = self._active.get(job_id) or await self.jobs.get(job_id)
+        job = target if isinstance(target, Job) else self._active.get(target) or await self.jobs.get(target)
         if job is None:
             return
         await self._fail(job, self.breaker.error(), refund=True)
+
+    async def _take_over(self, job: Job) -> None:
+        """A shared queue's job whose process died (or paused) past its lease, too far gone to run again: held
+        here now as a new attempt, failed and refunded as start-up recovery would have."""
+        if job.delivering_at is not None:
+            code = "job_crashed_delivering"
+        elif job.attempts - 1 >= MAX_ATTEMPTS:
+            code = "job_crashed"
+        else:
+            code = "job_expired"
+        await self._fail(job, SdbotError(code, job=job.id), refund=True)
 
     async def _deliver(self, job: Job, generation: Generation) -> None:
         await self._relay.settle(job.id)
@@ -442,7 +482,11 @@ class Core:
         try:
             if sink is None:
                 raise DeliveryGone(f"no sink for {job.platform}")
-            await self.jobs.delivering(job.id)
+            if not await self.jobs.delivering(job.id, job.attempts):
+                # Its lease ran out (this process was paused or cut off): another process has the job now.
+                log.warning("job %s: no longer this process's; its pictures are not sent", job.id)
+                self._active.pop(job.id, None)
+                return
             await sink.deliver(job, generation)
         except DeliveryGone as exc:
             log.info("job %s: delivery target gone (%s); refunded", job.id, type(exc).__name__)
@@ -457,7 +501,9 @@ class Core:
         # choice) those its content filter withheld. The sinks told the user so.
         refunded = generation.missing + (filtered if self.settings.refund_filtered else 0)
         charged = min(job.charged, max(0, job.charged - refunded))
-        await self.jobs.finish(job.id, delivered=len(generation.images) - filtered, charged=charged)
+        await self.jobs.finish(
+            job.id, delivered=len(generation.images) - filtered, charged=charged, attempt=job.attempts
+        )
         self._active.pop(job.id, None)
         log.info("job %s done: %s image(s) delivered", job.id, len(generation.images) - filtered)
 
@@ -489,10 +535,14 @@ class Core:
                 if claimed is None:
                     return  # cancelled first: that path reported it
                 job = claimed
+            elif isinstance(self.scheduler, SharedScheduler) and not await self.scheduler.holds(job.id, job.attempts):
+                log.warning("job %s: no longer this process's; its failure (%s) is not reported", job.id, error.code)
+                return
             # The sink sees the job as it is about to be recorded.
             ending = dataclasses.replace(job, status="failed", error=error.code, charged=0 if refund else job.charged)
             await self._tell_failed(ending, error, refunded)
-        failed = await self.jobs.fail(job.id, error.code, refund=refund)
+        attempt = job.attempts if job.status == "running" else None
+        failed = await self.jobs.fail(job.id, error.code, refund=refund, attempt=attempt)
         if failed is None:
             return  # it ended some other way meanwhile (cancelled): that path reported it
         log.info("job %s failed: %s (refunded: %s)", job.id, error.code, refunded)
@@ -512,6 +562,12 @@ class Core:
         job = self._active.get(job_id)
         if job is not None:
             self._notify(job, JobEvent("queued", position=position))
+
+    async def _on_place(self, job_id: int, place: int) -> None:
+        """A shared queue's place: the job may have been admitted by any process."""
+        job = await self.jobs.get(job_id)
+        if job is not None and job.status == "queued":
+            self._notify(job, JobEvent("queued", position=place))
 
     def _notify(self, job: Job, event: JobEvent) -> None:
         sink = self._sinks.get(job.platform)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TypeVar
 
 from bot.chats.refs import ChatRef, UserRef
 from bot.messages.i18n import Lang, normalize_language, resolve_language
 from bot.storage import Storage
+from bot.storage.port import LANGUAGES
 
 T = TypeVar("T")
 _SEEN_MAX = 50_000  # remembered users/chats per process; past this the memo starts over
@@ -19,10 +21,28 @@ class Directory:
         self._seen_users: dict[str, tuple[str | None, str | None]] = {}
         self._seen_chats: dict[str, tuple[bool, str | None]] = {}
         self._choices: dict[str, Lang] = {}
+        self._reload: asyncio.Task[None] | None = None
 
     async def load(self) -> None:
+        """Read every /lang choice; with a shared queue, keep up with those made through other processes."""
+        if self._storage.queue is not None:
+            await self._storage.queue.listen(LANGUAGES, self._heard)
+        await self._read_choices()
+
+    async def _read_choices(self) -> None:
         choices = await self._storage.people.language_choices()
         self._choices = {key: lang for key, code in choices.items() if (lang := normalize_language(code))}
+
+    def _heard(self, payload: str) -> None:
+        if not payload:  # notifications may have been missed (a reconnect): read them all again
+            self._reload = asyncio.get_running_loop().create_task(self._read_choices())
+            return
+        key, _, code = payload.partition("\t")
+        lang = normalize_language(code) if code else None
+        if lang is None:
+            self._choices.pop(key, None)
+        else:
+            self._choices[key] = lang
 
     def language_for(self, user: UserRef) -> Lang:
         """The user's /lang choice, else their platform's language, else ``SDBOT_LANG``."""

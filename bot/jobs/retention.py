@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 BATCH = 100  # jobs per step
 PAUSE = 0.02  # seconds between batches, leaving the write lock to other statements and processes
 INTERVAL = 24 * 3600.0  # seconds between background runs
+FOLLOWER_CHECK = 60.0  # seconds between two looks at whether this process leads now (when it does not)
 RETRY = 3600.0  # seconds before the background task tries again after a failed run
 
 
@@ -47,6 +48,7 @@ class Pruner:
         *,
         interval: float = INTERVAL,
         pause: float = PAUSE,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.days = days
         self.interval = interval
@@ -55,6 +57,7 @@ class Pruner:
         self._tz = tz
         self._clock = clock
         self._pause = pause
+        self._leading = leading  # several processes on one database: only the leader prunes
         self._task: asyncio.Task[None] | None = None
         self._ran = asyncio.Condition()
 
@@ -85,7 +88,10 @@ class Pruner:
         while True:
             delay = self.interval
             try:
-                await self.run()
+                if self._leading():
+                    await self.run()
+                else:
+                    delay = min(self.interval, FOLLOWER_CHECK)
             except Exception:  # the database is busy or broken: the bot goes on, pruning tries again later
                 log.exception("pruning old jobs failed")
                 delay = min(self.interval, RETRY)

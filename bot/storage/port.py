@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -10,6 +10,10 @@ from bot.chats.refs import ChatRef, UserRef
 from bot.jobs.job import DayStats, Job
 from bot.messages.i18n import Lang
 from bot.quotas.rules import Admission, Limits, QuotaState, UserLimit
+
+# Notification channels of the shared queue's engine (QueueRecords.listen).
+JOBS = "sdbot_jobs"  # a job queued or ended, a generation slot freed (no payload)
+LANGUAGES = "sdbot_languages"  # a user's /lang choice: "<user key>\t<language or empty>"
 
 
 class StorageError(Exception):
@@ -32,12 +36,15 @@ class JobRecords(Protocol):
     async def by_origin(self, origin: str) -> Job | None: ...
     async def get(self, job_id: int) -> Job | None: ...
     async def unfinished(self) -> list[Job]: ...  # queued and running, oldest first
-    # Transitions: None or False when the job was not in the state they start from.
+    # Transitions: None or False when the job was not in the state they start from, or (given ``attempt``, the
+    # fence of the shared queue) when it runs as another attempt now.
     async def claim(self, job_id: int) -> Job | None: ...  # queued -> running, one more attempt
-    async def delivering(self, job_id: int) -> None: ...  # its pictures are about to be sent
+    async def delivering(self, job_id: int, attempt: int) -> bool: ...  # its pictures are about to be sent
     async def requeue(self, job_id: int) -> Job | None: ...  # running -> queued (a dead process's job)
-    async def finish(self, job_id: int, *, delivered: int, charged: int) -> bool: ...  # charged only goes down
-    async def fail(self, job_id: int, code: str, *, refund: bool) -> Job | None: ...
+    async def finish(
+        self, job_id: int, *, delivered: int, charged: int, attempt: int | None = None
+    ) -> bool: ...  # charged only goes down
+    async def fail(self, job_id: int, code: str, *, refund: bool, attempt: int | None = None) -> Job | None: ...
     async def cancel(self, job_id: int, *, owner: str | None) -> Job | None: ...  # queued only; refunded
     async def cancel_all(self, owner: str) -> list[Job]: ...  # every queued job of ``owner``, by id
     async def update_route(self, job_id: int, route: dict[str, Any]) -> bool: ...
@@ -45,6 +52,26 @@ class JobRecords(Protocol):
     # Retention: finished jobs of quota days before ``day``; deleting takes their images off the counters.
     async def count_finished_before(self, day: str) -> int: ...
     async def delete_finished_before(self, day: str, limit: int) -> int: ...
+
+
+class QueueRecords(Protocol):
+    """The queue several processes share (PostgreSQL; see :mod:`bot.jobs.shared`). A job is held under a lease
+    that its worker renews; ``attempts`` is the fence: a transition given an older attempt changes nothing."""
+
+    # The next queued job of ``platforms`` in round-robin order, running under ``worker``'s lease, unless
+    # ``cap`` generations run already (across processes).
+    async def claim_next(self, worker: str, platforms: Sequence[str], cap: int, lease: float) -> Job | None: ...
+    async def renew(self, worker: str, held: Mapping[int, int], lease: float) -> set[int]: ...  # {id: attempt}
+    # Jobs whose lease ran out: queued again, or (to fail them) held by ``worker`` as one more attempt.
+    async def take_expired(
+        self, worker: str, platforms: Sequence[str], lease: float, *, max_attempts: int, max_age: float
+    ) -> list[Job]: ...
+    async def places(self, limit: int | None = None) -> list[tuple[int, int]]: ...  # (job id, place), in order
+    async def place(self, job_id: int) -> int | None: ...
+    async def unfinished(self, platforms: Sequence[str]) -> int: ...
+    # ``callback(payload)`` at each notification on ``channel`` (and "" after a reconnect).
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> None: ...
+    async def refresh(self) -> bool: ...  # reconnect if needed; whether this process leads
 
 
 class QuotaRecords(Protocol):
@@ -98,8 +125,13 @@ class Storage(Protocol):
     def channels(self) -> ChannelRecords: ...
     @property
     def inbox(self) -> InboxRecords: ...
+    @property
+    def queue(self) -> QueueRecords | None:
+        """The shared queue, on an engine several processes share; None: the queue is the process's own."""
+
     async def hold(self) -> None:
-        """Become the one process running this database's jobs until :meth:`close` (``db_in_use`` otherwise)."""
+        """Without a shared :attr:`queue`: become the one process running this database's jobs until
+        :meth:`close` (``db_in_use`` otherwise)."""
 
     async def check(self, *, at_once_up_to: int | None = None) -> None:
         """Raise ``db_unavailable`` when the database is damaged; past ``at_once_up_to`` bytes, check it after."""

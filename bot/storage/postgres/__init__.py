@@ -10,6 +10,8 @@ import asyncpg
 from bot.storage.portable import PortableChannels, PortableInbox
 from bot.storage.postgres.database import PostgresDatabase
 from bot.storage.postgres.jobs import ADMIT_FUNCTION, PostgresJobs
+from bot.storage.postgres.link import PostgresLink
+from bot.storage.postgres.queue import CLAIM_FUNCTION, PostgresQueue
 from bot.storage.postgres.records import PostgresPeople, PostgresQuotas
 
 __all__ = ["PostgresStorage"]
@@ -25,8 +27,14 @@ class PostgresStorage(PostgresDatabase):
         self.people = PostgresPeople(self, clock)
         self.channels = PortableChannels(self, clock)
         self.inbox = PortableInbox(self)
+        self.link = PostgresLink(pool)
+        self.queue = PostgresQueue(self, self.link, clock)
 
     @classmethod
     async def open(cls, dsn: str, *, clock: Callable[[], float] = time.time, readonly: bool = False) -> PostgresStorage:
-        pool, shown, version = await cls.connect(dsn, readonly=readonly, functions=(ADMIT_FUNCTION,))
+        pool, shown, version = await cls.connect(dsn, readonly=readonly, functions=(ADMIT_FUNCTION, CLAIM_FUNCTION))
         return cls(pool, shown, version, clock)
+
+    async def close(self) -> None:
+        await self.link.close()
+        await super().close()

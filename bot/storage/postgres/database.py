@@ -12,14 +12,13 @@ from typing import Any
 import asyncpg
 
 from bot.config import redact_url
-from bot.errors import ConfigError, db_unavailable
+from bot.errors import db_unavailable
 from bot.storage.port import StorageError
 from bot.storage.postgres.migrations import migrate
 
 Params = Sequence[Any] | Mapping[str, Any]
 
 POOL_SIZE = 32  # connections at most; admissions wait for one beyond that
-RUN_LOCK = 7_355_609  # the advisory lock of the one process running jobs (see hold)
 NAMED = re.compile(r"(?<![:\w]):([a-z_]\w*)")  # a :name placeholder (not a ::type cast)
 _FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
@@ -51,7 +50,6 @@ class PostgresDatabase:
         self._pool = pool
         self.shown = shown  # the DSN without its password, for messages
         self.version = version
-        self._holder: asyncpg.Connection | None = None  # holds the lock of :meth:`hold`
         self._in_transaction: contextvars.ContextVar[asyncpg.Connection | None] = contextvars.ContextVar(
             "sdbot_pg_transaction", default=None
         )
@@ -78,23 +76,9 @@ class PostgresDatabase:
         return pool, shown, version
 
     async def hold(self) -> None:
-        """A session advisory lock on a connection kept for it: one process runs this database's jobs until the
-        queue is shared across processes. A process that dies loses its connection, and with it the lock."""
-        if self._holder is not None:
-            return
-        try:
-            holder = await self._pool.acquire()
-            if not await holder.fetchval("SELECT pg_try_advisory_lock($1)", RUN_LOCK):
-                await self._pool.release(holder)
-                raise ConfigError("db_in_use", variable="SDBOT_DB", path=self.shown, pid="?")
-        except _FAILURES as exc:
-            raise db_unavailable(self.shown, type(exc).__name__) from None
-        self._holder = holder
+        """Nothing to hold: any number of processes share the database and its queue."""
 
     async def close(self) -> None:
-        if self._holder is not None:
-            await self._pool.release(self._holder)  # the pool's reset unlocks advisory locks
-            self._holder = None
         await self._pool.close()
 
     async def check(self, *, at_once_up_to: int | None = None) -> None:

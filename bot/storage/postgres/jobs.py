@@ -111,31 +111,37 @@ class PostgresJobs:
             (self._clock(), job_id),
         )
 
-    async def delivering(self, job_id: int) -> None:
-        await self._db.execute(
-            "UPDATE jobs SET delivering_at = $1 WHERE id = $2 AND status = 'running'", (self._clock(), job_id)
-        )
-
-    async def requeue(self, job_id: int) -> Job | None:
-        return await self._one(
-            "UPDATE jobs SET status = 'queued', started_at = NULL WHERE id = $1 AND status = 'running' RETURNING *",
-            (job_id,),
-        )
-
-    async def finish(self, job_id: int, *, delivered: int, charged: int) -> bool:
+    async def delivering(self, job_id: int, attempt: int) -> bool:
+        # Under the shared queue also only while the lease holds: a worker paused past it delivers nothing.
+        now = self._clock()
         row = await self._db.fetchone(
-            "UPDATE jobs SET status = 'done', delivered = $1, charged = LEAST(charged, $2), finished_at = $3 "
-            "WHERE id = $4 AND status = 'running' RETURNING id",
-            (delivered, charged, self._clock(), job_id),
+            "UPDATE jobs SET delivering_at = $1 WHERE id = $2 AND status = 'running' AND attempts = $3 "
+            "AND (lease_until IS NULL OR lease_until > $1) RETURNING id",
+            (now, job_id, attempt),
         )
         return row is not None
 
-    async def fail(self, job_id: int, code: str, *, refund: bool) -> Job | None:
+    async def requeue(self, job_id: int) -> Job | None:
+        return await self._one(
+            "UPDATE jobs SET status = 'queued', started_at = NULL, lease_until = NULL, worker = NULL "
+            "WHERE id = $1 AND status = 'running' RETURNING *",
+            (job_id,),
+        )
+
+    async def finish(self, job_id: int, *, delivered: int, charged: int, attempt: int | None = None) -> bool:
+        row = await self._db.fetchone(
+            "UPDATE jobs SET status = 'done', delivered = $1, charged = LEAST(charged, $2), finished_at = $3 "
+            "WHERE id = $4 AND status = 'running' AND ($5::bigint IS NULL OR attempts = $5) RETURNING id",
+            (delivered, charged, self._clock(), job_id, attempt),
+        )
+        return row is not None
+
+    async def fail(self, job_id: int, code: str, *, refund: bool, attempt: int | None = None) -> Job | None:
         return await self._one(
             "UPDATE jobs SET status = 'failed', error = $1, finished_at = $2, "
             "charged = CASE WHEN $3 THEN 0 ELSE charged END "
-            f"WHERE id = $4 AND {_UNFINISHED} RETURNING *",
-            (code, self._clock(), refund, job_id),
+            f"WHERE id = $4 AND {_UNFINISHED} AND ($5::bigint IS NULL OR attempts = $5) RETURNING *",
+            (code, self._clock(), refund, job_id, attempt),
         )
 
     async def cancel(self, job_id: int, *, owner: str | None) -> Job | None:

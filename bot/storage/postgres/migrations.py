@@ -11,6 +11,7 @@ from bot.errors import ConfigError
 # Any fixed number: the advisory lock every process takes to migrate, so that of several starting at once one
 # applies each migration and the others then find it applied.
 MIGRATION_LOCK = 7_355_608
+NEWCOMER = 2**62  # ``turns.served`` of a newcomer is their job's id less this: before every tick, by arrival
 
 MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (
@@ -149,6 +150,63 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
                 PRIMARY KEY (platform, event_id)
             )
             """,
+        ),
+    ),
+    (
+        2,
+        "the shared queue: leases on running jobs, and each user's turn in the round-robin",
+        (
+            "ALTER TABLE jobs ADD COLUMN lease_until DOUBLE PRECISION",
+            "ALTER TABLE jobs ADD COLUMN worker TEXT",
+            "CREATE INDEX jobs_running ON jobs (lease_until) WHERE status = 'running'",
+            "CREATE INDEX jobs_user_queued ON jobs (user_key, id) WHERE status = 'queued'",
+            # One row a user who ever queued: ``waiting`` counts their queued jobs and ``served`` orders them in
+            # the round-robin, smallest first: a claim's tick once served, and below every tick (by arrival)
+            # while a newcomer (never served, or nothing left of theirs queued or running since).
+            """
+            CREATE TABLE turns (
+                user_key TEXT PRIMARY KEY,
+                platform TEXT NOT NULL,
+                served BIGINT NOT NULL,
+                waiting BIGINT NOT NULL DEFAULT 0
+            )
+            """,
+            "CREATE INDEX turns_next ON turns (served) WHERE waiting > 0",
+            "CREATE SEQUENCE turns_served",
+            f"""
+            CREATE FUNCTION jobs_turns() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF TG_OP <> 'INSERT' AND OLD.status = 'queued' AND (TG_OP = 'DELETE' OR NEW.status <> 'queued') THEN
+                    UPDATE turns SET waiting = waiting - 1 WHERE user_key = OLD.user_key;
+                ELSIF TG_OP <> 'DELETE' AND NEW.status = 'queued' AND (TG_OP = 'INSERT' OR OLD.status <> 'queued')
+                THEN
+                    INSERT INTO turns VALUES (NEW.user_key, NEW.platform, NEW.id - {NEWCOMER}, 1)
+                        ON CONFLICT (user_key) DO UPDATE SET waiting = turns.waiting + 1,
+                        served = CASE WHEN turns.waiting > 0 OR EXISTS (SELECT 1 FROM jobs
+                                      WHERE user_key = NEW.user_key AND status = 'running' AND id <> NEW.id)
+                                 THEN turns.served ELSE excluded.served END;
+                END IF;
+                RETURN NULL;
+            END
+            $$
+            """,
+            "CREATE TRIGGER jobs_turns AFTER INSERT OR DELETE OR UPDATE OF status ON jobs "
+            "FOR EACH ROW EXECUTE FUNCTION jobs_turns()",
+            f"""
+            INSERT INTO turns SELECT user_key, min(platform), min(id) - {NEWCOMER}, count(*)
+            FROM jobs WHERE status = 'queued' GROUP BY user_key
+            """,
+            # Workers wait for this (LISTEN) instead of asking: a job queued, a slot freed, a job ended.
+            """
+            CREATE FUNCTION jobs_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_notify('sdbot_jobs', '');
+                RETURN NULL;
+            END
+            $$
+            """,
+            "CREATE TRIGGER jobs_notify AFTER INSERT OR UPDATE OF status, delivering_at ON jobs "
+            "FOR EACH STATEMENT EXECUTE FUNCTION jobs_notify()",
         ),
     ),
 )

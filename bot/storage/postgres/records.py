@@ -10,6 +10,7 @@ from typing import Any, Literal
 from bot.chats.refs import ChatRef, UserRef
 from bot.messages.i18n import Lang
 from bot.quotas.rules import RATE_WINDOW, USER_LIMITS, Limits, QuotaState, UserLimit
+from bot.storage.port import LANGUAGES
 from bot.storage.postgres.database import PostgresDatabase
 from bot.storage.postgres.jobs import CHAT_USED, LIMITS, PENDING, RECENT, USED
 from bot.storage.sqlite.jobs import limit_params
@@ -107,6 +108,8 @@ class PostgresPeople:
         await self._db.execute(
             "UPDATE users SET language = $1, updated_at = $2 WHERE key = $3", (lang, self._clock(), user.key)
         )
+        # Every process keeps the choices in memory (bot.chats.directory): they all hear of it at once.
+        await self._db.execute("SELECT pg_notify($1, $2)", (LANGUAGES, f"{user.key}\t{lang or ''}"))
 
     async def language_choices(self) -> dict[str, str]:
         rows = await self._db.fetchall("SELECT key, language FROM users WHERE language IS NOT NULL")

@@ -37,6 +37,7 @@ class SQLiteStorage(Database):
         self.people = SQLitePeople(self, clock)
         self.channels = PortableChannels(self, clock)
         self.inbox = PortableInbox(self)
+        self.queue = None  # one process: its queue is its own (bot.jobs.scheduler)
 
     @classmethod
     async def open(

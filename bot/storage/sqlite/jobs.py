@@ -122,10 +122,12 @@ class SQLiteJobs:
             (self._clock(), job_id),
         )
 
-    async def delivering(self, job_id: int) -> None:
-        await self._db.execute(
-            "UPDATE jobs SET delivering_at = ? WHERE id = ? AND status = 'running'", (self._clock(), job_id)
+    async def delivering(self, job_id: int, attempt: int) -> bool:
+        row = await self._db.fetchone(
+            "UPDATE jobs SET delivering_at = ? WHERE id = ? AND status = 'running' AND attempts = ? RETURNING id",
+            (self._clock(), job_id, attempt),
         )
+        return row is not None
 
     async def requeue(self, job_id: int) -> Job | None:
         return await self._one(
@@ -133,20 +135,20 @@ class SQLiteJobs:
             (job_id,),
         )
 
-    async def finish(self, job_id: int, *, delivered: int, charged: int) -> bool:
+    async def finish(self, job_id: int, *, delivered: int, charged: int, attempt: int | None = None) -> bool:
         row = await self._db.fetchone(
             "UPDATE jobs SET status = 'done', delivered = ?, charged = min(charged, ?), finished_at = ? "
-            "WHERE id = ? AND status = 'running' RETURNING id",
-            (delivered, charged, self._clock(), job_id),
+            "WHERE id = ? AND status = 'running' AND (? IS NULL OR attempts = ?) RETURNING id",
+            (delivered, charged, self._clock(), job_id, attempt, attempt),
         )
         return row is not None
 
-    async def fail(self, job_id: int, code: str, *, refund: bool) -> Job | None:
+    async def fail(self, job_id: int, code: str, *, refund: bool, attempt: int | None = None) -> Job | None:
         return await self._one(
             "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, "
             "charged = CASE WHEN ? THEN 0 ELSE charged END "
-            f"WHERE id = ? AND {_UNFINISHED} RETURNING *",
-            (code, self._clock(), int(refund), job_id),
+            f"WHERE id = ? AND {_UNFINISHED} AND (? IS NULL OR attempts = ?) RETURNING *",
+            (code, self._clock(), int(refund), job_id, attempt, attempt),
         )
 
     async def cancel(self, job_id: int, *, owner: str | None) -> Job | None:

@@ -1,0 +1,164 @@
+"""The queue several processes share (PostgreSQL): two real Cores on one database, as two processes would be.
+
+Each Core has its own backend and sink, so what each "process" generated and delivered can be told apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import asyncpg
+
+from bot.chats.refs import ChatRef, UserRef
+from bot.core import Core
+from bot.jobs.shared import SharedScheduler
+from tests.pipeline_support import GatedBackend, RecordingSink, open_core
+from tests.postgres_support import PostgresServer
+
+CHAT = ChatRef("telegram", "-100", True)
+LIMITS = {"daily_images": 0, "rate_per_minute": 0, "max_pending": 10}
+
+
+def user(n: int) -> UserRef:
+    return UserRef("telegram", str(n))
+
+
+@asynccontextmanager
+async def processes(
+    dsn: str, count: int, **settings: object
+) -> AsyncIterator[list[tuple[Core, RecordingSink, GatedBackend]]]:
+    async with AsyncExitStack() as stack:
+        started = []
+        for _ in range(count):
+            backend = GatedBackend(hold=True)
+            core, sink = await stack.enter_async_context(
+                open_core(
+                    dsn,
+                    backend,  # type: ignore[arg-type]
+                    platforms=("telegram",),
+                    **{**LIMITS, **settings},
+                )
+            )
+            started.append((core, sink, backend))
+        yield started
+
+
+async def settle(seconds: float = 0.5) -> None:
+    await asyncio.sleep(seconds)
+
+
+async def test_two_processes_share_one_queue_under_one_cap_and_deliver_each_job_once(
+    postgres_server: PostgresServer,
+) -> None:
+    """SDBOT_BACKEND_CONCURRENCY counts across processes; every job runs in exactly one of them."""
+    dsn = await postgres_server.new_database()
+    async with processes(dsn, 2, backend_concurrency=2) as ((a, sink_a, gen_a), (b, sink_b, gen_b)):
+        assert isinstance(a.scheduler, SharedScheduler) and isinstance(b.scheduler, SharedScheduler)
+        jobs = [await a.submit(user(n), CHAT, f"/draw cat {n}", {}) for n in range(6)]
+        await settle()
+        assert len(gen_a.started) + len(gen_b.started) == 2  # the cap, whichever processes claimed
+        gen_a.release()
+        gen_b.release()
+        await a.wait_idle()
+        await b.wait_idle()
+        delivered = [job_id for job_id, _ in sink_a.of("delivered") + sink_b.of("delivered")]
+        assert sorted(delivered) == sorted(job.id for job in jobs)  # each once
+        assert len(gen_a.started) + len(gen_b.started) == 6
+        for job in jobs:
+            done = await a.get_job(job.id)
+            assert done is not None and (done.status, done.charged, done.attempts) == ("done", 1, 1)
+
+
+async def test_the_shared_queue_is_round_robin_between_users(postgres_server: PostgresServer) -> None:
+    """Alice queues three jobs before Bob's and Carol's one each: they start alice, bob, carol, alice, alice."""
+    dsn = await postgres_server.new_database()
+    async with processes(dsn, 1, backend_concurrency=1) as [(core, sink, gen)]:
+        blocker = await core.submit(user(9), CHAT, "/draw first", {})
+        await gen.wait_started(1)
+        alice = [await core.submit(user(1), CHAT, f"/draw alice {n}", {}) for n in range(3)]
+        bob = await core.submit(user(2), CHAT, "/draw bob", {})
+        carol = await core.submit(user(3), CHAT, "/draw carol", {})
+        gen.release()
+        await core.wait_idle()
+        order = [job_id for job_id, _ in sink.of("delivered")]
+        assert order == [blocker.id, alice[0].id, bob.id, carol.id, alice[1].id, alice[2].id]
+
+
+async def test_places_come_from_the_database(postgres_server: PostgresServer) -> None:
+    dsn = await postgres_server.new_database()
+    async with processes(dsn, 2, backend_concurrency=1) as ((a, _, gen_a), (b, sink_b, gen_b)):
+        await a.submit(user(9), CHAT, "/draw first", {})
+        await settle()
+        waiting = [await b.submit(user(n), CHAT, f"/draw cat {n}", {}) for n in range(3)]
+        await sink_b.wait_until(lambda: all(sink_b.events(job.id) for job in waiting))
+        told = {job.id: sink_b.events(job.id)[0].position for job in waiting}
+        assert told == {waiting[0].id: 1, waiting[1].id: 2, waiting[2].id: 3}
+        gen_a.release()
+        gen_b.release()
+
+
+async def test_a_process_paused_past_its_lease_neither_delivers_nor_finishes_the_job(
+    postgres_server: PostgresServer,
+) -> None:
+    """A stops renewing (as if paused) while generating; B takes the job over once the lease ran out and
+    delivers it; A, resumed, finds itself fenced: its pictures are not sent and its outcome is not recorded."""
+    dsn = await postgres_server.new_database()
+    async with processes(dsn, 2, backend_concurrency=1, job_lease=1.0) as ((a, sink_a, gen_a), (b, sink_b, gen_b)):
+        assert isinstance(b.scheduler, SharedScheduler)
+        await b.scheduler.stop()  # B claims nothing until A holds the job
+        job = await a.submit(user(1), CHAT, "/draw kite", {})
+        await gen_a.wait_started(1)
+        assert isinstance(a.scheduler, SharedScheduler)
+        paused = a.scheduler._loop_task  # its heartbeats stop; the generation goes on, as after a SIGSTOP
+        assert paused is not None
+        paused.cancel()
+        b.scheduler.start()
+        await gen_b.wait_started(1)  # taken over after the lease ran out
+        gen_b.release()
+        await sink_b.wait_for("delivered", 1)
+        gen_a.release()  # A resumes: its generation ends, and it tries to deliver
+        await settle(1.0)
+        assert sink_a.of("delivered") == [] and sink_a.of("failed") == []
+        done = await b.get_job(job.id)
+        assert done is not None and (done.status, done.attempts, done.charged) == ("done", 2, 1)
+
+
+async def test_a_job_whose_process_died_delivering_is_failed_and_refunded_by_another(
+    postgres_server: PostgresServer,
+) -> None:
+    """Dead while uploading (its lease runs out with delivering_at set): the pictures may be in the chat, so
+    another process does not draw it again but fails it, refunded, and tells the user."""
+    dsn = await postgres_server.new_database()
+    async with processes(dsn, 2, backend_concurrency=1, job_lease=1.0) as ((a, sink_a, gen_a), (b, sink_b, gen_b)):
+        assert isinstance(a.scheduler, SharedScheduler) and isinstance(b.scheduler, SharedScheduler)
+        await b.scheduler.stop()
+        sink_a.hold_delivery = True
+        gen_a.release()
+        job = await a.submit(user(1), CHAT, "/draw kite", {})
+        await sink_a.wait_for("deliver_started", 1)
+        await a.scheduler.stop()  # dies mid-upload: nothing renews its lease
+        b.scheduler.start()
+        await sink_b.wait_for("failed", 1)
+        assert sink_b.of("failed") == [(job.id, ("job_crashed_delivering", True))]
+        assert gen_b.started == []
+        conn = await asyncpg.connect(dsn)
+        try:
+            row = await conn.fetchrow("SELECT status, charged FROM jobs WHERE id = $1", job.id)
+        finally:
+            await conn.close()
+        assert (row["status"], row["charged"]) == ("failed", 0)
+
+
+async def test_a_language_chosen_through_one_process_holds_at_once_in_the_other(
+    postgres_server: PostgresServer,
+) -> None:
+    dsn = await postgres_server.new_database()
+    async with processes(dsn, 2) as ((a, _, _), (b, _, _)):
+        someone = UserRef("telegram", "7", language_code="en")
+        assert b.language_for(someone) == "en"
+        await a.handle_command(someone, ChatRef("telegram", "7", False), "lang", "zh")
+        async with asyncio.timeout(5):
+            while b.language_for(someone) != "zh":  # noqa: ASYNC110 (another process's notification)
+                await asyncio.sleep(0.02)
