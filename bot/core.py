@@ -129,6 +129,17 @@ class Core:
         it earlier to fail before connecting anywhere. A shared queue's database needs no lock."""
         await self.storage.hold()
 
+    @property
+    def shared(self) -> bool:
+        """Whether several processes may run this database's jobs (PostgreSQL's shared queue)."""
+        return isinstance(self.scheduler, SharedScheduler)
+
+    async def hold_alone(self, name: str) -> bool:
+        """Whether this process may do ``name`` alone (say, Telegram's long polling): with a shared queue, the
+        first process to ask holds it until it exits; with its own queue, the process is alone already."""
+        queue = self.storage.queue
+        return True if queue is None else await queue.try_lock(name)
+
     def leading(self) -> bool:
         """Whether this process does the duties of one process at a time (pruning, a platform's webhook and
         commands): always with its own queue; with a shared one, the process holding the leader's lock."""
@@ -302,7 +313,10 @@ class Core:
         await self.inbox.done(platform, event_id)
 
     async def take_over_events(self, platform: str) -> list[HeldEvent]:
-        """At start: the events a previous process received and did not finish handling, oldest first."""
+        """The events a previous process received and did not finish handling, oldest first. With a shared
+        queue, those unhandled for two leases: other processes may still be handling the newer ones."""
+        if isinstance(self.scheduler, SharedScheduler):
+            return await self.inbox.take_over(platform, idle_for=2 * self.settings.job_lease)
         return await self.inbox.take_over(platform)
 
     async def wait_idle(self) -> None:

@@ -114,9 +114,13 @@ async def test_transitions_happen_once_and_refunds_leave_the_counters(storage: S
     claimed = await storage.jobs.claim(job.id)
     assert claimed is not None and (claimed.status, claimed.attempts) == ("running", 1)
     assert await storage.jobs.claim(job.id) is None
-    await storage.jobs.delivering(job.id)
+    assert not await storage.jobs.delivering(job.id, 0)  # another attempt's: fenced
+    assert (await storage.jobs.get(job.id)).delivering_at is None  # type: ignore[union-attr]
+    assert await storage.jobs.delivering(job.id, 1)
     assert (await storage.jobs.get(job.id)).delivering_at is not None  # type: ignore[union-attr]
-    failed = await storage.jobs.fail(job.id, "backend_timeout", refund=True)
+    assert await storage.jobs.fail(job.id, "backend_timeout", refund=True, attempt=2) is None
+    assert not await storage.jobs.finish(job.id, delivered=3, charged=3, attempt=2)
+    failed = await storage.jobs.fail(job.id, "backend_timeout", refund=True, attempt=1)
     assert failed is not None and (failed.status, failed.error, failed.charged) == ("failed", "backend_timeout", 0)
     assert await storage.jobs.fail(job.id, "backend_timeout", refund=True) is None
     assert not await storage.jobs.finish(job.id, delivered=3, charged=3)
@@ -219,15 +223,28 @@ async def test_the_inbox_holds_events_until_done_and_hands_back_the_rest(storage
     assert await storage.inbox.receive("telegram", 2, "{}", NOW - 100)
     await storage.inbox.done("telegram", 1, NOW)
     assert await storage.inbox.unhandled("telegram") == 1
-    dropped, held = await storage.inbox.take_over("telegram", since=NOW - 50, max_attempts=3)
+    dropped, held = await storage.inbox.take_over("telegram", now=NOW, since=NOW - 50, max_attempts=3)
     assert dropped == [2] and held == []  # too old
     await storage.inbox.receive("telegram", 3, "{}", NOW)
     for attempt in range(3):
-        dropped, held = await storage.inbox.take_over("telegram", since=NOW - 50, max_attempts=3)
+        dropped, held = await storage.inbox.take_over("telegram", now=NOW, since=NOW - 50, max_attempts=3)
         assert dropped == [] and [e.event_id for e in held] == [3], attempt
-    assert await storage.inbox.take_over("telegram", since=NOW - 50, max_attempts=3) == ([3], [])
+    assert await storage.inbox.take_over("telegram", now=NOW, since=NOW - 50, max_attempts=3) == ([3], [])
     await storage.inbox.forget_handled_before(NOW + 1)
     assert await storage.inbox.receive("telegram", 1, "{}", NOW)  # forgotten: new again
+
+
+async def test_the_inbox_hands_back_only_events_idle_long_enough_when_asked(storage: Storage) -> None:
+    """Several processes: a take-over passes over events received lately (a live process may be handling
+    them), and one handed back counts as received again, so the next take-over waits for its handling too."""
+    await storage.inbox.receive("telegram", 1, "{}", NOW - 100)
+    await storage.inbox.receive("telegram", 2, "{}", NOW - 5)
+    _, held = await storage.inbox.take_over("telegram", now=NOW, since=NOW - 1000, max_attempts=3, before=NOW - 60)
+    assert [e.event_id for e in held] == [1]
+    _, held = await storage.inbox.take_over("telegram", now=NOW, since=NOW - 1000, max_attempts=3, before=NOW - 60)
+    assert held == []
+    _, held = await storage.inbox.take_over("telegram", now=NOW + 70, since=NOW - 1000, max_attempts=3, before=NOW)
+    assert [e.event_id for e in held] == [2]  # 1 was handed back at NOW: not idle for long enough yet
 
 
 async def test_retention_deletes_finished_jobs_of_old_days_and_their_usage(storage: Storage) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -25,11 +26,13 @@ from bot.core import Core
 from bot.errors import ConfigError
 from bot.messages.i18n import Msg
 from bot.process import redact
+from bot.storage import StorageError
 
 log = logging.getLogger(__name__)
 
 PUBLIC_API = "https://api.telegram.org"
 ALLOWED_UPDATES = ["message", "callback_query"]
+POLLING = "telegram-polling"  # the lock of the one process receiving updates by long polling
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
@@ -76,7 +79,8 @@ class TelegramAdapter:
             get_updates_request=updates_request,
             rate_limiter=limiter,
         )
-        self._queue = DurableQueue(core)
+        # By webhook, an update that cannot be stored is refused (Telegram sends it again); see durable.py.
+        self._queue = DurableQueue(core, refuse_unstored=bool(settings.telegram_webhook_url))
         builder = (
             ApplicationBuilder()
             .bot(bot)
@@ -98,10 +102,15 @@ class TelegramAdapter:
         self.handlers.install(self.app)
         core.register_sink(self.platform, self.sink)
         self._webhook_secret = settings.telegram_webhook_secret
+        self._replays: asyncio.Task[None] | None = None
 
     async def prepare(self) -> None:
-        """getMe: proves the token and teaches PTB the bot's username (for ``/draw@ThisBot`` in groups)."""
+        """getMe: proves the token and teaches PTB the bot's username (for ``/draw@ThisBot`` in groups).
+        Before it, the rules of several processes on one database: webhooks with one shared secret, and long
+        polling by one process only (Telegram gives each update to one poller)."""
         self._check_webhook_settings()
+        if self.core.shared and not self.settings.telegram_webhook_url and not await self.core.hold_alone(POLLING):
+            raise ConfigError("telegram_polling_shared", variable="TELEGRAM_WEBHOOK_URL")
         try:
             await self.app.initialize()
         except (TelegramError, TypeError, KeyError, ValueError, AttributeError) as exc:
@@ -124,6 +133,8 @@ class TelegramAdapter:
         await self.app.start()
         # Commands a killed process had received but not handled, before any new ones.
         await durable.replay(self.core, self._queue, self.app.bot)
+        if self.core.shared:  # and later those of a process that dies while the others go on
+            self._replays = asyncio.get_running_loop().create_task(self._replay_for_the_dead(), name="tg-replays")
         updater = self.app.updater
         assert updater is not None
         url = self.settings.telegram_webhook_url
@@ -143,8 +154,22 @@ class TelegramAdapter:
             await updater.start_polling(timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES)
             log.info("Telegram: receiving updates by long polling")
 
+    async def _replay_for_the_dead(self) -> None:
+        """The leader, every lease: updates another process received and left unhandled for two leases."""
+        while True:
+            await asyncio.sleep(self.settings.job_lease)
+            if not self.core.leading():
+                continue
+            try:
+                await durable.replay(self.core, self._queue, self.app.bot)
+            except StorageError as exc:
+                log.warning("Telegram: held updates could not be read (%s); trying again later", exc)
+
     async def stop(self) -> None:
         """Stop taking updates, let handlers and deliveries under way finish (``shutdown_grace``), close."""
+        if self._replays is not None:
+            self._replays.cancel()
+            await asyncio.gather(self._replays, return_exceptions=True)
         updater = self.app.updater
         if updater is not None and updater.running:
             await updater.stop()
@@ -155,6 +180,9 @@ class TelegramAdapter:
 
     def _check_webhook_settings(self) -> None:
         secret = self._webhook_secret
+        if self.settings.telegram_webhook_url and secret is None and self.core.shared:
+            # A secret made up at start would differ per process: the last one to register would win.
+            raise ConfigError("webhook_secret_shared", variable="TELEGRAM_WEBHOOK_SECRET")
         if self.settings.telegram_webhook_url and secret is not None and not _SECRET_TOKEN.fullmatch(secret):
             raise ConfigError(
                 "config_invalid",

@@ -10,6 +10,7 @@ from typing import Any
 
 from telegram import Bot, Update
 from telegram.ext import SimpleUpdateProcessor
+from tornado.web import HTTPError  # PTB's webhook server: how its handler answers other than 200
 
 from bot.core import Core
 
@@ -20,11 +21,14 @@ MAX_CONCURRENT_UPDATES = 256  # what PTB's concurrent_updates(True) allows
 
 
 class DurableQueue(asyncio.Queue[object]):
-    """PTB's update queue; an :class:`Update` is put only once it is stored (and not if it was already)."""
+    """PTB's update queue; an :class:`Update` is put only once it is stored (and not if it was already).
+    ``refuse_unstored`` (webhooks): an update that cannot be stored is answered 503, and Telegram sends it
+    again later; by long polling it is handled anyway, since raising would end PTB's polling for good."""
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, *, refuse_unstored: bool = False) -> None:
         super().__init__()
         self._core = core
+        self._refuse_unstored = refuse_unstored
 
     async def put(self, item: object) -> None:
         if isinstance(item, Update):
@@ -33,7 +37,10 @@ class DurableQueue(asyncio.Queue[object]):
                 payload = json.dumps(item.to_dict(), separators=(",", ":"))
                 fresh = await self._core.receive_event(PLATFORM, item.update_id, payload)
             except Exception as exc:
-                # Raising here would end PTB's polling for good: handle the update, only not crash-proof.
+                if self._refuse_unstored:
+                    log.error("Telegram update %s could not be stored (%s); refused, Telegram sends it again",
+                              item.update_id, exc)  # fmt: skip
+                    raise HTTPError(503, reason="Service Unavailable") from None  # a warning, no traceback
                 log.error("Telegram update %s could not be stored (%s); handled anyway", item.update_id, exc)
                 fresh = True
             if not fresh:

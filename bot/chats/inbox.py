@@ -37,12 +37,17 @@ class Inbox:
             self._pruned_at = now
             await self._storage.inbox.forget_handled_before(now - REMEMBER)
 
-    async def take_over(self, platform: str) -> list[HeldEvent]:
-        """At start: the events a previous process received but did not finish handling, oldest first, each
-        counted as one more attempt. Those handed back :data:`MAX_ATTEMPTS` times or older than
-        :data:`REMEMBER` are dropped."""
+    async def take_over(self, platform: str, *, idle_for: float | None = None) -> list[HeldEvent]:
+        """The events a previous process received but did not finish handling, oldest first, each counted as
+        one more attempt. Those handed back :data:`MAX_ATTEMPTS` times or older than :data:`REMEMBER` are
+        dropped. ``idle_for``: only those unhandled that long (other processes may be handling the rest)."""
+        now = self._clock()
         unhandled, held = await self._storage.inbox.take_over(
-            platform, since=self._clock() - REMEMBER, max_attempts=MAX_ATTEMPTS
+            platform,
+            now=now,
+            since=now - REMEMBER,
+            max_attempts=MAX_ATTEMPTS,
+            before=None if idle_for is None else now - idle_for,
         )
         if unhandled:
             log.warning("%s: %s unhandled event(s) dropped, too old or failed too often: %s", platform,

@@ -72,6 +72,7 @@ class QueueRecords(Protocol):
     # ``callback(payload)`` at each notification on ``channel`` (and "" after a reconnect).
     async def listen(self, channel: str, callback: Callable[[str], None]) -> None: ...
     async def refresh(self) -> bool: ...  # reconnect if needed; whether this process leads
+    async def try_lock(self, name: str) -> bool: ...  # ``name`` is this process's alone (until it exits)
 
 
 class QuotaRecords(Protocol):
@@ -105,9 +106,10 @@ class InboxRecords(Protocol):
     async def done(self, platform: str, event_id: int, now: float) -> None: ...
     async def forget_handled_before(self, when: float) -> None: ...
     # Drops events received before ``since`` or handed back ``max_attempts`` times (returns the unhandled ones
-    # dropped), then hands back the rest not yet handled, each counted as one more attempt.
+    # dropped), then hands back the rest not yet handled (received before ``before``, if given), each counted as
+    # one more attempt and received again now (so that the next take-over waits for this one's handling).
     async def take_over(
-        self, platform: str, *, since: float, max_attempts: int
+        self, platform: str, *, now: float, since: float, max_attempts: int, before: float | None = None
     ) -> tuple[list[int], list[HeldEvent]]: ...
     async def unhandled(self, platform: str) -> int: ...
 

@@ -68,7 +68,9 @@ class PortableInbox:
     async def forget_handled_before(self, when: float) -> None:
         await self._db.execute("DELETE FROM inbox WHERE handled_at < ?", (when,))
 
-    async def take_over(self, platform: str, *, since: float, max_attempts: int) -> tuple[list[int], list[HeldEvent]]:
+    async def take_over(
+        self, platform: str, *, now: float, since: float, max_attempts: int, before: float | None = None
+    ) -> tuple[list[int], list[HeldEvent]]:
         async with self._db.transaction():
             dropped = await self._db.fetchall(
                 "DELETE FROM inbox WHERE platform = ? AND (received_at < ? OR (handled_at IS NULL AND attempts >= ?)) "
@@ -76,9 +78,9 @@ class PortableInbox:
                 (platform, since, max_attempts),
             )
             rows = await self._db.fetchall(
-                "UPDATE inbox SET attempts = attempts + 1 WHERE platform = ? AND handled_at IS NULL "
-                "RETURNING event_id, payload, received_at",
-                (platform,),
+                "UPDATE inbox SET attempts = attempts + 1, received_at = ? WHERE platform = ? AND handled_at IS NULL "
+                "AND (CAST(? AS DOUBLE PRECISION) IS NULL OR received_at < ?) RETURNING event_id, payload, received_at",
+                (now, platform, before, before),
             )
         unhandled = sorted(r["event_id"] for r in dropped if r["handled_at"] is None)
         held = sorted(

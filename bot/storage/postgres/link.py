@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import asyncpg
 
+from bot.storage.port import StorageError
+
 log = logging.getLogger(__name__)
 
 LEADER_LOCK = 7_355_610  # the session advisory lock of the process doing the duties one process does at a time
@@ -24,6 +26,7 @@ class PostgresLink:
         self._conn: asyncpg.Connection | None = None
         self._listeners: dict[str, Callable[[str], None]] = {}
         self._leading = False
+        self._locks: set[str] = set()  # named locks this process holds (try_lock)
 
     async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
         """``callback(payload)`` at every ``NOTIFY channel`` from any process (and "" after a reconnect)."""
@@ -47,6 +50,20 @@ class PostgresLink:
             await self._drop()
         return self._leading
 
+    async def try_lock(self, name: str) -> bool:
+        """A session lock named ``name`` for this process, kept as long as it lives (and taken again after a
+        reconnect); False when another process holds it."""
+        try:
+            if self._conn is None or self._conn.is_closed():
+                await self._reconnect()
+            assert self._conn is not None
+            taken = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock(4, hashtext($1))", name))
+        except _FAILURES as exc:
+            raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+        if taken:
+            self._locks.add(name)
+        return taken
+
     @property
     def leading(self) -> bool:
         return self._leading and self._conn is not None and not self._conn.is_closed()
@@ -60,6 +77,9 @@ class PostgresLink:
         self._conn = conn
         for channel in self._listeners:
             await conn.add_listener(channel, self._on_notice)
+        for name in self._locks:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock(4, hashtext($1))", name):
+                log.error("lock %r was taken by another process while the database was unreachable", name)
         for callback in list(self._listeners.values()):
             callback("")
 

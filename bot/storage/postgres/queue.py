@@ -81,6 +81,9 @@ class PostgresQueue:
     async def refresh(self) -> bool:
         return await self._link.refresh()
 
+    async def try_lock(self, name: str) -> bool:
+        return await self._link.try_lock(name)
+
     async def claim_next(self, worker: str, platforms: Sequence[str], cap: int, lease: float) -> Job | None:
         row = await self._db.fetchone(
             "SELECT * FROM sdbot_claim($1, $2, $3, $4, $5)", (worker, list(platforms), cap, self._clock(), lease)

@@ -1,0 +1,94 @@
+"""Three real ``sdbot run`` processes on one PostgreSQL database, Telegram's webhooks reaching them through a
+reverse proxy, the fake AUTOMATIC1111 drawing: a process killed (SIGKILL) or paused (SIGSTOP) while it holds
+jobs loses them to the others, and every user gets their picture once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.cluster_support import Cluster, cluster, logs
+from tests.fakes.a1111 import FakeA1111
+from tests.fakes.telegram import FakeTelegram
+from tests.postgres_support import PostgresServer
+from tests.telegram_support import fake_telegram
+
+LEASE = 3  # SDBOT_JOB_LEASE for these tests: takeovers within seconds
+USERS = range(5001, 5010)
+
+
+async def environment(postgres_server: PostgresServer, tg: FakeTelegram, a1111: FakeA1111) -> dict[str, str]:
+    return {
+        "TELEGRAM_BOT_TOKEN": tg.token,
+        "TELEGRAM_API_URL": tg.url,
+        "SDBOT_DB": await postgres_server.new_database(),
+        "SDBOT_BACKEND": "a1111",
+        "A1111_URL": a1111.url,
+        "SDBOT_BACKEND_CONCURRENCY": "3",
+        "SDBOT_JOB_LEASE": str(LEASE),
+        "SDBOT_RATE_PER_MINUTE": "0",
+        "SDBOT_DAILY_IMAGES": "0",
+        "SDBOT_LOG_LEVEL": "INFO",
+    }
+
+
+async def busiest(group: Cluster, at_least: int = 1) -> int:
+    """The pid of a process holding ``at_least`` running jobs, once there is one."""
+    async with asyncio.timeout(30):
+        while True:
+            held = await group.workers()
+            for pid, count in held.items():
+                if count >= at_least:
+                    return pid
+            await asyncio.sleep(0.05)
+
+
+async def every_user_got_one_picture(tg: FakeTelegram, timeout: float) -> None:  # noqa: ASYNC109
+    async with asyncio.timeout(timeout):
+        for _ in USERS:
+            await tg.wait_for("sendPhoto", timeout=timeout)
+    await asyncio.sleep(LEASE)  # time enough for a second copy to show up, were there one
+    assert {user: len(tg.photos(user)) for user in USERS} == dict.fromkeys(USERS, 1)
+
+
+async def test_sigkill_one_of_three_processes_while_it_runs_jobs(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    async with fake_telegram() as tg, FakeA1111(duration=1.0) as a1111:
+        env = await environment(postgres_server, tg, a1111)
+        async with cluster(3, env, tmp_path) as group:
+            for user in USERS:
+                tg.send_text(user, f"/draw a lighthouse number {user}")
+            victim = await busiest(group)
+            group.process(victim).send_signal(signal.SIGKILL)
+            killed_at = time.monotonic()
+            await every_user_got_one_picture(tg, timeout=60)
+            took = time.monotonic() - killed_at
+            rows = await group.fetch("SELECT status, charged, attempts, worker FROM jobs ORDER BY id")
+        assert [(r["status"], r["charged"]) for r in rows] == [("done", 1)] * len(USERS), logs(tmp_path)
+        assert any(r["attempts"] == 2 for r in rows)  # the dead process's jobs ran again elsewhere
+        assert not any(r["worker"] and r["worker"].split(":")[1] == str(victim) for r in rows)
+        assert took < 60
+        assert not any(tg.texts(user) and "interrupted" in " ".join(tg.texts(user)) for user in USERS)
+
+
+async def test_sigstop_past_the_lease_then_sigcont_delivers_nothing_another_took_over(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    async with fake_telegram() as tg, FakeA1111(duration=1.0) as a1111:
+        env = await environment(postgres_server, tg, a1111)
+        async with cluster(3, env, tmp_path) as group:
+            for user in USERS:
+                tg.send_text(user, f"/draw a kite number {user}")
+            paused = await busiest(group)
+            os.kill(paused, signal.SIGSTOP)
+            await every_user_got_one_picture(tg, timeout=60)
+            os.kill(paused, signal.SIGCONT)  # it wakes up with pictures to send, and finds itself fenced
+            await asyncio.sleep(2 * LEASE)
+            rows = await group.fetch("SELECT status, charged FROM jobs ORDER BY id")
+        assert {user: len(tg.photos(user)) for user in USERS} == dict.fromkeys(USERS, 1), logs(tmp_path)
+        assert [(r["status"], r["charged"]) for r in rows] == [("done", 1)] * len(USERS)
+        assert "no longer this process's" in logs(tmp_path) or "lease lost" in logs(tmp_path)
