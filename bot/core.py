@@ -21,12 +21,14 @@ from bot.draw.grammar import OptionValue, render_command
 from bot.draw.request import DrawRequest
 from bot.draw.validation import parse_request, validate
 from bot.errors import BackendError, DrawError, SdbotError
+from bot.jobs import sending
 from bot.jobs.breaker import Breaker
 from bot.jobs.generation import Generation, draw_seed, generate, user_key
 from bot.jobs.job import MAX_ATTEMPTS, Job, JobEvent
 from bot.jobs.relay import Relay
 from bot.jobs.retention import Pruner
 from bot.jobs.scheduler import Scheduler
+from bot.jobs.sending import Fenced
 from bot.jobs.shared import SharedScheduler
 from bot.messages.i18n import Lang, Msg
 from bot.quotas.admission import Quotas
@@ -51,7 +53,8 @@ class Sink(Protocol):
         """The queue position or progress; may come before ``submit()`` returned."""
 
     async def deliver(self, job: Job, generation: Generation) -> None:
-        """Send the images (``generation.images``; ``image.filtered`` ones were blanked by the provider)."""
+        """Send the images (``generation.images``; ``image.filtered`` ones were blanked by the provider). A sink
+        with ``marks_sending = True`` awaits :func:`bot.jobs.sending.sending` when the upload leaves."""
 
     async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
         """Tell the user (``commands.describe_failure`` is the text); not when owners cancelled it themselves."""
@@ -91,7 +94,9 @@ class Core:
                 lease=settings.job_lease,
                 max_age=settings.job_max_age,
                 monotonic=monotonic,
+                renew_also=self.inbox.renew,
             )
+            self.inbox.share(self.scheduler.worker, settings.job_lease)
         self._deliveries = asyncio.Semaphore(settings.backend_concurrency)  # jobs delivering at once (see _run)
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown, monotonic)
         self._sinks: dict[str, Sink] = {}
@@ -314,9 +319,7 @@ class Core:
 
     async def take_over_events(self, platform: str) -> list[HeldEvent]:
         """The events a previous process received and did not finish handling, oldest first. With a shared
-        queue, those unhandled for two leases: other processes may still be handling the newer ones."""
-        if isinstance(self.scheduler, SharedScheduler):
-            return await self.inbox.take_over(platform, idle_for=2 * self.settings.job_lease)
+        queue, only those whose process stopped renewing them: the others are being handled."""
         return await self.inbox.take_over(platform)
 
     async def wait_idle(self) -> None:
@@ -496,12 +499,20 @@ class Core:
         try:
             if sink is None:
                 raise DeliveryGone(f"no sink for {job.platform}")
-            if not await self.jobs.delivering(job.id, job.attempts):
-                # Its lease ran out (this process was paused or cut off): another process has the job now.
-                log.warning("job %s: no longer this process's; its pictures are not sent", job.id)
-                self._active.pop(job.id, None)
-                return
-            await sink.deliver(job, generation)
+
+            async def mark() -> None:
+                if not await self.jobs.delivering(job.id, job.attempts):
+                    raise Fenced
+
+            if not getattr(sink, "marks_sending", False):
+                await mark()
+            with sending.marking(mark):
+                await sink.deliver(job, generation)
+        except Fenced:
+            # Its lease ran out (this process was paused or cut off): another process has the job now.
+            log.warning("job %s: no longer this process's; its pictures are not sent", job.id)
+            self._active.pop(job.id, None)
+            return
         except DeliveryGone as exc:
             log.info("job %s: delivery target gone (%s); refunded", job.id, type(exc).__name__)
             await self._fail(job, SdbotError("delivery_gone", job=job.id), refund=True, tell=False)

@@ -82,10 +82,12 @@ class Cluster:
     processes: list[asyncio.subprocess.Process] = field(default_factory=list)
 
     async def workers(self) -> dict[int, int]:
-        """pid -> jobs it holds running now (from the ``jobs.worker`` column: host:pid:nonce)."""
+        """pid -> jobs it is generating now, not delivering (from ``jobs.worker``: host:pid:nonce)."""
         conn = await asyncpg.connect(self.dsn)
         try:
-            rows = await conn.fetch("SELECT worker FROM jobs WHERE status = 'running' AND worker IS NOT NULL")
+            rows = await conn.fetch(
+                "SELECT worker FROM jobs WHERE status = 'running' AND worker IS NOT NULL AND delivering_at IS NULL"
+            )
         finally:
             await conn.close()
         held: dict[int, int] = {}

@@ -92,3 +92,40 @@ async def test_sigstop_past_the_lease_then_sigcont_delivers_nothing_another_took
         assert {user: len(tg.photos(user)) for user in USERS} == dict.fromkeys(USERS, 1), logs(tmp_path)
         assert [(r["status"], r["charged"]) for r in rows] == [("done", 1)] * len(USERS)
         assert "no longer this process's" in logs(tmp_path) or "lease lost" in logs(tmp_path)
+
+
+async def test_a_thousand_webhooks_through_a_proxy_to_three_processes_one_killed_halfway(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """970 /quota and 30 /draw from as many users, pushed one by one (as Telegram does per bot) through the
+    proxy; one process is killed after 500. Every /draw is delivered once; every /quota is answered. A command
+    is answered twice only if the process died after answering it and before marking it handled (the inbox
+    is at least once; /draw is exactly once whatever happens, by the update's id)."""
+    askers = range(6000, 6970)
+    drawers = range(7000, 7030)
+    async with fake_telegram() as tg, FakeA1111(duration=0.05) as a1111:
+        env = await environment(postgres_server, tg, a1111)
+        async with cluster(3, env, tmp_path) as group:
+            next_asker = iter(askers)
+            for n in range(1000):
+                if n % 33 == 0 and n // 33 < len(drawers):
+                    tg.send_text(drawers[n // 33], f"/draw a boat number {n}")
+                else:
+                    tg.send_text(next(next_asker), "/quota")
+            async with asyncio.timeout(120):
+                while len(tg.webhook_deliveries) < 500:  # noqa: ASYNC110 (the fake's own pace)
+                    await asyncio.sleep(0.05)
+            group.processes[1].send_signal(signal.SIGKILL)
+            async with asyncio.timeout(180):
+                for _ in drawers:
+                    await tg.wait_for("sendPhoto", timeout=180)
+                while any(not tg.texts(u) for u in askers):  # noqa: ASYNC110 (answers spread over processes)
+                    await asyncio.sleep(0.2)
+            await asyncio.sleep(3 * LEASE)  # any second copy would show up by now
+            handled = await group.fetch("SELECT count(*) AS n FROM inbox WHERE handled_at IS NOT NULL")
+        assert {u: len(tg.photos(u)) for u in drawers} == dict.fromkeys(drawers, 1), logs(tmp_path)
+        answers = {u: sum(1 for text in tg.texts(u) if "quota today" in text.lower()) for u in askers}
+        twice = [u for u, n in answers.items() if n > 1]
+        assert all(n >= 1 for n in answers.values()) and len(twice) <= 3, twice
+        assert handled[0]["n"] == 1000
+        assert len({update_id for update_id, status in tg.webhook_deliveries if status == 200}) == 1000

@@ -234,25 +234,15 @@ async def test_the_inbox_holds_events_until_done_and_hands_back_the_rest(storage
     assert await storage.inbox.receive("telegram", 1, "{}", NOW)  # forgotten: new again
 
 
-async def test_the_inbox_hands_back_only_events_idle_long_enough_when_asked(storage: Storage) -> None:
-    """Several processes: a take-over passes over events received lately (a live process may be handling
-    them), and one handed back counts as received again, so the next take-over waits for its handling too."""
-    await storage.inbox.receive("telegram", 1, "{}", NOW - 100)
-    await storage.inbox.receive("telegram", 2, "{}", NOW - 5)
-    _, held = await storage.inbox.take_over("telegram", now=NOW, since=NOW - 1000, max_attempts=3, before=NOW - 60)
-    assert [e.event_id for e in held] == [1]
-    _, held = await storage.inbox.take_over("telegram", now=NOW, since=NOW - 1000, max_attempts=3, before=NOW - 60)
-    assert held == []
-    _, held = await storage.inbox.take_over("telegram", now=NOW + 70, since=NOW - 1000, max_attempts=3, before=NOW)
-    assert [e.event_id for e in held] == [2]  # 1 was handed back at NOW: not idle for long enough yet
-
-
-async def test_retention_deletes_finished_jobs_of_old_days_and_their_usage(storage: Storage) -> None:
-    old = await storage.jobs.admit(admission(n=2), LIMITS, "2027-01-01", NOW)
-    kept = await storage.jobs.admit(admission(BO), LIMITS, "2027-01-01", NOW)  # still queued: never deleted
-    assert old is not None and kept is not None and await storage.jobs.claim(old.id) is not None
-    await storage.jobs.finish(old.id, delivered=2, charged=2)
-    assert await storage.jobs.count_finished_before(DAY) == 1
-    assert await storage.jobs.delete_finished_before(DAY, 100) == 1
-    assert await storage.jobs.get(old.id) is None and await storage.jobs.get(kept.id) is not None
-    assert (await storage.quotas.state(ANN.key, GROUP.key, LIMITS, "2027-01-01", NOW)).used == 0
+async def test_the_inbox_hands_back_only_events_nobody_holds(storage: Storage) -> None:
+    """Several processes: an event is its receiver's while the receiver renews its hold; a take-over passes
+    over it, then takes it (held by the taker now) once the hold has run out."""
+    await storage.inbox.receive("telegram", 1, "{}", NOW, worker="a", until=NOW + 30)
+    await storage.inbox.receive("telegram", 2, "{}", NOW, worker="b", until=NOW + 30)
+    take = {"since": NOW - 1000, "max_attempts": 3, "worker": "c"}
+    assert await storage.inbox.take_over("telegram", now=NOW + 10, until=NOW + 40, **take) == ([], [])
+    await storage.inbox.renew("a", NOW + 60)  # a lives on; b died
+    _, held = await storage.inbox.take_over("telegram", now=NOW + 31, until=NOW + 61, **take)
+    assert [e.event_id for e in held] == [2]
+    _, held = await storage.inbox.take_over("telegram", now=NOW + 50, until=NOW + 80, **take)
+    assert held == []  # 2 is c's now, 1 still a's

@@ -6,9 +6,11 @@ import asyncio
 import logging
 import re
 import secrets
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
+from telegram._utils.types import JSONDict
 from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
 from telegram.request import HTTPXRequest
@@ -24,6 +26,7 @@ from adapters.telegram.updates import PollingBot, UpdatesRequest
 from bot.config import Settings, redact_url
 from bot.core import Core
 from bot.errors import ConfigError
+from bot.jobs.sending import sending
 from bot.messages.i18n import Msg
 from bot.process import redact
 from bot.storage import StorageError
@@ -33,12 +36,36 @@ log = logging.getLogger(__name__)
 PUBLIC_API = "https://api.telegram.org"
 ALLOWED_UPDATES = ["message", "callback_query"]
 POLLING = "telegram-polling"  # the lock of the one process receiving updates by long polling
+_UPLOADS = frozenset({"sendPhoto", "sendMediaGroup", "sendDocument"})  # how a delivery's pictures leave
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+class MarkingRateLimiter(AIORateLimiter):
+    """PTB's limiter, which also tells the core when a delivery's upload leaves, after its wait for a turn
+    (see :mod:`bot.jobs.sending`): the window a crash leaves a job "maybe delivered" is the upload only."""
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | JSONDict | list[JSONDict]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> bool | JSONDict | list[JSONDict]:
+        if endpoint in _UPLOADS:
+            original = callback
+
+            async def callback(*a: Any, **kw: Any) -> bool | JSONDict | list[JSONDict]:
+                await sending()
+                return await original(*a, **kw)
+
+        return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
 
 
 def default_rate_limiter() -> BaseRateLimiter[Any]:
     # Overall and per-group pacing at Telegram's published limits; a 429 is slept off and retried.
-    return AIORateLimiter(max_retries=5)
+    return MarkingRateLimiter(max_retries=5)
 
 
 class TelegramAdapter:
@@ -98,6 +125,7 @@ class TelegramAdapter:
             document_limit=media.DOCUMENT_MAX_BYTES if api == PUBLIC_API else media.LOCAL_DOCUMENT_MAX_BYTES,
             update_route=core.update_route,
         )
+        self.sink.marks_sending = isinstance(limiter, MarkingRateLimiter)
         self.handlers = Handlers(core, self.sender, self.board)
         self.handlers.install(self.app)
         core.register_sink(self.platform, self.sink)

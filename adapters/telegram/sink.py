@@ -67,6 +67,7 @@ class TelegramSink:
         self._send_originals = send_originals
         self._document_limit = document_limit
         self._gate = ShutdownGate()
+        self.marks_sending = False  # True with the adapter's MarkingRateLimiter (bot.jobs.sending)
 
     # Sink -------------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from bot.storage import HeldEvent, Storage
 
@@ -24,10 +25,25 @@ class Inbox:
         self._storage = storage
         self._clock = clock
         self._pruned_at = 0.0
+        self.worker: str | None = None  # several processes: this one's name, and how long a hold lasts
+        self.lease = 0.0
+
+    def share(self, worker: str, lease: float) -> None:
+        """Several processes share the inbox: each holds the events it received while it renews them
+        (:meth:`renew`, with its jobs' leases); a take-over takes only events nobody holds."""
+        self.worker, self.lease = worker, lease
 
     async def receive(self, platform: str, event_id: int, payload: str) -> bool:
         """Keep the event until :meth:`done`. ``False`` when it is known already (a redelivery): skip it."""
-        return await self._storage.inbox.receive(platform, event_id, payload, self._clock())
+        now = self._clock()
+        return await self._storage.inbox.receive(platform, event_id, payload, now, **self._hold(now))
+
+    async def renew(self) -> None:
+        if self.worker is not None:
+            await self._storage.inbox.renew(self.worker, self._clock() + self.lease)
+
+    def _hold(self, now: float) -> dict[str, Any]:
+        return {} if self.worker is None else {"worker": self.worker, "until": now + self.lease}
 
     async def done(self, platform: str, event_id: int) -> None:
         """The event was handled: forget what it said, remember that it came."""
@@ -37,17 +53,13 @@ class Inbox:
             self._pruned_at = now
             await self._storage.inbox.forget_handled_before(now - REMEMBER)
 
-    async def take_over(self, platform: str, *, idle_for: float | None = None) -> list[HeldEvent]:
-        """The events a previous process received but did not finish handling, oldest first, each counted as
-        one more attempt. Those handed back :data:`MAX_ATTEMPTS` times or older than :data:`REMEMBER` are
-        dropped. ``idle_for``: only those unhandled that long (other processes may be handling the rest)."""
+    async def take_over(self, platform: str) -> list[HeldEvent]:
+        """The events a previous process received but did not finish handling (and no live process holds),
+        oldest first, each counted as one more attempt. Those handed back :data:`MAX_ATTEMPTS` times or older
+        than :data:`REMEMBER` are dropped."""
         now = self._clock()
         unhandled, held = await self._storage.inbox.take_over(
-            platform,
-            now=now,
-            since=now - REMEMBER,
-            max_attempts=MAX_ATTEMPTS,
-            before=None if idle_for is None else now - idle_for,
+            platform, now=now, since=now - REMEMBER, max_attempts=MAX_ATTEMPTS, **self._hold(now)
         )
         if unhandled:
             log.warning("%s: %s unhandled event(s) dropped, too old or failed too often: %s", platform,

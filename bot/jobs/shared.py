@@ -54,8 +54,11 @@ class SharedScheduler:
         report_every: float = 1.0,
         report_max: int = 100,
         monotonic: Callable[[], float] = time.monotonic,
+        renew_also: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``renew_also``: what else this process holds under its heartbeat (the inbox's events)."""
         self.worker = worker_name()
+        self._renew_also = renew_also
         self.concurrency = concurrency
         self.lease = lease
         self.max_age = max_age
@@ -165,6 +168,8 @@ class SharedScheduler:
 
     async def _heartbeat(self) -> None:
         self.leading = await self._records.refresh()
+        if self._renew_also is not None:
+            await self._renew_also()
         if self._held:
             kept = await self._records.renew(self.worker, dict(self._held), self.lease)
             for job_id in set(self._held) - kept:

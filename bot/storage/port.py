@@ -102,15 +102,21 @@ class ChannelRecords(Protocol):
 
 
 class InboxRecords(Protocol):
-    async def receive(self, platform: str, event_id: int, payload: str, now: float) -> bool: ...  # False: known
+    # False: known. ``worker`` holds the event until ``until`` (renewed), while it handles it.
+    async def receive(
+        self, platform: str, event_id: int, payload: str, now: float, *, worker: str | None = None,
+        until: float | None = None,
+    ) -> bool: ...  # fmt: skip
+    async def renew(self, worker: str, until: float) -> None: ...  # the unhandled events ``worker`` holds
     async def done(self, platform: str, event_id: int, now: float) -> None: ...
     async def forget_handled_before(self, when: float) -> None: ...
     # Drops events received before ``since`` or handed back ``max_attempts`` times (returns the unhandled ones
-    # dropped), then hands back the rest not yet handled (received before ``before``, if given), each counted as
-    # one more attempt and received again now (so that the next take-over waits for this one's handling).
+    # dropped), then hands back the rest not yet handled and held by nobody now, each counted as one more
+    # attempt and held by ``worker`` until ``until``.
     async def take_over(
-        self, platform: str, *, now: float, since: float, max_attempts: int, before: float | None = None
-    ) -> tuple[list[int], list[HeldEvent]]: ...
+        self, platform: str, *, now: float, since: float, max_attempts: int, worker: str | None = None,
+        until: float | None = None,
+    ) -> tuple[list[int], list[HeldEvent]]: ...  # fmt: skip
     async def unhandled(self, platform: str) -> int: ...
 
 

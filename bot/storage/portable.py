@@ -51,13 +51,21 @@ class PortableInbox:
     def __init__(self, db: Statements) -> None:
         self._db = db
 
-    async def receive(self, platform: str, event_id: int, payload: str, now: float) -> bool:
+    async def receive(
+        self, platform: str, event_id: int, payload: str, now: float, *, worker: str | None = None,
+        until: float | None = None,
+    ) -> bool:  # fmt: skip
         row = await self._db.fetchone(
-            "INSERT INTO inbox (platform, event_id, payload, received_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT DO NOTHING RETURNING event_id",
-            (platform, event_id, payload, now),
+            "INSERT INTO inbox (platform, event_id, payload, received_at, worker, held_until) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING event_id",
+            (platform, event_id, payload, now, worker, until),
         )
         return row is not None
+
+    async def renew(self, worker: str, until: float) -> None:
+        await self._db.execute(
+            "UPDATE inbox SET held_until = ? WHERE worker = ? AND handled_at IS NULL", (until, worker)
+        )
 
     async def done(self, platform: str, event_id: int, now: float) -> None:
         await self._db.execute(
@@ -69,8 +77,9 @@ class PortableInbox:
         await self._db.execute("DELETE FROM inbox WHERE handled_at < ?", (when,))
 
     async def take_over(
-        self, platform: str, *, now: float, since: float, max_attempts: int, before: float | None = None
-    ) -> tuple[list[int], list[HeldEvent]]:
+        self, platform: str, *, now: float, since: float, max_attempts: int, worker: str | None = None,
+        until: float | None = None,
+    ) -> tuple[list[int], list[HeldEvent]]:  # fmt: skip
         async with self._db.transaction():
             dropped = await self._db.fetchall(
                 "DELETE FROM inbox WHERE platform = ? AND (received_at < ? OR (handled_at IS NULL AND attempts >= ?)) "
@@ -78,9 +87,10 @@ class PortableInbox:
                 (platform, since, max_attempts),
             )
             rows = await self._db.fetchall(
-                "UPDATE inbox SET attempts = attempts + 1, received_at = ? WHERE platform = ? AND handled_at IS NULL "
-                "AND (CAST(? AS DOUBLE PRECISION) IS NULL OR received_at < ?) RETURNING event_id, payload, received_at",
-                (now, platform, before, before),
+                "UPDATE inbox SET attempts = attempts + 1, worker = ?, held_until = ? WHERE platform = ? "
+                "AND handled_at IS NULL AND (held_until IS NULL OR held_until < ?) "
+                "RETURNING event_id, payload, received_at",
+                (worker, until, platform, now),
             )
         unhandled = sorted(r["event_id"] for r in dropped if r["handled_at"] is None)
         held = sorted(

@@ -158,6 +158,9 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         (
             "ALTER TABLE jobs ADD COLUMN lease_until DOUBLE PRECISION",
             "ALTER TABLE jobs ADD COLUMN worker TEXT",
+            # An unhandled event is its receiver's while it renews held_until (bot.chats.inbox).
+            "ALTER TABLE inbox ADD COLUMN worker TEXT",
+            "ALTER TABLE inbox ADD COLUMN held_until DOUBLE PRECISION",
             "CREATE INDEX jobs_running ON jobs (lease_until) WHERE status = 'running'",
             "CREATE INDEX jobs_user_queued ON jobs (user_key, id) WHERE status = 'queued'",
             # One row a user who ever queued: ``waiting`` counts their queued jobs and ``served`` orders them in

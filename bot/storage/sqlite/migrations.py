@@ -179,6 +179,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "when a job's current attempt began delivering (a crash then may have left pictures in the chat)",
         ("ALTER TABLE jobs ADD COLUMN delivering_at REAL",),
     ),
+    Migration(
+        6,
+        "which process holds an unhandled event, and until when (PostgreSQL's processes share the inbox)",
+        ("ALTER TABLE inbox ADD COLUMN worker TEXT", "ALTER TABLE inbox ADD COLUMN held_until REAL"),
+    ),
 )
 
 
