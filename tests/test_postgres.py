@@ -263,7 +263,8 @@ async def test_sdbot_run_on_postgresql_draws_and_answers_a_command_it_was_killed
     a /draw is delivered, and a command whose answer a SIGKILL cut short is answered after the restart, once,
     from the inbox kept in PostgreSQL."""
     async with fake_telegram() as tg:
-        env = {**telegram_env(tg, tmp_path), "SDBOT_DB": await postgres_server.new_database()}
+        # A lease of 3 s: what the killed process held (the update, as any job) is free for another 3 s on.
+        env = {**telegram_env(tg, tmp_path), "SDBOT_DB": await postgres_server.new_database(), "SDBOT_JOB_LEASE": "3"}
         tg.fail_next("sendMessage", retry_after=30)  # the /help answer waits: the bot is killed meanwhile
         first = await start_sdbot(env, tmp_path)
         try:
