@@ -16,6 +16,7 @@ from bot.config import Settings, shown_database
 from bot.core import Core
 from bot.errors import db_unavailable
 from bot.messages.i18n import t
+from bot.observe.server import StatusServer
 from bot.process import tuning as runtime
 from bot.storage import StorageError
 
@@ -57,6 +58,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
         core = await Core.open(settings, backend)
         adapters: list[Adapter] = [load(platform)(core, settings) for platform in platforms]
         started: list[Adapter] = []
+        status: StatusServer | None = None
         try:
             await core.lock_database()  # one bot per SDBOT_DB: a second one stops here, before it connects anywhere
             try:
@@ -68,6 +70,9 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
                 runtime.settle()
                 for adapter in adapters:
                     await adapter.start()
+                if settings.http_listen is not None:
+                    status = StatusServer(core, *settings.http_listen)
+                    await status.start()
             except StorageError as exc:
                 # Core.open read every page and index; what still fails here (recovering jobs, replaying
                 # stored updates) is the database too: the same clean stop, not a traceback.
@@ -77,6 +82,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
             log.info("stopping")
         finally:
             # Stop taking commands first, then let the core put unfinished jobs to rest for the next start.
+            if status is not None:
+                await status.stop()
             for adapter in reversed(started):
                 try:
                     await adapter.stop()

@@ -131,6 +131,15 @@ def url(name: str, raw: str) -> str:
 _OPTIONAL_URL = _optional(url)
 
 
+def listen_address(name: str, raw: str) -> tuple[str, int]:
+    """``host:port`` to listen on; an empty host (``:9090``) is every address."""
+    host, _, port = raw.strip().rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or not 0 < int(port) < 65536 or any(ch.isspace() for ch in host):
+        raise _invalid(name, raw, Msg("config.expect.listen"))
+    return host or "0.0.0.0", int(port)
+
+
 def redact_url(text: str) -> str:
     """``text`` with a URL's ``user:password@`` (the whole userinfo: a user name can be a token too) shown
     as ``***@``, for anything shown or logged."""
@@ -240,6 +249,12 @@ class Settings:
         "text",
         "Log lines as text, or json (one JSON object a line, for log collectors).",
         choice("text", "json"),
+    )
+    http_listen: tuple[str, int] | None = var(
+        "SDBOT_HTTP_LISTEN",
+        None,
+        "host:port where each process serves /healthz and /metrics (Prometheus), e.g. 127.0.0.1:9090 (unset: none).",
+        _optional(listen_address),
     )
     # Image services (issue: backends) --------------------------------------------------------------
     backend_timeout: float = var(

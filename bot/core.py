@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, Protocol
 
 from bot.backends.base import Backend
@@ -31,9 +32,10 @@ from bot.jobs.scheduler import Scheduler
 from bot.jobs.sending import Fenced
 from bot.jobs.shared import SharedScheduler
 from bot.messages.i18n import Lang, Msg
+from bot.observe.metrics import Metrics
 from bot.quotas.admission import Quotas
 from bot.quotas.rules import Admission, AlreadyAdmitted
-from bot.storage import HeldEvent, Storage, open_storage
+from bot.storage import HeldEvent, Storage, StorageError, open_storage
 
 __all__ = ["ChatRef", "Core", "DeliveryGone", "Job", "JobEvent", "Sink", "UserRef"]
 
@@ -99,6 +101,7 @@ class Core:
             self.inbox.share(self.scheduler.worker, settings.job_lease)
         self._deliveries = asyncio.Semaphore(settings.backend_concurrency)  # jobs delivering at once (see _run)
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown, monotonic)
+        self.metrics = Metrics()
         self._sinks: dict[str, Sink] = {}
         self._active: dict[int, Job] = {}  # queued or running in this process
         self._relay = Relay()
@@ -178,6 +181,31 @@ class Core:
         await self._relay.close()
         await self.storage.close()  # the database lock last: the next bot starts once this one wrote all
 
+    # Watching ---------------------------------------------------------------------------------------
+
+    async def healthy(self) -> bool:
+        """Serving, and its database answers (``/healthz``)."""
+        if not self._started or self._closed:
+            return False
+        try:
+            await self.storage.ping()
+        except StorageError:
+            return False
+        return True
+
+    async def metrics_text(self) -> bytes:
+        """``/metrics``: the counters of this process, and the queue's state read from the database now."""
+        unfinished = await self.jobs.unfinished_counts()
+        today = await self.jobs.stats(self.quotas.today(), top=0)
+        for state in ("queued", "running"):
+            self.metrics.jobs.labels(state).set(unfinished.get(state, 0))
+        for state in ("done", "failed", "cancelled"):
+            self.metrics.jobs.labels(state).set(today.jobs.get(state, 0))
+        self.metrics.queue_depth.set(unfinished.get("queued", 0))
+        self.metrics.backend_up.labels(self.backend.name).set(0 if self.breaker.retry_in() is not None else 1)
+        self.metrics.leader.set(1 if self.leading() else 0)
+        return self.metrics.text()
+
     # People -----------------------------------------------------------------------------------------
 
     def language_for(self, user: UserRef) -> Lang:
@@ -204,24 +232,26 @@ class Core:
         :mod:`bot.draw.compose`), admit it and queue it. ``origin`` names the platform event: the same origin
         again returns the job it made the first time, not queued again (events redelivered after a crash)."""
         self._require_ready(user.platform)
-        self._require_backend_up()
-        caps = await self.backend.capabilities()
-        request = validate(compose(text, caps, typed=typed, replied=replied), caps)
-        return await self._admit(user, chat, request, route, parent_id=None, origin=origin)
+        with self._counting_refusals():
+            self._require_backend_up()
+            caps = await self.backend.capabilities()
+            request = validate(compose(text, caps, typed=typed, replied=replied), caps)
+            return await self._admit(user, chat, request, route, parent_id=None, origin=origin)
 
     async def again(self, job_id: int, user: UserRef, route: dict[str, Any], *, origin: str | None = None) -> Job:
         """Re-run the job's request with a new seed, charged like any other. Only its owner may: to anyone else
         the job does not exist (``job_not_found``)."""
         self._require_ready(user.platform)
-        self._require_backend_up()
-        original = await self.jobs.get(job_id)
-        if original is None or original.user != user.key:
-            raise SdbotError("job_not_found", job=job_id)
-        # The stored request was valid for the backend of its day; check it against today's, unchanged.
-        caps = await self.backend.capabilities()
-        request = parse_request(render_command(original.request.with_seed(None), include_defaults=True), caps)
-        chat = ChatRef(original.platform, original.chat.split(":", 1)[1], original.group_chat)
-        return await self._admit(user, chat, request, route, parent_id=original.id, origin=origin)
+        with self._counting_refusals():
+            self._require_backend_up()
+            original = await self.jobs.get(job_id)
+            if original is None or original.user != user.key:
+                raise SdbotError("job_not_found", job=job_id)
+            # The stored request was valid for the backend of its day; check it against today's, unchanged.
+            caps = await self.backend.capabilities()
+            request = parse_request(render_command(original.request.with_seed(None), include_defaults=True), caps)
+            chat = ChatRef(original.platform, original.chat.split(":", 1)[1], original.group_chat)
+            return await self._admit(user, chat, request, route, parent_id=original.id, origin=origin)
 
     async def cancel(self, user: UserRef, job_id: int | None = None) -> list[Job]:
         """Cancel (and refund) a queued job: ``job_id``, or every queued job of ``user`` when None. Admins
@@ -343,6 +373,14 @@ class Core:
         if platform not in self._sinks:
             raise RuntimeError(f"no sink registered for platform {platform!r}")
 
+    @contextlib.contextmanager
+    def _counting_refusals(self) -> Iterator[None]:
+        try:
+            yield
+        except SdbotError as exc:
+            self.metrics.refusals.labels(exc.code).inc()
+            raise
+
     def _require_backend_up(self) -> None:
         # Refused before anything is stored or charged: the user learns at once instead of after a timeout.
         if self.breaker.retry_in() is not None:
@@ -425,10 +463,14 @@ class Core:
             return
         trial = verdict == "trial"
         settled = False
+        began: float | None = None  # when the generation was sent
 
         def settle(error: SdbotError | None) -> None:
             nonlocal settled
             settled = True
+            if began is not None:
+                outcome = "ok" if error is None else "failed"
+                self.metrics.generation.labels(self.backend.name, outcome).observe(time.monotonic() - began)
             if self.breaker.record(error, trial=trial):
                 log.warning(
                     "image service %s marked down for %ss after repeated failures (last: %s)",
@@ -449,6 +491,7 @@ class Core:
             async def progress(fraction: float) -> None:
                 self._notify(job, JobEvent("running", progress=min(1.0, max(0.0, float(fraction)))))
 
+            began = time.monotonic()
             try:
                 generation = await generate(
                     self.backend, job.seeded_request, user=user_key(job.platform, job.user_id), progress=progress
@@ -529,6 +572,7 @@ class Core:
         await self.jobs.finish(
             job.id, delivered=len(generation.images) - filtered, charged=charged, attempt=job.attempts
         )
+        self.metrics.deliveries.labels(job.platform).inc()
         self._active.pop(job.id, None)
         log.info("job %s done: %s image(s) delivered", job.id, len(generation.images) - filtered)
 
@@ -570,6 +614,7 @@ class Core:
         failed = await self.jobs.fail(job.id, error.code, refund=refund, attempt=attempt)
         if failed is None:
             return  # it ended some other way meanwhile (cancelled): that path reported it
+        self.metrics.failures.labels(job.platform, error.code).inc()
         log.info("job %s failed: %s (refunded: %s)", job.id, error.code, refunded)
 
     async def _tell_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:

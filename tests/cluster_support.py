@@ -80,6 +80,7 @@ class Cluster:
     dsn: str
     proxy: RoundRobinProxy
     processes: list[asyncio.subprocess.Process] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)  # each process's /healthz and /metrics (SDBOT_HTTP_LISTEN)
 
     async def workers(self) -> dict[int, int]:
         """pid -> jobs it is generating now, not delivering (from ``jobs.worker``: host:pid:nonce)."""
@@ -116,14 +117,16 @@ async def cluster(count: int, env: dict[str, str], tmp_path: Path) -> AsyncItera
     group = Cluster(env["SDBOT_DB"], proxy)
     try:
         for n in range(count):
-            port = free_port()
+            port, status = free_port(), free_port()
             proxy.upstreams.append(f"http://127.0.0.1:{port}")
+            group.status.append(f"http://127.0.0.1:{status}")
             own = {
                 **env,
                 "TELEGRAM_WEBHOOK_URL": proxy.url,
                 "TELEGRAM_WEBHOOK_LISTEN": "127.0.0.1",
                 "TELEGRAM_WEBHOOK_PORT": str(port),
                 "TELEGRAM_WEBHOOK_SECRET": SECRET,
+                "SDBOT_HTTP_LISTEN": f"127.0.0.1:{status}",
             }
             folder = tmp_path / f"p{n}"
             folder.mkdir()

@@ -10,11 +10,14 @@ import signal
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.cluster_support import Cluster, cluster, logs
 from tests.fakes.a1111 import FakeA1111
 from tests.fakes.telegram import FakeTelegram
 from tests.postgres_support import PostgresServer
 from tests.telegram_support import fake_telegram
+from tests.test_observe import samples
 
 LEASE = 3  # SDBOT_JOB_LEASE for these tests: takeovers within seconds
 USERS = range(5001, 5010)
@@ -46,10 +49,15 @@ async def busiest(group: Cluster, at_least: int = 1) -> int:
             await asyncio.sleep(0.05)
 
 
-async def every_user_got_one_picture(tg: FakeTelegram, timeout: float) -> None:  # noqa: ASYNC109
-    async with asyncio.timeout(timeout):
-        for _ in USERS:
-            await tg.wait_for("sendPhoto", timeout=timeout)
+async def every_user_got_one_picture(tg: FakeTelegram, group: Cluster, tmp_path: Path, timeout: float) -> None:  # noqa: ASYNC109
+    try:
+        async with asyncio.timeout(timeout):
+            for _ in USERS:
+                await tg.wait_for("sendPhoto", timeout=timeout)
+    except TimeoutError:
+        jobs = await group.fetch("SELECT id, status, error, attempts, worker, delivering_at FROM jobs ORDER BY id")
+        photos = {user: len(tg.photos(user)) for user in USERS}
+        raise AssertionError(f"photos {photos}\njobs {[dict(r) for r in jobs]}\n{logs(tmp_path)[-20000:]}") from None
     await asyncio.sleep(LEASE)  # time enough for a second copy to show up, were there one
     assert {user: len(tg.photos(user)) for user in USERS} == dict.fromkeys(USERS, 1)
 
@@ -65,7 +73,7 @@ async def test_sigkill_one_of_three_processes_while_it_runs_jobs(
             victim = await busiest(group)
             group.process(victim).send_signal(signal.SIGKILL)
             killed_at = time.monotonic()
-            await every_user_got_one_picture(tg, timeout=60)
+            await every_user_got_one_picture(tg, group, tmp_path, timeout=60)
             took = time.monotonic() - killed_at
             rows = await group.fetch("SELECT status, charged, attempts, worker FROM jobs ORDER BY id")
         assert [(r["status"], r["charged"]) for r in rows] == [("done", 1)] * len(USERS), logs(tmp_path)
@@ -85,10 +93,16 @@ async def test_sigstop_past_the_lease_then_sigcont_delivers_nothing_another_took
                 tg.send_text(user, f"/draw a kite number {user}")
             paused = await busiest(group)
             os.kill(paused, signal.SIGSTOP)
-            await every_user_got_one_picture(tg, timeout=60)
+            await every_user_got_one_picture(tg, group, tmp_path, timeout=60)
             os.kill(paused, signal.SIGCONT)  # it wakes up with pictures to send, and finds itself fenced
             await asyncio.sleep(2 * LEASE)
             rows = await group.fetch("SELECT status, charged FROM jobs ORDER BY id")
+            async with httpx.AsyncClient() as http:
+                health = [(await http.get(url + "/healthz")).status_code for url in group.status]
+                metrics = [samples((await http.get(url + "/metrics")).text) for url in group.status]
+        assert health == [200, 200, 200]  # the resumed one too: it serves, and its database answers
+        delivered = [m.get(("sdbot_deliveries_total", (("platform", "telegram"),)), 0) for m in metrics]
+        assert sum(delivered) == len(USERS)  # each job counted once, by the process that delivered it
         assert {user: len(tg.photos(user)) for user in USERS} == dict.fromkeys(USERS, 1), logs(tmp_path)
         assert [(r["status"], r["charged"]) for r in rows] == [("done", 1)] * len(USERS)
         assert "no longer this process's" in logs(tmp_path) or "lease lost" in logs(tmp_path)

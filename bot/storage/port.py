@@ -36,6 +36,7 @@ class JobRecords(Protocol):
     async def by_origin(self, origin: str) -> Job | None: ...
     async def get(self, job_id: int) -> Job | None: ...
     async def unfinished(self) -> list[Job]: ...  # queued and running, oldest first
+    async def unfinished_counts(self) -> dict[str, int]: ...  # status -> jobs, of those two
     # Transitions: None or False when the job was not in the state they start from, or (given ``attempt``, the
     # fence of the shared queue) when it runs as another attempt now.
     async def claim(self, job_id: int) -> Job | None: ...  # queued -> running, one more attempt
@@ -143,5 +144,8 @@ class Storage(Protocol):
 
     async def check(self, *, at_once_up_to: int | None = None) -> None:
         """Raise ``db_unavailable`` when the database is damaged; past ``at_once_up_to`` bytes, check it after."""
+
+    async def ping(self) -> None:
+        """Raise :class:`StorageError` unless the database answers a trivial query now (health checks)."""
 
     async def close(self) -> None: ...

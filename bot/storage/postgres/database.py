@@ -20,7 +20,7 @@ Params = Sequence[Any] | Mapping[str, Any]
 
 POOL_SIZE = 32  # connections at most; admissions wait for one beyond that
 NAMED = re.compile(r"(?<![:\w]):([a-z_]\w*)")  # a :name placeholder (not a ::type cast)
-_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 
 
 @functools.lru_cache(maxsize=256)
@@ -61,7 +61,9 @@ class PostgresDatabase:
         """A pool, the DSN as shown, the schema version (migrated unless ``readonly``); ``db_unavailable``."""
         shown = redact_url(dsn)
         try:
-            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=POOL_SIZE, command_timeout=60)
+            # min_size=0: no connection kept up for its own sake, which asyncpg would retry (and log with a
+            # traceback) while the server is away; each statement connects as it needs.
+            pool = await asyncpg.create_pool(dsn, min_size=0, max_size=POOL_SIZE, command_timeout=60)
         except (*_FAILURES, ValueError) as exc:
             raise db_unavailable(shown, type(exc).__name__) from None
         try:
@@ -74,6 +76,9 @@ class PostgresDatabase:
             await pool.close()
             raise
         return pool, shown, version
+
+    async def ping(self) -> None:
+        await self.fetchone("SELECT 1")
 
     async def hold(self) -> None:
         """Nothing to hold: any number of processes share the database and its queue."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -13,7 +14,7 @@ from bot.storage.port import StorageError
 log = logging.getLogger(__name__)
 
 LEADER_LOCK = 7_355_610  # the session advisory lock of the process doing the duties one process does at a time
-_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, asyncio.TimeoutError)
 
 
 class PostgresLink:
@@ -86,12 +87,15 @@ class PostgresLink:
     async def _drop(self) -> None:
         self._leading = False
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                for channel in self._listeners:
-                    await conn.remove_listener(channel, self._on_notice)
-                await self._pool.release(conn)  # the pool's reset unlocks the leader's lock
-            except _FAILURES:
+        if conn is None:
+            return
+        with contextlib.suppress(*_FAILURES):  # a broken connection has nothing left to unlisten
+            for channel in self._listeners:
+                await conn.remove_listener(channel, self._on_notice)
+        try:
+            await self._pool.release(conn)  # the pool's reset unlocks the leader's lock
+        except _FAILURES:
+            with contextlib.suppress(*_FAILURES):
                 conn.terminate()
 
     def _on_notice(self, _conn: object, _pid: int, channel: str, payload: str) -> None:

@@ -52,6 +52,9 @@ class Database:
         if problems:
             raise db_unavailable(self.path, "; ".join(problems[:3]))
 
+    async def ping(self) -> None:
+        await self.fetchone("SELECT 1")
+
     async def hold(self) -> None:
         """An exclusive ``flock`` on ``<SDBOT_DB>.lock`` (:mod:`bot.process.dblock`), released by :meth:`close`."""
         if self._lock is None:

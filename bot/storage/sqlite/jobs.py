@@ -115,6 +115,10 @@ class SQLiteJobs:
         rows = await self._db.fetchall(f"SELECT * FROM jobs WHERE {_UNFINISHED} ORDER BY id")
         return [job_from_row(r) for r in rows]
 
+    async def unfinished_counts(self) -> dict[str, int]:
+        rows = await self._db.fetchall(f"SELECT status, count(*) AS n FROM jobs WHERE {_UNFINISHED} GROUP BY status")
+        return {row["status"]: int(row["n"]) for row in rows}
+
     async def claim(self, job_id: int) -> Job | None:
         return await self._one(
             "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1, delivering_at = NULL "
