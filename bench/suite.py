@@ -240,6 +240,13 @@ def postgres() -> list[Figure]:
     return bench_postgres.figures(20000, 32)
 
 
+def claims() -> list[Figure]:
+    """The shared queue's claims per second and a dead process's takeover time on PostgreSQL (issue 25)."""
+    from bench import claims as bench_claims
+
+    return bench_claims.figures(6000, 3.0)
+
+
 BENCHMARKS: dict[str, tuple[Runner, str]] = {
     "parse": (parse, "commands parsed and validated per second (bench/parse.py)"),
     "quota": (quota, "admission decisions per second, one process (bench/quota.py)"),
@@ -250,6 +257,7 @@ BENCHMARKS: dict[str, tuple[Runner, str]] = {
     "answers": (answers, "loop lag while a service sends 35 MiB answers, through httpx (bench/answers.py)"),
     "history": (history, "start, admissions and pruning at 1,000,000 finished jobs (bench/history.py)"),
     "postgres": (postgres, "exact admissions per second on PostgreSQL, 1 and 3 processes (bench/postgres.py)"),
+    "claims": (claims, "shared queue claims per second and takeover time on PostgreSQL (bench/claims.py)"),
     "telegram": (telegram, "/draw per second end to end, fake Bot API vs raw calls and PTB (bench/telegram.py)"),
     "discord": (discord, "/draw per second end to end, fake Discord vs raw calls, discord.py (bench/discord.py)"),
 }
