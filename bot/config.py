@@ -343,7 +343,8 @@ class Settings:
     job_max_age: float = var(
         "SDBOT_JOB_MAX_AGE",
         "3600",
-        "Seconds after which an unfinished job found at start is failed and refunded (0 = never).",
+        "Seconds after which an unfinished job found at start (or, with PostgreSQL, taken over from a process that "
+        "died) is failed and refunded (0 = never).",
         number(0),
     )
     job_lease: float = var(
