@@ -412,6 +412,16 @@ class Settings:
     discord_guild_ids: str = var(
         "DISCORD_GUILD_IDS", "", "Comma-separated server ids to sync slash commands to instantly (unset = global)."
     )
+    discord_shard_count: str = var(
+        "DISCORD_SHARD_COUNT",
+        "",
+        "Shards of the Discord bot across all processes (unset: no sharding, one process answers every server).",
+    )
+    discord_shard_ids: str = var(
+        "DISCORD_SHARD_IDS",
+        "",
+        "This process's shards, comma-separated, from 0 to DISCORD_SHARD_COUNT-1 (unset: all of them).",
+    )
 
     # Which variables were actually set (by the environment or .env), e.g. to warn about the placeholder.
     explicit: frozenset[str] = field(default=frozenset(), metadata={})

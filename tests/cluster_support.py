@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import aiohttp
 import asyncpg
@@ -24,6 +25,7 @@ from aiohttp import web
 from tests.test_telegram_run import free_port
 
 SECRET = "shared_Webhook-secret1"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class RoundRobinProxy:
@@ -128,9 +130,7 @@ async def cluster(count: int, env: dict[str, str], tmp_path: Path) -> AsyncItera
                 "TELEGRAM_WEBHOOK_SECRET": SECRET,
                 "SDBOT_HTTP_LISTEN": f"127.0.0.1:{status}",
             }
-            folder = tmp_path / f"p{n}"
-            folder.mkdir()
-            group.processes.append(await _start(own, folder))
+            group.processes.append(await start_process(own, tmp_path / f"p{n}"))
         for port_url in proxy.upstreams:
             await _wait_listening(port_url)
         yield group
@@ -148,15 +148,22 @@ async def cluster(count: int, env: dict[str, str], tmp_path: Path) -> AsyncItera
         await proxy.stop()
 
 
-async def _start(env: dict[str, str], folder: Path) -> asyncio.subprocess.Process:
-    """``python -m bot run`` as tests/test_telegram_run.py's start_sdbot, its output in ``folder/log`` (a pipe
-    nobody reads would fill up and stop a process that logs every update)."""
+async def start_process(env: dict[str, str], folder: Path, *command: str) -> asyncio.subprocess.Process:
+    """``python -m bot run`` (or ``python -m <command>``) as tests/test_telegram_run.py's start_sdbot, its
+    output in ``folder/log`` (a pipe nobody reads would fill up and stop a process that logs every update)."""
     ambient = ("SDBOT_", "TELEGRAM_", "DISCORD_", "QIANFAN_", "STABILITY_", "MODELSLAB_", "BEDROCK_", "A1111_")
     environment = {k: v for k, v in os.environ.items() if not k.startswith(ambient)}
-    with (folder / "log").open("wb") as log:
+    environment["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    with _log_file(folder) as log:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", cwd=folder, env={**environment, **env}, stdout=log, stderr=log
-        )
+            sys.executable, "-m", *(command or ("bot", "run")), cwd=folder, env={**environment, **env}, stdout=log,
+            stderr=log,
+        )  # fmt: skip
+
+
+def _log_file(folder: Path) -> BinaryIO:
+    folder.mkdir(exist_ok=True)
+    return (folder / "log").open("wb")
 
 
 def logs(tmp_path: Path) -> str:

@@ -12,7 +12,7 @@ from discord.http import Route
 
 from adapters.discord import commands
 from adapters.discord.admin import AdminHandlers
-from adapters.discord.client import SdbotClient
+from adapters.discord.client import SdbotClient, ShardedSdbotClient
 from adapters.discord.handlers import Handlers
 from adapters.discord.refs import PLATFORM
 from adapters.discord.route import TOKEN_LIFETIME
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 TOKEN_VARIABLE = "DISCORD_BOT_TOKEN"
 AUTH_FAILED = 4004  # gateway close code: authentication failed
+SHARDS_MAX = 1000
+COMMAND_SYNC = "discord-command-sync"  # the lock of the one process syncing the commands
 
 
 def parse_guild_ids(raw: str) -> tuple[int, ...]:
@@ -43,6 +45,25 @@ def parse_guild_ids(raw: str) -> tuple[int, ...]:
             )
         ids.append(int(item))
     return tuple(dict.fromkeys(ids))
+
+
+def parse_shards(count_raw: str, ids_raw: str) -> tuple[int | None, list[int] | None]:
+    """``DISCORD_SHARD_COUNT`` and ``DISCORD_SHARD_IDS``: (None, None) without sharding; ids without a count,
+    a count out of 1-1000 or an id not below the count are ``config_invalid`` naming the variable."""
+    count_raw, ids_raw = count_raw.strip(), ids_raw.replace(" ", "")
+    if not count_raw:
+        if ids_raw:
+            raise ConfigError("config_missing", variable="DISCORD_SHARD_COUNT")
+        return None, None
+    if not count_raw.isdigit() or not 1 <= int(count_raw) <= SHARDS_MAX:
+        raise ConfigError("config_invalid", variable="DISCORD_SHARD_COUNT", value=count_raw[:60],
+                          expected=Msg("config.expect.int_range", {"min": 1, "max": SHARDS_MAX}))  # fmt: skip
+    count = int(count_raw)
+    items = [item for item in ids_raw.split(",") if item]
+    if not all(item.isdigit() and int(item) < count for item in items):
+        raise ConfigError("config_invalid", variable="DISCORD_SHARD_IDS", value=ids_raw[:60],
+                          expected=Msg("config.expect.shard_ids", {"max": count - 1}))  # fmt: skip
+    return count, sorted({int(item) for item in items}) or None
 
 
 class DiscordAdapter:
@@ -71,7 +92,13 @@ class DiscordAdapter:
         self.guild_ids = parse_guild_ids(settings.discord_guild_ids)
         self._ready_timeout = ready_timeout
         self._grace = shutdown_grace
-        self.client = SdbotClient(core, guild_ready_timeout=guild_ready_timeout)
+        shard_count, shard_ids = parse_shards(settings.discord_shard_count, settings.discord_shard_ids)
+        if shard_count is None:
+            self.client: SdbotClient = SdbotClient(core, guild_ready_timeout=guild_ready_timeout)
+        else:  # this process answers the servers of its shards; any process may deliver any job's pictures
+            self.client = ShardedSdbotClient(
+                core, guild_ready_timeout=guild_ready_timeout, shard_count=shard_count, shard_ids=shard_ids
+            )
         self.sink = DiscordSink(self.client, progress_interval=progress_interval)
         self.handlers = Handlers(core, settings, self.sink, token_lifetime=token_lifetime)
         self.client.handlers = self.handlers
@@ -120,7 +147,16 @@ class DiscordAdapter:
         raise self._unreachable()
 
     async def start(self) -> None:
-        """Sync the slash commands (to ``DISCORD_GUILD_IDS`` when set: instant; else globally), then answer."""
+        """Sync the slash commands (to ``DISCORD_GUILD_IDS`` when set: instant; else globally), then answer.
+        With several processes on one database the first to start syncs them; the same commands again from
+        the others would only spend Discord's rate limit on command updates."""
+        if await self.core.hold_alone(COMMAND_SYNC):
+            await self._sync_commands()
+        else:
+            log.info("Discord: commands are synced by another process")
+        self.handlers.serving.set()
+
+    async def _sync_commands(self) -> None:
         tree = self.client.tree
         if not self.guild_ids:
             synced = await tree.sync()
@@ -135,7 +171,6 @@ class DiscordAdapter:
                           "applications.commands scope?", guild_id)  # fmt: skip
                 continue
             log.info("Discord: %s command(s) synced to server %s", len(synced), guild_id)
-        self.handlers.serving.set()
 
     async def stop(self) -> None:
         """Stop answering, let results under way finish (``shutdown_grace``), close. Results that come later

@@ -56,12 +56,13 @@ def _guarded(event: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
 
 
 class SdbotClient(discord.Client):
-    def __init__(self, core: Core, *, guild_ready_timeout: float = 2.0) -> None:
+    def __init__(self, core: Core, *, guild_ready_timeout: float = 2.0, **sharding: Any) -> None:
         super().__init__(
             intents=discord.Intents.default(),
             guild_ready_timeout=guild_ready_timeout,
             allowed_mentions=discord.AllowedMentions.none(),
             max_messages=None,  # the bot never looks messages up; nothing to cache
+            **sharding,
         )
         guard_parsers(self._connection.parsers)
         self.tree = SdbotTree(self, core)
@@ -75,3 +76,8 @@ class SdbotClient(discord.Client):
         text = submitted_text(interaction)
         if text is not None and self.handlers is not None:
             await self.handlers.draw_text(interaction, text)
+
+
+class ShardedSdbotClient(SdbotClient, discord.AutoShardedClient):
+    """The same client over ``shard_ids`` of ``shard_count`` shards (discord.py's AutoShardedClient): Discord
+    sends each server's events to one shard, so the process running that shard answers that server."""

@@ -60,8 +60,11 @@ message (50006); interaction callbacks only within ``ack_deadline`` s (404 code 
 40060); webhook (followup/original) tokens valid ``interaction_token_lifetime`` s (401 code 50027); the
 first followup after a deferred (type 5) response replaces the loading message and inherits its
 ephemerality; command payloads are validated like Discord does (names, lengths, locales, 25 options and
-choices). Not modelled: MESSAGE_CREATE echoes of the bot's own messages, zlib compression (plain text
-frames, which discord.py accepts), sharding, voice.
+choices). Sharding: an IDENTIFY with ``shard: [id, count]`` opens that shard's session, whose READY and
+GUILD_CREATEs hold only its guilds (``(guild_id >> 22) % count == id``, as Discord routes), and each guild's
+events go to its shard's session (DMs to shard 0); ``identifies`` records each IDENTIFY. Not modelled:
+MESSAGE_CREATE echoes of the bot's own messages, zlib compression (plain text frames, which discord.py
+accepts), voice.
 """
 
 from __future__ import annotations
@@ -390,6 +393,7 @@ class _Session:
     ws: web.WebSocketResponse | None = None
     pending: list[JSON] = field(default_factory=list)
     valid: bool = True
+    shard: tuple[int, int] | None = None  # (id, count) when identified as a shard
 
 
 @dataclass
@@ -493,6 +497,8 @@ class FakeDiscord(FakeServer):
         self.resumes: list[JSON] = []
         self._sessions: dict[str, _Session] = {}
         self._current: _Session | None = None
+        self._shards: dict[int, _Session] = {}  # shard id -> its session (sharded bots)
+        self._shard_count = 0
         self._sockets: set[web.WebSocketResponse] = set()
         self._blobs: dict[str, FakeAttachment] = {}  # every upload, served at its url
         self._changed = asyncio.Event()
@@ -642,9 +648,17 @@ class FakeDiscord(FakeServer):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
 
-    async def dispatch(self, event: str, data: JSON) -> None:
-        """Send a DISPATCH (op 0) to the bot's session; queued for replay while it is reconnecting."""
-        session = self._current
+    def shard_of(self, guild_id: int | None) -> int:
+        """The shard Discord gives ``guild_id``'s events (DMs: 0), for the shard count identified with."""
+        return 0 if guild_id is None or not self._shard_count else (guild_id >> 22) % self._shard_count
+
+    async def dispatch(self, event: str, data: JSON, session: _Session | None = None) -> None:
+        """Send a DISPATCH (op 0) to the bot's session (``session``, else the guild's shard's, else the last
+        one identified); queued for replay while it is reconnecting."""
+        if session is None and self._shards:
+            guild_id = data.get("guild_id")
+            session = self._shards.get(self.shard_of(int(guild_id) if guild_id else None))
+        session = session or self._current
         if session is None:
             raise RuntimeError("no bot session on the fake gateway (did the client connect?)")
         session.seq += 1
@@ -1589,12 +1603,19 @@ class FakeDiscord(FakeServer):
             await ws.close(code=4014, message=b"Disallowed intent(s).")
             return None
         session = _Session(secrets.token_hex(16), ws=ws)
+        guilds = self.guilds
+        if isinstance(d.get("shard"), list):
+            shard_id, count = (int(n) for n in d["shard"])
+            session.shard = (shard_id, count)
+            self._shard_count = count
+            self._shards[shard_id] = session
+            guilds = [g for g in self.guilds if (g.id >> 22) % count == shard_id]
         self._sessions[session.id] = session
         self._current = session
         ready: JSON = {
             "v": 10,
             "user": self.bot_user,
-            "guilds": [{"id": str(g.id), "unavailable": True} for g in self.guilds],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
             "session_id": session.id,
             "resume_gateway_url": self.gateway_url,
             "session_type": "normal",
@@ -1609,9 +1630,9 @@ class FakeDiscord(FakeServer):
         }
         if "shard" in d:
             ready["shard"] = d["shard"]
-        await self.dispatch("READY", ready)
-        for guild in self.guilds:
-            await self.dispatch("GUILD_CREATE", self._guild_payload(guild))
+        await self.dispatch("READY", ready, session)
+        for guild in guilds:
+            await self.dispatch("GUILD_CREATE", self._guild_payload(guild), session)
         return session
 
     async def _resume(self, ws: web.WebSocketResponse, d: JSON) -> _Session | None:
@@ -1625,10 +1646,12 @@ class FakeDiscord(FakeServer):
             return None
         session.ws = ws
         self._current = session
+        if session.shard is not None:
+            self._shards[session.shard[0]] = session
         pending, session.pending = session.pending, []
         for frame in pending:
             await ws.send_json(frame)
-        await self.dispatch("RESUMED", {"_trace": ["fake-gateway"]})
+        await self.dispatch("RESUMED", {"_trace": ["fake-gateway"]}, session)
         return session
 
     async def _members_chunk(self, d: JSON) -> None:

@@ -27,58 +27,66 @@ class PostgresLink:
         self._conn: asyncpg.Connection | None = None
         self._listeners: dict[str, Callable[[str], None]] = {}
         self._leading = False
+        self._using = asyncio.Lock()  # one statement at a time on the connection (asyncpg allows no more)
         self._locks: set[str] = set()  # named locks this process holds (try_lock)
 
     async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
         """``callback(payload)`` at every ``NOTIFY channel`` from any process (and "" after a reconnect)."""
-        self._listeners[channel] = callback
-        if self._conn is not None and not self._conn.is_closed():
-            await self._conn.add_listener(channel, self._on_notice)
+        async with self._using:
+            self._listeners[channel] = callback
+            if self._conn is not None and not self._conn.is_closed():
+                await self._conn.add_listener(channel, self._on_notice)
 
     async def refresh(self) -> bool:
         """Reconnect when the connection broke, then try to become (or stay) the leader; whether this process
         leads. False while the database cannot be reached."""
-        try:
-            if self._conn is None or self._conn.is_closed():
-                await self._reconnect()
-            if not self._leading:
-                assert self._conn is not None
-                self._leading = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK))
-                if self._leading:
-                    log.info("this process now does the duties of one process at a time")
-        except _FAILURES as exc:
-            log.warning("database link lost (%s); retrying", type(exc).__name__)
-            await self._drop()
-        return self._leading
+        async with self._using:
+            try:
+                await self._ensure()
+                if not self._leading:
+                    assert self._conn is not None
+                    self._leading = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK))
+                    if self._leading:
+                        log.info("this process now does the duties of one process at a time")
+            except _FAILURES as exc:
+                log.warning("database link lost (%s); retrying", type(exc).__name__)
+                await self._drop()
+            return self._leading
 
     async def try_lock(self, name: str) -> bool:
         """A session lock named ``name`` for this process, kept as long as it lives (and taken again after a
         reconnect); False when another process holds it."""
-        try:
-            if self._conn is None or self._conn.is_closed():
-                await self._reconnect()
-            assert self._conn is not None
-            taken = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock(4, hashtext($1))", name))
-        except _FAILURES as exc:
-            raise StorageError(f"{type(exc).__name__}: {exc}") from exc
-        if taken:
-            self._locks.add(name)
-        return taken
+        async with self._using:
+            try:
+                await self._ensure()
+                assert self._conn is not None
+                taken = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock(4, hashtext($1))", name))
+            except _FAILURES as exc:
+                await self._drop()
+                raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+            if taken:
+                self._locks.add(name)
+            return taken
 
     @property
     def leading(self) -> bool:
         return self._leading and self._conn is not None and not self._conn.is_closed()
 
     async def close(self) -> None:
-        await self._drop()
+        async with self._using:
+            await self._drop()
+
+    async def _ensure(self) -> None:
+        if self._conn is None or self._conn.is_closed():
+            await self._reconnect()
 
     async def _reconnect(self) -> None:
         await self._drop()
         conn = await self._pool.acquire()
         self._conn = conn
-        for channel in self._listeners:
+        for channel in list(self._listeners):
             await conn.add_listener(channel, self._on_notice)
-        for name in self._locks:
+        for name in list(self._locks):
             if not await conn.fetchval("SELECT pg_try_advisory_lock(4, hashtext($1))", name):
                 log.error("lock %r was taken by another process while the database was unreachable", name)
         for callback in list(self._listeners.values()):
@@ -90,7 +98,7 @@ class PostgresLink:
         if conn is None:
             return
         with contextlib.suppress(*_FAILURES):  # a broken connection has nothing left to unlisten
-            for channel in self._listeners:
+            for channel in list(self._listeners):
                 await conn.remove_listener(channel, self._on_notice)
         try:
             await self._pool.release(conn)  # the pool's reset unlocks the leader's lock
