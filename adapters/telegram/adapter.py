@@ -183,11 +183,11 @@ class TelegramAdapter:
             log.info("Telegram: receiving updates by long polling")
 
     async def _replay_for_the_dead(self) -> None:
-        """The leader, every lease: updates another process received and left unhandled for two leases."""
+        """Every lease, in every process: the updates a dead or paused process holds no more. Each goes to one
+        taker (the take-over is one conditional update), so this needs no leader, which could be the one paused
+        and keep its lock meanwhile."""
         while True:
             await asyncio.sleep(self.settings.job_lease)
-            if not self.core.leading():
-                continue
             try:
                 await durable.replay(self.core, self._queue, self.app.bot)
             except StorageError as exc:
