@@ -39,9 +39,9 @@ from bot.quotas.rules import Admission, Limits
 from bot.storage.postgres import PostgresStorage
 from bot.storage.sqlite import SQLiteStorage
 
-async def main(dsn, count, inflight, seed):
+async def main(dsn, count, inflight, seed, limits):
     storage = await PostgresStorage.open(dsn)
-    limits = Limits(daily_images=10, rate_per_minute=0, max_pending=1_000_000, chat_daily_images=25)
+    limits = Limits(**json.loads(limits))
     rng = random.Random(seed)
     plan = [rng.randrange(3) for _ in range(count)]
     admitted = []
@@ -57,11 +57,16 @@ async def main(dsn, count, inflight, seed):
     await storage.close()
     print(json.dumps(admitted))
 
-asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]))
 """
 
 
-async def _admit_in_processes(dsn: str, processes: int, count: int, inflight: int) -> list[str]:
+DAILY_AND_CHAT = {"daily_images": 10, "rate_per_minute": 0, "max_pending": 1_000_000, "chat_daily_images": 25}
+
+
+async def _admit_in_processes(
+    dsn: str, processes: int, count: int, inflight: int, limits: dict[str, int] = DAILY_AND_CHAT
+) -> list[str]:
     children = [
         await asyncio.create_subprocess_exec(
             sys.executable,
@@ -71,6 +76,7 @@ async def _admit_in_processes(dsn: str, processes: int, count: int, inflight: in
             str(count),
             str(inflight),
             str(seed),
+            json.dumps(limits),
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -104,6 +110,22 @@ async def test_three_processes_starting_at_once_migrate_once_and_never_overspend
         assert [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")] == [1, 2]
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize(
+    ("limit", "each"),
+    [("max_pending", 4), ("rate_per_minute", 6)],
+)
+async def test_three_processes_hold_the_pending_and_per_minute_limits_exactly(
+    postgres_server: PostgresServer, limit: str, each: int
+) -> None:
+    """Nothing finishes meanwhile and all admissions fall in one minute: each of the 3 users gets exactly
+    ``each`` jobs, the limit under test, across 3 processes x 1,000 attempts."""
+    dsn = await postgres_server.new_database()
+    await (await PostgresStorage.open(dsn)).close()
+    limits = {"daily_images": 0, "rate_per_minute": 0, "max_pending": 1_000_000, "chat_daily_images": 0}
+    admitted = await _admit_in_processes(dsn, processes=3, count=1000, inflight=50, limits={**limits, limit: each})
+    assert {user: admitted.count(user) for user in set(admitted)} == {f"telegram:{n}": each for n in range(3)}
 
 
 async def test_a_database_that_cannot_be_reached_is_db_unavailable_without_its_password(
