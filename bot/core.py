@@ -148,6 +148,15 @@ class Core:
         queue = self.storage.queue
         return True if queue is None else await queue.try_lock(name)
 
+    async def pace(self, key: str, rate: float, burst: float) -> None:
+        """Wait for a slot under a limit all processes share (a platform's flood limit: ``rate`` requests a
+        second, ``burst`` at once); with its own queue the process is alone, and its own pacing is enough."""
+        queue = self.storage.queue
+        if queue is not None:
+            wait = await queue.pace(key, rate, burst)
+            if wait > 0:
+                await asyncio.sleep(wait)
+
     def leading(self) -> bool:
         """Whether this process does the duties of one process at a time (pruning, a platform's webhook and
         commands): always with its own queue; with a shared one, the process holding the leader's lock."""

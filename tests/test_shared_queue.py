@@ -6,6 +6,7 @@ Each Core has its own backend and sink, so what each "process" generated and del
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -162,3 +163,25 @@ async def test_a_language_chosen_through_one_process_holds_at_once_in_the_other(
         async with asyncio.timeout(5):
             while b.language_for(someone) != "zh":  # noqa: ASYNC110 (another process's notification)
                 await asyncio.sleep(0.02)
+
+
+async def test_a_flood_limit_is_shared_by_every_process(postgres_server: PostgresServer) -> None:
+    """10 requests a second with a burst of 5, asked 25 times by two processes at once: the first 5 go at once,
+    the other 20 one every 0.1 s whichever process asks, so the last leaves after 2 s; a second key is apart."""
+    dsn = await postgres_server.new_database()
+    async with processes(dsn, 2) as ((a, _, _), (b, _, _)):
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        left: list[float] = []
+
+        async def send(core: Core) -> None:
+            await core.pace("telegram", 10, 5)
+            left.append(loop.time() - began)
+
+        await asyncio.gather(*(send(a if n % 2 else b) for n in range(25)))
+        other = loop.time()
+        await a.pace("telegram:-100", 10, 5)
+    left.sort()
+    assert left[4] < 0.5 and 1.9 <= left[-1] < 3.0, left
+    assert all(later - earlier > 0.05 for earlier, later in itertools.pairwise(left[5:])), left
+    assert loop.time() - other < 0.5  # another chat's limit has its own slots

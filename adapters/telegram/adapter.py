@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,13 +36,22 @@ log = logging.getLogger(__name__)
 PUBLIC_API = "https://api.telegram.org"
 ALLOWED_UPDATES = ["message", "callback_query"]
 POLLING = "telegram-polling"  # the lock of the one process receiving updates by long polling
+Pace = Callable[[str, float, float], Awaitable[None]]
+OVERALL_PER_SECOND = 30.0  # Telegram's limits for a bot: messages a second in all, and a minute in one group
+GROUP_PER_MINUTE = 20.0
 _UPLOADS = frozenset({"sendPhoto", "sendMediaGroup", "sendDocument"})  # how a delivery's pictures leave
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class MarkingRateLimiter(AIORateLimiter):
     """PTB's limiter, which also tells the core when a delivery's upload leaves, after its wait for a turn
-    (see :mod:`bot.jobs.sending`): the window a crash leaves a job "maybe delivered" is the upload only."""
+    (see :mod:`bot.jobs.sending`): the window a crash leaves a job "maybe delivered" is the upload only. With
+    several processes (``pace``: the core's shared pacing) each request first waits for its slot under the
+    bot's limits counted across all of them: Telegram's 30 messages a second, 20 a minute in a group."""
+
+    def __init__(self, *, max_retries: int, pace: Pace | None = None) -> None:
+        super().__init__(max_retries=max_retries)
+        self.pace = pace
 
     async def process_request(
         self,
@@ -53,6 +62,11 @@ class MarkingRateLimiter(AIORateLimiter):
         data: dict[str, Any],
         rate_limit_args: int | None,
     ) -> bool | JSONDict | list[JSONDict]:
+        if self.pace is not None and data.get("chat_id") is not None:
+            await self.pace("telegram", OVERALL_PER_SECOND, OVERALL_PER_SECOND)
+            chat = str(data["chat_id"])
+            if chat.startswith("-"):  # a group or channel
+                await self.pace(f"telegram:{chat}", GROUP_PER_MINUTE / 60, GROUP_PER_MINUTE)
         if endpoint in _UPLOADS:
             original = callback
 
@@ -63,9 +77,9 @@ class MarkingRateLimiter(AIORateLimiter):
         return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
 
 
-def default_rate_limiter() -> BaseRateLimiter[Any]:
+def default_rate_limiter(pace: Pace | None = None) -> BaseRateLimiter[Any]:
     # Overall and per-group pacing at Telegram's published limits; a 429 is slept off and retried.
-    return MarkingRateLimiter(max_retries=5)
+    return MarkingRateLimiter(max_retries=5, pace=pace)
 
 
 class TelegramAdapter:
@@ -97,7 +111,8 @@ class TelegramAdapter:
         # Our own request objects: PTB does not close its own when initialize() fails (a refused token).
         updates_request = UpdatesRequest()
         self._requests = (HTTPXRequest(media_write_timeout=settings.telegram_upload_timeout), updates_request)
-        limiter = default_rate_limiter() if rate_limiter is True else rate_limiter or None
+        shared = core.pace if core.shared else None  # several processes: the limits are counted across them
+        limiter = default_rate_limiter(shared) if rate_limiter is True else rate_limiter or None
         bot = PollingBot(
             token,
             base_url=f"{api}/bot",

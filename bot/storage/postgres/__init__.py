@@ -11,7 +11,7 @@ from bot.storage.portable import PortableChannels, PortableInbox
 from bot.storage.postgres.database import PostgresDatabase
 from bot.storage.postgres.jobs import ADMIT_FUNCTION, PostgresJobs
 from bot.storage.postgres.link import PostgresLink
-from bot.storage.postgres.queue import CLAIM_FUNCTION, PostgresQueue
+from bot.storage.postgres.queue import CLAIM_FUNCTION, PACE_FUNCTION, PostgresQueue
 from bot.storage.postgres.records import PostgresPeople, PostgresQuotas
 
 __all__ = ["PostgresStorage"]
@@ -32,7 +32,8 @@ class PostgresStorage(PostgresDatabase):
 
     @classmethod
     async def open(cls, dsn: str, *, clock: Callable[[], float] = time.time, readonly: bool = False) -> PostgresStorage:
-        pool, shown, version = await cls.connect(dsn, readonly=readonly, functions=(ADMIT_FUNCTION, CLAIM_FUNCTION))
+        functions = (ADMIT_FUNCTION, CLAIM_FUNCTION, PACE_FUNCTION)
+        pool, shown, version = await cls.connect(dsn, readonly=readonly, functions=functions)
         return cls(pool, shown, version, clock)
 
     async def close(self) -> None:

@@ -212,6 +212,14 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "FOR EACH STATEMENT EXECUTE FUNCTION jobs_notify()",
         ),
     ),
+    (
+        3,
+        "paces shared by every process: a platform's flood limits (sdbot_pace)",
+        (
+            # ``due`` is when the next request may leave (the virtual scheduling of a leaky bucket).
+            "CREATE TABLE paces (key TEXT PRIMARY KEY, due DOUBLE PRECISION NOT NULL)",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1][0]
 

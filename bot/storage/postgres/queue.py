@@ -41,6 +41,21 @@ CLAIM_FUNCTION = """
     END
     $fn$
 """
+# A flood limit every process shares: ``rate`` requests a second, ``burst`` of them at once. Each call reserves the
+# next slot and answers how long to wait for it (0: go now), so callers sleep once and never ask twice.
+PACE_FUNCTION = """
+    CREATE OR REPLACE FUNCTION sdbot_pace(p_key text, p_rate float8, p_burst float8, p_now float8)
+    RETURNS float8 LANGUAGE plpgsql AS $fn$
+    DECLARE
+        slot float8;
+    BEGIN
+        INSERT INTO paces VALUES (p_key, p_now) ON CONFLICT (key) DO NOTHING;
+        SELECT GREATEST(due, p_now - p_burst / p_rate) INTO slot FROM paces WHERE key = p_key FOR UPDATE;
+        UPDATE paces SET due = slot + 1 / p_rate WHERE key = p_key;
+        RETURN GREATEST(0, slot + 1 / p_rate - p_burst / p_rate - p_now);
+    END
+    $fn$
+"""
 # The round-robin as a place for every queued job: a user's k-th queued job starts in round k, and within a
 # round users go in the order of ``turns.served`` (what sdbot_claim picks next).
 _PLACES = """
@@ -83,6 +98,10 @@ class PostgresQueue:
 
     async def try_lock(self, name: str) -> bool:
         return await self._link.try_lock(name)
+
+    async def pace(self, key: str, rate: float, burst: float) -> float:
+        row = await self._db.fetchone("SELECT sdbot_pace($1, $2, $3, $4) AS wait", (key, rate, burst, self._clock()))
+        return float(row["wait"]) if row else 0.0
 
     async def claim_next(self, worker: str, platforms: Sequence[str], cap: int, lease: float) -> Job | None:
         row = await self._db.fetchone(
