@@ -188,6 +188,8 @@ class Core:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._relay.close()
+        with contextlib.suppress(StorageError):
+            await self.inbox.release()  # with a shared inbox; else nothing to do
         await self.storage.close()  # the database lock last: the next bot starts once this one wrote all
 
     # Watching ---------------------------------------------------------------------------------------

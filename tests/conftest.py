@@ -26,3 +26,20 @@ def postgres_server():  # type: ignore[no-untyped-def]
     server = PostgresServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """Run the test on each storage engine: ``pytestmark = pytest.mark.usefixtures("engine")`` in an end-to-end
+    module makes every database it opens through make_settings a fresh PostgreSQL one, in the second run."""
+    from tests import pipeline_support
+
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    server = request.getfixturevalue("postgres_server")
+    pipeline_support.DATABASE_URL = await server.new_database()
+    try:
+        yield "postgresql"
+    finally:
+        pipeline_support.DATABASE_URL = None

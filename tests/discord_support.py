@@ -22,7 +22,7 @@ from bot.backends.base import Backend, GeneratedImage, ProgressCallback
 from bot.core import Core
 from bot.draw.request import DrawRequest
 from bot.jobs.job import Job
-from bot.storage.sqlite import SQLiteStorage
+from bot.storage import open_storage
 from tests.fakes.discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.pipeline_support import GatedBackend, make_settings
 
@@ -61,8 +61,10 @@ class QuietBackend(GatedBackend):
 
 
 async def stored_jobs(db: Path) -> list[Job]:
-    """The jobs in ``db`` as a stopped bot left them."""
-    store = await SQLiteStorage.open(db)
+    """The jobs in ``db`` (or the test's PostgreSQL database, see ``engine``) as a stopped bot left them."""
+    from tests import pipeline_support
+
+    store = await open_storage(pipeline_support.DATABASE_URL or db)
     try:
         rows = await store.fetchall("SELECT id FROM jobs ORDER BY id")
         return [job for row in rows if (job := await store.jobs.get(row["id"])) is not None]

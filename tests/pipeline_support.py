@@ -35,9 +35,14 @@ from bot.storage.sqlite import SQLiteStorage
 WAIT_LIMIT = 20.0
 
 
+# Set by the ``engine`` fixture (tests/conftest.py) while a test runs on PostgreSQL: every database the test
+# opens through make_settings is then that one PostgreSQL database instead of a file.
+DATABASE_URL: str | None = None
+
+
 def make_settings(db: Path, **overrides: Any) -> Settings:
     """Defaults as shipped (not the caller's environment), with ``db`` and ``overrides``."""
-    return dataclasses.replace(Settings.from_env({}, env_file=None), db=db, **overrides)
+    return dataclasses.replace(Settings.from_env({}, env_file=None), db=DATABASE_URL or db, **overrides)
 
 
 class GatedBackend(Backend):

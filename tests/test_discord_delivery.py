@@ -15,6 +15,9 @@ from tests.discord_support import QuietBackend, fake_discord, running_bot, store
 from tests.fakes.discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.pipeline_support import GatedBackend
 
+# End to end on both storage engines: SQLite and PostgreSQL (tests/conftest.py, ``engine``).
+pytestmark = pytest.mark.usefixtures("engine")
+
 
 async def running(dc: FakeDiscord, rec: FakeInteraction, lang: Lang = "en") -> FakeMessage:
     """Wait until the job's answer says it is being drawn."""

@@ -13,6 +13,9 @@ from bot.messages.i18n import t
 from tests.fakes.telegram import FakeTelegram
 from tests.telegram_support import GROUP, USER, ZH_USER, PreparedBackend, fake_telegram, running, tg_settings
 
+# End to end on both storage engines: SQLite and PostgreSQL (tests/conftest.py, ``engine``).
+pytestmark = pytest.mark.usefixtures("engine")
+
 
 @pytest.fixture
 async def tg() -> AsyncIterator[FakeTelegram]:

@@ -38,6 +38,11 @@ class Inbox:
         now = self._clock()
         return await self._storage.inbox.receive(platform, event_id, payload, now, **self._hold(now))
 
+    async def release(self) -> None:
+        """This process stops: the events it holds unhandled are free for another at once."""
+        if self.worker is not None:
+            await self._storage.inbox.renew(self.worker, 0.0)
+
     async def renew(self) -> None:
         if self.worker is not None:
             await self._storage.inbox.renew(self.worker, self._clock() + self.lease)

@@ -87,12 +87,17 @@ class SharedScheduler:
             self._loop_task = asyncio.get_running_loop().create_task(self._loop(), name="sdbot-shared-queue")
 
     async def stop(self) -> None:
-        """Stop claiming and cancel the jobs held here: their leases run out and other processes take them."""
+        """Stop claiming and cancel the jobs held here, then end their leases: another process (or this one's
+        successor, a rolling restart) takes them over at its next heartbeat rather than a lease later."""
         tasks = [t for t in (self._loop_task, *self._running.values(), *self._helpers) if t is not None]
         self._loop_task = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self._records.release(self.worker)
+        except StorageError as exc:  # they will run out by themselves
+            log.warning("shared queue: leases not released (%s); they run out in %gs", exc, self.lease)
 
     def enqueue(self, job_id: int, owner: str) -> None:
         """A job this process admitted: its place is told at once (the leader reports later moves)."""

@@ -74,6 +74,7 @@ class QueueRecords(Protocol):
     async def listen(self, channel: str, callback: Callable[[str], None]) -> None: ...
     async def refresh(self) -> bool: ...  # reconnect if needed; whether this process leads
     async def try_lock(self, name: str) -> bool: ...  # ``name`` is this process's alone (until it exits)
+    async def release(self, worker: str) -> None: ...  # ``worker`` stops: its leases end now
     # A slot under a limit all processes share (``rate`` a second, ``burst`` at once): seconds to wait for it.
     async def pace(self, key: str, rate: float, burst: float) -> float: ...
 

@@ -99,6 +99,11 @@ class PostgresQueue:
     async def try_lock(self, name: str) -> bool:
         return await self._link.try_lock(name)
 
+    async def release(self, worker: str) -> None:
+        # Expired rather than queued: the next take-over applies its rules (a job cut off while it was being
+        # delivered is failed, not drawn again), in this process's successor or in any other.
+        await self._db.execute("UPDATE jobs SET lease_until = 0 WHERE worker = $1 AND status = 'running'", (worker,))
+
     async def pace(self, key: str, rate: float, burst: float) -> float:
         row = await self._db.fetchone("SELECT sdbot_pace($1, $2, $3, $4) AS wait", (key, rate, burst, self._clock()))
         return float(row["wait"]) if row else 0.0
