@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.chats.refs import UserRef
 from bot.errors import SdbotError
 from bot.messages.i18n import Msg, render_error, t
 from tests.discord_support import fake_discord, running_bot
 from tests.fakes.discord import DEFAULT_PERMISSIONS, MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeInteraction
 from tests.pipeline_support import GatedBackend
+
+# End to end on both storage engines: SQLite and PostgreSQL (tests/conftest.py, ``engine``).
+pytestmark = pytest.mark.usefixtures("engine")
 
 MANAGER = DEFAULT_PERMISSIONS | MANAGE_GUILD
 OPERATOR_ID = 31337

@@ -19,6 +19,9 @@ from bot.messages.presentation import describe
 from tests.discord_support import fake_discord, running_bot
 from tests.pipeline_support import GatedBackend
 
+# End to end on both storage engines: SQLite and PostgreSQL (tests/conftest.py, ``engine``).
+pytestmark = pytest.mark.usefixtures("engine")
+
 DRAW_OPTIONS = ["prompt", "style", "size", "sampler", "n", "steps", "seed", "cfg", "negative"]
 
 

@@ -18,6 +18,9 @@ from tests.discord_support import fake_discord, image_size, running_bot
 from tests.fakes.discord import EPHEMERAL, FakeDiscord, FakeInteraction
 from tests.pipeline_support import GatedBackend
 
+# End to end on both storage engines: SQLite and PostgreSQL (tests/conftest.py, ``engine``).
+pytestmark = pytest.mark.usefixtures("engine")
+
 GATED_CAPS = dataclasses.replace(SEED, backend="gated")
 
 

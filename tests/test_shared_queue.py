@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import asyncpg
+import pytest
 
 from bot.chats.refs import ChatRef, UserRef
 from bot.core import Core
+from bot.errors import SdbotError
 from bot.jobs.shared import SharedScheduler
 from tests.pipeline_support import GatedBackend, RecordingSink, open_core
 from tests.postgres_support import PostgresServer
@@ -185,3 +187,23 @@ async def test_a_flood_limit_is_shared_by_every_process(postgres_server: Postgre
     assert left[4] < 0.5 and 1.9 <= left[-1] < 3.0, left
     assert all(later - earlier > 0.05 for earlier, later in itertools.pairwise(left[5:])), left
     assert loop.time() - other < 0.5  # another chat's limit has its own slots
+
+
+async def test_a_ban_and_a_limit_set_through_one_process_hold_at_once_in_the_other(
+    postgres_server: PostgresServer,
+) -> None:
+    """An admin's /admin ban and /admin quota through A; the next /draw through B is refused by them (limits
+    and bans are read from the database at each admission, never cached)."""
+    dsn = await postgres_server.new_database()
+    async with processes(dsn, 2, admins=frozenset({"telegram:1"})) as ((a, _, _), (b, _, gen_b)):
+        admin, chat = UserRef("telegram", "1"), ChatRef("telegram", "1", False)
+        gen_b.release()
+        await a.handle_command(admin, chat, "admin", "ban telegram:2")
+        with pytest.raises(SdbotError) as banned:
+            await b.submit(user(2), CHAT, "/draw a kite", {})
+        await a.handle_command(admin, chat, "admin", "unban telegram:2")
+        await a.handle_command(admin, chat, "admin", "quota telegram:2 1")
+        await b.submit(user(2), CHAT, "/draw a kite", {})
+        with pytest.raises(SdbotError) as limited:
+            await b.submit(user(2), CHAT, "/draw another kite", {})
+    assert banned.value.code == "banned" and limited.value.code == "quota_daily"

@@ -17,6 +17,9 @@ from tests.pipeline_support import GatedBackend
 from tests.telegram_support import GROUP, USER, ZH_USER, PreparedBackend, fake_telegram, noise_png, running, size_of
 from tests.telegram_support import tg_settings as settings_for
 
+# End to end on both storage engines: SQLite and PostgreSQL (tests/conftest.py, ``engine``).
+pytestmark = pytest.mark.usefixtures("engine")
+
 
 def answering(update: dict[str, Any]) -> Callable[[Call], bool]:
     """A call that replies to the message of ``update``."""

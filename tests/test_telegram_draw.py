@@ -25,6 +25,9 @@ from tests.telegram_support import (
     tg_settings,
 )
 
+# End to end on both storage engines: SQLite and PostgreSQL (tests/conftest.py, ``engine``).
+pytestmark = pytest.mark.usefixtures("engine")
+
 
 @pytest.fixture
 async def tg() -> AsyncIterator[FakeTelegram]:
