@@ -8,6 +8,8 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -62,20 +64,27 @@ async def every_user_got_one_picture(tg: FakeTelegram, group: Cluster, tmp_path:
     assert {user: len(tg.photos(user)) for user in USERS} == dict.fromkeys(USERS, 1)
 
 
-async def test_sigkill_one_of_three_processes_while_it_runs_jobs(
-    postgres_server: PostgresServer, tmp_path: Path
-) -> None:
+@asynccontextmanager
+async def drawing(postgres_server: PostgresServer, tmp_path: Path) -> AsyncIterator[tuple[FakeTelegram, Cluster, int]]:
+    """Three processes drawing a /draw of each of USERS (a second each, the fake drawing one at a time), and
+    the pid of one generating some of them now."""
     async with fake_telegram() as tg, FakeA1111(duration=1.0) as a1111:
         env = await environment(postgres_server, tg, a1111)
         async with cluster(3, env, tmp_path) as group:
             for user in USERS:
                 tg.send_text(user, f"/draw a lighthouse number {user}")
-            victim = await busiest(group)
-            group.process(victim).send_signal(signal.SIGKILL)
-            killed_at = time.monotonic()
-            await every_user_got_one_picture(tg, group, tmp_path, timeout=60)
-            took = time.monotonic() - killed_at
-            rows = await group.fetch("SELECT status, charged, attempts, worker FROM jobs ORDER BY id")
+            yield tg, group, await busiest(group)
+
+
+async def test_sigkill_one_of_three_processes_while_it_runs_jobs(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    async with drawing(postgres_server, tmp_path) as (tg, group, victim):
+        group.process(victim).send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        await every_user_got_one_picture(tg, group, tmp_path, timeout=60)
+        took = time.monotonic() - killed_at
+        rows = await group.fetch("SELECT status, charged, attempts, worker FROM jobs ORDER BY id")
         assert [(r["status"], r["charged"]) for r in rows] == [("done", 1)] * len(USERS), logs(tmp_path)
         assert any(r["attempts"] == 2 for r in rows)  # the dead process's jobs ran again elsewhere
         assert not any(r["worker"] and r["worker"].split(":")[1] == str(victim) for r in rows)
@@ -86,20 +95,15 @@ async def test_sigkill_one_of_three_processes_while_it_runs_jobs(
 async def test_sigstop_past_the_lease_then_sigcont_delivers_nothing_another_took_over(
     postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
-    async with fake_telegram() as tg, FakeA1111(duration=1.0) as a1111:
-        env = await environment(postgres_server, tg, a1111)
-        async with cluster(3, env, tmp_path) as group:
-            for user in USERS:
-                tg.send_text(user, f"/draw a kite number {user}")
-            paused = await busiest(group)
-            os.kill(paused, signal.SIGSTOP)
-            await every_user_got_one_picture(tg, group, tmp_path, timeout=60)
-            os.kill(paused, signal.SIGCONT)  # it wakes up with pictures to send, and finds itself fenced
-            await asyncio.sleep(2 * LEASE)
-            rows = await group.fetch("SELECT status, charged FROM jobs ORDER BY id")
-            async with httpx.AsyncClient() as http:
-                health = [(await http.get(url + "/healthz")).status_code for url in group.status]
-                metrics = [samples((await http.get(url + "/metrics")).text) for url in group.status]
+    async with drawing(postgres_server, tmp_path) as (tg, group, paused):
+        os.kill(paused, signal.SIGSTOP)
+        await every_user_got_one_picture(tg, group, tmp_path, timeout=60)
+        os.kill(paused, signal.SIGCONT)  # it wakes up with pictures to send, and finds itself fenced
+        await asyncio.sleep(2 * LEASE)
+        rows = await group.fetch("SELECT status, charged FROM jobs ORDER BY id")
+        async with httpx.AsyncClient() as http:
+            health = [(await http.get(url + "/healthz")).status_code for url in group.status]
+            metrics = [samples((await http.get(url + "/metrics")).text) for url in group.status]
         assert health == [200, 200, 200]  # the resumed one too: it serves, and its database answers
         delivered = [m.get(("sdbot_deliveries_total", (("platform", "telegram"),)), 0) for m in metrics]
         assert sum(delivered) == len(USERS)  # each job counted once, by the process that delivered it
