@@ -146,4 +146,6 @@ async def test_a_thousand_webhooks_through_a_proxy_to_three_processes_one_killed
         twice = [u for u, n in answers.items() if n > 1]
         assert all(n >= 1 for n in answers.values()) and len(twice) <= 3, twice
         assert handled[0]["n"] == 1000
+        # The menus were set once, by the first process to start: the default menu, then its zh and en variants.
+        assert len(tg.calls_to("setMyCommands")) == 3
         assert len({update_id for update_id, status in tg.webhook_deliveries if status == 200}) == 1000

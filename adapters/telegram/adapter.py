@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 PUBLIC_API = "https://api.telegram.org"
 ALLOWED_UPDATES = ["message", "callback_query"]
 POLLING = "telegram-polling"  # the lock of the one process receiving updates by long polling
+MENUS = "telegram-menus"  # the lock of the one process setting the command menus
 Pace = Callable[[str, float, float], Awaitable[None]]
 OVERALL_PER_SECOND = 30.0  # Telegram's limits for a bot: messages a second in all, and a minute in one group
 GROUP_PER_MINUTE = 20.0
@@ -172,7 +173,10 @@ class TelegramAdapter:
         log.info("Telegram: signed in as @%s", self.app.bot.username)
 
     async def start(self) -> None:
-        await menu.register(self.app.bot, self.settings.lang, self.settings.admins)
+        # Several processes: the first to start sets the menus (Telegram keeps them); each sets the same webhook
+        # (PTB's webhook server always registers its URL), the same URL and secret, so none undoes another.
+        if await self.core.hold_alone(MENUS):
+            await menu.register(self.app.bot, self.settings.lang, self.settings.admins)
         await self.app.start()
         # Commands a killed process had received but not handled, before any new ones.
         await durable.replay(self.core, self._queue, self.app.bot)
