@@ -55,6 +55,7 @@ async def test_edit_opens_a_form_with_the_command_and_sending_it_draws_even_afte
         async with running_bot(dc, tmp_path / "db") as bot:
             rec = await dc.invoke_command("draw", {"prompt": "a cat", "negative": "dogs", "seed": 9})
             message = await bot.delivered(rec)
+            await bot.core.wait_idle()  # outcomes are recorded after the chat shows them
             (job,) = await bot.jobs()
             click = await dc.click_button(f"sdbot:edit:{job.id}", message, user_id=555)
             modal = await dc.wait_for(lambda: click.modal)
@@ -82,6 +83,7 @@ async def test_a_job_outliving_its_token_is_posted_to_the_channel_mentioning_its
         rec.expire()  # 15 minutes pass: Discord now answers 401 50027 to the token
         backend.release()
         posted = await dc.wait_for(lambda: [m for m in dc.channel_messages(dc.CHANNEL_ID) if m.attachments])
+        await bot.core.wait_idle()  # outcomes are recorded after the chat shows them
         (job,) = await bot.jobs()
 
     (message,) = posted
@@ -100,6 +102,7 @@ async def test_past_the_known_token_life_the_channel_is_used_and_its_429_waited_
         async with running_bot(dc, tmp_path / "db", adapter_options={"token_lifetime": 0}) as bot:
             rec = await dc.invoke_command("draw", {"prompt": "a cat"})
             posted = await dc.wait_for(lambda: [m for m in dc.channel_messages(dc.CHANNEL_ID) if m.attachments])
+            await bot.core.wait_idle()  # outcomes are recorded after the chat shows them
             (job,) = await bot.jobs()
 
     assert rec.deferred and rec.original is not None and rec.original.loading  # never edited with a dead token
@@ -118,6 +121,7 @@ async def test_a_job_left_running_by_a_dead_process_is_delivered_by_the_next(tmp
 
         async with running_bot(dc, tmp_path / "db") as bot:
             message = await bot.delivered(rec, 2)
+            await bot.core.wait_idle()  # outcomes are recorded after the chat shows them
             (job,) = await bot.jobs()
 
     assert job.status == "done" and job.attempts == 2 and message.custom_ids[0] == f"sdbot:again:{job.id}"
@@ -131,6 +135,7 @@ async def test_a_rate_limited_image_upload_is_waited_out_and_retried(tmp_path: P
         fault = dc.fail_next("PATCH", r"/messages/@original$", status=429, retry_after=0.2)
         backend.release()
         message = await bot.delivered(rec, 2)
+        await bot.core.wait_idle()  # outcomes are recorded after the chat shows them
         (job,) = await bot.jobs()
 
     uploads = [c for c in dc.calls_to("PATCH", r"@original$") if c.files]
@@ -145,6 +150,7 @@ async def test_a_failed_generation_replaces_the_answer_and_is_refunded(tmp_path:
         rec = await dc.invoke_command("draw", {"prompt": "a cat"}, locale="zh-CN")
         text = describe_failure(BackendError("backend_unavailable"), True, "zh")
         message = await dc.wait_for(lambda: rec.original if rec.original and rec.original.content == text else None)
+        await bot.core.wait_idle()  # outcomes are recorded after the chat shows them
         (job,) = await bot.jobs()
 
     assert message.attachments == [] and message.components == []
@@ -196,6 +202,8 @@ async def test_queue_positions_are_shown_sparingly_but_every_change_of_state_is(
         first = await dc.invoke_command("draw", {"prompt": "first"})
         await backend.wait_started(1)
         second = await dc.invoke_command("draw", {"prompt": "second"}, user_id=2)
+        # Queued before the third is sent: two commands in flight at once may be admitted in either order.
+        await dc.wait_for(lambda: second.original and second.original.content == t("en", "job.queued", position=1))
         third = await dc.invoke_command("draw", {"prompt": "third"}, user_id=3)
         await dc.wait_for(lambda: third.original and third.original.content == t("en", "job.queued", position=2))
         backend.release(0)

@@ -48,6 +48,7 @@ async def test_typed_options_deliver_n_images_as_attachments_after_a_deferred_an
         assert rec.callbacks[0].json == {"type": 5}  # deferred, public
         backend.release()
         message = await bot.delivered(rec, 3)
+        await bot.core.wait_idle()  # outcomes are recorded after the chat shows them
         (job,) = await bot.jobs()
 
     assert job.status == "done" and (job.images, job.charged, job.delivered) == (3, 3, 3)
@@ -76,6 +77,7 @@ async def test_the_prompt_takes_the_text_grammar_of_a_pasted_telegram_command(tm
         text = "/draw a lighthouse at dawn —style Pixel Art --n 2 --negative text, blurry"
         rec = await dc.invoke_command("draw", {"prompt": text, "seed": 42}, locale="zh-CN")
         message = await bot.delivered(rec, 2)
+        await bot.core.wait_idle()  # outcomes are recorded after the chat shows them
         (job,) = await bot.jobs()
 
     request = job.request
@@ -153,6 +155,7 @@ async def test_images_over_the_file_size_limit_are_re_encoded_to_fit(tmp_path: P
     async with fake_discord(file_size_limit=limit) as dc, running_bot(dc, tmp_path / "db") as bot:
         rec = await dc.invoke_command("draw", {"prompt": "a cat", "n": 2})
         message = await bot.delivered(rec, 2)
+        await bot.core.wait_idle()  # outcomes are recorded after the chat shows them
         (job,) = await bot.jobs()
         originals = await bot.backend.generate(job.seeded_request, user="x")
 
@@ -175,6 +178,7 @@ async def test_draw_in_a_direct_message(tmp_path: Path) -> None:
     async with fake_discord() as dc, running_bot(dc, tmp_path / "db") as bot:
         rec = await dc.invoke_command("draw", {"prompt": "a cat"}, dm=True, user_id=77)
         message = await bot.delivered(rec)
+        await bot.core.wait_idle()  # outcomes are recorded after the chat shows them
         (job,) = await bot.jobs()
 
     assert message.guild_id is None and not job.group_chat and job.user == "discord:77"
