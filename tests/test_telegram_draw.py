@@ -3,6 +3,7 @@ photos, albums, captions, buttons."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -207,9 +208,16 @@ async def test_many_users_at_once_with_a_slow_backend(tg: FakeTelegram, tmp_path
             await tg.wait_for("sendPhoto")
         await bot.core.wait_idle()
         jobs = [await bot.core.get_job(i) for i in range(1, 21)]
+        shared = bot.core.shared
 
     assert sorted(c.params["chat_id"] for c in statuses) == users
-    assert {c.params["text"] for c in statuses} >= {"Drawing…", "#1 in the queue", "#18 in the queue"}
+    texts = {c.params["text"] for c in statuses}
+    if shared:
+        # The shared queue tells a place at arrival from the database while other admissions commit and
+        # other claims run (the next pass, a second later, corrects it): places, not these exact ones.
+        assert all(text == "Drawing…" or re.fullmatch(r"#\d+ in the queue", text) for text in texts), texts
+    else:
+        assert texts >= {"Drawing…", "#1 in the queue", "#18 in the queue"}
     assert all(job is not None and job.status == "done" for job in jobs)
     assert sorted(p.chat_id for p in tg.photos()) == users
     assert all(p.caption is not None and p.caption.startswith(f"picture for {p.chat_id}\n") for p in tg.photos())
