@@ -539,12 +539,10 @@ class Core:
     async def _take_over(self, job: Job) -> None:
         """A shared queue's job whose process died (or paused) past its lease, too far gone to run again: held
         here now as a new attempt, failed and refunded as start-up recovery would have."""
-        if job.delivering_at is not None:
-            code = "job_crashed_delivering"
-        elif job.attempts - 1 >= MAX_ATTEMPTS:
-            code = "job_crashed"
-        else:
+        if job.attempts - 1 < MAX_ATTEMPTS:
             code = "job_expired"
+        else:  # as start-up recovery: the pictures may be in the chat when it died sending them
+            code = "job_crashed_delivering" if job.delivering_at is not None else "job_crashed"
         await self._fail(job, SdbotError(code, job=job.id), refund=True)
 
     async def _deliver(self, job: Job, generation: Generation) -> None:

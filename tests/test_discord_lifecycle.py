@@ -26,6 +26,9 @@ from bot.process import redact
 from tests.discord_support import TOKEN, QuietBackend, fake_discord, running_bot
 from tests.pipeline_support import GatedBackend, make_settings
 
+# End to end on both storage engines: SQLite and PostgreSQL (tests/conftest.py, ``engine``).
+pytestmark = pytest.mark.usefixtures("engine")
+
 
 async def test_a_refused_token_fails_prepare_with_a_clear_message(tmp_path: Path) -> None:
     async with fake_discord() as dc:

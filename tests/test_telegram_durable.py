@@ -19,6 +19,9 @@ from tests.fakes.telegram import FakeTelegram
 from tests.telegram_support import USER, PreparedBackend, fake_telegram, running, tg_settings
 from tests.test_telegram_run import free_port, start_sdbot, telegram_env
 
+# End to end on both storage engines: SQLite and PostgreSQL (tests/conftest.py, ``engine``).
+pytestmark = pytest.mark.usefixtures("engine")
+
 
 @pytest.fixture
 async def tg() -> AsyncIterator[FakeTelegram]:
@@ -108,6 +111,7 @@ async def test_webhook_updates_are_kept_before_telegram_is_answered(tg: FakeTele
         telegram_webhook_url=f"http://127.0.0.1:{port}/hook",
         telegram_webhook_listen="127.0.0.1",
         telegram_webhook_port=port,
+        telegram_webhook_secret="durable_secret",  # PostgreSQL needs one shared secret (webhook_secret_shared)
     )
     tg.fail_next("sendMessage", retry_after=2)
     async with running(settings, PreparedBackend()) as bot:

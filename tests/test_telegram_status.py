@@ -21,6 +21,9 @@ from tests.fakes.telegram import FakeTelegram
 from tests.pipeline_support import WAIT_LIMIT, GatedBackend
 from tests.telegram_support import GROUP, USER, PreparedBackend, fake_telegram, running, tg_settings
 
+# End to end on both storage engines: SQLite and PostgreSQL (tests/conftest.py, ``engine``).
+pytestmark = pytest.mark.usefixtures("engine")
+
 INTERVAL = 0.3
 
 

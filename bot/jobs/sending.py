@@ -1,10 +1,11 @@
 """The moment a job's pictures start to leave: marked as late as the adapter can tell, after its rate limits.
 
-A job that dies while delivering is failed (refunded, the user told) rather than drawn again, since its
-pictures may be in the chat already; so the mark should come when the upload's request is about to go out,
-not when it starts waiting its turn behind a platform's flood limits, which can take seconds under load. A
-sink that can tell (``marks_sending = True``) awaits :func:`sending` at that moment; for the others the core
-marks the job just before it calls ``deliver``.
+The mark says the pictures may be in the chat: a job that dies for the last time after it is told so
+(``job_crashed_delivering``) rather than that it was interrupted, and with several processes the mark is where a
+paused process finds itself fenced, right before it would send. So it should come when the upload's request is
+about to go out, not when it starts waiting its turn behind a platform's flood limits, which can take seconds
+under load. A sink that can tell (``marks_sending = True``) awaits :func:`sending` at that moment; for the
+others the core marks the job just before it calls ``deliver``.
 """
 
 from __future__ import annotations

@@ -64,9 +64,10 @@ _PLACES = """
         FROM jobs AS j JOIN turns AS t ON t.user_key = j.user_key WHERE j.status = 'queued'
     ) AS q
 """
-# Expired leases: the job goes back to the queue as it was, unless it must end (it died delivering, ran out of
-# attempts, or is too old), in which case the caller holds it (a new attempt, so a new fence) to fail it.
-_REQUEUE = "delivering_at IS NULL AND attempts < $4::bigint AND ($5::float8 = 0 OR $1::float8 - created_at <= $5)"
+# Expired leases: the job goes back to the queue as it was (drawn again with its seed, as one process does at
+# start), unless it must end (it ran out of attempts, or is too old), in which case the caller holds it (a new
+# attempt, so a new fence) to fail it.
+_REQUEUE = "attempts < $4::bigint AND ($5::float8 = 0 OR $1::float8 - created_at <= $5)"
 _TAKE_EXPIRED = f"""
     UPDATE jobs SET
         status = CASE WHEN {_REQUEUE} THEN 'queued' ELSE 'running' END,
