@@ -3,8 +3,9 @@
 Each process claims the next job in round-robin order while fewer than ``concurrency`` generations run across
 all processes, and renews the leases of the jobs it holds every third of a lease. A process that dies or
 pauses stops renewing; once its leases have run out another process takes its jobs over (queued again, as
-one process re-runs its own at start, or failed when they ran out of attempts or are too old), and the paused one, resumed, finds itself fenced:
-its attempt is not the job's any more, so it can neither deliver nor finish it. Workers sleep until a
+one process re-runs its own at start, or failed when they ran out of attempts or are too old), and the
+paused one, resumed, finds itself fenced: its attempt is not the job's any more, so it can neither deliver
+nor finish it. Workers sleep until a
 notification (a job queued or ended, a slot freed) or their next heartbeat, never polling for work. The
 process that leads (one at a time, see :meth:`QueueRecords.refresh`) reports every waiting job's place.
 """
