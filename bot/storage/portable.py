@@ -1,23 +1,114 @@
 """Records whose SQL both engines run as written (``?`` placeholders, which the PostgreSQL engine numbers):
-the allowed channels and the inbox of platform events."""
+the allowed channels, the inbox of platform events, and the job statements that are the same in both."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from bot.draw.request import DrawRequest
+from bot.jobs.job import Job, possible_id
 from bot.storage.port import HeldEvent
+
+UNFINISHED = "status IN ('queued', 'running')"
+_OLD = "quota_day < ? AND status IN ('done', 'failed', 'cancelled')"
+_RENAMED = {"user_key": "user", "chat_key": "chat"}
+_FIELDS = {field.name for field in dataclasses.fields(Job)}
+
+
+def job_from_row(row: Any) -> Job:
+    """A job from a row of any engine (``keys()`` and ``row[key]``)."""
+    values = {_RENAMED.get(key, key): row[key] for key in row.keys()}  # noqa: SIM118 (a Row is no dict)
+    values.update(
+        group_chat=bool(values["group_chat"]),
+        request=DrawRequest.from_json(values["request"]),
+        route=json.loads(values["route"]),
+    )
+    return Job(**{key: value for key, value in values.items() if key in _FIELDS})
+
+
+def route_json(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+Params = Sequence[Any] | Mapping[str, Any]
 
 
 class Statements(Protocol):
-    """What records need of an engine's connection: statements with ``?`` parameters, and transactions."""
+    """What records need of an engine's connection: statements with ``?`` parameters (or ``:name`` ones, each
+    engine in its own SQL), and transactions."""
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]: ...
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+    async def fetchall(self, sql: str, params: Params = ()) -> Sequence[Any]: ...
+    async def fetchone(self, sql: str, params: Params = ()) -> Any: ...
+    async def execute(self, sql: str, params: Params = ()) -> None: ...
     def transaction(self) -> AbstractAsyncContextManager[None]: ...
+
+
+class PortableJobs:
+    """The job statements both engines run alike; each engine's class adds admission and the transitions
+    whose SQL differs (types, functions, the shared queue's lease)."""
+
+    def __init__(self, db: Statements, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def by_origin(self, origin: str) -> Job | None:
+        return await self._one("SELECT * FROM jobs WHERE origin = ?", (origin,))
+
+    async def get(self, job_id: int) -> Job | None:
+        if not possible_id(job_id):
+            return None
+        return await self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+
+    async def unfinished(self) -> list[Job]:
+        rows = await self._db.fetchall(f"SELECT * FROM jobs WHERE {UNFINISHED} ORDER BY id")
+        return [job_from_row(r) for r in rows]
+
+    async def unfinished_counts(self) -> dict[str, int]:
+        rows = await self._db.fetchall(f"SELECT status, count(*) AS n FROM jobs WHERE {UNFINISHED} GROUP BY status")
+        return {row["status"]: int(row["n"]) for row in rows}
+
+    async def claim(self, job_id: int) -> Job | None:
+        return await self._one(
+            "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1, delivering_at = NULL "
+            "WHERE id = ? AND status = 'queued' RETURNING *",
+            (self._clock(), job_id),
+        )
+
+    async def cancel_all(self, owner: str) -> list[Job]:
+        rows = await self._db.fetchall(
+            "UPDATE jobs SET status = 'cancelled', error = 'cancelled', charged = 0, finished_at = ? "
+            f"WHERE user_key = ? AND {UNFINISHED} AND status = 'queued' RETURNING *",  # the partial index's terms
+            (self._clock(), owner),
+        )
+        return sorted((job_from_row(r) for r in rows), key=lambda j: j.id)
+
+    async def update_route(self, job_id: int, route: dict[str, Any]) -> bool:
+        if not possible_id(job_id):
+            return False
+        sql = "UPDATE jobs SET route = ? WHERE id = ? RETURNING id"
+        return bool(await self._db.fetchall(sql, (route_json(route), job_id)))
+
+    async def count_finished_before(self, day: str) -> int:
+        row = await self._db.fetchone(f"SELECT count(*) AS n FROM jobs WHERE {_OLD}", (day,))
+        return int(row["n"]) if row else 0
+
+    async def delete_finished_before(self, day: str, limit: int) -> int:
+        # The engines' triggers take the images off the usage counters and unlink re-runs.
+        rows = await self._db.fetchall(
+            f"DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE {_OLD} ORDER BY quota_day, id LIMIT ?) "
+            "RETURNING id",
+            (day, limit),
+        )
+        return len(rows)
+
+    async def _one(self, sql: str, params: Params) -> Job | None:
+        row = await self._db.fetchone(sql, params)
+        return job_from_row(row) if row else None
 
 
 class PortableChannels:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
-
 from bot.jobs.job import DayStats, Job, possible_id
 from bot.quotas.rules import Admission, Limits
-from bot.storage.postgres.database import NAMED, Params, PostgresDatabase
-from bot.storage.sqlite.jobs import job_from_row, limit_params, route_json
+from bot.storage.portable import PortableJobs, route_json
+from bot.storage.postgres.database import NAMED
+from bot.storage.sqlite.jobs import limit_params
 
 LIMITS = """
     SELECT coalesce(u.banned, 0) AS banned,
@@ -66,14 +63,9 @@ ADMIT_FUNCTION = f"""
 """
 _CALL = f"SELECT * FROM sdbot_admit({', '.join(f':{name}' for name in _ARGUMENTS)})"
 _UNFINISHED = "status IN ('queued', 'running')"
-_OLD = "quota_day < $1 AND status IN ('done', 'failed', 'cancelled')"
 
 
-class PostgresJobs:
-    def __init__(self, db: PostgresDatabase, clock: Callable[[], float] = time.time) -> None:
-        self._db = db
-        self._clock = clock
-
+class PostgresJobs(PortableJobs):
     async def admit(self, a: Admission, limits: Limits, day: str, now: float) -> Job | None:
         params = limit_params(a.user.key, a.chat.key, limits, day, now) | {
             "platform": a.user.platform,
@@ -91,29 +83,6 @@ class PostgresJobs:
         # READ COMMITTED sees what committed before each statement: with the chat's, then the user's lock
         # held, no other process can admit against the same counters between this check and this insert.
         return await self._one(_CALL, params)
-
-    async def by_origin(self, origin: str) -> Job | None:
-        return await self._one("SELECT * FROM jobs WHERE origin = $1", (origin,))
-
-    async def get(self, job_id: int) -> Job | None:
-        if not possible_id(job_id):
-            return None
-        return await self._one("SELECT * FROM jobs WHERE id = $1", (job_id,))
-
-    async def unfinished(self) -> list[Job]:
-        rows = await self._db.fetchall(f"SELECT * FROM jobs WHERE {_UNFINISHED} ORDER BY id")
-        return [job_from_row(r) for r in rows]
-
-    async def unfinished_counts(self) -> dict[str, int]:
-        rows = await self._db.fetchall(f"SELECT status, count(*) AS n FROM jobs WHERE {_UNFINISHED} GROUP BY status")
-        return {row["status"]: int(row["n"]) for row in rows}
-
-    async def claim(self, job_id: int) -> Job | None:
-        return await self._one(
-            "UPDATE jobs SET status = 'running', started_at = $1, attempts = attempts + 1, delivering_at = NULL "
-            "WHERE id = $2 AND status = 'queued' RETURNING *",
-            (self._clock(), job_id),
-        )
 
     async def delivering(self, job_id: int, attempt: int) -> bool:
         # Under the shared queue also only while the lease holds: a worker paused past it delivers nothing.
@@ -157,22 +126,6 @@ class PostgresJobs:
             (self._clock(), job_id, owner),
         )
 
-    async def cancel_all(self, owner: str) -> list[Job]:
-        rows = await self._db.fetchall(
-            "UPDATE jobs SET status = 'cancelled', error = 'cancelled', charged = 0, finished_at = $1 "
-            f"WHERE user_key = $2 AND {_UNFINISHED} AND status = 'queued' RETURNING *",
-            (self._clock(), owner),
-        )
-        return sorted((job_from_row(r) for r in rows), key=lambda j: j.id)
-
-    async def update_route(self, job_id: int, route: dict[str, Any]) -> bool:
-        if not possible_id(job_id):
-            return False
-        rows = await self._db.fetchall(
-            "UPDATE jobs SET route = $1 WHERE id = $2 RETURNING id", (route_json(route), job_id)
-        )
-        return bool(rows)
-
     async def stats(self, day: str, *, top: int = 5, chat: str | None = None) -> DayStats:
         where = "quota_day = $1 AND ($2::text IS NULL OR chat_key = $2)"
         by_status = await self._db.fetchall(
@@ -198,19 +151,3 @@ class PostgresJobs:
             failures=[(r["error"] or "internal", int(r["n"])) for r in failures],
             busiest=[(r["user_key"], int(r["images"])) for r in busiest],
         )
-
-    async def count_finished_before(self, day: str) -> int:
-        row = await self._db.fetchone(f"SELECT count(*) FROM jobs WHERE {_OLD}", (day,))
-        return int(row[0]) if row else 0
-
-    async def delete_finished_before(self, day: str, limit: int) -> int:
-        rows = await self._db.fetchall(
-            f"DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE {_OLD} ORDER BY quota_day, id LIMIT $2) "
-            "RETURNING id",
-            (day, limit),
-        )
-        return len(rows)
-
-    async def _one(self, sql: str, params: Params) -> Job | None:
-        row = await self._db.fetchone(sql, params)
-        return job_from_row(row) if row else None

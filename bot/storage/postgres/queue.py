@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from bot.jobs.job import Job
+from bot.storage.portable import job_from_row
 from bot.storage.postgres.database import PostgresDatabase
 from bot.storage.postgres.link import PostgresLink
-from bot.storage.sqlite.jobs import job_from_row
 
 # One claim at a time (a transaction-scoped advisory lock), so that the count of generations running, checked
 # first, is still true when the claim commits: SDBOT_BACKEND_CONCURRENCY holds across processes. The job itself

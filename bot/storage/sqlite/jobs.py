@@ -3,16 +3,12 @@ conditional ``UPDATE ... RETURNING``."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import time
-from collections.abc import Callable
 from typing import Any
 
-from bot.draw.request import DrawRequest
 from bot.jobs.job import DayStats, Job, possible_id
 from bot.quotas.rules import RATE_WINDOW, Admission, Limits
-from bot.storage.sqlite.database import Database, Params
+from bot.storage.portable import UNFINISHED as _UNFINISHED
+from bot.storage.portable import PortableJobs, route_json
 
 # The effective limits: overrides where an admin set one, else the configured defaults.
 LIMITS = """
@@ -45,9 +41,6 @@ _ADMIT = f"""
     ))
     RETURNING *
 """
-_UNFINISHED = "status IN ('queued', 'running')"
-_RENAMED = {"user_key": "user", "chat_key": "chat"}
-_OLD = "quota_day < ? AND status IN ('done', 'failed', 'cancelled')"
 
 
 def limit_params(user_key: str, chat_key: str, limits: Limits, day: str, now: float) -> dict[str, Any]:
@@ -64,29 +57,7 @@ def limit_params(user_key: str, chat_key: str, limits: Limits, day: str, now: fl
     }
 
 
-_FIELDS = {field.name for field in dataclasses.fields(Job)}
-
-
-def job_from_row(row: Any) -> Job:
-    """A job from a row of any engine (``keys()`` and ``row[key]``)."""
-    values = {_RENAMED.get(key, key): row[key] for key in row.keys()}  # noqa: SIM118 (a Row is no dict)
-    values.update(
-        group_chat=bool(values["group_chat"]),
-        request=DrawRequest.from_json(values["request"]),
-        route=json.loads(values["route"]),
-    )
-    return Job(**{key: value for key, value in values.items() if key in _FIELDS})
-
-
-def route_json(value: dict[str, Any]) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-class SQLiteJobs:
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
-        self._db = db
-        self._clock = clock
-
+class SQLiteJobs(PortableJobs):
     async def admit(self, a: Admission, limits: Limits, day: str, now: float) -> Job | None:
         params = limit_params(a.user.key, a.chat.key, limits, day, now) | {
             "platform": a.user.platform,
@@ -102,29 +73,6 @@ class SQLiteJobs:
             "origin": a.origin,
         }
         return await self._one(_ADMIT, params)
-
-    async def by_origin(self, origin: str) -> Job | None:
-        return await self._one("SELECT * FROM jobs WHERE origin = ?", (origin,))
-
-    async def get(self, job_id: int) -> Job | None:
-        if not possible_id(job_id):
-            return None
-        return await self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
-
-    async def unfinished(self) -> list[Job]:
-        rows = await self._db.fetchall(f"SELECT * FROM jobs WHERE {_UNFINISHED} ORDER BY id")
-        return [job_from_row(r) for r in rows]
-
-    async def unfinished_counts(self) -> dict[str, int]:
-        rows = await self._db.fetchall(f"SELECT status, count(*) AS n FROM jobs WHERE {_UNFINISHED} GROUP BY status")
-        return {row["status"]: int(row["n"]) for row in rows}
-
-    async def claim(self, job_id: int) -> Job | None:
-        return await self._one(
-            "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1, delivering_at = NULL "
-            "WHERE id = ? AND status = 'queued' RETURNING *",
-            (self._clock(), job_id),
-        )
 
     async def delivering(self, job_id: int, attempt: int) -> bool:
         row = await self._db.fetchone(
@@ -164,22 +112,6 @@ class SQLiteJobs:
             (self._clock(), job_id, owner, owner),
         )
 
-    async def cancel_all(self, owner: str) -> list[Job]:
-        rows = await self._db.fetchall(
-            "UPDATE jobs SET status = 'cancelled', error = 'cancelled', charged = 0, finished_at = ? "
-            f"WHERE user_key = ? AND {_UNFINISHED} AND status = 'queued' RETURNING *",  # the partial index's terms
-            (self._clock(), owner),
-        )
-        return sorted((job_from_row(r) for r in rows), key=lambda j: j.id)
-
-    async def update_route(self, job_id: int, route: dict[str, Any]) -> bool:
-        if not possible_id(job_id):
-            return False
-        rows = await self._db.fetchall(
-            "UPDATE jobs SET route = ? WHERE id = ? RETURNING id", (route_json(route), job_id)
-        )
-        return bool(rows)
-
     async def stats(self, day: str, *, top: int = 5, chat: str | None = None) -> DayStats:
         where = "quota_day = :day AND (:chat IS NULL OR chat_key = :chat)"
         values = {"day": day, "chat": chat, "top": top}
@@ -206,20 +138,3 @@ class SQLiteJobs:
             failures=[(r["error"] or "internal", r["n"]) for r in failures],
             busiest=[(r["user_key"], r["images"]) for r in busiest],
         )
-
-    async def count_finished_before(self, day: str) -> int:
-        row = await self._db.fetchone(f"SELECT count(*) FROM jobs WHERE {_OLD}", (day,))
-        return int(row[0]) if row else 0
-
-    async def delete_finished_before(self, day: str, limit: int) -> int:
-        # The triggers of migration 4 take the images off the usage counters and unlink re-runs.
-        rows = await self._db.fetchall(
-            f"DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE {_OLD} ORDER BY quota_day, id LIMIT ?) "
-            "RETURNING id",
-            (day, limit),
-        )
-        return len(rows)
-
-    async def _one(self, sql: str, params: Params) -> Job | None:
-        row = await self._db.fetchone(sql, params)
-        return job_from_row(row) if row else None
