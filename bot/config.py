@@ -280,8 +280,18 @@ class Settings:
     qianfan_base_url: str = var("QIANFAN_BASE_URL", "https://aip.baidubce.com", "Qianfan API base URL.", url)
     stability_api_key: str | None = var("STABILITY_API_KEY", None, "Stability AI API key.", secret=True)
     stability_base_url: str = var("STABILITY_BASE_URL", "https://api.stability.ai", "Stability AI API base URL.", url)
-    stability_engine: str = var(
-        "STABILITY_ENGINE", "stable-diffusion-xl-1024-v1-0", "Stability AI engine id (v1 text-to-image)."
+    stability_model: str | None = var(
+        "STABILITY_MODEL",
+        None,
+        "Stability AI v2beta model: core (the default), ultra, sd3.5-large, sd3.5-large-turbo, sd3.5-medium or "
+        "sd3.5-flash.",
+        _optional(choice("core", "ultra", "sd3.5-large", "sd3.5-large-turbo", "sd3.5-medium", "sd3.5-flash")),
+    )
+    stability_engine: str | None = var(
+        "STABILITY_ENGINE",
+        None,
+        "Stability AI v1 engine id, e.g. stable-diffusion-xl-1024-v1-0: set it (and not STABILITY_MODEL) to keep "
+        "the v1 API.",
     )
     modelslab_api_key: str | None = var("MODELSLAB_API_KEY", None, "ModelsLab API key.", secret=True)
     modelslab_base_url: str = var("MODELSLAB_BASE_URL", "https://modelslab.com", "ModelsLab API base URL.", url)
@@ -300,7 +310,19 @@ class Settings:
         "Largest image (bytes) downloaded from a ModelsLab output URL.",
         integer(1, 1 << 31),
     )
-    bedrock_model_id: str = var("BEDROCK_MODEL_ID", "stability.stable-diffusion-xl-v1", "AWS Bedrock model id.")
+    bedrock_model_id: str = var(
+        "BEDROCK_MODEL_ID",
+        "stability.sd3-5-large-v1:0",
+        "AWS Bedrock model: stability.sd3-5-large-v1:0, stability.stable-image-core-v1:1, "
+        "stability.stable-image-ultra-v1:1 (or an inference profile such as us.stability...), or "
+        "stability.stable-diffusion-xl-v1 where an account still has it.",
+    )
+    aws_bearer_token_bedrock: str | None = var(
+        "AWS_BEARER_TOKEN_BEDROCK",
+        None,
+        "A Bedrock API key, used instead of AWS credentials (no botocore needed).",
+        secret=True,
+    )
     aws_region: str | None = var("AWS_REGION", None, "AWS region for Bedrock, e.g. us-east-1.")
     aws_access_key_id: str | None = var(
         "AWS_ACCESS_KEY_ID", None, "AWS access key id (or any standard AWS credential source).", secret=True

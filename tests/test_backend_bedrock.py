@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from bot.backends import sdxl_v1
+from bot.backends.bedrock import SDXL_MODEL as SDXL
 from bot.backends.bedrock import BedrockBackend
 from bot.backends.http import RetryPolicy
 from bot.config import Settings
@@ -48,6 +49,7 @@ async def fake() -> AsyncIterator[FakeBedrock]:
 def make(fake: FakeBedrock, retry: RetryPolicy | None = None, **kwargs: object) -> BedrockBackend:
     options: dict[str, object] = {
         "region": "us-east-1",
+        "model_id": SDXL,  # these tests are SDXL v1's; the current models have tests/test_backend_bedrock_models.py
         "endpoint_url": fake.url,
         "access_key_id": AKID,
         "secret_access_key": SECRET,
@@ -115,7 +117,8 @@ async def test_a_versioned_model_id_and_a_session_token_are_signed_correctly() -
 
 
 async def test_capabilities_are_sdxl_with_the_shared_mapping() -> None:
-    async with BedrockBackend(region="us-east-1", access_key_id=AKID, secret_access_key=SECRET) as backend:
+    options = {"region": "us-east-1", "model_id": SDXL, "access_key_id": AKID, "secret_access_key": SECRET}
+    async with BedrockBackend(**options) as backend:
         caps = await backend.capabilities()
     assert caps.sizes == sdxl_v1.SDXL_SIZES and caps.samplers == tuple(sdxl_v1.SAMPLERS)
     assert caps.max_n == 4
@@ -341,6 +344,7 @@ async def test_sdbot_draw_runs_on_bedrock(fake: FakeBedrock, tmp_path: Path) -> 
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": AKID,
         "AWS_SECRET_ACCESS_KEY": SECRET,
+        "BEDROCK_MODEL_ID": SDXL,
     }
     args = ("--json", "--out", str(tmp_path), "cat", "--size", "896x1152", "--n", "2", "--seed", "77")
     code, out, err = await sdbot("draw", *args, env=env, cwd=tmp_path)

@@ -98,6 +98,7 @@ async def bedrock_session(errors: list[BaseException]) -> list[str]:
     retry, _ = fast_retry(retries=1)
     fake = FakeBedrock(access_key_id=AWS_AKID, secret_access_key=AWS_SECRET, session_token=AWS_TOKEN)
     options = {"region": "us-east-1", "access_key_id": AWS_AKID, "session_token": AWS_TOKEN, "retry": retry}
+    options["model_id"] = "stability.stable-diffusion-xl-v1"
     async with fake:
         async with BedrockBackend(endpoint_url=fake.url, secret_access_key=AWS_SECRET, **options) as backend:  # type: ignore[arg-type]
             await run(backend, SDXL_CAT, errors)

@@ -279,6 +279,7 @@ def test_from_settings_needs_the_key() -> None:
 
 async def test_sdbot_draw_runs_on_stability(fake: FakeStability, tmp_path: Path) -> None:
     env = {"SDBOT_BACKEND": "stability", "STABILITY_BASE_URL": fake.url, "STABILITY_API_KEY": KEY}
+    env["STABILITY_ENGINE"] = "stable-diffusion-xl-1024-v1-0"  # v1 (SDXL); v2beta is the default
     args = (
         "--json",
         "--out",

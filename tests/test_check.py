@@ -29,6 +29,7 @@ def bedrock_env(url: str, secret: str = SECRET) -> dict[str, str]:
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": AKID,
         "AWS_SECRET_ACCESS_KEY": secret,
+        "BEDROCK_MODEL_ID": "stability.stable-diffusion-xl-v1",
     }
 
 
@@ -96,6 +97,7 @@ async def test_an_unreachable_service_fails_the_probe(tmp_path: Path) -> None:
 async def test_stability_ok_and_wrong_key(tmp_path: Path) -> None:
     async with FakeStability(api_key=STABILITY_KEY, credits=12.5) as fake:
         env = {"SDBOT_BACKEND": "stability", "STABILITY_BASE_URL": fake.url, "STABILITY_API_KEY": STABILITY_KEY}
+        env["STABILITY_ENGINE"] = "stable-diffusion-xl-1024-v1-0"
         code, out, err = await sdbot("check", env=env, cwd=tmp_path)
         assert code == 0, err
         assert "Balance: 12.5 credits" in out and "stable-diffusion-xl-1024-v1-0 is available" in out

@@ -22,6 +22,7 @@ from adapters.lanes import Lanes
 from bot.commands import describe_event, describe_failure
 from bot.core import DeliveryGone, JobEvent
 from bot.draw.request import DrawRequest
+from bot.draw.shape import Drawn
 from bot.errors import SdbotError
 from bot.jobs.generation import Generation
 from bot.jobs.job import Job
@@ -58,12 +59,12 @@ def escape(text: str) -> str:
     return discord.utils.escape_markdown(text)
 
 
-def summary(request: DrawRequest, lang: Lang, *, limit: int = CONTENT_MAX) -> str:
+def summary(request: DrawRequest, lang: Lang, *, limit: int = CONTENT_MAX, drawn: Drawn | None = None) -> str:
     """The compact caption (prompt and the parameters that reproduce it) as message text: Markdown in the
     prompt is shown literally, and the whole fits ``limit`` after escaping."""
     budget = limit
     while True:
-        text = escape(caption(request, lang, limit=budget))
+        text = escape(caption(request, lang, limit=budget, drawn=drawn))
         if len(text) <= limit or budget <= 100:
             return text[:limit]
         budget -= max(len(text) - limit, 50)
@@ -185,7 +186,9 @@ class DiscordSink:
         if self._alive(route):
             hook = self._hook(route)
             note = shortfall(generation, job.lang)
-            text = summary(generation.request, job.lang, limit=CONTENT_MAX - (len(note) + 1 if note else 0))
+            text = summary(
+                generation.request, job.lang, limit=CONTENT_MAX - (len(note) + 1 if note else 0), drawn=generation.drawn
+            )
             text = f"{note}\n{text}" if note else text
             try:
                 for index, group in enumerate(groups):
@@ -265,7 +268,13 @@ class DiscordSink:
                     intro = t(job.lang, "job.delivered_late", mention=f"<@{route.user_id}>", job=job.id)
                     note = shortfall(generation, job.lang)
                     intro = f"{intro}\n{note}" if note else intro
-                    text = intro + "\n" + summary(generation.request, job.lang, limit=CONTENT_MAX - len(intro) - 1)
+                    text = (
+                        intro
+                        + "\n"
+                        + summary(
+                            generation.request, job.lang, limit=CONTENT_MAX - len(intro) - 1, drawn=generation.drawn
+                        )
+                    )
                     await self._send_to_channel(route, content=text, files=_files(group), view=view, mention=True)
                 else:
                     await self._send_to_channel(route, files=_files(group))

@@ -131,7 +131,7 @@ class TelegramSink:
     async def _deliver(self, job: Job, generation: Generation) -> int:
         chat_id, reply_to, thread_id = route_of(job)
         pictures = [image for image in generation.images if not image.filtered]
-        caption = photo_caption(generation.request, job.lang)
+        caption = photo_caption(generation.request, job.lang, generation.drawn)
         async with self._uploading(chat_id, thread_id):
             files = await media.prepare(
                 pictures, name=f"sdbot-{job.id}", originals=self._send_originals, document_limit=self._document_limit

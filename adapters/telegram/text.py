@@ -4,6 +4,7 @@ that is 1024 Python characters long can still be refused."""
 from __future__ import annotations
 
 from bot.draw.request import DrawRequest
+from bot.draw.shape import Drawn
 from bot.messages.i18n import Lang
 from bot.messages.presentation import caption
 
@@ -16,11 +17,11 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def photo_caption(request: DrawRequest, lang: Lang) -> str:
+def photo_caption(request: DrawRequest, lang: Lang, drawn: Drawn | None = None) -> str:
     """The shared caption (prompt cut, parameters whole) within Telegram's 1024 UTF-16 units."""
     limit = MAX_CAPTION
     while True:
-        text = caption(request, lang, limit=limit)
+        text = caption(request, lang, limit=limit, drawn=drawn)
         excess = utf16_len(text) - MAX_CAPTION
         if excess <= 0:
             return text

@@ -13,11 +13,11 @@ if TYPE_CHECKING:
 
 __all__ = ["REGISTRY", "Backend", "CheckReport", "GeneratedImage", "ProgressCallback", "create_backend"]
 
-# SDBOT_BACKEND value -> "module:Class"
+# SDBOT_BACKEND value -> "module:Class", or "module:function" for a service whose settings choose between APIs
 REGISTRY: dict[str, str] = {
     "placeholder": "bot.backends.placeholder:PlaceholderBackend",
     "qianfan": "bot.backends.qianfan:QianfanBackend",
-    "stability": "bot.backends.stability:StabilityBackend",
+    "stability": "bot.backends.stability_v2:stability_backend",
     "bedrock": "bot.backends.bedrock:BedrockBackend",
     "modelslab": "bot.backends.modelslab:ModelsLabBackend",
     "a1111": "bot.backends.a1111:A1111Backend",
@@ -38,5 +38,8 @@ def create_backend(settings: Settings) -> Backend:
             expected=Msg("config.expect.choice", {"choices": tuple(REGISTRY)}),
         )
     module_name, class_name = target.split(":")
-    cls: type[Backend] = getattr(importlib.import_module(module_name), class_name)
-    return cls.from_settings(settings)
+    target = getattr(importlib.import_module(module_name), class_name)
+    if isinstance(target, type) and issubclass(target, Backend):
+        return target.from_settings(settings)
+    backend: Backend = target(settings)
+    return backend

@@ -1,4 +1,6 @@
-"""AWS Bedrock ``stability.stable-diffusion-xl-v1``: Stability's v1 body, SigV4-signed, sent with httpx."""
+"""AWS Bedrock's Stability models, sent with httpx: the current ones (SD3.5 Large, Stable Image Core and Ultra:
+one picture per call, an aspect ratio, ``{seeds, finish_reasons, images}`` back) and SDXL v1 for the accounts that
+still have it (Stability's v1 body). Requests are SigV4-signed with botocore, or carry a Bedrock API key."""
 
 from __future__ import annotations
 
@@ -10,15 +12,18 @@ from urllib.parse import quote
 
 import httpx
 
-from bot.backends import sdxl_v1
+from bot.backends import sdxl_v1, stable_image
 from bot.backends.base import CheckReport, Finding, GeneratedImage, ProgressCallback
+from bot.backends.batch import one_per_call
 from bot.backends.http import (
     RETRYABLE_TRANSPORT,
     RetryPolicy,
+    decode_b64,
     parse_json,
     provider_said,
     retry_after_header,
     send,
+    sniff_format,
     wait_seconds,
 )
 from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
@@ -33,7 +38,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROVIDER = "bedrock"
-DEFAULT_MODEL_ID = "stability.stable-diffusion-xl-v1"
+DEFAULT_MODEL_ID = "stability.sd3-5-large-v1:0"
+SDXL_MODEL = "stability.stable-diffusion-xl-v1"
+SD35_LARGE = "stability.sd3-5-large-v1:0"  # end of life at AWS since 2025-05-20
+# An inference profile's model id starts with its geography ("us.stability...").
+PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.")
 SIGNING_NAME = "bedrock"  # the runtime endpoint is bedrock-runtime, but it signs as "bedrock"
 RATE_WAIT_SECONDS = 10.0
 
@@ -80,6 +89,20 @@ def _botocore() -> Any:
     return botocore
 
 
+def base_model(model_id: str) -> str:
+    """The foundation model behind ``BEDROCK_MODEL_ID``: an ARN's last part, without an inference profile's prefix."""
+    name = model_id.rsplit("/", 1)[-1]
+    for prefix in PROFILE_PREFIXES:
+        if name.startswith(prefix + "stability."):
+            return name.removeprefix(prefix)
+    return name
+
+
+def known_model(model_id: str) -> bool:
+    base = base_model(model_id)
+    return base in stable_image.BEDROCK_MODELS or base.startswith(SDXL_MODEL)
+
+
 class BedrockBackend(HttpBackend):
     name = PROVIDER
 
@@ -92,15 +115,22 @@ class BedrockBackend(HttpBackend):
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
         session_token: str | None = None,
+        api_key: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self._botocore = _botocore()
-        redact.register(access_key_id, secret_access_key, session_token)
+        # A Bedrock API key is sent as a bearer token: no signing, so no botocore.
+        self._botocore: Any = None if api_key else _botocore()
+        redact.register(access_key_id, secret_access_key, session_token, api_key)
         self._endpoint = (endpoint_url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
-        caps = sdxl_v1.capabilities(self.name, sdxl_v1.SDXL_SIZES)
+        self._model = stable_image.BEDROCK_MODELS.get(base_model(model_id))  # None: SDXL v1
+        if self._model is not None:
+            caps = stable_image.capabilities(self.name, self._model)
+        else:
+            caps = sdxl_v1.capabilities(self.name, sdxl_v1.SDXL_SIZES)
         super().__init__(self._endpoint, timeout=timeout, connect_timeout=connect_timeout, retry=retry, caps=caps)
+        self._api_key = api_key
         self._region = region
         self._model_id = model_id
         # The model id is one path segment: "stability.stable-diffusion-xl-v1:0" or an ARN are percent-encoded.
@@ -111,6 +141,21 @@ class BedrockBackend(HttpBackend):
 
     @classmethod
     def options(cls, settings: Settings) -> dict[str, Any]:
+        if not known_model(settings.bedrock_model_id):
+            raise ConfigError(
+                "config_invalid",
+                variable="BEDROCK_MODEL_ID",
+                value=settings.bedrock_model_id,
+                expected=Msg("config.expect.choice", {"choices": (*stable_image.BEDROCK_MODELS, SDXL_MODEL)}),
+            )
+        if settings.aws_bearer_token_bedrock:
+            cls.require(settings, "AWS_REGION")
+            return {
+                "region": settings.aws_region,
+                "model_id": settings.bedrock_model_id,
+                "endpoint_url": settings.bedrock_endpoint_url,
+                "api_key": settings.aws_bearer_token_bedrock,
+            }
         _botocore()  # before anything else: without botocore nothing below matters
         keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         cls.require(
@@ -175,8 +220,12 @@ class BedrockBackend(HttpBackend):
             raise BackendError("backend_config", provider=PROVIDER, reason="no_credentials") from None
 
     async def _invoke(self, body: bytes, frozen: Any | None = None) -> Any:
-        frozen = frozen if frozen is not None else await self._credentials_or_error()
-        headers = self._sign(frozen, body)
+        if self._api_key is not None:
+            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        else:
+            frozen = frozen if frozen is not None else await self._credentials_or_error()
+            headers = self._sign(frozen, body)
         response, answer = await send(self._client, "POST", self._url, provider=PROVIDER, content=body, headers=headers)
         if response.status_code != 200:
             raise _aws_error(response)
@@ -191,31 +240,23 @@ class BedrockBackend(HttpBackend):
         self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
     ) -> list[GeneratedImage]:
         assert request.seed is not None, "the caller draws the seed"
-        done = 0
 
         async def one(seed: int) -> list[GeneratedImage]:
-            nonlocal done
-            body = json.dumps(sdxl_v1.body(request, seed=seed, samples=1)).encode()
+            body = json.dumps(self._body(request, seed)).encode()
             data = await self._retry.run(lambda: self._invoke(body), _retryable)
-            images = await cpu.run(sdxl_v1.artifacts, data, request, PROVIDER)  # base64: CPU work
-            done += 1
-            if progress is not None:
-                await progress(done / request.n)
-            return images
+            if self._model is not None:
+                return await cpu.run(_pictures, data, request)  # base64: CPU work
+            return await cpu.run(sdxl_v1.artifacts, data, request, PROVIDER)
 
-        results = await asyncio.gather(*(one(request.seed + i) for i in range(request.n)), return_exceptions=True)
-        images = [image for result in results if isinstance(result, list) for image in result]
-        errors = [result for result in results if isinstance(result, BaseException)]
-        for error in errors:
-            if not isinstance(error, BackendError):
-                raise error  # a bug, not a provider failure: let it surface as one
-        failures = [error for error in errors if isinstance(error, BackendError)]  # all of them, checked above
-        if failures and not images:
-            raise failures[0]
-        if failures:
-            # The images that did arrive were paid for: deliver them rather than throw them away.
-            log.warning("bedrock: %d of %d images failed: %s", len(failures), request.n, failures[0].code)
-        return images
+        return await one_per_call(request.n, request.seed, one, provider=PROVIDER, progress=progress)
+
+    def _body(self, request: DrawRequest, seed: int) -> dict[str, Any]:
+        if self._model is None:
+            return sdxl_v1.body(request, seed=seed, samples=1)
+        body = stable_image.fields(request, self._model, seed=seed)
+        if base_model(self._model_id) == SD35_LARGE:
+            body["mode"] = "text-to-image"  # the only one of the three that also draws from a picture
+        return body
 
     # -- check ---------------------------------------------------------------------------------------
     async def check(self) -> CheckReport:
@@ -229,8 +270,12 @@ class BedrockBackend(HttpBackend):
             (Msg("check.label.region"), self._region),
             (Msg("check.label.model"), self._model_id),
         ]
-        frozen = await self._frozen_credentials()  # ConfigError (no credentials anywhere) -> exit 3
-        method = getattr(self._credentials, "method", None) or "botocore"
+        frozen = None
+        if self._api_key is None:
+            frozen = await self._frozen_credentials()  # ConfigError (no credentials anywhere) -> exit 3
+            method = getattr(self._credentials, "method", None) or "botocore"
+        else:
+            method = "AWS_BEARER_TOKEN_BEDROCK"
         findings.append((Msg("check.label.credentials"), Msg("check.bedrock.credentials", {"source": method})))
         try:
             await self._invoke(b"{}", frozen)
@@ -292,6 +337,9 @@ def _aws_outcome(response: httpx.Response) -> BackendError:
             status=status,
             seconds=wait_seconds(hint, RATE_WAIT_SECONDS),
         )
+    if error_type == "ResourceNotFoundException" and ("end of its life" in message or "Legacy" in message):
+        # BEDROCK_MODEL_ID names a model AWS retired (SDXL v1 since 2025-05-20), or one kept only for its users.
+        return BackendError("backend_config", provider=PROVIDER, provider_code="model_retired", status=status)
     if error_type == "ValidationException" and "model identifier" in message.lower():
         # BEDROCK_MODEL_ID names no model here: the operator's setting, not the user's request.
         return BackendError("backend_config", provider=PROVIDER, provider_code=code, status=status)
@@ -302,3 +350,33 @@ def _aws_outcome(response: httpx.Response) -> BackendError:
         status=status,
         user_fault=outcome == "backend_invalid_request",
     )
+
+
+def _pictures(data: Any, request: DrawRequest) -> list[GeneratedImage]:
+    """The picture of ``{"seeds", "finish_reasons", "images"}``. A finish reason is a filter ("Filter reason:
+    prompt", "... output image") or "Inference error"; a filtered answer may carry no picture at all."""
+    if not isinstance(data, dict):
+        raise BackendError("backend_unavailable", provider=PROVIDER, reason="malformed")
+    reasons, images, seeds = data.get("finish_reasons"), data.get("images"), data.get("seeds")
+    reason = reasons[0] if isinstance(reasons, list) and reasons else None
+    picture = images[0] if isinstance(images, list) and images else None
+    if isinstance(reason, str) and not reason.startswith("Filter reason"):
+        log.warning("bedrock finished with %r", reason[:100])
+        raise BackendError("backend_unavailable", provider=PROVIDER, reason="inference")
+    filtered = isinstance(reason, str)
+    if picture is None and filtered:
+        raise BackendError("content_filtered")
+    if not isinstance(picture, str | memoryview):
+        raise BackendError("backend_bad_image", provider=PROVIDER, reason="missing")
+    raw = decode_b64(picture, PROVIDER)
+    seed = seeds[0] if isinstance(seeds, list) and seeds else None
+    return [
+        GeneratedImage(
+            raw,
+            sniff_format(raw),
+            request.width,
+            request.height,
+            seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+            filtered=filtered,
+        )
+    ]

@@ -39,6 +39,7 @@ DEFAULT_ENGINE = "stable-diffusion-xl-1024-v1-0"
 BALANCE_PATH = "/v1/user/balance"
 ENGINES_PATH = "/v1/engines/list"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+CONTENT_MODERATION = "content_moderation"  # v2beta's 403 name
 RATE_WINDOW_SECONDS = 10.0  # Stability's limit is 150 requests per 10 s
 
 
@@ -71,7 +72,7 @@ class StabilityBackend(HttpBackend):
         return {
             "api_key": settings.stability_api_key,
             "base_url": settings.stability_base_url,
-            "engine": settings.stability_engine,
+            "engine": settings.stability_engine or DEFAULT_ENGINE,
         }
 
     async def generate(
@@ -79,14 +80,14 @@ class StabilityBackend(HttpBackend):
     ) -> list[GeneratedImage]:
         assert request.seed is not None, "the caller draws the seed"
         payload = sdxl_v1.body(request, seed=request.seed, samples=request.n)
-        data = await self._retry.run(lambda: self._request("POST", self._path, payload), _retryable)
+        data = await self._retry.run(lambda: self._request("POST", self._path, payload), retryable)
         # Decoding megabytes of base64 is CPU work: off the event loop.
         return await cpu.run(sdxl_v1.artifacts, data, request, PROVIDER)
 
     async def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
         response, body = await send(self._client, method, path, provider=PROVIDER, json=payload)
         if response.status_code != 200:
-            raise _status_error(response)
+            raise status_error(response)
         try:
             return await parse_json(body)
         except ValueError:
@@ -100,13 +101,7 @@ class StabilityBackend(HttpBackend):
             (Msg("check.label.endpoint"), str(self._client.base_url)),
         ]
         try:
-            balance = await self._request("GET", BALANCE_PATH)
-            credits = balance.get("credits") if isinstance(balance, dict) else None
-            if not isinstance(credits, int | float):
-                raise BackendError("backend_unavailable", provider=PROVIDER, reason="malformed")
-            findings.append((Msg("check.label.balance"), Msg("check.stability.credits", {"credits": f"{credits:g}"})))
-            if credits <= 0:
-                raise BackendError("backend_quota_exhausted", provider=PROVIDER, reason="no_credits")
+            await balance_findings(self._client, findings)
             engines = await self._request("GET", ENGINES_PATH)
             ids = [e.get("id") for e in engines if isinstance(e, dict)] if isinstance(engines, list) else []
             if self._engine not in ids:
@@ -120,18 +115,46 @@ class StabilityBackend(HttpBackend):
         return CheckReport(self.name, True, findings)
 
 
-def _retryable(exc: BackendError) -> bool:
+async def balance_findings(client: httpx.AsyncClient, findings: list[tuple[str | Msg, Finding]]) -> None:
+    """Add the account's credits to ``findings`` (a free call that proves the key, on v1 and v2beta alike);
+    none left is an error, raised after they are shown."""
+    response, body = await send(client, "GET", BALANCE_PATH, provider=PROVIDER)
+    if response.status_code != 200:
+        raise status_error(response)
+    try:
+        balance = await parse_json(body)
+    except ValueError:
+        balance = None
+    credits = balance.get("credits") if isinstance(balance, dict) else None
+    if not isinstance(credits, int | float) or isinstance(credits, bool):
+        raise BackendError("backend_unavailable", provider=PROVIDER, reason="malformed")
+    findings.append((Msg("check.label.balance"), Msg("check.stability.credits", {"credits": f"{credits:g}"})))
+    if credits <= 0:
+        raise BackendError("backend_quota_exhausted", provider=PROVIDER, reason="no_credits")
+
+
+def retryable(exc: BackendError) -> bool:
     return exc.params.get("status") in RETRY_STATUSES or exc.params.get("reason") in RETRYABLE_TRANSPORT
 
 
-def _status_error(response: httpx.Response) -> BackendError:
-    """Stability's ``{"id", "name", "message"}`` error as our outcome; ``name`` kept as the provider code, the
-    message for the operator."""
+def status_error(response: httpx.Response) -> BackendError:
+    """Stability's error as our outcome: v1's ``{"id", "name", "message"}`` or v2beta's ``{"id", "name",
+    "errors": [...]}``; ``name`` kept as the provider code, the words for the operator."""
+    return provider_said(_status_outcome(response), _said(response))
+
+
+def _said(response: httpx.Response) -> str | None:
     try:
         data = response.json()
     except ValueError:
-        data = None
-    return provider_said(_status_outcome(response), data.get("message") if isinstance(data, dict) else None)
+        return None
+    if not isinstance(data, dict):
+        return None
+    errors = data.get("errors")
+    if isinstance(errors, list) and errors:
+        return "; ".join(str(error) for error in errors)
+    message = data.get("message")
+    return str(message) if message else None
 
 
 def _status_outcome(response: httpx.Response) -> BackendError:
@@ -141,9 +164,11 @@ def _status_outcome(response: httpx.Response) -> BackendError:
     except ValueError:
         data = None
     name = str(data.get("name") or "") if isinstance(data, dict) else ""
-    message = str(data.get("message") or "") if isinstance(data, dict) else ""
-    log.warning("stability answered HTTP %s %s: %s", status, name, message[:200])
+    log.warning("stability answered HTTP %s %s: %s", status, name, (_said(response) or "")[:200])
     code: str | int = name or status
+    if status == 403 and name == CONTENT_MODERATION:
+        # v2beta's moderation refused the prompt before drawing (and did not bill): the filter outcome.
+        return BackendError("content_filtered", provider=PROVIDER, provider_code=code)
     if status == 429:
         hint = retry_after_header(response.headers)
         return BackendError(
@@ -154,7 +179,8 @@ def _status_outcome(response: httpx.Response) -> BackendError:
             status=status,
             seconds=wait_seconds(hint, RATE_WINDOW_SECONDS),
         )
-    if status == 400:
+    if status in (400, 413, 422):
+        # 422: English only, or a public figure's likeness (v2beta); 413: a picture too large for the service.
         # The request's values (dimensions, samples, prompt length...): validation should have caught them.
         return BackendError("backend_invalid_request", provider=PROVIDER, provider_code=code, user_fault=True)
     if status == 401:

@@ -177,6 +177,8 @@ async def cmd_draw(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"request": result.request.to_dict(), "images": [str(p) for p in paths]}, ensure_ascii=False))
     else:
         print(summary(result.request, lang))
+        if result.drawn.size is not None:  # a ratio-based service chose the size
+            print(t(lang, "caption.drawn", drawn=result.drawn.size, ratio=result.drawn.ratio, size=result.request.size))
         for p in paths:
             print(t(lang, "cli.saved", path=p))
     return EXIT_OK

@@ -25,6 +25,10 @@ class Capabilities:
     seed: bool = True
     prompt_max: int = params.PROMPT_MAX
     negative_max: int = params.NEGATIVE_MAX
+    # A service that draws at an aspect ratio (Stability v2beta, Bedrock's SD3.5): each size offered is drawn
+    # at the nearest of these, and the caption says which (see bot.draw.shape).
+    aspect_ratios: tuple[str, ...] = ()
+    unsupported: frozenset[str] = frozenset()  # option names the service does not take (steps, sampler, cfg)
 
 
 # The seed document's own capabilities: what the placeholder backend and Qianfan accept.

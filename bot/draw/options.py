@@ -35,12 +35,16 @@ class Option:
     values: tuple[str, ...] = ()  # choice: what some backend offers (the others are "unknown", not "unsupported")
     names: Mapping[str, str] = dataclasses.field(default_factory=dict)  # choice: Chinese names, typed or shown
     spellings: Mapping[str, str] = dataclasses.field(default_factory=dict)  # choice: other names of values
-    supported: Callable[[Capabilities], bool] = lambda caps: True  # the backend can take it at all
+    requires: Callable[[Capabilities], bool] = lambda caps: True  # what a backend must have to take it
     length: Callable[[Capabilities], int] | None = None  # text: the longest accepted
 
     @property
     def default(self) -> OptionValue | None:
         return _DEFAULTS[self.field]
+
+    def supported(self, caps: Capabilities) -> bool:
+        """Whether the backend takes this option at all (a service that draws without steps does not)."""
+        return self.name not in caps.unsupported and self.requires(caps)
 
     def fallback(self, caps: Capabilities) -> OptionValue | None:
         """The value when none is given: the default, unless this backend does not offer it (then its first)."""
@@ -122,7 +126,7 @@ OPTIONS: tuple[Option, ...] = (
         zh="种子",
         example="--seed 42",
         bounds=lambda c: params.SEED_RANGE,
-        supported=lambda c: c.seed,
+        requires=lambda c: c.seed,
     ),
     Option(
         "cfg",
@@ -140,7 +144,7 @@ OPTIONS: tuple[Option, ...] = (
         zh="反向描述",
         example="--negative blurry, low quality",
         aliases=("negative-prompt", "negative_prompt", "neg", "no"),
-        supported=lambda c: c.negative_prompt,
+        requires=lambda c: c.negative_prompt,
         length=lambda c: c.negative_max,
     ),
 )

@@ -41,8 +41,8 @@ def _value(option: Option, value: OptionValue | None, caps: Capabilities) -> obj
     """The option's checked value (its default when not given), or a DrawError naming it."""
     if value is None:
         value = option.fallback(caps)
-        if value is None:
-            return None
+        if value is None or not option.supported(caps):
+            return value  # kept as the request's own default: the service does not use it
     elif not option.supported(caps):
         raise DrawError("unsupported_option", option=option.name, backend=caps.backend)
     if option.kind == "text":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import random
@@ -9,8 +10,10 @@ from dataclasses import dataclass
 
 from bot.backends import images
 from bot.backends.base import Backend, GeneratedImage, ProgressCallback
+from bot.draw.capabilities import Capabilities
 from bot.draw.params import SEED_RANGE
 from bot.draw.request import DrawRequest
+from bot.draw.shape import Drawn, matches_ratio, nearest_ratio
 from bot.errors import BackendError
 from bot.process import cpu
 
@@ -21,6 +24,7 @@ log = logging.getLogger(__name__)
 class Generation:
     request: DrawRequest  # with the seed actually used
     images: list[GeneratedImage]
+    drawn: Drawn = dataclasses.field(default_factory=Drawn)  # what the caption says beyond the request
 
     @property
     def filtered(self) -> int:
@@ -49,7 +53,8 @@ async def generate(
 ) -> Generation:
     """Run ``request`` on ``backend``; a request without a seed gets one now, so it can be reported.
 
-    Every image is checked (real image, expected size, no decompression bomb) before it goes anywhere; a
+    Every image is checked (real image, expected size, no decompression bomb) before it goes anywhere (a service
+    that draws at an aspect ratio: the ratio, and the size it chose is reported in :attr:`Generation.drawn`); a
     result where the provider filtered every image is the ``content_filtered`` outcome. Pictures beyond the
     ``n`` asked for are dropped; fewer than asked are delivered, and :attr:`Generation.missing` says how many
     lack (the core refunds them).
@@ -63,13 +68,30 @@ async def generate(
         log.warning("%s returned %s pictures for n=%s; keeping the first %s", backend.name, len(result), request.n,
                     request.n)  # fmt: skip
         result = result[: request.n]
-    expected = (request.width, request.height)
-    await cpu.run(_inspect_all, result, expected)  # Pillow, off the loop: one call for every picture
+    caps = await backend.capabilities()
+    ratio = nearest_ratio(request.width, request.height, caps.aspect_ratios) if caps.aspect_ratios else None
+    # Pillow, off the loop: one call for every picture
+    result = await cpu.run(_inspect_all, result, None if ratio else (request.width, request.height), ratio)
     if all(image.filtered for image in result):
         raise BackendError("content_filtered")
-    return Generation(request, result)
+    return Generation(request, result, _drawn(request, result, ratio, caps))
 
 
-def _inspect_all(result: list[GeneratedImage], expected: tuple[int, int]) -> None:
+def _inspect_all(
+    result: list[GeneratedImage], expected: tuple[int, int] | None, ratio: str | None
+) -> list[GeneratedImage]:
+    """The pictures, each checked, with the size it really has (a ratio-based service chooses it)."""
+    out = []
     for image in result:
-        images.inspect(image.data, expected)
+        info = images.inspect(image.data, expected)
+        if ratio is not None and not matches_ratio(info.width, info.height, ratio):
+            raise BackendError("backend_bad_image", reason="wrong_size", found=f"{info.width}x{info.height}")
+        out.append(dataclasses.replace(image, width=info.width, height=info.height))
+    return out
+
+
+def _drawn(request: DrawRequest, result: list[GeneratedImage], ratio: str | None, caps: Capabilities) -> Drawn:
+    first = result[0]
+    size = f"{first.width}x{first.height}"
+    changed = ratio is not None and size != request.size
+    return Drawn(size=size if changed else None, ratio=ratio if changed else None, unused=caps.unsupported)

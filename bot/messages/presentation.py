@@ -10,6 +10,7 @@ from bot.draw.capabilities import Capabilities
 from bot.draw.grammar import render_command
 from bot.draw.options import Option, as_typed, shown
 from bot.draw.request import DrawRequest
+from bot.draw.shape import Drawn
 from bot.messages.i18n import Lang, format_list, t
 
 if TYPE_CHECKING:
@@ -33,14 +34,25 @@ def describe(option: Option, lang: Lang, caps: Capabilities) -> str:
     return t(lang, f"option.{option.name}", **values)
 
 
-def parameters_line(request: DrawRequest, lang: Lang) -> str:
-    return t(lang, "caption.params", **shown(request, lang))
+# The parameters a caption shows, in order; each is the catalog message caption.part.<name>.
+CAPTION_PARTS: tuple[str, ...] = ("seed", "style", "size", "steps", "sampler", "cfg")
 
 
-def caption(request: DrawRequest, lang: Lang, *, limit: int) -> str:
+def parameters_line(request: DrawRequest, lang: Lang, drawn: Drawn | None = None) -> str:
+    """The parameters that reproduce the picture, without the options the service did not use, and with the size
+    a ratio-based service drew at."""
+    drawn = drawn or Drawn()
+    values = shown(request, lang)
+    if drawn.size is not None:
+        values["size"] = t(lang, "caption.drawn", drawn=drawn.size, ratio=drawn.ratio, size=values["size"])
+    parts = [t(lang, f"caption.part.{name}", **values) for name in CAPTION_PARTS if name not in drawn.unused]
+    return " · ".join(parts)
+
+
+def caption(request: DrawRequest, lang: Lang, *, limit: int, drawn: Drawn | None = None) -> str:
     """Prompt, negative prompt and parameters in at most ``limit`` characters: the parameters line is kept
     whole (it is what reproduces the image); the prompt texts are cut with an ellipsis to make room."""
-    params = parameters_line(request, lang)
+    params = parameters_line(request, lang, drawn)
     negative = t(lang, "caption.negative", negative=request.negative_prompt) if request.negative_prompt else ""
     budget = limit - len(params) - 1
     prompt = _cut(request.prompt, max(budget - (len(negative) + 1 if negative else 0), budget // 2))
