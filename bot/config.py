@@ -15,7 +15,16 @@ import httpx
 from bot.errors import ConfigError
 from bot.messages.i18n import LANGUAGES, Lang, Msg
 
-BACKENDS: tuple[str, ...] = ("placeholder", "qianfan", "stability", "modelslab", "bedrock", "a1111")
+BACKENDS: tuple[str, ...] = (
+    "placeholder",
+    "qianfan",
+    "stability",
+    "modelslab",
+    "bedrock",
+    "a1111",
+    "comfyui",
+    "openai",
+)
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 Parser = Callable[[str, str], Any]  # (variable name, raw text) -> value
@@ -182,6 +191,21 @@ def admin_list(name: str, raw: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def sizes(name: str, raw: str) -> tuple[str, ...]:
+    """``1024x1024,1536x1024`` -> the sizes, each ``WIDTHxHEIGHT`` with sides from 64 to 4096."""
+    out = []
+    for item in raw.replace(" ", "").lower().split(","):
+        if not item:
+            continue
+        width, sep, height = item.partition("x")
+        if not (sep and width.isdigit() and height.isdigit() and all(64 <= int(s) <= 4096 for s in (width, height))):
+            raise _invalid(name, raw, Msg("config.expect.sizes"))
+        out.append(f"{int(width)}x{int(height)}")
+    if not out:
+        raise _invalid(name, raw, Msg("config.expect.sizes"))
+    return tuple(dict.fromkeys(out))
+
+
 def path(_name: str, raw: str) -> Path:
     return Path(raw.strip()).expanduser()
 
@@ -228,7 +252,8 @@ class Settings:
     backend: str = var(
         "SDBOT_BACKEND",
         "placeholder",
-        "Image service: placeholder (offline test images), qianfan, stability, modelslab, bedrock or a1111.",
+        "Image service: placeholder (offline test images), qianfan, stability, modelslab, bedrock, a1111, comfyui or "
+        "openai (any service that follows OpenAI's images API).",
         choice(*BACKENDS),
     )
     db: Path | str = var(
@@ -277,7 +302,18 @@ class Settings:
     qianfan_secret_key: str | None = var(
         "QIANFAN_SECRET_KEY", None, "Baidu Qianfan Secret Key (client_secret).", secret=True
     )
-    qianfan_base_url: str = var("QIANFAN_BASE_URL", "https://aip.baidubce.com", "Qianfan API base URL.", url)
+    qianfan_base_url: str | None = var(
+        "QIANFAN_BASE_URL",
+        None,
+        "Qianfan API base URL (unset: https://qianfan.baidubce.com for a v2 API key, https://aip.baidubce.com for "
+        "an API Key and Secret Key pair).",
+        _OPTIONAL_URL,
+    )
+    qianfan_model: str = var(
+        "QIANFAN_MODEL",
+        "irag-1.0",
+        "Qianfan v2 model (with a bce-v3/ API key): irag-1.0, flux.1-schnell, or a service you deployed there.",
+    )
     stability_api_key: str | None = var("STABILITY_API_KEY", None, "Stability AI API key.", secret=True)
     stability_base_url: str = var("STABILITY_BASE_URL", "https://api.stability.ai", "Stability AI API base URL.", url)
     stability_model: str | None = var(
@@ -333,6 +369,30 @@ class Settings:
     )
     bedrock_endpoint_url: str | None = var(
         "BEDROCK_ENDPOINT_URL", None, "Override the Bedrock runtime endpoint (VPC endpoints, tests).", _OPTIONAL_URL
+    )
+    openai_api_key: str | None = var(
+        "OPENAI_API_KEY", None, "API key of the OpenAI-compatible images service (SDBOT_BACKEND=openai).", secret=True
+    )
+    openai_base_url: str = var(
+        "OPENAI_BASE_URL",
+        "https://api.openai.com/v1",
+        "Base URL of the OpenAI-compatible service, up to /v1 (DeepInfra: https://api.deepinfra.com/v1/openai).",
+        url,
+    )
+    openai_model: str = var("OPENAI_MODEL", "gpt-image-1.5", "Model of the OpenAI-compatible images service.")
+    openai_sizes: tuple[str, ...] = var(
+        "OPENAI_SIZES",
+        None,
+        "Sizes the OpenAI-compatible model draws, e.g. 1024x1024,1536x1024 (unset: by the model; gpt-image: "
+        "1024x1024,1536x1024,1024x1536; other models: every /draw size); other sizes are drawn at the nearest ratio.",
+        _optional(sizes),
+    )
+    max_download: int = var(
+        "SDBOT_MAX_DOWNLOAD",
+        "20971520",
+        "Largest picture (bytes) downloaded from a link an image service answers with (Qianfan v2, OpenAI-compatible "
+        "services, ComfyUI).",
+        integer(1, 1 << 31),
     )
     a1111_url: str | None = var(
         "A1111_URL",

@@ -16,11 +16,12 @@ __all__ = ["REGISTRY", "Backend", "CheckReport", "GeneratedImage", "ProgressCall
 # SDBOT_BACKEND value -> "module:Class", or "module:function" for a service whose settings choose between APIs
 REGISTRY: dict[str, str] = {
     "placeholder": "bot.backends.placeholder:PlaceholderBackend",
-    "qianfan": "bot.backends.qianfan:QianfanBackend",
+    "qianfan": "bot.backends.qianfan_v2:qianfan_backend",
     "stability": "bot.backends.stability_v2:stability_backend",
     "bedrock": "bot.backends.bedrock:BedrockBackend",
     "modelslab": "bot.backends.modelslab:ModelsLabBackend",
     "a1111": "bot.backends.a1111:A1111Backend",
+    "openai": "bot.backends.openai_images:OpenAIImagesBackend",
 }
 
 

@@ -17,13 +17,13 @@ from PIL import Image
 
 from bot.backends import images
 from bot.backends.base import CheckReport, Finding, GeneratedImage, ProgressCallback
+from bot.backends.download import download
 from bot.backends.http import (
     RETRYABLE_TRANSPORT,
     RetryPolicy,
     parse_json,
     retry_after_header,
     send,
-    transport_error,
     wait_seconds,
 )
 from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
@@ -54,7 +54,6 @@ _QUOTA_WORDS = ("credit", "balance", "subscription", "upgrade your plan", "limit
 # Worth another attempt: ModelsLab's own "Failed, Try Again", a gateway that had no answer, an output file
 # not uploaded yet.
 _TRANSIENT = frozenset({"failed", "http_502", "http_503", "http_504", "not_ready"})
-_DOWNLOAD_CHUNK = 64 * 1024
 # What a fetch of a bogus job id answers once the key is accepted: "Request not found", or a generic error.
 _ANSWERED_ABOUT_THE_ID = frozenset({"request_not_found", "error", "failed"})
 
@@ -317,44 +316,9 @@ class ModelsLabBackend(HttpBackend):
         return _Download(data, info, blank)
 
     async def _download(self, url: str) -> list[bytes]:
-        """GET an output URL, streaming, refusing anything but absolute http(s) and anything past the cap."""
-        try:
-            target = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError):
-            raise BackendError("backend_bad_image", provider=PROVIDER, reason="url", found="invalid") from None
-        if target.scheme not in ("http", "https") or not target.host:
-            raise BackendError("backend_bad_image", provider=PROVIDER, reason="url", found=target.scheme or "relative")
-        try:
-            # One budget for the whole body: the client's read timeout alone restarts with every chunk.
-            async with asyncio.timeout(self._timeout):
-                return await self._stream(target)
-        except TimeoutError:
-            raise BackendError("backend_timeout", provider=PROVIDER, reason="download") from None
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, PROVIDER) from None
-
-    async def _stream(self, target: httpx.URL) -> list[bytes]:
-        # Output files live on a CDN that may redirect; httpx itself refuses non-http(s) redirect targets.
-        headers = {"Accept": "image/*"}
-        async with self._client.stream("GET", target, headers=headers, follow_redirects=True) as response:
-            if response.status_code == 404:
-                # The seed's "future links" answer 404 until the file is uploaded.
-                raise BackendError("backend_unavailable", provider=PROVIDER, provider_code="not_ready")
-            if response.status_code != 200:
-                raise BackendError(
-                    "backend_unavailable", provider=PROVIDER, provider_code=f"http_{response.status_code}"
-                )
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > self._max_download:
-                raise BackendError("backend_bad_image", provider=PROVIDER, reason="too_large", found=declared)
-            chunks: list[bytes] = []
-            total = 0
-            async for chunk in response.aiter_bytes(_DOWNLOAD_CHUNK):
-                total += len(chunk)
-                if total > self._max_download:
-                    raise BackendError("backend_bad_image", provider=PROVIDER, reason="too_large", found=f">{total}")
-                chunks.append(chunk)
-        return chunks
+        """GET an output URL; the seed's "future links" answer 404 until the file is uploaded (``not_ready``)."""
+        cap, budget = self._max_download, self._timeout
+        return await download(self._client, url, provider=PROVIDER, max_bytes=cap, budget=budget, missing="not_ready")
 
     # -- check -------------------------------------------------------------------------------------------
 

@@ -101,7 +101,7 @@ class QianfanBackend(HttpBackend):
         return {
             "api_key": settings.qianfan_api_key,
             "secret_key": settings.qianfan_secret_key,
-            "base_url": settings.qianfan_base_url,
+            "base_url": settings.qianfan_base_url or DEFAULT_BASE_URL,
         }
 
     async def aclose(self) -> None:
