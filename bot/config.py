@@ -394,6 +394,31 @@ class Settings:
         "services, ComfyUI).",
         integer(1, 1 << 31),
     )
+    comfyui_url: str | None = var(
+        "COMFYUI_URL",
+        None,
+        "ComfyUI server base URL, e.g. http://127.0.0.1:8188 (a user:password@ for a proxy in front is a secret).",
+        _OPTIONAL_URL,
+    )
+    comfyui_workflow: Path | None = var(
+        "COMFYUI_WORKFLOW",
+        None,
+        "An API-format workflow file (ComfyUI: Workflow > Export (API)) to draw with; unset: the shipped SDXL "
+        "text-to-image workflow.",
+        _optional(path),
+    )
+    comfyui_bindings: str | None = var(
+        "COMFYUI_BINDINGS",
+        None,
+        "Which input of COMFYUI_WORKFLOW takes each value, as role=node.input pairs, e.g. "
+        "prompt=6.text,negative=7.text,seed=3.seed,steps=3.steps,cfg=3.cfg,sampler=3.sampler_name,"
+        "scheduler=3.scheduler,width=5.width,height=5.height,batch=5.batch_size (unset: found from the one KSampler).",
+    )
+    comfyui_checkpoint: str | None = var(
+        "COMFYUI_CHECKPOINT",
+        None,
+        "Checkpoint file the workflow loads, e.g. sd_xl_base_1.0.safetensors (unset: the workflow's own).",
+    )
     a1111_url: str | None = var(
         "A1111_URL",
         None,

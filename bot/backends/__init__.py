@@ -21,6 +21,7 @@ REGISTRY: dict[str, str] = {
     "bedrock": "bot.backends.bedrock:BedrockBackend",
     "modelslab": "bot.backends.modelslab:ModelsLabBackend",
     "a1111": "bot.backends.a1111:A1111Backend",
+    "comfyui": "bot.backends.comfyui.backend:ComfyUIBackend",
     "openai": "bot.backends.openai_images:OpenAIImagesBackend",
 }
 
