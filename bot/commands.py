@@ -235,6 +235,9 @@ class Commands:
             f"{names[key]} ({key}) {images}" if key in names else f"{key} {images}" for key, images in stats.busiest
         ]
         failures = [f"{code} ×{count}" for code, count in stats.failures]
+        services = [
+            t(lang, "cmd.stats.service", name=name, jobs=jobs, images=images) for name, jobs, images in stats.services
+        ]
         counts = {status: stats.jobs.get(status, 0) for status in STATUSES}
         lines = [
             t(lang, "cmd.stats.title", day=stats.day, zone=self._settings.quota_tz.key),
@@ -242,6 +245,7 @@ class Commands:
             t(lang, "cmd.stats.images", delivered=stats.images_delivered, charged=stats.images_charged),
             t(lang, "cmd.stats.failures", failures=failures or None),
             t(lang, "cmd.stats.busiest", users=busiest or None),
+            t(lang, "cmd.stats.services", services=services or None),
         ]
         return "\n".join(lines)
 

@@ -191,6 +191,15 @@ def admin_list(name: str, raw: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def service_names(name: str, raw: str) -> tuple[str, ...]:
+    """``gpu1,gpu2,paid`` -> the names, lowercase: letters, digits and ``_``, starting with a letter, no repeats."""
+    names = [item.strip().lower() for item in raw.split(",") if item.strip()]
+    valid = all(item[0].isalpha() and item.replace("_", "").isalnum() and item.isascii() for item in names)
+    if not names or not valid or len(set(names)) != len(names):
+        raise _invalid(name, raw, Msg("config.expect.service_names"))
+    return tuple(names)
+
+
 def sizes(name: str, raw: str) -> tuple[str, ...]:
     """``1024x1024,1536x1024`` -> the sizes, each ``WIDTHxHEIGHT`` with sides from 64 to 4096."""
     out = []
@@ -255,6 +264,15 @@ class Settings:
         "Image service: placeholder (offline test images), qianfan, stability, modelslab, bedrock, a1111, comfyui or "
         "openai (any service that follows OpenAI's images API).",
         choice(*BACKENDS),
+    )
+    backends: tuple[str, ...] = var(
+        "SDBOT_BACKENDS",
+        None,
+        "Several image services as one pool, by names you choose, e.g. gpu1,gpu2,paid (unset: SDBOT_BACKEND alone). "
+        "Each member reads every variable with its name as a prefix first: GPU1_SDBOT_BACKEND=comfyui, "
+        "GPU1_COMFYUI_URL=..., GPU1_SDBOT_BACKEND_CONCURRENCY=1; a member named like a service (comfyui, stability) "
+        "is that service.",
+        _optional(service_names),
     )
     db: Path | str = var(
         "SDBOT_DB",
@@ -532,6 +550,8 @@ class Settings:
 
     # Which variables were actually set (by the environment or .env), e.g. to warn about the placeholder.
     explicit: frozenset[str] = field(default=frozenset(), metadata={})
+    # Every variable as read (environment over .env): a pool's members read theirs with their own prefix.
+    environ: Mapping[str, str] = field(default_factory=dict, metadata={}, repr=False, compare=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
@@ -554,7 +574,7 @@ class Settings:
             else:
                 raw = meta["default"]
             kwargs[f.name] = None if raw is None else meta["parse"](meta["env"], raw)
-        return cls(**kwargs, explicit=frozenset(explicit))
+        return cls(**kwargs, explicit=frozenset(explicit), environ=values)
 
     def secrets(self) -> list[str]:
         """The values of every secret variable that is set, and the userinfo of every URL setting that has

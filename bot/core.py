@@ -32,6 +32,7 @@ from bot.jobs.scheduler import Scheduler
 from bot.jobs.sending import Fenced
 from bot.jobs.shared import SharedScheduler
 from bot.messages.i18n import Lang, Msg
+from bot.messages.presentation import edit_command
 from bot.observe.metrics import Metrics
 from bot.quotas.admission import Quotas
 from bot.quotas.rules import Admission, AlreadyAdmitted
@@ -78,17 +79,18 @@ class Core:
         self.storage = storage
         self.clock = clock
         self.jobs = storage.jobs
+        self.slots = backend.slots or settings.backend_concurrency  # generations at once
         self.quotas = Quotas(storage, settings, clock)
         self.directory = Directory(storage, settings.lang)
         self.inbox = Inbox(storage, clock)  # platform events kept until handled (see bot.chats.inbox)
         self.commands = Commands(settings, self.quotas, storage, self.directory)
         self.scheduler: Scheduler | SharedScheduler
         if storage.queue is None:  # one process: the queue in its memory
-            self.scheduler = Scheduler(backend.name, settings.backend_concurrency, self._run, self._on_position)
+            self.scheduler = Scheduler(backend.name, self.slots, self._run, self._on_position)
         else:  # any number of processes: the queue in the database
             self.scheduler = SharedScheduler(
                 storage.queue,
-                settings.backend_concurrency,
+                self.slots,
                 self._attempt,
                 self._take_over,
                 self._on_place,
@@ -99,7 +101,7 @@ class Core:
                 renew_also=self.inbox.renew,
             )
             self.inbox.share(self.scheduler.worker, settings.job_lease)
-        self._deliveries = asyncio.Semaphore(settings.backend_concurrency)  # jobs delivering at once (see _run)
+        self._deliveries = asyncio.Semaphore(self.slots)  # jobs delivering at once (see _run)
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown, monotonic)
         self.metrics = Metrics()
         self._sinks: dict[str, Sink] = {}
@@ -214,6 +216,9 @@ class Core:
             self.metrics.jobs.labels(state).set(today.jobs.get(state, 0))
         self.metrics.queue_depth.set(unfinished.get("queued", 0))
         self.metrics.backend_up.labels(self.backend.name).set(0 if self.breaker.retry_in() is not None else 1)
+        for name, member in self.backend.services().items():  # a pool's members, each with its own breaker
+            self.metrics.backend_up.labels(name).set(1 if member.up else 0)
+            self.metrics.backend_busy.labels(name).set(member.running)
         self.metrics.leader.set(1 if self.leading() else 0)
         return self.metrics.text()
 
@@ -247,6 +252,7 @@ class Core:
             self._require_backend_up()
             caps = await self.backend.capabilities()
             request = validate(compose(text, caps, typed=typed, replied=replied), caps)
+            await self.backend.check_request(request)
             return await self._admit(user, chat, request, route, parent_id=None, origin=origin)
 
     async def again(self, job_id: int, user: UserRef, route: dict[str, Any], *, origin: str | None = None) -> Job:
@@ -260,7 +266,9 @@ class Core:
                 raise SdbotError("job_not_found", job=job_id)
             # The stored request was valid for the backend of its day; check it against today's, unchanged.
             caps = await self.backend.capabilities()
-            request = parse_request(render_command(original.request.with_seed(None), include_defaults=True), caps)
+            text = render_command(original.request.with_seed(None), include_defaults=True, omit=caps.unsupported)
+            request = parse_request(text, caps)
+            await self.backend.check_request(request)
             chat = ChatRef(original.platform, original.chat.split(":", 1)[1], original.group_chat)
             return await self._admit(user, chat, request, route, parent_id=original.id, origin=origin)
 
@@ -308,6 +316,16 @@ class Core:
         if job is None or job.platform != user.platform or not (job.user == user.key or job.chat == chat.key):
             raise SdbotError("job_not_found", job=job_id)
         return job
+
+    async def edit_text(self, job_id: int, user: UserRef, chat: ChatRef) -> str:
+        """The whole ``/draw`` text of the job Edit shows (see :meth:`shown_job`), without the options today's
+        service does not take."""
+        job = await self.shown_job(job_id, user, chat)
+        try:
+            omit = (await self.backend.capabilities()).unsupported
+        except SdbotError:  # the service cannot tell now: show every option
+            omit = frozenset()
+        return edit_command(job.seeded_request, omit)
 
     async def capabilities(self) -> Capabilities:
         """What the image service accepts (raises :class:`~bot.errors.BackendError` when it cannot tell)."""
@@ -449,7 +467,7 @@ class Core:
         if job.backend != self.backend.name:
             try:
                 caps = await self.backend.capabilities()
-                parse_request(render_command(job.seeded_request, include_defaults=True), caps)
+                parse_request(render_command(job.seeded_request, include_defaults=True, omit=caps.unsupported), caps)
             except (DrawError, BackendError) as exc:
                 await self._fail(job, exc, refund=True, background=True)
                 return
@@ -476,12 +494,13 @@ class Core:
         settled = False
         began: float | None = None  # when the generation was sent
 
-        def settle(error: SdbotError | None) -> None:
+        def settle(error: SdbotError | None, service: str | None = None) -> None:
             nonlocal settled
             settled = True
             if began is not None:
                 outcome = "ok" if error is None else "failed"
-                self.metrics.generation.labels(self.backend.name, outcome).observe(time.monotonic() - began)
+                label = service or self.backend.name  # a pool's member, where one drew it
+                self.metrics.generation.labels(label, outcome).observe(time.monotonic() - began)
             if self.breaker.record(error, trial=trial):
                 log.warning(
                     "image service %s marked down for %ss after repeated failures (last: %s)",
@@ -517,7 +536,8 @@ class Core:
                 settle(internal)
                 await self._fail(job, internal, refund=True)
                 return
-            settle(None)  # before delivery: a slow upload must not hold up the jobs waiting on a trial
+            # Before delivery: a slow upload must not hold up the jobs waiting on a trial.
+            settle(None, generation.drawn.service)
             # Delivery (an upload: seconds on a slow link) needs no image service, so the job's slot goes to
             # the next job once this one holds a place to deliver in. Those are as many as the slots: uploads
             # at once, and finished pictures held waiting for one, stay bounded while the service keeps busy.
@@ -578,9 +598,9 @@ class Core:
         # choice) those its content filter withheld. The sinks told the user so.
         refunded = generation.missing + (filtered if self.settings.refund_filtered else 0)
         charged = min(job.charged, max(0, job.charged - refunded))
-        await self.jobs.finish(
-            job.id, delivered=len(generation.images) - filtered, charged=charged, attempt=job.attempts
-        )
+        delivered = len(generation.images) - filtered
+        service = generation.drawn.service
+        await self.jobs.finish(job.id, delivered=delivered, charged=charged, attempt=job.attempts, service=service)
         self.metrics.deliveries.labels(job.platform).inc()
         self._active.pop(job.id, None)
         log.info("job %s done: %s image(s) delivered", job.id, len(generation.images) - filtered)

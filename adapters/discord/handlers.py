@@ -22,7 +22,6 @@ from bot.draw.grammar import OptionValue, strip_command
 from bot.errors import SdbotError
 from bot.jobs.job import Job
 from bot.messages.i18n import Lang, render_error, t
-from bot.messages.presentation import edit_command
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +70,12 @@ class Handlers:
         if not await self._serving(interaction):
             return
         try:
-            job = await self.core.shown_job(job_id, user_ref(interaction), chat_ref(interaction))
+            text = await self.core.edit_text(job_id, user_ref(interaction), chat_ref(interaction))
         except SdbotError as exc:
             await reply(interaction, render_error(exc, lang_of(self.core, interaction)))
             return
         lang = lang_of(self.core, interaction)
-        command = strip_command(edit_command(job.seeded_request)).strip()
+        command = strip_command(text).strip()
         await interaction.response.send_modal(edit_form(command, lang))
 
     async def _admit(self, interaction: discord.Interaction, submit: Submit) -> None:

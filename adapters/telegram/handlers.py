@@ -18,7 +18,6 @@ from bot.core import Core, DeliveryGone
 from bot.draw.compose import split_command
 from bot.errors import SdbotError
 from bot.messages.i18n import Lang, render_error, t
-from bot.messages.presentation import edit_command
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +140,9 @@ class Handlers:
                 await self.core.again(int(ident), ref, route, origin=f"telegram:query:{query.id}")
                 await self._answer(query)
                 return
-            job = await self.core.shown_job(int(ident), ref, chat_ref(message.chat))
+            text = await self.core.edit_text(int(ident), ref, chat_ref(message.chat))
             await self._answer(query)
-            await self._send_edit(route, edit_command(job.seeded_request), lang)
+            await self._send_edit(route, text, lang)
         except SdbotError as exc:
             await self._answer_error(query, route, render_error(exc, lang))
 

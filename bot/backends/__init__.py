@@ -31,6 +31,10 @@ def create_backend(settings: Settings) -> Backend:
     from bot.errors import ConfigError
     from bot.messages.i18n import Msg
 
+    if settings.backends:
+        from bot.backends.pool import PoolBackend
+
+        return PoolBackend.build(settings, create_backend)
     target = REGISTRY.get(settings.backend)
     if target is None:
         raise ConfigError(

@@ -30,6 +30,17 @@ class GeneratedImage:
     height: int
     seed: int | None = None
     filtered: bool = False  # the provider's safety filter replaced or blanked it
+    ratio: str | None = None  # drawn at this aspect ratio, the size the service's own (bot.draw.shape)
+    service: str | None = None  # the pool's member that drew it (bot.backends.pool)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceState:
+    """One of a pool's services now: generations running, its slots, and whether its breaker lets jobs in."""
+
+    running: int
+    slots: int
+    up: bool
 
 
 # One thing ``sdbot check`` found: plain text, a catalog message, or an error (rendered like users see it).
@@ -50,6 +61,8 @@ class Backend(ABC):
     """An image service. Instances hold one ``httpx.AsyncClient`` (where they talk HTTP) for their life."""
 
     name: ClassVar[str]
+    # Generations at once, when the backend knows better than SDBOT_BACKEND_CONCURRENCY (a pool: its members' sum).
+    slots: int | None = None
 
     @classmethod
     @abstractmethod
@@ -66,6 +79,18 @@ class Backend(ABC):
     ) -> list[GeneratedImage]:
         """Generate ``request.n`` images. ``request.seed`` is always set by the caller. ``user`` is an opaque
         stable hash of the platform user (never the raw id). Failures raise :class:`bot.errors.BackendError`."""
+
+    async def capabilities_of(self, service: str | None) -> Capabilities:
+        """What the service that drew a picture accepts: this backend's own, or a pool member's."""
+        return await self.capabilities()
+
+    def services(self) -> dict[str, ServiceState]:
+        """A pool's members by name (for ``/metrics``); a single service has none."""
+        return {}
+
+    async def check_request(self, request: DrawRequest) -> None:  # noqa: B027 - most backends take any valid one
+        """Raise ``DrawError`` when no service here can draw ``request`` though each of its values is offered by
+        one (a pool whose members differ). Called at admission, after validation."""
 
     @abstractmethod
     async def check(self) -> CheckReport:

@@ -27,6 +27,7 @@ from bot.backends.http import (
     wait_seconds,
 )
 from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
+from bot.draw.shape import nearest_ratio
 from bot.errors import BackendError, ConfigError
 from bot.messages.i18n import Msg
 from bot.process import cpu, redact
@@ -378,5 +379,6 @@ def _pictures(data: Any, request: DrawRequest) -> list[GeneratedImage]:
             request.height,
             seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
             filtered=filtered,
+            ratio=nearest_ratio(request.width, request.height),
         )
     ]

@@ -157,9 +157,10 @@ class OpenAIImagesBackend(HttpBackend):
         if not isinstance(items, list) or not items:
             raise BackendError("backend_unavailable", provider=self.provider, reason="no_images")
         out = []
+        ratio = nearest_ratio(request.width, request.height, tuple(self._by_ratio)) if self._by_ratio else None
         for item in items:
             raw = await self._picture(item)
-            out.append(GeneratedImage(raw, sniff_format(raw), request.width, request.height))
+            out.append(GeneratedImage(raw, sniff_format(raw), request.width, request.height, ratio=ratio))
         return out
 
     async def _picture(self, item: Any) -> bytes:

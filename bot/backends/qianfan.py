@@ -182,7 +182,8 @@ class QianfanBackend(HttpBackend):
         self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
     ) -> list[GeneratedImage]:
         assert request.seed is not None, "the caller draws the seed"
-        payload = {k: v for k, v in request.to_dict().items() if v is not None}
+        # The seed document's fields only: a pool's --model names our service, not one of Baidu's.
+        payload = {k: v for k, v in request.to_dict().items() if v is not None and k != "model"}
         payload["user_id"] = user  # already a stable hash of the platform user, never the raw id
         data = await self._retry.run(lambda: self._call(payload), _retryable)
         # Decoding megabytes of base64 is CPU work: off the event loop.

@@ -117,6 +117,7 @@ class StabilityV2Backend(HttpBackend):
             request.height,
             seed=int(seed) if seed.isdigit() else None,
             filtered=finish == stable_image.FILTERED,
+            ratio=fields["aspect_ratio"],
         )
 
     async def check(self) -> CheckReport:

@@ -240,7 +240,7 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     token that is set (nothing is sent to any chat). Exit 0 when every probe passed, 1 when one failed (a
     service or platform refused or unreachable), 3 when the configuration itself is invalid."""
     lang: Lang = resolve_language(args.lang, None, settings.lang)
-    print(t(lang, "check.backend", backend=settings.backend))
+    print(t(lang, "check.backend", backend=", ".join(settings.backends) if settings.backends else settings.backend))
     try:
         backend = create_backend(settings)
         async with backend:

@@ -29,6 +29,7 @@ class Capabilities:
     # at the nearest of these, and the caption says which (see bot.draw.shape).
     aspect_ratios: tuple[str, ...] = ()
     unsupported: frozenset[str] = frozenset()  # option names the service does not take (steps, sampler, cfg)
+    models: tuple[str, ...] = ()  # a pool's services, which --model picks from (bot.backends.pool)
 
 
 # The seed document's own capabilities: what the placeholder backend and Qianfan accept.

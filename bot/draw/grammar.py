@@ -226,12 +226,13 @@ def render_value(text: str) -> str:
     return quote(text) if _needs_quotes(text) else text
 
 
-def render_command(request: DrawRequest, *, include_defaults: bool = False) -> str:
-    """``/draw`` text that :func:`parse` + validation turn back into ``request``."""
+def render_command(request: DrawRequest, *, include_defaults: bool = False, omit: frozenset[str] = frozenset()) -> str:
+    """``/draw`` text that :func:`parse` + validation turn back into ``request``, without the options in ``omit``
+    (those the service does not take: their values are the request's defaults, unused)."""
     parts = ["/draw", render_value(request.prompt)]
     for option in sorted(OPTIONS, key=lambda o: o.kind != "text"):  # free text first, right after the prompt
         value = getattr(request, option.field)
-        if value is None or (not include_defaults and value == option.default):
+        if value is None or option.name in omit or (not include_defaults and value == option.default):
             continue
         text = as_typed(value)
         written = render_value(text) if option.kind == "text" else quote(text) if " " in text else text

@@ -48,6 +48,8 @@ class Option:
 
     def fallback(self, caps: Capabilities) -> OptionValue | None:
         """The value when none is given: the default, unless this backend does not offer it (then its first)."""
+        if self.default is None:  # no value is a choice of its own (--model: whichever service is free)
+            return None
         offered = self.choices(caps) if self.offered else ()
         return offered[0] if offered and self.default not in offered else self.default
 
@@ -146,6 +148,17 @@ OPTIONS: tuple[Option, ...] = (
         aliases=("negative-prompt", "negative_prompt", "neg", "no"),
         requires=lambda c: c.negative_prompt,
         length=lambda c: c.negative_max,
+    ),
+)
+OPTIONS += (
+    Option(
+        "model",
+        "model",
+        "choice",
+        zh="模型",
+        example="--model gpu1",
+        offered=lambda c: c.models,
+        requires=lambda c: bool(c.models),
     ),
 )
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}

@@ -25,6 +25,7 @@ class DrawRequest:
     seed: int | None = None
     cfg_scale: float = 5.0
     style: str = params.DEFAULT_STYLE
+    model: str | None = None  # one of a pool's services, by the operator's name for it (--model)
 
     @property
     def width(self) -> int:
@@ -38,8 +39,12 @@ class DrawRequest:
         return dataclasses.replace(self, seed=seed)
 
     def to_dict(self) -> dict[str, Any]:
-        """The seed document's JSON body (without ``user_id``), key order as documented (the fields' order)."""
-        return dataclasses.asdict(self)
+        """The seed document's JSON body (without ``user_id``), key order as documented (the fields' order); ``model``
+        (ours: a pool's service) only when one was chosen."""
+        data = dataclasses.asdict(self)
+        if data["model"] is None:
+            del data["model"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))

@@ -38,3 +38,4 @@ class Drawn:
     size: str | None = None  # "1344x768", when the service drew another size than the request's
     ratio: str | None = None  # "16:9", the ratio it was asked for
     unused: frozenset[str] = frozenset()  # option names (steps, sampler, cfg...) the service ignores
+    service: str | None = None  # the pool's member that drew it

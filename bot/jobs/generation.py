@@ -13,7 +13,7 @@ from bot.backends.base import Backend, GeneratedImage, ProgressCallback
 from bot.draw.capabilities import Capabilities
 from bot.draw.params import SEED_RANGE
 from bot.draw.request import DrawRequest
-from bot.draw.shape import Drawn, matches_ratio, nearest_ratio
+from bot.draw.shape import Drawn, matches_ratio
 from bot.errors import BackendError
 from bot.process import cpu
 
@@ -68,30 +68,33 @@ async def generate(
         log.warning("%s returned %s pictures for n=%s; keeping the first %s", backend.name, len(result), request.n,
                     request.n)  # fmt: skip
         result = result[: request.n]
-    caps = await backend.capabilities()
-    ratio = nearest_ratio(request.width, request.height, caps.aspect_ratios) if caps.aspect_ratios else None
     # Pillow, off the loop: one call for every picture
-    result = await cpu.run(_inspect_all, result, None if ratio else (request.width, request.height), ratio)
+    result = await cpu.run(_inspect_all, result, (request.width, request.height))
     if all(image.filtered for image in result):
         raise BackendError("content_filtered")
-    return Generation(request, result, _drawn(request, result, ratio, caps))
+    caps = await backend.capabilities_of(result[0].service)
+    return Generation(request, result, _drawn(request, result, caps))
 
 
-def _inspect_all(
-    result: list[GeneratedImage], expected: tuple[int, int] | None, ratio: str | None
-) -> list[GeneratedImage]:
-    """The pictures, each checked, with the size it really has (a ratio-based service chooses it)."""
+def _inspect_all(result: list[GeneratedImage], expected: tuple[int, int]) -> list[GeneratedImage]:
+    """The pictures, each checked, with the size it really has (a service that draws at a ratio chooses it: then
+    the ratio is checked instead of the size)."""
     out = []
     for image in result:
-        info = images.inspect(image.data, expected)
-        if ratio is not None and not matches_ratio(info.width, info.height, ratio):
+        info = images.inspect(image.data, None if image.ratio else expected)
+        if image.ratio is not None and not matches_ratio(info.width, info.height, image.ratio):
             raise BackendError("backend_bad_image", reason="wrong_size", found=f"{info.width}x{info.height}")
         out.append(dataclasses.replace(image, width=info.width, height=info.height))
     return out
 
 
-def _drawn(request: DrawRequest, result: list[GeneratedImage], ratio: str | None, caps: Capabilities) -> Drawn:
+def _drawn(request: DrawRequest, result: list[GeneratedImage], caps: Capabilities) -> Drawn:
     first = result[0]
     size = f"{first.width}x{first.height}"
-    changed = ratio is not None and size != request.size
-    return Drawn(size=size if changed else None, ratio=ratio if changed else None, unused=caps.unsupported)
+    changed = first.ratio is not None and size != request.size
+    return Drawn(
+        size=size if changed else None,
+        ratio=first.ratio if changed else None,
+        unused=caps.unsupported,
+        service=first.service,
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bot.draw.request import DrawRequest
@@ -69,6 +69,7 @@ class DayStats:
     images_charged: int
     failures: list[tuple[str, int]]  # error code -> count, most frequent first
     busiest: list[tuple[str, int]]  # user key -> images charged, most first
+    services: list[tuple[str, int, int]] = field(default_factory=list)  # backend -> jobs, images done
 
 
 @dataclass(frozen=True, slots=True)

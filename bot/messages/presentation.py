@@ -46,6 +46,8 @@ def parameters_line(request: DrawRequest, lang: Lang, drawn: Drawn | None = None
     if drawn.size is not None:
         values["size"] = t(lang, "caption.drawn", drawn=drawn.size, ratio=drawn.ratio, size=values["size"])
     parts = [t(lang, f"caption.part.{name}", **values) for name in CAPTION_PARTS if name not in drawn.unused]
+    if drawn.service is not None:  # a pool's member: which of the operator's services drew it
+        parts.append(t(lang, "caption.part.service", service=drawn.service))
     return " · ".join(parts)
 
 
@@ -64,9 +66,10 @@ def caption(request: DrawRequest, lang: Lang, *, limit: int, drawn: Drawn | None
     return text if len(text) <= limit else _cut(text, limit)
 
 
-def edit_command(request: DrawRequest) -> str:
-    """The whole ``/draw`` text that reproduces ``request``, seed included, for the user to copy and change."""
-    return render_command(request, include_defaults=True)
+def edit_command(request: DrawRequest, omit: frozenset[str] = frozenset()) -> str:
+    """The whole ``/draw`` text that reproduces ``request``, seed included, for the user to copy and change; without
+    the options in ``omit`` (the service's unsupported ones, which sent back would be refused)."""
+    return render_command(request, include_defaults=True, omit=omit)
 
 
 def _cut(text: str, limit: int) -> str:

@@ -22,6 +22,8 @@ class Metrics:
         )  # fmt: skip
         self.backend_up = Gauge("sdbot_backend_up", "1 while the image service is not marked down.", ["backend"],
                                 registry=r)  # fmt: skip
+        self.backend_busy = Gauge("sdbot_backend_busy", "Generations running now on each service of a pool.",
+                                  ["backend"], registry=r)  # fmt: skip
         self.refusals = Counter("sdbot_refusals", "Requests refused before anything was queued, by reason.",
                                 ["reason"], registry=r)  # fmt: skip
         self.deliveries = Counter("sdbot_deliveries", "Jobs whose pictures this process delivered.", ["platform"],

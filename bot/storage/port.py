@@ -43,8 +43,8 @@ class JobRecords(Protocol):
     async def delivering(self, job_id: int, attempt: int) -> bool: ...  # its pictures are about to be sent
     async def requeue(self, job_id: int) -> Job | None: ...  # running -> queued (a dead process's job)
     async def finish(
-        self, job_id: int, *, delivered: int, charged: int, attempt: int | None = None
-    ) -> bool: ...  # charged only goes down
+        self, job_id: int, *, delivered: int, charged: int, attempt: int | None = None, service: str | None = None
+    ) -> bool: ...  # charged only goes down; ``service``: the pool's member that drew it, kept as its backend
     async def fail(self, job_id: int, code: str, *, refund: bool, attempt: int | None = None) -> Job | None: ...
     async def cancel(self, job_id: int, *, owner: str | None) -> Job | None: ...  # queued only; refunded
     async def cancel_all(self, owner: str) -> list[Job]: ...  # every queued job of ``owner``, by id

@@ -101,11 +101,14 @@ class PostgresJobs(PortableJobs):
             (job_id,),
         )
 
-    async def finish(self, job_id: int, *, delivered: int, charged: int, attempt: int | None = None) -> bool:
+    async def finish(
+        self, job_id: int, *, delivered: int, charged: int, attempt: int | None = None, service: str | None = None
+    ) -> bool:
         row = await self._db.fetchone(
-            "UPDATE jobs SET status = 'done', delivered = $1, charged = LEAST(charged, $2), finished_at = $3 "
+            "UPDATE jobs SET status = 'done', delivered = $1, charged = LEAST(charged, $2), finished_at = $3, "
+            "backend = COALESCE($6::text, backend) "
             "WHERE id = $4 AND status = 'running' AND ($5::bigint IS NULL OR attempts = $5) RETURNING id",
-            (delivered, charged, self._clock(), job_id, attempt),
+            (delivered, charged, self._clock(), job_id, attempt, service),
         )
         return row is not None
 
@@ -143,6 +146,11 @@ class PostgresJobs(PortableJobs):
             "GROUP BY user_key HAVING sum(charged) > 0 ORDER BY images DESC, user_key LIMIT $3",
             (day, chat, top),
         )
+        services = await self._db.fetchall(
+            f"SELECT backend, count(*) AS n, sum(delivered) AS images FROM jobs WHERE {where} AND status = 'done' "
+            "GROUP BY backend ORDER BY backend",
+            (day, chat),
+        )
         return DayStats(
             day=day,
             jobs={r["status"]: int(r["n"]) for r in by_status},
@@ -150,4 +158,5 @@ class PostgresJobs(PortableJobs):
             images_charged=sum(int(r["charged"] or 0) for r in by_status),
             failures=[(r["error"] or "internal", int(r["n"])) for r in failures],
             busiest=[(r["user_key"], int(r["images"])) for r in busiest],
+            services=[(r["backend"], int(r["n"]), int(r["images"] or 0)) for r in services],
         )

@@ -87,11 +87,14 @@ class SQLiteJobs(PortableJobs):
             (job_id,),
         )
 
-    async def finish(self, job_id: int, *, delivered: int, charged: int, attempt: int | None = None) -> bool:
+    async def finish(
+        self, job_id: int, *, delivered: int, charged: int, attempt: int | None = None, service: str | None = None
+    ) -> bool:
         row = await self._db.fetchone(
-            "UPDATE jobs SET status = 'done', delivered = ?, charged = min(charged, ?), finished_at = ? "
+            "UPDATE jobs SET status = 'done', delivered = ?, charged = min(charged, ?), finished_at = ?, "
+            "backend = coalesce(?, backend) "
             "WHERE id = ? AND status = 'running' AND (? IS NULL OR attempts = ?) RETURNING id",
-            (delivered, charged, self._clock(), job_id, attempt, attempt),
+            (delivered, charged, self._clock(), service, job_id, attempt, attempt),
         )
         return row is not None
 
@@ -130,6 +133,11 @@ class SQLiteJobs(PortableJobs):
             "GROUP BY user_key HAVING images > 0 ORDER BY images DESC, user_key LIMIT :top",
             values,
         )
+        services = await self._db.fetchall(
+            f"SELECT backend, count(*) AS n, sum(delivered) AS images FROM jobs WHERE {where} AND status = 'done' "
+            "GROUP BY backend ORDER BY backend",
+            values,
+        )
         return DayStats(
             day=day,
             jobs={r["status"]: r["n"] for r in by_status},
@@ -137,4 +145,5 @@ class SQLiteJobs(PortableJobs):
             images_charged=sum(r["charged"] or 0 for r in by_status),
             failures=[(r["error"] or "internal", r["n"]) for r in failures],
             busiest=[(r["user_key"], r["images"]) for r in busiest],
+            services=[(r["backend"], r["n"], r["images"] or 0) for r in services],
         )
