@@ -1,6 +1,7 @@
-"""A fake AWS Bedrock runtime serving stability.stable-diffusion-xl-v1, on 127.0.0.1.
+"""A fake AWS Bedrock runtime serving Stability's models, on 127.0.0.1: SDXL v1 (``stability.stable-diffusion-xl-v1``)
+and the current ones, SD3.5 Large, Stable Image Core 1.1 and Stable Image Ultra 1.1.
 
-Wire format (reference: shared/reference/backends.md, seed 003):
+SDXL wire format (reference: shared/reference/backends.md, seed 003):
 
 - ``POST /model/{modelId}/invoke`` (modelId may be percent-encoded, or a foundation-model ARN), JSON body
   like Stability v1: ``{"text_prompts": [{"text", "weight"}], "cfg_scale", "seed", "steps", "width",
@@ -20,6 +21,47 @@ Wire format (reference: shared/reference/backends.md, seed 003):
   ``AccessDeniedException`` 403 for a model in ``denied_models``; ``ValidationException`` 400 for an
   unknown model id or a bad body ("Malformed input request: ..."). Every answer has ``x-amzn-RequestId``.
 
+Current models (reference: backends.md "Current APIs" section 2; AWS user guide pages
+``model-parameters-diffusion-3-5-large``, ``...-stable-image-core-text-image-request-response`` and
+``...-stable-ultra-text-image-request-response``):
+
+- ``stability.sd3-5-large-v1:0``, ``stability.stable-image-core-v1:1``, ``stability.stable-image-ultra-v1:1``
+  (``STABLE_IMAGE_MODELS``), also as an inference profile (``us.``, ``eu.``, ``apac.`` or ``global.`` before the
+  id) and as a foundation-model or inference-profile ARN.
+- JSON body, checked like Bedrock's JSON-schema validator (``check_stable_image_body``): ``prompt`` (required,
+  a string of at most 10000 characters; AWS documents a minimum of 0), ``negative_prompt`` (<= 10000),
+  ``aspect_ratio`` (``ASPECT_RATIOS``, default 1:1), ``seed`` (an integer 0-4294967294, Core 0-4294967295 as its
+  page says; 0 or absent: random), ``output_format`` (jpeg|png, and webp for SD3.5; default png), ``mode``
+  (text-to-image, default, or image-to-image for SD3.5 and Ultra; Core takes text-to-image only), ``image``
+  (base64) and ``strength`` (0-1) with ``mode: image-to-image`` only (both required there, and
+  ``aspect_ratio`` refused, as on v2beta). Ultra's image-to-image on Bedrock is not documented; the fake takes
+  it like SD3.5. Any other key (``cfg_scale``, ``style_preset``, ``text_prompts``...) is extraneous.
+  Violations are ValidationException 400 with everit-style texts: one -> ``"Malformed input request:
+  #: extraneous key [cfg_scale] is not permitted, please reformat your input and try again."`` (others:
+  ``#: required key [prompt] not found``, ``#/aspect_ratio: 4:3 is not a valid enum value``, ``#/seed:
+  expected type: Integer, found: String``, ``#/seed: 4294967295 is not less or equal to 4294967294``,
+  ``#/strength: -1 is not greater or equal to 0``, ``#/prompt: expected maxLength: 10000, actual: 10001``);
+  several -> ``"Malformed input request: 3 schema violations found, please reformat your input and try
+  again."``. An ``image`` that is not base64 of a picture with sides >= 64 px is refused with the same
+  prefix (that wording is the fake's).
+- Success: 200 ``{"seeds": [seed], "finish_reasons": [null], "images": [base64]}``, one picture per call, a
+  real PNG/JPEG/WEBP after ``output_format``, sized by ``aspect_ratio``: SD3.5 and Ultra by ``SD3_SIZES``
+  (~1 MP, 1:1 1024x1024, 16:9 1344x768...), Core by ``CORE_SIZES`` (1:1 1536x1536 as observed, the other ratios
+  the ~1 MP table times 1.5): the tables of ``tests.fakes.stability``. Image-to-image: the entry nearest the
+  input's aspect ratio.
+- Lifecycle: a model in ``retired_models`` answers 404 ResourceNotFoundException ``"This model version has
+  reached the end of its life. Please refer to the AWS documentation for more details."`` (``EOL_MESSAGE``);
+  one in ``legacy_models`` 404 ResourceNotFoundException ``"Access denied. This Model is marked by provider
+  as Legacy and you have not been actively using the model in the last 30 days. Please upgrade to an active
+  model on Amazon Bedrock"`` (``LEGACY_MESSAGE``). Both are checked before ``models``, so a retired id need
+  not be listed there; both default to empty. ``denied_models``: 403 AccessDeniedException ``"You don't have
+  access to the model with the specified model ID."``.
+- Bedrock API keys: with ``api_key="..."``, ``Authorization: Bearer <api_key>`` is accepted instead of a
+  SigV4 signature (SigV4 still works). Any other bearer token (or any bearer token when ``api_key`` is None)
+  -> 403, ``x-amzn-ErrorType: AccessDeniedException`` and body ``{"Message": "Authentication failed: Please
+  make sure your API Key is valid."}`` (capital ``M``: the body users quote from the live service; the error
+  type is what SDKs reported for it; neither is in AWS's documentation).
+
 Usage::
 
     async with FakeBedrock(access_key_id="AKIDEXAMPLE", secret_access_key="secret") as fake:
@@ -29,21 +71,30 @@ Usage::
 
 Constructor: ``FakeBedrock(region="us-east-1", access_key_id="AKIDEXAMPLE",
 secret_access_key="fake-secret", session_token=None, models=MODELS, denied_models=(),
-verify_signature=True, max_clock_skew=300.0)``. With ``verify_signature=False`` only the header's shape is
-checked. With ``session_token`` set, ``X-Amz-Security-Token`` must carry it.
+verify_signature=True, max_clock_skew=300.0, api_key=None, retired_models=(), legacy_models=())``.
+``MODELS`` holds the two SDXL ids and the three current ones. With ``verify_signature=False`` only the
+header's shape is checked. With ``session_token`` set, ``X-Amz-Security-Token`` must carry it.
 
-Planned faults (FIFO, one per correctly signed invoke; common ones in ``tests.fakes.image_api``: ``push_delay``,
-``push_disconnect``, ``push_malformed_json``, ``push_not_an_image``, ``push_bomb``, ``push_wrong_size``,
-``push_response``). They are consumed after authentication, so an unsigned request never eats one:
+Planned faults (FIFO, one per correctly signed or API-key invoke; common ones in ``tests.fakes.image_api``:
+``push_delay``, ``push_disconnect``, ``push_malformed_json``, ``push_not_an_image``, ``push_bomb``,
+``push_wrong_size``, ``push_truncated``, ``push_corrupt_pixels``, ``push_response``; on the current models a
+wrong-size picture comes in the requested format, the broken ones as they are). They are consumed after
+authentication and before the model and body checks, so an unsigned request never eats one:
 
 - ``push_error(error_type, message=None, headers=None)``: the status from ``ERROR_STATUS`` (e.g.
   ThrottlingException 429, ModelTimeoutException 408, ModelErrorException 424, ModelNotReadyException
   429, ServiceUnavailableException 503, InternalServerException 500, ValidationException 400).
 - ``push_status(status, error_type, message=None, headers=None)``: any status with any error type.
-- ``push_content_filtered()``: 200 whose artifact has ``finishReason: CONTENT_FILTERED`` and a grey image.
+- ``push_content_filtered(reason=None, *, with_image=False, minimal=False)``: SDXL: a 200 whose artifact has
+  ``finishReason: CONTENT_FILTERED`` and a grey image (the arguments are ignored). Current models: 200
+  ``{"seeds": [seed], "finish_reasons": [reason], "images": []}`` with ``reason`` defaulting to
+  ``"Filter reason: prompt"`` (the documented values: ``FILTER_REASONS``: ``"Filter reason: prompt"``,
+  ``"Filter reason: output image"``, ``"Filter reason: input image"``, ``"Inference error"``);
+  ``with_image=True`` puts a grey (blurred) picture in ``images``; ``minimal=True`` answers only
+  ``{"finish_reasons": [reason]}``, AWS's own example of a filtered answer.
 
-Recorded: ``generate_calls: list[Call]`` (every invoke, signed or not) and ``auth_errors: list[str]``
-(why each rejected request was rejected).
+Recorded: ``generate_calls: list[Call]`` (every invoke, signed or not; ``body`` is the parsed JSON) and
+``auth_errors: list[str]`` (why each rejected request was rejected).
 """
 
 from __future__ import annotations
@@ -55,17 +106,50 @@ import hmac
 import re
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, unquote
 
 from aiohttp import web
 
 from tests.fakes.image_api import RESPONSE, Fault, ImageApiFake
 from tests.fakes.images import blurred_png
-from tests.fakes.stability import MAX_SEED, StabilityError, check_body
+from tests.fakes.stability import (
+    ASPECT_RATIOS,
+    CORE_SIZES,
+    MAX_SEED,
+    PROMPT_MAX,
+    SD3_SIZES,
+    StabilityError,
+    blurred_picture,
+    check_body,
+    image_size,
+    nearest_size,
+    render_image,
+)
 
 CONTENT_FILTERED = "content_filtered"
-MODELS = ("stability.stable-diffusion-xl-v1", "stability.stable-diffusion-xl-v1:0")
+SD35_LARGE = "stability.sd3-5-large-v1:0"
+IMAGE_CORE = "stability.stable-image-core-v1:1"
+IMAGE_ULTRA = "stability.stable-image-ultra-v1:1"
+SDXL_MODELS = ("stability.stable-diffusion-xl-v1", "stability.stable-diffusion-xl-v1:0")
+MODELS = (*SDXL_MODELS, SD35_LARGE, IMAGE_CORE, IMAGE_ULTRA)
+PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.")  # inference profiles: a geography before the model id
 SERVICE = "bedrock"
+EOL_MESSAGE = (
+    "This model version has reached the end of its life. Please refer to the AWS documentation for more details."
+)
+LEGACY_MESSAGE = (
+    "Access denied. This Model is marked by provider as Legacy and you have not been actively using the model in "
+    "the last 30 days. Please upgrade to an active model on Amazon Bedrock"
+)
+BEARER_MESSAGE = "Authentication failed: Please make sure your API Key is valid."
+FILTER_REASONS = (
+    "Filter reason: prompt",
+    "Filter reason: output image",
+    "Filter reason: input image",
+    "Inference error",
+)
 
 ERROR_STATUS: dict[str, int] = {
     "ValidationException": 400,
@@ -120,10 +204,151 @@ _AUTH_RE = re.compile(
 class AuthError(Exception):
     """A request AWS would refuse before reaching the model."""
 
-    def __init__(self, error_type: str, message: str | None = None) -> None:
+    def __init__(self, error_type: str, message: str | None = None, body_key: str = "message") -> None:
         super().__init__(message or ERROR_MESSAGES[error_type])
         self.error_type = error_type
         self.message = message or ERROR_MESSAGES[error_type]
+        self.body_key = body_key  # "Message" in the bearer-key refusal, "message" everywhere else
+
+
+@dataclass(frozen=True)
+class StableImageModel:
+    """What Bedrock's schema for one current Stability model admits."""
+
+    modes: tuple[str, ...]
+    formats: tuple[str, ...]
+    max_seed: int
+    sizes: dict[str, tuple[int, int]]
+
+    @property
+    def keys(self) -> frozenset[str]:
+        base = {"prompt", "negative_prompt", "aspect_ratio", "seed", "output_format", "mode"}
+        return frozenset(base | ({"image", "strength"} if "image-to-image" in self.modes else set()))
+
+
+STABLE_IMAGE_MODELS: dict[str, StableImageModel] = {
+    SD35_LARGE: StableImageModel(("text-to-image", "image-to-image"), ("jpeg", "png", "webp"), 4294967294, SD3_SIZES),
+    IMAGE_CORE: StableImageModel(("text-to-image",), ("jpeg", "png"), 4294967295, CORE_SIZES),
+    IMAGE_ULTRA: StableImageModel(("text-to-image", "image-to-image"), ("jpeg", "png"), 4294967294, SD3_SIZES),
+}
+
+
+@dataclass
+class StableImageParams:
+    """What a valid request to a current model asks for."""
+
+    prompt: str
+    seed: int
+    aspect_ratio: str
+    output_format: str
+    image_size: tuple[int, int] | None  # the input picture's, image-to-image only
+
+
+def _json_type(value: Any) -> str:
+    """The type names of everit (the JSON-schema validator whose messages Bedrock relays)."""
+    if value is None:
+        return "Null"
+    if isinstance(value, bool):
+        return "Boolean"
+    if isinstance(value, int):
+        return "Integer"
+    if isinstance(value, float):
+        return "BigDecimal"
+    if isinstance(value, str):
+        return "String"
+    return "JSONArray" if isinstance(value, list) else "JSONObject"
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def malformed(violations: list[str]) -> str:
+    """Bedrock's ValidationException text for a body that breaks the model's JSON schema."""
+    what = violations[0] if len(violations) == 1 else f"{len(violations)} schema violations found"
+    return f"Malformed input request: {what}, please reformat your input and try again."
+
+
+def check_stable_image_body(body: Any, model: StableImageModel) -> tuple[list[str], StableImageParams | None]:
+    """Validate a current model's body like Bedrock's JSON-schema check; the violations, or the parameters."""
+    if not isinstance(body, dict):
+        return [f"#: expected type: JSONObject, found: {_json_type(body)}"], None
+    violations: list[str] = []
+    mode = body.get("mode", "text-to-image")
+    i2i = mode == "image-to-image" and mode in model.modes  # Core's schema has no image-to-image branch
+    if "prompt" not in body:
+        violations.append("#: required key [prompt] not found")
+    if i2i:
+        violations += [f"#: required key [{key}] not found" for key in ("image", "strength") if key not in body]
+    allowed = model.keys - ({"aspect_ratio"} if i2i else {"image", "strength"})
+    violations += [f"#: extraneous key [{key}] is not permitted" for key in body if key not in allowed]
+
+    def string(key: str, max_length: int | None = None, enum: tuple[str, ...] | None = None) -> None:
+        if key not in body:
+            return
+        value = body[key]
+        if not isinstance(value, str):
+            violations.append(f"#/{key}: expected type: String, found: {_json_type(value)}")
+        elif max_length is not None and len(value) > max_length:
+            violations.append(f"#/{key}: expected maxLength: {max_length}, actual: {len(value)}")
+        elif enum is not None and value not in enum:
+            violations.append(f"#/{key}: {value} is not a valid enum value")
+
+    def number(key: str, low: float, high: float, *, integer: bool) -> None:
+        if key not in body:
+            return
+        value = body[key]
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or (integer and not float(value).is_integer()):
+            violations.append(
+                f"#/{key}: expected type: {'Integer' if integer else 'Number'}, found: {_json_type(value)}"
+            )
+        elif value < low:
+            violations.append(f"#/{key}: {_number_text(value)} is not greater or equal to {_number_text(low)}")
+        elif value > high:
+            violations.append(f"#/{key}: {_number_text(value)} is not less or equal to {_number_text(high)}")
+
+    string("prompt", PROMPT_MAX)
+    string("negative_prompt", PROMPT_MAX)
+    string("mode", enum=model.modes)
+    if "aspect_ratio" in allowed:
+        string("aspect_ratio", enum=ASPECT_RATIOS)
+    string("output_format", enum=model.formats)
+    number("seed", 0, model.max_seed, integer=True)
+    if "image" in allowed:
+        string("image")
+        number("strength", 0, 1, integer=False)
+    if violations:
+        return violations, None
+    size = None
+    if i2i:
+        try:
+            size = image_size(base64.b64decode(body["image"], validate=True))
+        except ValueError:
+            size = None
+        if size is None:
+            return ["#/image: not a base64-encoded picture"], None
+        if min(size) < 64:
+            return ["#/image: every side must be at least 64 pixels"], None
+    params = StableImageParams(
+        prompt=body["prompt"],
+        seed=int(body.get("seed", 0)),
+        aspect_ratio=body.get("aspect_ratio", "1:1"),
+        output_format=body.get("output_format", "png"),
+        image_size=size,
+    )
+    return [], params
+
+
+def base_model_id(raw: str) -> str:
+    """The model id behind a path segment: percent-decoded, out of an ARN, without an inference profile's prefix."""
+    model_id = unquote(raw)
+    if model_id.startswith("arn:"):
+        model_id = model_id.rsplit("/", 1)[-1]  # foundation-model/<id> or inference-profile/<profile id>
+    for prefix in PROFILE_PREFIXES:
+        if model_id.startswith(prefix + "stability.") and model_id[len(prefix) :] not in SDXL_MODELS:
+            return model_id[len(prefix) :]  # SDXL v1 never had inference profiles
+    return model_id
 
 
 def error_type_header(error_type: str) -> str:
@@ -168,8 +393,14 @@ class FakeBedrock(ImageApiFake):
         denied_models: Iterable[str] = (),
         verify_signature: bool = True,
         max_clock_skew: float = 300.0,
+        api_key: str | None = None,
+        retired_models: Iterable[str] = (),
+        legacy_models: Iterable[str] = (),
     ) -> None:
         super().__init__()
+        self.api_key = api_key
+        self.retired_models = set(retired_models)
+        self.legacy_models = set(legacy_models)
         self.region = region
         self.access_key_id = access_key_id
         self.secret_access_key = secret_access_key
@@ -191,12 +422,15 @@ class FakeBedrock(ImageApiFake):
     def push_error(self, error_type: str, message: str | None = None, headers: dict[str, str] | None = None) -> Fault:
         return self.push_status(ERROR_STATUS[error_type], error_type, message, headers)
 
-    def push_content_filtered(self) -> Fault:
-        return self.push(Fault(CONTENT_FILTERED))
+    def push_content_filtered(
+        self, reason: str | None = None, *, with_image: bool = False, minimal: bool = False
+    ) -> Fault:
+        options = {"reason": reason or FILTER_REASONS[0], "with_image": with_image, "minimal": minimal}
+        return self.push(Fault(CONTENT_FILTERED, options=options))
 
-    def _error(self, error_type: str, message: str | None = None) -> web.Response:
+    def _error(self, error_type: str, message: str | None = None, body_key: str = "message") -> web.Response:
         return web.json_response(
-            {"message": message or ERROR_MESSAGES[error_type]},
+            {body_key: message or ERROR_MESSAGES[error_type]},
             status=ERROR_STATUS[error_type],
             headers={"x-amzn-ErrorType": error_type_header(error_type), "x-amzn-RequestId": str(uuid.uuid4())},
         )
@@ -205,6 +439,11 @@ class FakeBedrock(ImageApiFake):
         header = request.headers.get("Authorization")
         if not header:
             raise AuthError("MissingAuthenticationTokenException")
+        if header.startswith("Bearer "):  # a Bedrock API key
+            token = header.removeprefix("Bearer ").strip()
+            if self.api_key is not None and hmac.compare_digest(token.encode(), self.api_key.encode()):
+                return
+            raise AuthError("AccessDeniedException", BEARER_MESSAGE, body_key="Message")
         match = _AUTH_RE.match(header.strip())
         if match is None:
             raise AuthError(
@@ -274,18 +513,23 @@ class FakeBedrock(ImageApiFake):
             self._check_auth(request, call.raw_body)
         except AuthError as exc:
             self.auth_errors.append(f"{exc.error_type}: {exc.message}")
-            return self._error(exc.error_type, exc.message)
+            return self._error(exc.error_type, exc.message, exc.body_key)
         fault = self.take_fault()
         planned = await self.answer_generic_fault(request, fault)
         if planned is not None:
             return planned
 
-        model_id = unquote(request.match_info["model_id"])
-        model_id = model_id.split("foundation-model/", 1)[-1] if model_id.startswith("arn:") else model_id
+        model_id = base_model_id(request.match_info["model_id"])
+        if model_id in self.retired_models:
+            return self._error("ResourceNotFoundException", EOL_MESSAGE)
+        if model_id in self.legacy_models:
+            return self._error("ResourceNotFoundException", LEGACY_MESSAGE)
         if model_id not in self.models:
             return self._error("ValidationException", "The provided model identifier is invalid.")
         if model_id in self.denied_models:
             return self._error("AccessDeniedException")
+        if model_id in STABLE_IMAGE_MODELS:
+            return self._stable_image(call.body, STABLE_IMAGE_MODELS[model_id], fault)
         if call.body is None:
             return self._error(
                 "ValidationException", "Malformed input request, please reformat your input and try again."
@@ -310,3 +554,29 @@ class FakeBedrock(ImageApiFake):
         artifact = {"seed": seed % (MAX_SEED + 1), "base64": base64.b64encode(image).decode(), "finishReason": reason}
         headers = {"x-amzn-RequestId": str(uuid.uuid4()), "X-Amzn-Bedrock-Invocation-Latency": "4321"}
         return web.json_response({"result": "success", "artifacts": [artifact]}, headers=headers)
+
+    def _stable_image(self, body: Any, model: StableImageModel, fault: Fault | None) -> web.Response:
+        """InvokeModel for SD3.5 Large, Stable Image Core and Ultra: ``{seeds, finish_reasons, images}``."""
+        if body is None:
+            return self._error("ValidationException", ERROR_MESSAGES["ValidationException"])
+        violations, params = check_stable_image_body(body, model)
+        if params is None:
+            return self._error("ValidationException", malformed(violations))
+        if params.image_size is not None:
+            width, height = nearest_size(model.sizes, *params.image_size)
+        else:
+            width, height = model.sizes[params.aspect_ratio]
+        seed = params.seed or self.rng.randint(1, 4294967294)
+        fmt = params.output_format
+        headers = {"x-amzn-RequestId": str(uuid.uuid4()), "X-Amzn-Bedrock-Invocation-Latency": "4321"}
+        if fault is not None and fault.kind == CONTENT_FILTERED:
+            reason = fault.options.get("reason") or FILTER_REASONS[0]
+            if fault.options.get("minimal"):
+                return web.json_response({"finish_reasons": [reason]}, headers=headers)
+            blurred = [blurred_picture(width, height, fmt)] if fault.options.get("with_image") else []
+            images = [base64.b64encode(picture).decode() for picture in blurred]
+            answer = {"seeds": [seed], "finish_reasons": [reason], "images": images}
+            return web.json_response(answer, headers=headers)
+        image = render_image(self, fault, width, height, seed, fmt)
+        answer = {"seeds": [seed], "finish_reasons": [None], "images": [base64.b64encode(image).decode()]}
+        return web.json_response(answer, headers=headers)
