@@ -14,12 +14,19 @@ CHUNK = 64 * 1024
 
 
 async def download(
-    client: httpx.AsyncClient, url: object, *, provider: str, max_bytes: int, budget: float, missing: str
+    client: httpx.AsyncClient,
+    url: object,
+    *,
+    provider: str,
+    max_bytes: int,
+    budget: float,
+    missing: str,
+    gone: tuple[int, ...] = (404,),
 ) -> list[bytes]:
     """GET ``url`` (absolute http(s) only), streaming, refusing anything past ``max_bytes``; the answer's chunks.
 
-    A 404 is ``backend_unavailable`` with the provider code ``missing`` (a link not uploaded yet, or expired);
-    another status, ``http_<status>``."""
+    A status in ``gone`` is ``backend_unavailable`` with the provider code ``missing`` (a link not uploaded yet;
+    a signed link past its time answers 403); another status, ``http_<status>``."""
     try:
         target = httpx.URL(str(url)) if isinstance(url, str) else None
     except (httpx.InvalidURL, TypeError):
@@ -31,7 +38,7 @@ async def download(
     try:
         # One budget for the whole body: the client's read timeout alone restarts with every chunk.
         async with asyncio.timeout(budget):
-            return await _stream(client, target, provider=provider, max_bytes=max_bytes, missing=missing)
+            return await _stream(client, target, provider=provider, max_bytes=max_bytes, missing=missing, gone=gone)
     except TimeoutError:
         raise BackendError("backend_timeout", provider=provider, reason="download") from None
     except httpx.HTTPError as exc:
@@ -39,7 +46,7 @@ async def download(
 
 
 async def _stream(
-    client: httpx.AsyncClient, target: httpx.URL, *, provider: str, max_bytes: int, missing: str
+    client: httpx.AsyncClient, target: httpx.URL, *, provider: str, max_bytes: int, missing: str, gone: tuple[int, ...]
 ) -> list[bytes]:
     # Output files live on CDNs that may redirect; httpx itself refuses non-http(s) redirect targets. The client's
     # key is not sent: a signed link needs none (S3-style storage refuses a request with two), and a CDN is not
@@ -48,7 +55,7 @@ async def _stream(
     request.headers.pop("Authorization", None)
     response = await client.send(request, stream=True, follow_redirects=True)
     try:
-        if response.status_code == 404:
+        if response.status_code in gone:
             raise BackendError("backend_unavailable", provider=provider, provider_code=missing)
         if response.status_code != 200:
             raise BackendError("backend_unavailable", provider=provider, provider_code=f"http_{response.status_code}")

@@ -180,6 +180,7 @@ class OpenAIImagesBackend(HttpBackend):
             max_bytes=self._max_download,
             budget=self._timeout,
             missing="url_expired",
+            gone=(403, 404),  # signed links (S3, BOS) answer 403 once expired
         )
 
     async def _post(self, body: dict[str, Any]) -> Any:

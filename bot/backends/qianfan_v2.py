@@ -73,11 +73,11 @@ class QianfanV2Backend(OpenAIImagesBackend):
                 status=status,
                 seconds=wait_seconds(hint, RATE_WAIT),
             )
+        if code == "invalid_model":
+            # QIANFAN_MODEL names no model this key may use (401 when unknown, 400 when empty): the operator's setting.
+            return BackendError("backend_config", provider=PROVIDER, provider_code=code, status=status)
         if status in (401, 403):
             return BackendError("backend_auth_failed", provider=PROVIDER, provider_code=code, status=status)
-        if code == "invalid_model":
-            # QIANFAN_MODEL names no model this key may use: the operator's setting.
-            return BackendError("backend_config", provider=PROVIDER, provider_code=code, status=status)
         if status == 400 and code in ARGUMENT_CODES:
             return BackendError(
                 "backend_invalid_request", provider=PROVIDER, provider_code=code, status=status, user_fault=True
