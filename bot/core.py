@@ -106,6 +106,8 @@ class Core:
         self.metrics = Metrics()
         self._sinks: dict[str, Sink] = {}
         self._active: dict[int, Job] = {}  # queued or running in this process
+        self._generating: dict[int, asyncio.Task[Generation]] = {}  # jobs whose generation runs here, by id
+        self._stopped: set[int] = set()  # running jobs /cancel stopped: their generation's end is no failure
         self._relay = Relay()
         self._background: set[asyncio.Task[None]] = set()
         self._started = False
@@ -273,22 +275,28 @@ class Core:
             return await self._admit(user, chat, request, route, parent_id=original.id, origin=origin)
 
     async def cancel(self, user: UserRef, job_id: int | None = None) -> list[Job]:
-        """Cancel (and refund) a queued job: ``job_id``, or every queued job of ``user`` when None. Admins
-        may cancel anyone's job by id. Running jobs cannot be cancelled (``job_not_cancellable``)."""
+        """Cancel (and refund) a job: ``job_id``, queued or being drawn (its generation is stopped, and the service
+        told where it can be: ComfyUI), or every queued job of ``user`` when None. Admins may cancel anyone's job by
+        id. A job whose pictures are being sent, or that ended, cannot be cancelled (``job_not_cancellable``)."""
         admin = self.is_admin(user)
         if job_id is None:
             cancelled = await self.jobs.cancel_all(user.key)
             if not cancelled:
                 raise SdbotError("nothing_to_cancel")
         else:
-            job = await self.jobs.cancel(job_id, owner=None if admin else user.key)
+            job = await self.jobs.cancel(job_id, owner=None if admin else user.key, running=True)
             if job is None:
                 existing = await self.jobs.get(job_id)
                 if existing is None or not (admin or existing.user == user.key):
                     raise SdbotError("job_not_found", job=job_id)
-                raise SdbotError("job_not_cancellable", job=job_id, status=Msg(f"job.status.{existing.status}"))
+                status = "delivering" if existing.status == "running" else existing.status
+                raise SdbotError("job_not_cancellable", job=job_id, status=Msg(f"job.status.{status}"))
             cancelled = [job]
         for job in cancelled:
+            generating = self._generating.get(job.id)
+            if generating is not None:  # drawn here: stop it (in another process, its delivery is fenced)
+                self._stopped.add(job.id)
+                generating.cancel()
             self.scheduler.remove(job.id)
             self._active.pop(job.id, None)
             await self._relay.settle(job.id)
@@ -522,10 +530,21 @@ class Core:
                 self._notify(job, JobEvent("running", progress=min(1.0, max(0.0, float(fraction)))))
 
             began = time.monotonic()
+            drawing = asyncio.ensure_future(
+                generate(self.backend, job.seeded_request, user=user_key(job.platform, job.user_id), progress=progress)
+            )
+            self._generating[job.id] = drawing
             try:
-                generation = await generate(
-                    self.backend, job.seeded_request, user=user_key(job.platform, job.user_id), progress=progress
-                )
+                generation = await drawing
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if job.id not in self._stopped or (current is not None and current.cancelling()):
+                    raise  # this process is stopping: the job stays unfinished for the next start
+                # /cancel stopped it, and recorded it as cancelled and refunded.
+                settle(SdbotError("internal"))  # says nothing about the service
+                self._active.pop(job.id, None)
+                log.info("job %s: its generation was stopped by /cancel", job.id)
+                return
             except SdbotError as exc:
                 settle(exc)
                 await self._fail(job, exc, refund=self._refundable(exc))
@@ -536,6 +555,9 @@ class Core:
                 settle(internal)
                 await self._fail(job, internal, refund=True)
                 return
+            finally:
+                self._generating.pop(job.id, None)
+                self._stopped.discard(job.id)
             # Before delivery: a slow upload must not hold up the jobs waiting on a trial.
             settle(None, generation.drawn.service)
             # Delivery (an upload: seconds on a slow link) needs no image service, so the job's slot goes to

@@ -233,7 +233,7 @@ async def test_again_reruns_the_owners_request_with_a_new_seed(tmp_path: Path) -
             await core.again(12345, ANN, {})
 
 
-async def test_cancel_refunds_queued_jobs_only(tmp_path: Path) -> None:
+async def test_cancel_refunds_queued_jobs(tmp_path: Path) -> None:
     backend = GatedBackend(hold=True)
     settings = {"backend_concurrency": 1, "max_pending": 5, "rate_per_minute": 0, "admins": frozenset({ADMIN.key})}
     async with open_core(tmp_path / "db", backend, **settings) as (core, sink):
@@ -242,11 +242,8 @@ async def test_cancel_refunds_queued_jobs_only(tmp_path: Path) -> None:
         more = [await core.submit(ANN, DM, f"/draw {w} {SMALL}", {}) for w in ("three", "four")]
         bos = await core.submit(BO, DM, f"/draw five {SMALL}", {})
         await backend.wait_started(1)
+        assert running.id in core._generating  # cancelling it is the next test's
 
-        with pytest.raises(SdbotError) as caught:
-            await core.cancel(ANN, running.id)
-        assert caught.value.code == "job_not_cancellable"
-        assert "being drawn" in render_error(caught.value, "en")
         with pytest.raises(SdbotError) as caught:
             await core.cancel(ANN, bos.id)
         assert caught.value.code == "job_not_found"  # someone else's job does not exist for you
@@ -267,6 +264,32 @@ async def test_cancel_refunds_queued_jobs_only(tmp_path: Path) -> None:
         await core.wait_idle()
         assert [r.prompt for r in backend.started] == ["one"]
         assert await used(core, ANN) == 1 and await used(core, BO) == 0
+        assert await usage_matches_jobs(core.storage) == []
+
+
+async def test_cancel_stops_a_job_being_drawn_but_not_one_being_sent(tmp_path: Path) -> None:
+    backend = GatedBackend(hold=True)
+    async with open_core(tmp_path / "db", backend, backend_concurrency=1, rate_per_minute=0) as (core, sink):
+        drawing = await core.submit(ANN, DM, f"/draw one --n 2 {SMALL}", {})
+        waiting = await core.submit(ANN, DM, f"/draw two {SMALL}", {})
+        await backend.wait_started(1)
+        assert [j.id for j in await core.cancel(ANN, drawing.id)] == [drawing.id]
+        await backend.wait_started(2)  # its slot went to the next job at once
+        assert await used(core, ANN) == 1
+        sink.hold_delivery = True
+        backend.release()
+        await sink.wait_for("deliver_started", 1)
+        with pytest.raises(SdbotError) as caught:  # its pictures are being sent
+            await core.cancel(ANN, waiting.id)
+        assert caught.value.code == "job_not_cancellable"
+        assert "being sent" in render_error(caught.value, "en") and "正在发送" in render_error(caught.value, "zh")
+        sink.release_delivery()
+        await core.wait_idle()
+        stopped, done = await core.get_job(drawing.id), await core.get_job(waiting.id)
+        assert stopped is not None and (stopped.status, stopped.charged) == ("cancelled", 0)
+        assert done is not None and (done.status, done.charged) == ("done", 1)
+        assert drawing.id not in sink.generations and sink.of("failed") == []
+        assert core._generating == {} and core._stopped == set()
         assert await usage_matches_jobs(core.storage) == []
 
 

@@ -55,7 +55,7 @@ async def test_help_shows_the_admin_commands_to_managers_and_operators_only(tmp_
     assert "/admin " not in manager  # Telegram's admin command means nothing here
 
 
-async def test_cancel_cancels_queued_jobs_and_says_so_in_their_messages(tmp_path: Path) -> None:
+async def test_cancel_cancels_queued_and_running_jobs_and_says_so_in_their_messages(tmp_path: Path) -> None:
     backend = GatedBackend(hold=True)
     async with fake_discord() as dc, running_bot(dc, tmp_path / "db", backend, backend_concurrency=1) as bot:
         first = await dc.invoke_command("draw", {"prompt": "first"})
@@ -65,15 +65,17 @@ async def test_cancel_cancels_queued_jobs_and_says_so_in_their_messages(tmp_path
         await dc.wait_for(lambda: second.original and second.original.content == queued)
         reply = await answer(dc, await dc.invoke_command("cancel"))
         await dc.wait_for(lambda: second.original.content != queued)
-        again = await answer(dc, await dc.invoke_command("cancel", {"job": 1}))
+        drawing = first.original.content if first.original else None
+        again = await answer(dc, await dc.invoke_command("cancel", {"job": 1}))  # being drawn: stopped
+        await dc.wait_for(lambda: first.original.content != drawing)
         backend.release()
-        await bot.delivered(first)
         jobs = await bot.jobs()
 
     assert reply == t("en", "cmd.cancel.done", jobs=["#2"], count=2)
     assert second.original.content == t("en", "cmd.cancel.done", jobs=["#2"], count=2)
-    assert again == render_error(SdbotError("job_not_cancellable", job=1, status=Msg("job.status.running")), "en")
-    assert [(j.status, j.charged) for j in jobs] == [("done", 1), ("cancelled", 0)]
+    assert again == t("en", "cmd.cancel.done", jobs=["#1"], count=1)
+    assert first.original.content == again and first.original.attachments == []
+    assert [(j.status, j.charged) for j in jobs] == [("cancelled", 0), ("cancelled", 0)]
 
 
 async def test_sdadmin_is_refused_to_members_who_do_not_manage_the_server(tmp_path: Path) -> None:

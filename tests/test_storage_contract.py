@@ -156,6 +156,22 @@ async def test_cancelling_is_for_queued_jobs_of_their_owner(storage: Storage) ->
     assert await storage.jobs.cancel_all(ANN.key) == []
 
 
+async def test_a_running_job_is_cancelled_only_when_asked_and_not_while_its_pictures_are_sent(
+    storage: Storage,
+) -> None:
+    a, b = await admit(storage, admission()), await admit(storage, admission())
+    assert a is not None and b is not None
+    for job in (a, b):
+        assert await storage.jobs.claim(job.id) is not None
+    assert await storage.jobs.cancel(a.id, owner=ANN.key) is None  # queued only, unless asked
+    stopped = await storage.jobs.cancel(a.id, owner=ANN.key, running=True)
+    assert stopped is not None and (stopped.status, stopped.charged) == ("cancelled", 0)
+    assert not await storage.jobs.delivering(a.id, stopped.attempts)  # its pictures can no longer go out
+    assert not await storage.jobs.finish(a.id, delivered=1, charged=1)
+    assert await storage.jobs.delivering(b.id, 1)
+    assert await storage.jobs.cancel(b.id, owner=ANN.key, running=True) is None  # being sent
+
+
 async def test_a_route_can_be_replaced(storage: Storage) -> None:
     job = await admit(storage, admission())
     assert job is not None

@@ -120,13 +120,14 @@ class PostgresJobs(PortableJobs):
             (code, self._clock(), refund, job_id, attempt),
         )
 
-    async def cancel(self, job_id: int, *, owner: str | None) -> Job | None:
+    async def cancel(self, job_id: int, *, owner: str | None, running: bool = False) -> Job | None:
         if not possible_id(job_id):
             return None
         return await self._one(
             "UPDATE jobs SET status = 'cancelled', error = 'cancelled', charged = 0, finished_at = $1 "
-            "WHERE id = $2 AND status = 'queued' AND ($3::text IS NULL OR user_key = $3) RETURNING *",
-            (self._clock(), job_id, owner),
+            "WHERE id = $2 AND (status = 'queued' OR ($4 AND status = 'running' AND delivering_at IS NULL)) "
+            "AND ($3::text IS NULL OR user_key = $3) RETURNING *",
+            (self._clock(), job_id, owner, running),
         )
 
     async def stats(self, day: str, *, top: int = 5, chat: str | None = None) -> DayStats:

@@ -106,13 +106,14 @@ class SQLiteJobs(PortableJobs):
             (code, self._clock(), int(refund), job_id, attempt, attempt),
         )
 
-    async def cancel(self, job_id: int, *, owner: str | None) -> Job | None:
+    async def cancel(self, job_id: int, *, owner: str | None, running: bool = False) -> Job | None:
         if not possible_id(job_id):
             return None
         return await self._one(
             "UPDATE jobs SET status = 'cancelled', error = 'cancelled', charged = 0, finished_at = ? "
-            "WHERE id = ? AND status = 'queued' AND (? IS NULL OR user_key = ?) RETURNING *",
-            (self._clock(), job_id, owner, owner),
+            "WHERE id = ? AND (status = 'queued' OR (? AND status = 'running' AND delivering_at IS NULL)) "
+            "AND (? IS NULL OR user_key = ?) RETURNING *",
+            (self._clock(), job_id, int(running), owner, owner),
         )
 
     async def stats(self, day: str, *, top: int = 5, chat: str | None = None) -> DayStats:
