@@ -178,9 +178,12 @@ class ImageApiFake(FakeServer):
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, but wake up at once when the fake is stopping."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that arrives as the
+        # event is set (stop() does both), and the cancelled task would run on.
         if seconds > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), seconds)
+                async with asyncio.timeout(seconds):
+                    await self._closing.wait()
 
     async def answer_generic_fault(self, request: web.Request, fault: Fault | None) -> web.StreamResponse | None:
         """Play the kinds every fake handles the same way; None means "go on with the normal answer".

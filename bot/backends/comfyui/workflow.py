@@ -32,7 +32,7 @@ ROLES: Mapping[str, str | None] = {
     "scheduler": None,
     "width": "size",
     "height": "size",
-    "batch": "n",
+    "batch": None,  # without it, --n runs one prompt per picture
     "checkpoint": None,
 }
 SAMPLER_CLASSES: Mapping[str, str] = {"KSampler": "seed", "KSamplerAdvanced": "noise_seed"}
