@@ -11,6 +11,7 @@ import pytest
 from bot.chats.refs import ChatRef, UserRef
 from bot.commands import describe_event, describe_failure
 from bot.core import Core, JobEvent
+from bot.draw.capabilities import SEED, Capabilities
 from bot.errors import BackendError, DrawError, SdbotError
 from bot.jobs.job import MAX_ATTEMPTS
 from bot.messages.i18n import render_error
@@ -397,3 +398,24 @@ async def test_jobs_of_a_backend_that_cannot_serve_them_any_more_are_refunded(tm
         assert sink.of("failed") == [(small.id, ("unsupported_size", True))]
         assert [job_id for job_id, _ in sink.of("delivered")] == [square.id]
         assert await used(core, ANN) == 1
+
+
+class RatioBackend(GatedBackend):
+    """A service without steps, sampler or cfg (Stability v2beta, Bedrock's SD3.5...)."""
+
+    async def capabilities(self) -> Capabilities:
+        return dataclasses.replace(
+            SEED, backend=self.name, samplers=(), unsupported=frozenset({"steps", "sampler", "cfg"})
+        )
+
+
+async def test_edit_and_again_leave_out_what_the_service_does_not_take(tmp_path: Path) -> None:
+    async with open_core(tmp_path / "db", RatioBackend(), rate_per_minute=0) as (core, _):
+        job = await core.submit(ANN, DM, f"/draw a fox --seed 9 {SMALL}", {})
+        await core.wait_idle()
+        text = await core.edit_text(job.id, ANN, DM)
+        assert text.startswith("/draw a fox") and "--seed 9" in text and "--size 768x768" in text
+        assert "--steps" not in text and "--sampler" not in text and "--cfg" not in text
+        again = await core.again(job.id, ANN, {})  # the stored defaults of unused options are not refused
+        await core.wait_idle()
+        assert (await core.get_job(again.id)).status == "done"  # type: ignore[union-attr]

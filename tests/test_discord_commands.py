@@ -151,3 +151,32 @@ def test_guild_ids_are_parsed_or_refused_naming_the_variable() -> None:
         parse_guild_ids("12,my-server")
     assert caught.value.variable == "DISCORD_GUILD_IDS"
     assert "DISCORD_GUILD_IDS" in render_error(caught.value, "zh")
+
+
+class PoolLike(GatedBackend):
+    """A backend of two services that draw at aspect ratios without steps, sampler or cfg: what a pool of
+    Stability v2beta members offers."""
+
+    async def capabilities(self) -> Capabilities:
+        return dataclasses.replace(
+            SEED,
+            backend=self.name,
+            samplers=(),
+            models=("gpu1", "paid"),
+            aspect_ratios=("16:9", "1:1", "9:16"),
+            unsupported=frozenset({"steps", "sampler", "cfg"}),
+        )
+
+
+async def test_a_pool_offers_model_and_leaves_out_what_it_does_not_take(tmp_path: Path) -> None:
+    backend = PoolLike()
+    async with fake_discord() as dc, running_bot(dc, tmp_path / "db", backend) as bot:
+        options = {o["name"]: o for o in dc.command("draw")["options"]}
+        await dc.invoke_command("draw", {"prompt": "a fox", "model": "paid"})
+        await backend.wait_started(1)
+        jobs = await bot.jobs()
+
+    assert [c["value"] for c in options["model"]["choices"]] == ["gpu1", "paid"]
+    assert options["model"]["name_localizations"]["zh-CN"] == "模型"
+    assert not {"steps", "sampler", "cfg"} & set(options)
+    assert backend.started[0].model == "paid" and jobs[0].request.model == "paid"

@@ -22,7 +22,7 @@ from bot.backends.stability import (
 )
 from bot.errors import BackendError, ConfigError
 from bot.messages.i18n import Msg
-from bot.process import redact
+from bot.process import cpu, redact
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -103,7 +103,7 @@ class StabilityV2Backend(HttpBackend):
         response, body = await send(self._client, "POST", self._path, provider=PROVIDER, files=parts)
         if response.status_code != 200:
             raise status_error(response)
-        data = b"".join(body)
+        data = await cpu.run(b"".join, body)  # megabytes: one copy holding the GIL, off the loop
         kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind not in IMAGE_TYPES:
             log.warning("stability answered 200 with %s, not a picture", kind or "no content type")

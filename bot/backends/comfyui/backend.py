@@ -26,6 +26,7 @@ from bot.draw import params
 from bot.draw.capabilities import Capabilities
 from bot.errors import BackendError
 from bot.messages.i18n import Msg
+from bot.process import cpu
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -265,7 +266,7 @@ class ComfyUIBackend(HttpBackend):
         url = self._client.base_url.join("view").copy_merge_params(file)
         cap, budget = self._max_download, self._timeout
         chunks = await download(self._client, str(url), provider=PROVIDER, max_bytes=cap, budget=budget, missing="view")
-        return b"".join(chunks)
+        return await cpu.run(b"".join, chunks)  # megabytes: one copy holding the GIL, off the loop
 
     # -- check -------------------------------------------------------------------------------------------
 
