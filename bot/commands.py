@@ -105,6 +105,8 @@ class Commands:
 
     def help_text(self, lang: Lang, caps: Capabilities, *, admin: bool) -> str:
         lines = [f"  --{o.name}   {describe(o, lang, caps)}" for o in OPTIONS if o.supported(caps)]
+        if caps.aspect_ratios:  # the service chooses the size: say how a --size is drawn
+            lines.append("  " + t(lang, "cmd.help.ratios", ratios=caps.aspect_ratios))
         text = t(lang, "cmd.help", options="\n".join(lines))
         return text + "\n\n" + t(lang, "cmd.help.admin") if admin else text
 

@@ -93,3 +93,12 @@ def test_the_caption_shows_the_drawn_size_and_hides_what_the_service_did_not_use
     assert "Euler a" in plain and "CFG 5" in plain and "1344x768" not in plain
     text = caption(request, lang, limit=200, drawn=drawn)
     assert text.startswith("a cat") and text.endswith(line)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_help_says_how_a_ratio_service_draws_a_size_and_leaves_out_what_it_does_not_take(lang: str) -> None:
+    from bot.commands import Commands
+
+    caps = stable_image.capabilities("stability", stable_image.V2_MODELS["core"][1])
+    text = Commands.help_text(None, lang, caps, admin=False)  # type: ignore[arg-type]
+    assert "16:9" in text and "--size" in text and "--steps" not in text and "--sampler" not in text
