@@ -95,6 +95,12 @@ def pipeline() -> list[Figure]:
     return asyncio.run(bench_pipeline.run(args))
 
 
+def pool() -> list[Figure]:
+    from bench import pool as bench_pool
+
+    return bench_pool.figures(bench_pool.parser().parse_args([]))
+
+
 def slots() -> list[Figure]:
     from bench import slots as bench_slots
 
@@ -251,6 +257,7 @@ BENCHMARKS: dict[str, tuple[Runner, str]] = {
     "parse": (parse, "commands parsed and validated per second (bench/parse.py)"),
     "quota": (quota, "admission decisions per second, one process (bench/quota.py)"),
     "pipeline": (pipeline, "images per second through the whole core vs decode+check (bench/pipeline.py)"),
+    "pool": (pool, "a pool of M one-slot services vs one service of M slots, and routing per member (bench/pool.py)"),
     "slots": (slots, "jobs per second with slow uploads vs the image service's own time (bench/slots.py)"),
     "memory": (memory, "peak RSS with 100 jobs of 4 pictures in flight vs their bytes (bench/memory.py)"),
     "queue": (queue, "scheduling cost as the queue grows to 10,000 jobs (bench/queue.py)"),
