@@ -37,6 +37,7 @@ from bot.observe.metrics import Metrics
 from bot.quotas.admission import Quotas
 from bot.quotas.rules import Admission, AlreadyAdmitted
 from bot.storage import HeldEvent, Storage, StorageError, open_storage
+from bot.storage.port import CANCELLED
 
 __all__ = ["ChatRef", "Core", "DeliveryGone", "Job", "JobEvent", "Sink", "UserRef"]
 
@@ -128,6 +129,8 @@ class Core:
         try:
             core = cls(settings, backend, storage, clock, monotonic)
             await core.directory.load()
+            if storage.queue is not None:  # a job /cancel took in another process may be drawn here
+                await storage.queue.listen(CANCELLED, core._heard_cancelled)
         except BaseException:
             await storage.close()
             raise
@@ -304,6 +307,13 @@ class Core:
                 self._spawn(self._tell_failed(job, SdbotError("cancelled", job=job.id), refunded=job.images > 0))
         log.info("jobs %s cancelled by %s", [j.id for j in cancelled], "an admin" if admin else "their owner")
         return cancelled
+
+    def _heard_cancelled(self, payload: str) -> None:
+        """A job cancelled through another process: stop drawing it, if it is drawn here."""
+        generating = self._generating.get(int(payload)) if payload.isdigit() else None
+        if generating is not None:
+            self._stopped.add(int(payload))
+            generating.cancel()
 
     async def update_route(self, job_id: int, route: dict[str, Any]) -> bool:
         """Replace the job's stored ``route`` (a job recovered after a restart finds, say, its status message);

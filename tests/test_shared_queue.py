@@ -208,3 +208,26 @@ async def test_a_ban_and_a_limit_set_through_one_process_hold_at_once_in_the_oth
         with pytest.raises(SdbotError) as limited:
             await b.submit(user(2), CHAT, "/draw another kite", {})
     assert banned.value.code == "banned" and limited.value.code == "quota_daily"
+
+
+async def test_cancel_through_one_process_stops_the_job_drawn_by_another(postgres_server: PostgresServer) -> None:
+    """/cancel 12 reaches whichever process draws job 12: it is cancelled and refunded in the database, and the
+    process drawing it stops at once (a NOTIFY), not at the end of the generation."""
+    dsn = await postgres_server.new_database()
+    async with processes(dsn, 2, backend_concurrency=1) as ((a, sink_a, gen_a), (b, sink_b, gen_b)):
+        job = await a.submit(user(1), CHAT, "/draw cat", {})
+        await settle()
+        drawer = a if gen_a.started else b
+        other = b if drawer is a else a
+        assert job.id in drawer._generating
+        assert [j.id for j in await other.cancel(user(1), job.id)] == [job.id]
+        async with asyncio.timeout(5):
+            while job.id in drawer._generating:  # noqa: ASYNC110 - the core keeps it in a plain dict
+                await asyncio.sleep(0.02)
+        gen_a.release()
+        gen_b.release()
+        await a.wait_idle()
+        await b.wait_idle()
+        ended = await a.get_job(job.id)
+        assert ended is not None and (ended.status, ended.charged) == ("cancelled", 0)
+        assert sink_a.of("delivered") == [] and sink_b.of("delivered") == []

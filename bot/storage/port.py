@@ -14,6 +14,7 @@ from bot.quotas.rules import Admission, Limits, QuotaState, UserLimit
 # Notification channels of the shared queue's engine (QueueRecords.listen).
 JOBS = "sdbot_jobs"  # a job queued or ended, a generation slot freed (no payload)
 LANGUAGES = "sdbot_languages"  # a user's /lang choice: "<user key>\t<language or empty>"
+CANCELLED = "sdbot_cancelled"  # a job /cancel took while it may be drawn: its id (the process drawing it stops)
 
 
 class StorageError(Exception):

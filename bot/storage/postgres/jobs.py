@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.jobs.job import DayStats, Job, possible_id
 from bot.quotas.rules import Admission, Limits
+from bot.storage.port import CANCELLED
 from bot.storage.portable import PortableJobs, route_json
 from bot.storage.postgres.database import NAMED
 from bot.storage.sqlite.jobs import limit_params
@@ -123,12 +124,15 @@ class PostgresJobs(PortableJobs):
     async def cancel(self, job_id: int, *, owner: str | None, running: bool = False) -> Job | None:
         if not possible_id(job_id):
             return None
-        return await self._one(
+        job = await self._one(
             "UPDATE jobs SET status = 'cancelled', error = 'cancelled', charged = 0, finished_at = $1 "
             "WHERE id = $2 AND (status = 'queued' OR ($4 AND status = 'running' AND delivering_at IS NULL)) "
             "AND ($3::text IS NULL OR user_key = $3) RETURNING *",
             (self._clock(), job_id, owner, running),
         )
+        if job is not None and running:  # whichever process draws it stops drawing (bot.core, CANCELLED)
+            await self._db.execute("SELECT pg_notify($1, $2)", (CANCELLED, str(job.id)))
+        return job
 
     async def stats(self, day: str, *, top: int = 5, chat: str | None = None) -> DayStats:
         where = "quota_day = $1 AND ($2::text IS NULL OR chat_key = $2)"
