@@ -199,3 +199,17 @@ async def test_a_job_through_the_core_is_charged_once_and_reported_per_service(
             assert 'sdbot_generation_seconds_count{backend="paid",outcome="ok"} 1.0' in metrics
         finally:
             await core.close()
+
+
+async def test_sdbot_check_and_draw_with_a_pool(gpu1: FakeA1111, paid: FakeStability, tmp_path: Path) -> None:
+    from tests.backend_support import sdbot
+
+    env = pool_env(gpu1, paid)
+    code, out, err = await sdbot("check", env=env, cwd=tmp_path)
+    assert code == 0, out + err
+    assert "gpu1, paid" in out and "gpu1 · " in out and "paid · " in out and KEY not in out + err
+    code, out, err = await sdbot("draw", "--json", "--out", str(tmp_path), "a fox --model paid", env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert len(paid.v2_calls) == 1 and gpu1.generate_calls == []
+    code, out, err = await sdbot("check", env={**env, "PAID_STABILITY_API_KEY": "sk-wrong"}, cwd=tmp_path)
+    assert code == 1 and "paid" in out
