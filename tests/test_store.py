@@ -166,3 +166,29 @@ async def test_a_write_lock_held_elsewhere_past_the_timeout_fails_the_statement(
         assert (await store.fetchone("SELECT count(*) FROM users"))[0] == 1
     finally:
         other.close()
+
+
+async def test_opening_a_file_others_are_setting_up_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three processes creating one new file at once: SQLite may answer "database is locked" at once rather
+    than wait its busy timeout; the open is tried again, and any other failure is not."""
+    from bot.errors import db_unavailable
+    from bot.storage.sqlite import database
+
+    real = database._open_connection
+    failures = ["database is locked", "locking protocol"]
+
+    async def flaky(path: Path, **options: object) -> object:
+        if failures:
+            raise db_unavailable(path, failures.pop(0))
+        return await real(path, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(database, "_open_connection", flaky)
+    conn, version = await database.open_connection(tmp_path / "new.db")
+    await conn.close()
+    assert failures == [] and version > 0
+    failures.append("file is not a database")
+    with pytest.raises(ConfigError) as caught:
+        await database.open_connection(tmp_path / "new.db")
+    assert caught.value.params["reason"] == "file is not a database" and failures == []

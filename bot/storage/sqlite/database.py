@@ -22,6 +22,7 @@ Params = Sequence[Any] | Mapping[str, Any]
 
 # How long a statement waits for another process's write lock before failing.
 BUSY_TIMEOUT_MS = 10_000
+OPEN_ATTEMPTS = 10  # opening a file that other processes are setting up at the same moment (open_connection)
 # Larger files are checked after the start (about 100 ms per 10 MiB on a small machine).
 CHECK_AT_ONCE_BYTES = 64 * 1024 * 1024
 
@@ -108,6 +109,30 @@ class Database:
 
 
 async def open_connection(
+    path: Path,
+    *,
+    migrations: Sequence[Migration] = MIGRATIONS,
+    create: bool = True,
+    readonly: bool = False,
+) -> tuple[aiosqlite.Connection, int]:
+    """:func:`_open_connection`, tried again when another process holds the file locked while it is set up.
+
+    Switching a new file to WAL takes the file's exclusive lock, and SQLite answers "database is locked" at once,
+    without waiting out the busy timeout, when several processes (three ``sdbot`` at the same moment) do it
+    together (and "locking protocol" under contention in WAL); a moment later opening it is a plain read."""
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return await _open_connection(path, migrations=migrations, create=create, readonly=readonly)
+        except ConfigError as exc:
+            if exc.code != "db_unavailable" or "lock" not in str(exc.params.get("reason", "")):
+                raise
+            if attempt == OPEN_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+async def _open_connection(
     path: Path,
     *,
     migrations: Sequence[Migration] = MIGRATIONS,
