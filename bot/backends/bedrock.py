@@ -21,10 +21,9 @@ from bot.backends.http import (
     decode_b64,
     parse_json,
     provider_said,
-    retry_after_header,
+    rate_limited,
     send,
     sniff_format,
-    wait_seconds,
 )
 from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
 from bot.draw.shape import nearest_ratio
@@ -329,15 +328,7 @@ def _aws_outcome(response: httpx.Response) -> BackendError:
             outcome = "backend_unavailable"
     code = error_type or None
     if outcome == "backend_rate_limited":
-        hint = retry_after_header(response.headers)
-        return BackendError(
-            outcome,
-            provider=PROVIDER,
-            provider_code=code,
-            retry_after=hint,
-            status=status,
-            seconds=wait_seconds(hint, RATE_WAIT_SECONDS),
-        )
+        return rate_limited(PROVIDER, code, status, response.headers, RATE_WAIT_SECONDS)
     if error_type == "ResourceNotFoundException" and ("end of its life" in message or "Legacy" in message):
         # BEDROCK_MODEL_ID names a model AWS retired (SDXL v1 since 2025-05-20), or one kept only for its users.
         return BackendError("backend_config", provider=PROVIDER, provider_code="model_retired", status=status)

@@ -204,6 +204,22 @@ def wait_seconds(retry_after: float | None, default: float) -> int:
     return max(1, math.ceil(retry_after if retry_after is not None else default))
 
 
+def rate_limited(
+    provider: str, code: str | int | None, status: int, headers: Mapping[str, str], default: float
+) -> BackendError:
+    """``backend_rate_limited`` for an HTTP answer: the wait its ``Retry-After`` asks for, else ``default``
+    seconds for the user's message (the retry policy then backs off on its own)."""
+    hint = retry_after_header(headers)
+    return BackendError(
+        "backend_rate_limited",
+        provider=provider,
+        provider_code=code,
+        retry_after=hint,
+        status=status,
+        seconds=wait_seconds(hint, default),
+    )
+
+
 Text = str | memoryview  # a JSON string as parse_json gives it: a long one stays a view of the answer
 
 # Longer strings in a large answer (base64 pictures) stay views of its buffer (BENCHMARKS.md: "Big answers").

@@ -20,10 +20,9 @@ from bot.backends.http import (
     decode_b64,
     parse_json,
     provider_said,
-    retry_after_header,
+    rate_limited,
     send,
     sniff_format,
-    wait_seconds,
 )
 from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
 from bot.draw import params
@@ -75,6 +74,7 @@ class OpenAIImagesBackend(HttpBackend):
 
     name = PROVIDER
     provider = PROVIDER
+    rate_wait = DEFAULT_RATE_WAIT  # seconds a rate-limited user is told when the answer says none
 
     def __init__(
         self,
@@ -214,15 +214,7 @@ class OpenAIImagesBackend(HttpBackend):
     def outcome(self, status: int, code: str | None, message: str, headers: httpx.Headers) -> BackendError:
         provider = self.provider
         if status == 429 and code != "insufficient_quota":
-            hint = retry_after_header(headers)
-            return BackendError(
-                "backend_rate_limited",
-                provider=provider,
-                provider_code=code,
-                retry_after=hint,
-                status=status,
-                seconds=wait_seconds(hint, DEFAULT_RATE_WAIT),
-            )
+            return rate_limited(provider, code, status, headers, self.rate_wait)
         if code == "insufficient_quota" or status == 402:
             return BackendError("backend_quota_exhausted", provider=provider, provider_code=code, status=status)
         if code in ("moderation_blocked", "content_policy_violation"):

@@ -20,6 +20,7 @@ from bot.backends.http import (
     located,
     parse_json,
     provider_said,
+    rate_limited,
     retry_after_header,
     send,
     sniff_format,
@@ -306,14 +307,7 @@ def _http_error(response: httpx.Response) -> BackendError:
     status = response.status_code
     log.warning("qianfan answered HTTP %s", status)
     if status == 429:
-        hint = retry_after_header(response.headers)
-        return BackendError(
-            "backend_rate_limited",
-            provider=PROVIDER,
-            retry_after=hint,
-            status=status,
-            seconds=wait_seconds(hint, DEFAULT_RATE_WAIT),
-        )
+        return rate_limited(PROVIDER, None, status, response.headers, DEFAULT_RATE_WAIT)
     if status in (401, 403):
         return BackendError("backend_auth_failed", provider=PROVIDER, provider_code=status)
     return BackendError("backend_unavailable", provider=PROVIDER, status=status)

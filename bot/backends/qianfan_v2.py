@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from bot.backends.base import Backend, CheckReport, Finding
-from bot.backends.http import retry_after_header, send, wait_seconds
+from bot.backends.http import rate_limited, send
 from bot.backends.openai_images import OpenAIImagesBackend
 from bot.backends.qianfan import PROVIDER, QianfanBackend
 from bot.draw import params
@@ -45,6 +45,7 @@ def qianfan_backend(settings: Settings) -> Backend:
 class QianfanV2Backend(OpenAIImagesBackend):
     name = PROVIDER
     provider = PROVIDER
+    rate_wait = RATE_WAIT
 
     @classmethod
     def options(cls, settings: Settings) -> dict[str, Any]:
@@ -64,15 +65,7 @@ class QianfanV2Backend(OpenAIImagesBackend):
 
     def outcome(self, status: int, code: str | None, message: str, headers: httpx.Headers) -> BackendError:
         if status == 429:
-            hint = retry_after_header(headers)
-            return BackendError(
-                "backend_rate_limited",
-                provider=PROVIDER,
-                provider_code=code,
-                retry_after=hint,
-                status=status,
-                seconds=wait_seconds(hint, RATE_WAIT),
-            )
+            return rate_limited(PROVIDER, code, status, headers, self.rate_wait)
         if code == "invalid_model":
             # QIANFAN_MODEL names no model this key may use (401 when unknown, 400 when empty): the operator's setting.
             return BackendError("backend_config", provider=PROVIDER, provider_code=code, status=status)

@@ -18,9 +18,8 @@ from bot.backends.http import (
     RetryPolicy,
     parse_json,
     provider_said,
-    retry_after_header,
+    rate_limited,
     send,
-    wait_seconds,
 )
 from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
 from bot.errors import BackendError
@@ -170,15 +169,7 @@ def _status_outcome(response: httpx.Response) -> BackendError:
         # v2beta's moderation refused the prompt before drawing (and did not bill): the filter outcome.
         return BackendError("content_filtered", provider=PROVIDER, provider_code=code)
     if status == 429:
-        hint = retry_after_header(response.headers)
-        return BackendError(
-            "backend_rate_limited",
-            provider=PROVIDER,
-            provider_code=code,
-            retry_after=hint,
-            status=status,
-            seconds=wait_seconds(hint, RATE_WINDOW_SECONDS),
-        )
+        return rate_limited(PROVIDER, code, status, response.headers, RATE_WINDOW_SECONDS)
     if status in (400, 413, 422):
         # 422: English only, or a public figure's likeness (v2beta); 413: a picture too large for the service.
         # The request's values (dimensions, samples, prompt length...): validation should have caught them.
