@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
@@ -89,7 +89,6 @@ class PoolBackend(Backend):
         self.members = members
         self.slots: int | None = sum(member.slots for member in members)  # the core runs this many jobs at once
         self._changed = asyncio.Condition()
-        self._caps: dict[str, Capabilities] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -116,12 +115,9 @@ class PoolBackend(Backend):
     # -- capabilities ------------------------------------------------------------------------------------
 
     async def _member_caps(self, member: Member) -> Capabilities:
-        caps = self._caps.get(member.name)
-        if caps is None:
-            # Named after the member, so that a refusal says which of the operator's services refused.
-            caps = dataclasses.replace(await member.backend.capabilities(), backend=member.name)
-            self._caps[member.name] = caps
-        return caps
+        # Named after the member, so that a refusal says which of the operator's services refused. Not kept here:
+        # each member keeps its own, and forgets them when its server changes (A1111's samplers).
+        return dataclasses.replace(await member.backend.capabilities(), backend=member.name)
 
     async def _known(self) -> list[tuple[Member, Capabilities]]:
         """Each member with its capabilities; a member that cannot tell now (its server is down) is left out
@@ -147,7 +143,7 @@ class PoolBackend(Backend):
     async def check_request(self, request: DrawRequest) -> None:
         await self._candidates(request)
 
-    async def _candidates(self, request: DrawRequest, tried: Iterable[str] = ()) -> list[Member]:
+    async def _candidates(self, request: DrawRequest, tried: Sequence[str] = ()) -> list[Member]:
         """The members that can draw ``request`` (the one ``--model`` names), in the operator's order, less
         ``tried``. Raises the member's own refusal for a ``--model``, else ``no_service``."""
         known = await self._known()
@@ -165,7 +161,7 @@ class PoolBackend(Backend):
             raise refusals[0]
         if not able:
             raise DrawError("no_service", services=[m.name for m, _ in known])
-        return [m for m in able if m.name not in set(tried)]
+        return [m for m in able if m.name not in tried]
 
     # -- generate ----------------------------------------------------------------------------------------
 
