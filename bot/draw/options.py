@@ -149,8 +149,6 @@ OPTIONS: tuple[Option, ...] = (
         requires=lambda c: c.negative_prompt,
         length=lambda c: c.negative_max,
     ),
-)
-OPTIONS += (
     Option(
         "model",
         "model",
