@@ -129,11 +129,14 @@ class OpenAIImagesBackend(HttpBackend):
             "max_download": settings.max_download,
         }
 
+    def ratio(self, request: DrawRequest) -> str | None:
+        """The ratio of the model's own size ``request`` is drawn at, when the model lacks our sizes."""
+        return nearest_ratio(request.width, request.height, tuple(self._by_ratio)) if self._by_ratio else None
+
     def body(self, request: DrawRequest, *, n: int, user: str) -> dict[str, Any]:
         """The JSON of one request for ``n`` pictures."""
-        size = request.size
-        if self._by_ratio:
-            size = self._by_ratio[nearest_ratio(request.width, request.height, tuple(self._by_ratio))]
+        ratio = self.ratio(request)
+        size = request.size if ratio is None else self._by_ratio[ratio]
         body: dict[str, Any] = {"model": self._model, "prompt": request.prompt, "n": n, "size": size, "user": user}
         if self._dall_e:
             body["response_format"] = "b64_json"  # gpt-image models always answer so, and refuse the field
@@ -157,7 +160,7 @@ class OpenAIImagesBackend(HttpBackend):
         if not isinstance(items, list) or not items:
             raise BackendError("backend_unavailable", provider=self.provider, reason="no_images")
         out = []
-        ratio = nearest_ratio(request.width, request.height, tuple(self._by_ratio)) if self._by_ratio else None
+        ratio = self.ratio(request)
         for item in items:
             raw = await self._picture(item)
             out.append(GeneratedImage(raw, sniff_format(raw), request.width, request.height, ratio=ratio))
