@@ -296,10 +296,7 @@ class Core:
                 raise SdbotError("job_not_cancellable", job=job_id, status=Msg(f"job.status.{status}"))
             cancelled = [job]
         for job in cancelled:
-            generating = self._generating.get(job.id)
-            if generating is not None:  # drawn here: stop it (in another process, its delivery is fenced)
-                self._stopped.add(job.id)
-                generating.cancel()
+            self._stop_drawing(job.id)  # in another process: its NOTIFY (PostgreSQL), and its delivery is fenced
             self.scheduler.remove(job.id)
             self._active.pop(job.id, None)
             await self._relay.settle(job.id)
@@ -309,10 +306,15 @@ class Core:
         return cancelled
 
     def _heard_cancelled(self, payload: str) -> None:
-        """A job cancelled through another process: stop drawing it, if it is drawn here."""
-        generating = self._generating.get(int(payload)) if payload.isdigit() else None
+        """A job cancelled through another process."""
+        if payload.isdigit():
+            self._stop_drawing(int(payload))
+
+    def _stop_drawing(self, job_id: int) -> None:
+        """Stop the generation of a cancelled job, if it is drawn here."""
+        generating = self._generating.get(job_id)
         if generating is not None:
-            self._stopped.add(int(payload))
+            self._stopped.add(job_id)
             generating.cancel()
 
     async def update_route(self, job_id: int, route: dict[str, Any]) -> bool:
