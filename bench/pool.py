@@ -17,22 +17,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.support import Figure, InstantBackend, MemorySink, bench_settings, encoded_photos, print_figures
-from bot.backends.base import Backend
+from bench.support import Figure, InstantBackend, draw_all, encoded_photos, print_figures
 from bot.backends.pool import Member, PoolBackend
-from bot.core import ChatRef, Core, UserRef
 from bot.draw.validation import parse_request
 from bot.jobs.breaker import Breaker
 
 SIZE = 768
-USERS = 16
 
 
 def pool_of(members: int, hold: float) -> PoolBackend:
@@ -43,31 +39,6 @@ def pool_of(members: int, hold: float) -> PoolBackend:
             for i in range(members)
         ]
     )
-
-
-async def run(backend: Backend, jobs: int, concurrency: int) -> float:
-    """Seconds from submitting every job to the last one recorded done."""
-    with tempfile.TemporaryDirectory(prefix="sdbot-bench-") as tmp:
-        core = await Core.open(bench_settings(Path(tmp) / "bench.db", backend_concurrency=concurrency), backend)
-        try:
-            sink = MemorySink(jobs)
-            core.register_sink("telegram", sink)
-            await core.start()
-            people = [UserRef("telegram", str(100 + u)) for u in range(USERS)]
-            chats = [ChatRef("telegram", str(100 + u), False) for u in range(USERS)]
-            begin = time.perf_counter()
-            await asyncio.gather(
-                *(core.submit(people[j % USERS], chats[j % USERS], f"/draw a lighthouse --size {SIZE}x{SIZE}", {})
-                  for j in range(jobs))
-            )  # fmt: skip
-            await sink.done.wait()
-            await core.wait_idle()
-            seconds = time.perf_counter() - begin
-            if sink.failed or sink.images != jobs:
-                raise AssertionError(f"lost jobs: {sink.images} of {jobs} delivered, failed {sink.failed}")
-            return seconds
-        finally:
-            await core.close()
 
 
 async def routing_us(members: int, rounds: int = 2000) -> float:
@@ -85,9 +56,9 @@ def figures(args: argparse.Namespace) -> list[Figure]:
     generate = args.generate_ms / 1000
     out = []
     for members in args.members:
-        pooled = asyncio.run(run(pool_of(members, generate), args.jobs, members))
-        single = asyncio.run(run(InstantBackend(encoded_photos(SIZE, SIZE), hold=lambda: asyncio.sleep(generate)),
-                                 args.jobs, members))  # fmt: skip
+        pooled = asyncio.run(draw_all(pool_of(members, generate), args.jobs, members, SIZE))
+        single_backend = InstantBackend(encoded_photos(SIZE, SIZE), hold=lambda: asyncio.sleep(generate))
+        single = asyncio.run(draw_all(single_backend, args.jobs, members, SIZE))
         rate, floor = args.jobs / pooled, args.jobs / single
         name = f"pool of {members} x 1 slot vs one service of {members} slots (jobs/s)"
         out.append(Figure(name, f"{rate:.1f}", f"{floor:.1f}", f"{rate / floor:.2f}", "-", None))

@@ -18,44 +18,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.support import Figure, InstantBackend, MemorySink, bench_settings, encoded_photos, print_figures
-from bot.core import ChatRef, Core, UserRef
+from bench.support import Figure, InstantBackend, draw_all, encoded_photos, print_figures
 
 SIZE = 768  # small pictures: the figure is about waiting, not about image work
-USERS = 10
 
 
 async def run(jobs: int, concurrency: int, generate: float, upload: float) -> float:
     """Seconds from submitting every job to the last one recorded done."""
     backend = InstantBackend(encoded_photos(SIZE, SIZE), hold=lambda: asyncio.sleep(generate))
-    with tempfile.TemporaryDirectory(prefix="sdbot-bench-") as tmp:
-        core = await Core.open(bench_settings(Path(tmp) / "bench.db", backend_concurrency=concurrency), backend)
-        try:
-            sink = MemorySink(jobs, hold=lambda: asyncio.sleep(upload))
-            core.register_sink("telegram", sink)
-            await core.start()
-            people = [UserRef("telegram", str(100 + u)) for u in range(USERS)]
-            chats = [ChatRef("telegram", str(100 + u), False) for u in range(USERS)]
-            begin = time.perf_counter()
-            await asyncio.gather(
-                *(core.submit(people[j % USERS], chats[j % USERS], f"/draw a lighthouse --size {SIZE}x{SIZE}", {})
-                  for j in range(jobs))
-            )  # fmt: skip
-            await sink.done.wait()
-            await core.wait_idle()
-            seconds = time.perf_counter() - begin
-            if sink.failed or sink.images != jobs:
-                raise AssertionError(f"lost jobs: {sink.images} of {jobs} delivered, failed {sink.failed}")
-            return seconds
-        finally:
-            await core.close()
+    return await draw_all(backend, jobs, concurrency, SIZE, upload)
 
 
 def figures(args: argparse.Namespace) -> list[Figure]:

@@ -19,6 +19,8 @@ import random
 import sqlite3
 import statistics
 import struct
+import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from bot.backends import images
 from bot.backends.base import Backend, CheckReport, GeneratedImage, ProgressCallback
 from bot.backends.http import decode_b64, sniff_format
 from bot.config import Settings
-from bot.core import JobEvent
+from bot.core import ChatRef, Core, JobEvent, UserRef
 from bot.draw.capabilities import SEED, Capabilities
 from bot.draw.request import DrawRequest
 from bot.errors import SdbotError
@@ -223,3 +225,31 @@ def bench_settings(db: Path, **overrides: Any) -> Settings:
     """Shipped defaults with the limits off (a benchmark measures work, not refusals) and ``overrides``."""
     limits = {"rate_per_minute": 0, "daily_images": 0, "chat_daily_images": 0, "max_pending": 100_000}
     return dataclasses.replace(Settings.from_env({}, env_file=None), db=db, **(limits | overrides))
+
+
+async def draw_all(backend: Backend, jobs: int, concurrency: int, size: int, upload: float = 0.0) -> float:
+    """``jobs`` ``/draw`` commands of ``size``x``size`` at once, from ten users, through a real core on ``backend``
+    with ``concurrency`` slots and a sink whose every delivery takes ``upload`` seconds: the seconds from the first
+    submission to the last job recorded done. Raises when a job is lost."""
+    users = 10
+    with tempfile.TemporaryDirectory(prefix="sdbot-bench-") as tmp:
+        core = await Core.open(bench_settings(Path(tmp) / "bench.db", backend_concurrency=concurrency), backend)
+        try:
+            sink = MemorySink(jobs, hold=(lambda: asyncio.sleep(upload)) if upload else None)
+            core.register_sink("telegram", sink)
+            await core.start()
+            people = [UserRef("telegram", str(100 + u)) for u in range(users)]
+            chats = [ChatRef("telegram", str(100 + u), False) for u in range(users)]
+            begin = time.perf_counter()
+            await asyncio.gather(
+                *(core.submit(people[j % users], chats[j % users], f"/draw a lighthouse --size {size}x{size}", {})
+                  for j in range(jobs))
+            )  # fmt: skip
+            await sink.done.wait()
+            await core.wait_idle()
+            seconds = time.perf_counter() - begin
+            if sink.failed or sink.images != jobs:
+                raise AssertionError(f"lost jobs: {sink.images} of {jobs} delivered, failed {sink.failed}")
+            return seconds
+        finally:
+            await core.close()
