@@ -139,31 +139,24 @@ def retryable(exc: BackendError) -> bool:
 def status_error(response: httpx.Response) -> BackendError:
     """Stability's error as our outcome: v1's ``{"id", "name", "message"}`` or v2beta's ``{"id", "name",
     "errors": [...]}``; ``name`` kept as the provider code, the words for the operator."""
-    return provider_said(_status_outcome(response), _said(response))
-
-
-def _said(response: httpx.Response) -> str | None:
-    try:
-        data = response.json()
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    errors = data.get("errors")
-    if isinstance(errors, list) and errors:
-        return "; ".join(str(error) for error in errors)
-    message = data.get("message")
-    return str(message) if message else None
-
-
-def _status_outcome(response: httpx.Response) -> BackendError:
-    status = response.status_code
     try:
         data = response.json()
     except ValueError:
         data = None
-    name = str(data.get("name") or "") if isinstance(data, dict) else ""
-    log.warning("stability answered HTTP %s %s: %s", status, name, (_said(response) or "")[:200])
+    if not isinstance(data, dict):
+        data = {}
+    errors, message = data.get("errors"), data.get("message")
+    if isinstance(errors, list) and errors:
+        said: str | None = "; ".join(str(error) for error in errors)
+    else:
+        said = str(message) if message else None
+    name = str(data.get("name") or "")
+    log.warning("stability answered HTTP %s %s: %s", response.status_code, name, (said or "")[:200])
+    return provider_said(_status_outcome(response, name), said)
+
+
+def _status_outcome(response: httpx.Response, name: str) -> BackendError:
+    status = response.status_code
     code: str | int = name or status
     if status == 403 and name == CONTENT_MODERATION:
         # v2beta's moderation refused the prompt before drawing (and did not bill): the filter outcome.
