@@ -213,3 +213,14 @@ async def test_sdbot_check_and_draw_with_a_pool(gpu1: FakeA1111, paid: FakeStabi
     assert len(paid.v2_calls) == 1 and gpu1.generate_calls == []
     code, out, err = await sdbot("check", env={**env, "PAID_STABILITY_API_KEY": "sk-wrong"}, cwd=tmp_path)
     assert code == 1 and "paid" in out
+
+
+def test_a_members_prefixed_secrets_are_kept_out_of_logs(gpu1: FakeA1111, paid: FakeStability) -> None:
+    from bot.process import redact
+
+    url = gpu1.url.replace("http://", "http://operator:gpu1-proxy-password@")
+    pool = make(gpu1, paid, GPU1_A1111_URL=url, PAID_STABILITY_API_KEY="sk-paid-member-key-42")
+    assert isinstance(pool, PoolBackend)
+    # The password alone, as a proxy's error page or a traceback of a library may show it, not only in its URL.
+    shown = redact.scrub(f"GET {url}; proxy said: bad password gpu1-proxy-password; key sk-paid-member-key-42")
+    assert "gpu1-proxy-password" not in shown and "sk-paid-member-key-42" not in shown

@@ -19,6 +19,7 @@ from bot.draw.validation import validate
 from bot.errors import BackendError, ConfigError, DrawError, SdbotError
 from bot.jobs.breaker import Breaker
 from bot.messages.i18n import Msg
+from bot.process import redact
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -101,6 +102,8 @@ class PoolBackend(Backend):
         members: list[Member] = []
         for name in settings.backends:
             own = member_settings(settings, name)
+            # Its prefixed secrets are secrets too (GPU1_COMFYUI_URL's password): sdbot registered the shared ones.
+            redact.register(*own.secrets())
             try:
                 backend = create_backend(own)
             except ConfigError as exc:
