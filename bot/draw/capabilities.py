@@ -30,6 +30,9 @@ class Capabilities:
     aspect_ratios: tuple[str, ...] = ()
     unsupported: frozenset[str] = frozenset()  # option names the service does not take (steps, sampler, cfg)
     models: tuple[str, ...] = ()  # a pool's services, which --model picks from (bot.backends.pool)
+    # Drawing from a picture (image-to-image): whether the service can, and its default --strength.
+    image_to_image: bool = False
+    strength: float = 0.6
 
 
 # The seed document's own capabilities: what the placeholder backend and Qianfan accept.

@@ -150,6 +150,16 @@ OPTIONS: tuple[Option, ...] = (
         length=lambda c: c.negative_max,
     ),
     Option(
+        "strength",
+        "strength",
+        "float",
+        zh="强度",
+        example="--strength 0.6",
+        aliases=("denoise", "denoising-strength"),
+        bounds=lambda c: params.STRENGTH_RANGE,
+        requires=lambda c: c.image_to_image,
+    ),
+    Option(
         "model",
         "model",
         "choice",

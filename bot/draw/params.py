@@ -75,6 +75,7 @@ N_RANGE = (1, 4)
 STEPS_RANGE = (10, 50)
 SEED_RANGE = (0, 4294967295)
 CFG_RANGE = (0.0, 30.0)
+STRENGTH_RANGE = (0.0, 1.0)  # ours (drawing from a picture): Stability's strength, A1111's denoising_strength
 
 DEFAULT_STYLE = "Base"  # no style: what a backend without styles draws
 

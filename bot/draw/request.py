@@ -11,6 +11,36 @@ from bot.draw import params
 
 
 @dataclass(frozen=True, slots=True)
+class Source:
+    """The picture a request draws from. ``ref`` is how its platform can give it again (a Telegram file_id, a
+    Discord message's attachment; empty for the CLI's file); ``width`` x ``height`` is the picture as the service
+    gets it, fitted by :mod:`bot.draw.picture` from the ``original`` size. ``data`` (that fitted picture, PNG) is
+    never serialized: jobs keep it beside them (``kept``) or fetch it again by ``ref``."""
+
+    ref: str
+    width: int
+    height: int
+    original: str  # "3000x2000", as it was sent
+    kept: bool = False  # its bytes are stored beside the job: ``ref`` cannot be downloaded again later
+    data: bytes = dataclasses.field(default=b"", compare=False, repr=False)
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @property
+    def fitted(self) -> bool:
+        """Whether it was cropped or resized to what the service draws."""
+        return self.original != self.size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "width": self.width, "height": self.height, "original": self.original, "kept": self.kept}
+
+    def with_data(self, data: bytes) -> Source:
+        return dataclasses.replace(self, data=data)
+
+
+@dataclass(frozen=True, slots=True)
 class DrawRequest:
     """One generation, with the seed document's field names and defaults (each /draw option's default is its
     field's). Only :mod:`bot.draw.validation` should build one from user input; it is also rebuilt from storage
@@ -26,6 +56,8 @@ class DrawRequest:
     cfg_scale: float = 5.0
     style: str = params.DEFAULT_STYLE
     model: str | None = None  # one of a pool's services, by the operator's name for it (--model)
+    strength: float | None = None  # how far to move from ``source`` (0 keeps it, 1 ignores it); set with it
+    source: Source | None = None  # the picture it draws from (image-to-image), or None
 
     @property
     def width(self) -> int:
@@ -38,12 +70,19 @@ class DrawRequest:
     def with_seed(self, seed: int | None) -> DrawRequest:
         return dataclasses.replace(self, seed=seed)
 
+    def with_source(self, source: Source | None) -> DrawRequest:
+        return dataclasses.replace(self, source=source)
+
     def to_dict(self) -> dict[str, Any]:
-        """The seed document's JSON body (without ``user_id``), key order as documented (the fields' order); ``model``
-        (ours: a pool's service) only when one was chosen."""
-        data = dataclasses.asdict(self)
-        if data["model"] is None:
-            del data["model"]
+        """The seed document's JSON body (without ``user_id``), key order as documented (the fields' order); ours
+        (``model``: a pool's service; ``strength`` and ``source``: drawing from a picture) only when set, and the
+        picture by reference, never its bytes."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key in ("model", "strength", "source"):
+            if data[key] is None:
+                del data[key]
+        if self.source is not None:
+            data["source"] = self.source.to_dict()
         return data
 
     def to_json(self) -> str:
@@ -52,7 +91,10 @@ class DrawRequest:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DrawRequest:
         fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in fields})
+        values = {k: v for k, v in data.items() if k in fields}
+        if isinstance(values.get("source"), dict):
+            values["source"] = Source(**values["source"])
+        return cls(**values)
 
     @classmethod
     def from_json(cls, text: str) -> DrawRequest:

@@ -10,6 +10,7 @@ from bot.draw import params
 from bot.draw.capabilities import SEED, Capabilities
 from bot.draw.grammar import DrawArgs, OptionValue, closest_value, excerpt, parse
 from bot.draw.options import OPTIONS, Option, as_typed
+from bot.draw.picture import size_for
 from bot.draw.request import DrawRequest
 from bot.draw.sanitize import blank, clean
 from bot.errors import DrawError
@@ -19,12 +20,14 @@ _FLOAT = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$", re.IGNORECASE)
 _MAX_DIGITS = 24  # longer whole numbers are out of every range
 
 
-def parse_request(text: str, caps: Capabilities = SEED) -> DrawRequest:
+def parse_request(text: str, caps: Capabilities = SEED, *, picture: tuple[int, int] | None = None) -> DrawRequest:
     """The whole path from what a user typed to a request ``caps``' backend accepts."""
-    return validate(parse(text, caps), caps)
+    return validate(parse(text, caps), caps, picture=picture)
 
 
-def validate(args: DrawArgs, caps: Capabilities = SEED) -> DrawRequest:
+def validate(args: DrawArgs, caps: Capabilities = SEED, *, picture: tuple[int, int] | None = None) -> DrawRequest:
+    """``picture``: the width and height of the picture it draws from, if any: its shape is the size's default, and
+    the service's default strength applies (the caller attaches the :class:`~bot.draw.request.Source`)."""
     # Discord's typed options arrive here without passing the grammar: clean them the same way.
     opts = {name: clean(value) if isinstance(value, str) else value for name, value in args.options.items()}
     prompt = clean(args.prompt).strip()
@@ -33,7 +36,16 @@ def validate(args: DrawArgs, caps: Capabilities = SEED) -> DrawRequest:
     if len(prompt) > caps.prompt_max:
         raise DrawError("prompt_too_long", option="prompt", length=len(prompt), max=caps.prompt_max)
 
+    if picture is not None and not caps.image_to_image:
+        raise DrawError("picture_unsupported", option="image", backend=caps.backend)
+    if picture is None and opts.get("strength") is not None and caps.image_to_image:
+        raise DrawError("strength_needs_picture", option="strength")
     values = {option.field: _value(option, opts.get(option.name), caps) for option in OPTIONS}
+    if picture is not None:
+        if opts.get("size") is None:
+            values["size"] = size_for(*picture, caps.sizes, str(values["size"]))
+        if values["strength"] is None:
+            values["strength"] = caps.strength
     return DrawRequest(prompt=prompt, **values)  # type: ignore[arg-type]
 
 
