@@ -491,6 +491,25 @@ class Settings:
         "Refund images the provider's content filter blocked (1) or charge them (0).",
         boolean,
     )
+    picture_max_bytes: int = var(
+        "SDBOT_PICTURE_MAX_BYTES",
+        "10485760",
+        "Largest picture (bytes) users may draw from; larger ones are refused before they are downloaded. Telegram "
+        "lets bots download at most 20 MB.",
+        integer(1024, 1 << 30),
+    )
+    upscale_cost: int = var(
+        "SDBOT_UPSCALE_COST",
+        "1",
+        "Images charged for an Upscale (2x) of a picture, against the same quotas as /draw (0: free).",
+        integer(0, 100),
+    )
+    variation_strength: float = var(
+        "SDBOT_VARIATION_STRENGTH",
+        "0.35",
+        "How far the Variations button moves from the picture (0-1: low keeps it close), with a new seed.",
+        number(0.05, 1.0),
+    )
     breaker_failures: int = var(
         "SDBOT_BREAKER_FAILURES",
         "5",

@@ -13,9 +13,10 @@ from typing import Any, Protocol
 from bot.backends.base import Backend
 from bot.chats.directory import Directory
 from bot.chats.inbox import Inbox
-from bot.chats.refs import ChatRef, UserRef
+from bot.chats.refs import ChatRef, PictureRef, UserRef
 from bot.commands import Commands
 from bot.config import Settings
+from bot.draw import picture as pictures
 from bot.draw.capabilities import Capabilities
 from bot.draw.compose import compose
 from bot.draw.grammar import OptionValue, render_command
@@ -34,12 +35,13 @@ from bot.jobs.shared import SharedScheduler
 from bot.messages.i18n import Lang, Msg
 from bot.messages.presentation import edit_command
 from bot.observe.metrics import Metrics
+from bot.process import cpu
 from bot.quotas.admission import Quotas
 from bot.quotas.rules import Admission, AlreadyAdmitted
 from bot.storage import HeldEvent, Storage, StorageError, open_storage
 from bot.storage.port import CANCELLED
 
-__all__ = ["ChatRef", "Core", "DeliveryGone", "Job", "JobEvent", "Sink", "UserRef"]
+__all__ = ["ChatRef", "Core", "DeliveryGone", "Job", "JobEvent", "PictureRef", "Sink", "UserRef"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,11 @@ class Sink(Protocol):
 
     async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
         """Tell the user (``commands.describe_failure`` is the text); not when owners cancelled it themselves."""
+
+    async def fetch_picture(self, ref: str, max_bytes: int) -> bytes:
+        """The picture a :class:`PictureRef` names, downloaded from the platform: ``DrawError`` ``picture_too_large``
+        when the platform says it is over ``max_bytes`` (before downloading it), ``picture_gone`` when the platform
+        no longer has it, ``picture_unavailable`` when it cannot be downloaded now."""
 
 
 class Core:
@@ -248,15 +255,23 @@ class Core:
         origin: str | None = None,
         typed: Mapping[str, OptionValue | None] | None = None,
         replied: str | None = None,
+        picture: PictureRef | None = None,
     ) -> Job:
         """Validate ``/draw`` text (with Discord's ``typed`` options, or the ``replied`` message: see
         :mod:`bot.draw.compose`), admit it and queue it. ``origin`` names the platform event: the same origin
-        again returns the job it made the first time, not queued again (events redelivered after a crash)."""
+        again returns the job it made the first time, not queued again (events redelivered after a crash).
+        ``picture``: the picture it draws from, checked before anything else (see :mod:`bot.draw.picture`)."""
         self._require_ready(user.platform)
         with self._counting_refusals():
             self._require_backend_up()
             caps = await self.backend.capabilities()
-            request = validate(compose(text, caps, typed=typed, replied=replied), caps)
+            args = compose(text, caps, typed=typed, replied=replied)
+            if picture is None:
+                request = validate(args, caps)
+            else:
+                data, info = await self._fetch_picture(user.platform, picture.ref, caps)
+                request = validate(args, caps, picture=(info.width, info.height))
+                request = await self._with_source(request, caps, picture, data, info.size)
             await self.backend.check_request(request)
             return await self._admit(user, chat, request, route, parent_id=None, origin=origin)
 
@@ -272,7 +287,14 @@ class Core:
             # The stored request was valid for the backend of its day; check it against today's, unchanged.
             caps = await self.backend.capabilities()
             text = render_command(original.request.with_seed(None), include_defaults=True, omit=caps.unsupported)
-            request = parse_request(text, caps)
+            source = original.request.source
+            if source is None:
+                request = parse_request(text, caps)
+            else:  # the same picture, fetched again from its platform
+                data, info = await self._fetch_picture(user.platform, source.ref, caps)
+                request = parse_request(text, caps, picture=(info.width, info.height))
+                again = PictureRef(source.ref, durable=not source.kept)
+                request = await self._with_source(request, caps, again, data, info.size)
             await self.backend.check_request(request)
             chat = ChatRef(original.platform, original.chat.split(":", 1)[1], original.group_chat)
             return await self._admit(user, chat, request, route, parent_id=original.id, origin=origin)
@@ -304,6 +326,41 @@ class Core:
                 self._spawn(self._tell_failed(job, SdbotError("cancelled", job=job.id), refunded=job.images > 0))
         log.info("jobs %s cancelled by %s", [j.id for j in cancelled], "an admin" if admin else "their owner")
         return cancelled
+
+    async def _fetch_picture(self, platform: str, ref: str, caps: Capabilities) -> tuple[bytes, pictures.PictureInfo]:
+        """A picture to draw from, downloaded through its platform's sink and checked (before anything else is)."""
+        if not caps.image_to_image:
+            raise DrawError("picture_unsupported", option="image", backend=caps.backend)
+        data = await self._sinks[platform].fetch_picture(ref, self.settings.picture_max_bytes)
+        return data, await pictures.check(data, self.settings.picture_max_bytes)
+
+    async def _with_source(
+        self, request: DrawRequest, caps: Capabilities, picture: PictureRef, data: bytes, original: str
+    ) -> DrawRequest:
+        return await pictures.attach(request, caps, data, ref=picture.ref, original=original, kept=not picture.durable)
+
+    async def _source_of(self, job: Job) -> DrawRequest:
+        """The job's request with the bytes of the picture it draws from: kept beside the job, or fetched again from
+        its platform and fitted as at admission (``picture_gone`` when neither can be had)."""
+        request = job.seeded_request
+        source = request.source
+        if source is None:
+            return request
+        if source.kept:
+            data = await self.jobs.picture(job.id)
+            if data is None:
+                raise DrawError("picture_gone", option="image")
+            return request.with_source(source.with_data(data))
+        sink = self._sinks.get(job.platform)
+        if sink is None:
+            raise DrawError("picture_gone", option="image")
+        fetched = await sink.fetch_picture(source.ref, self.settings.picture_max_bytes)
+        await pictures.check(fetched, self.settings.picture_max_bytes)
+        return request.with_source(source.with_data(await cpu.run(pictures.fit, fetched, source.width, source.height)))
+
+    async def _generate(self, job: Job, progress: Callable[[float], Coroutine[Any, Any, None]]) -> Generation:
+        request = await self._source_of(job)
+        return await generate(self.backend, request, user=user_key(job.platform, job.user_id), progress=progress)
 
     def _heard_cancelled(self, payload: str) -> None:
         """A job cancelled through another process."""
@@ -443,6 +500,7 @@ class Core:
         route: dict[str, Any],
         parent_id: int | None,
         origin: str | None,
+        cost: int | None = None,
     ) -> Job:
         await self.directory.touch(user, chat if chat.is_group else None)
         admission = Admission(
@@ -456,6 +514,8 @@ class Core:
             exempt=self.is_admin(user),
             parent_id=parent_id,
             origin=origin,
+            picture=request.source.data if request.source is not None and request.source.kept else None,
+            cost=cost,
         )
         try:
             job = await self.quotas.admit(admission)
@@ -487,7 +547,9 @@ class Core:
         if job.backend != self.backend.name:
             try:
                 caps = await self.backend.capabilities()
-                parse_request(render_command(job.seeded_request, include_defaults=True, omit=caps.unsupported), caps)
+                text = render_command(job.seeded_request, include_defaults=True, omit=caps.unsupported)
+                source = job.request.source
+                parse_request(text, caps, picture=None if source is None else (source.width, source.height))
             except (DrawError, BackendError) as exc:
                 await self._fail(job, exc, refund=True, background=True)
                 return
@@ -542,9 +604,7 @@ class Core:
                 self._notify(job, JobEvent("running", progress=min(1.0, max(0.0, float(fraction)))))
 
             began = time.monotonic()
-            drawing = asyncio.ensure_future(
-                generate(self.backend, job.seeded_request, user=user_key(job.platform, job.user_id), progress=progress)
-            )
+            drawing = asyncio.ensure_future(self._generate(job, progress))
             self._generating[job.id] = drawing
             try:
                 generation = await drawing

@@ -70,3 +70,13 @@ def parse_key(text: str, platforms: Collection[str], default_platform: str | Non
     if platform not in platforms or not params.is_whole_number(number):
         raise SdbotError("bad_user", value=text.strip() or "∅")
     return f"{platform}:{'-' if number != ident else ''}{int(number)}"  # full-width digits: the same id
+
+
+@dataclass(frozen=True, slots=True)
+class PictureRef:
+    """A picture someone sent to draw from, as its platform names it: ``ref`` is what the platform's sink reads
+    with ``fetch_picture`` (a Telegram file_id, a Discord attachment); ``durable`` says the platform gives it
+    again later (else the job keeps the picture's bytes until it ends)."""
+
+    ref: str
+    durable: bool

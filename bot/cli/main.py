@@ -26,6 +26,8 @@ from bot.cli import migrate as cli_migrate
 from bot.cli.diagnose import operator_detail
 from bot.cli.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from bot.config import Settings
+from bot.draw import picture as pictures
+from bot.draw.capabilities import Capabilities
 from bot.draw.grammar import render_value
 from bot.draw.options import shown
 from bot.draw.request import DrawRequest
@@ -35,7 +37,7 @@ from bot.jobs.generation import generate, user_key
 from bot.messages.i18n import LANGUAGES, Lang, Msg, render_error, resolve_language, t
 from bot.process import redact
 
-DRAW_USAGE = "sdbot draw [--lang en|zh] [--dry-run] [--json] [--out DIR] TEXT"
+DRAW_USAGE = "sdbot draw [--lang en|zh] [--dry-run] [--json] [--out DIR] [--image FILE] TEXT"
 
 
 class Parser(argparse.ArgumentParser):
@@ -66,6 +68,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     draw.add_argument("--dry-run", action="store_true", help="validate only; print the request")
     draw.add_argument("--json", action="store_true", help="print one JSON object")
     draw.add_argument("--out", type=Path, default=Path("out"), help="where images are written (default ./out)")
+    draw.add_argument("--image", type=Path, help="a picture (JPEG, PNG, WebP) to draw from, with --strength 0-1")
     draw.add_argument("text", nargs="*", help="what you would type after /draw (after sdbot's own options)")
     draw.set_defaults(handler=cmd_draw)
     if isinstance(draw, Parser):
@@ -85,7 +88,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
 
 
 # sdbot draw's own options; everything from the first other word on is /draw text, "--n 2" included.
-_DRAW_FLAGS = {"--lang": 1, "--out": 1, "--dry-run": 0, "--json": 0, "-h": 0, "--help": 0}
+_DRAW_FLAGS = {"--lang": 1, "--out": 1, "--image": 1, "--dry-run": 0, "--json": 0, "-h": 0, "--help": 0}
 
 
 def split_draw_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -143,7 +146,11 @@ async def cmd_draw(args: argparse.Namespace, settings: Settings) -> int:
         return _fail(args, lang, exc, EXIT_CONFIG)
     async with backend:
         try:
-            request = parse_request(text, await backend.capabilities())
+            caps = await backend.capabilities()
+            if args.image is None:
+                request = parse_request(text, caps)
+            else:
+                request = await _from_picture(args.image, text, caps, settings.picture_max_bytes)
         except DrawError as exc:
             own = f"--{exc.option}" if exc.code == "unknown_option" else None
             hint = t(lang, "cli.own_options_first", option=own) if own in _DRAW_FLAGS else None
@@ -182,6 +189,25 @@ async def cmd_draw(args: argparse.Namespace, settings: Settings) -> int:
         for p in paths:
             print(t(lang, "cli.saved", path=p))
     return EXIT_OK
+
+
+async def _from_picture(path: Path, text: str, caps: Capabilities, max_bytes: int) -> DrawRequest:
+    """The request drawing from the picture file ``path``, checked like one sent in chat."""
+    if not caps.image_to_image:  # before reading anything, as in chat
+        raise DrawError("picture_unsupported", option="image", backend=caps.backend)
+    try:
+        data = await asyncio.to_thread(_read_bounded, path, max_bytes)
+    except OSError as exc:
+        raise DrawError("picture_unreadable", option="image", path=str(path), reason=exc.strerror or str(exc)) from None
+    info = await pictures.check(data, max_bytes)
+    request = parse_request(text, caps, picture=(info.width, info.height))
+    return await pictures.attach(request, caps, data, ref="", original=info.size, kept=False)
+
+
+def _read_bounded(path: Path, max_bytes: int) -> bytes:
+    """At most one byte more than ``max_bytes`` of ``path``: enough to refuse a bigger file without reading it all."""
+    with path.open("rb") as file:
+        return file.read(max_bytes + 1)
 
 
 def summary(request: DrawRequest, lang: Lang) -> str:

@@ -33,6 +33,7 @@ class Capabilities:
     # Drawing from a picture (image-to-image): whether the service can, and its default --strength.
     image_to_image: bool = False
     strength: float = 0.6
+    upscale: bool = False  # whether it can draw a picture again at twice its sides (the Upscale button)
 
 
 # The seed document's own capabilities: what the placeholder backend and Qianfan accept.

@@ -37,6 +37,8 @@ class Option:
     spellings: Mapping[str, str] = dataclasses.field(default_factory=dict)  # choice: other names of values
     requires: Callable[[Capabilities], bool] = lambda caps: True  # what a backend must have to take it
     length: Callable[[Capabilities], int] | None = None  # text: the longest accepted
+    # The backend's value when none is given and the field stays None until then (--strength: set with a picture).
+    implied: Callable[[Capabilities], OptionValue] | None = None
 
     @property
     def default(self) -> OptionValue | None:
@@ -158,6 +160,7 @@ OPTIONS: tuple[Option, ...] = (
         aliases=("denoise", "denoising-strength"),
         bounds=lambda c: params.STRENGTH_RANGE,
         requires=lambda c: c.image_to_image,
+        implied=lambda c: c.strength,
     ),
     Option(
         "model",

@@ -1,6 +1,6 @@
 """The picture a /draw draws from: untrusted bytes checked with Pillow before anything else, then fitted (cropped
-to the ratio, resized) to what the service draws. CPU work: call :func:`read` and :func:`fit` through
-``bot.process.cpu``."""
+to the ratio, resized) to what the service draws. :func:`read` and :func:`fit` are CPU work (through
+``bot.process.cpu``, as :func:`check` and :func:`attach` do)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps
 
 from bot.draw.capabilities import Capabilities
+from bot.draw.request import DrawRequest, Source
 from bot.draw.shape import nearest_ratio, ratio_value
 from bot.errors import DrawError
+from bot.process import cpu
 
 FORMATS = ("JPEG", "PNG", "WEBP")  # what every service with image-to-image takes, and what people send
 # A 48-megapixel phone photo passes; a decompression bomb (a small file that would decode to gigabytes) does not.
@@ -60,6 +62,21 @@ def read(data: bytes, max_bytes: int) -> PictureInfo:
     except Exception:  # Pillow raises many types for garbage input
         raise DrawError("picture_not_image", option="image") from None
     return info
+
+
+async def check(data: bytes, max_bytes: int) -> PictureInfo:
+    """:func:`read`, off the event loop."""
+    return await cpu.run(read, data, max_bytes)
+
+
+async def attach(
+    request: DrawRequest, caps: Capabilities, data: bytes, *, ref: str, original: str, kept: bool
+) -> DrawRequest:
+    """``request`` drawing from the picture ``data`` (checked), fitted off the event loop to what the service
+    draws at (see :func:`target`)."""
+    width, height = target(caps, request.size)
+    fitted = await cpu.run(fit, data, width, height)
+    return request.with_source(Source(ref, width, height, original, kept, fitted))
 
 
 def target(caps: Capabilities, size: str) -> tuple[int, int]:

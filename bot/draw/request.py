@@ -34,7 +34,7 @@ class Source:
         return self.original != self.size
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ref": self.ref, "width": self.width, "height": self.height, "original": self.original, "kept": self.kept}
+        return {name: getattr(self, name) for name in ("ref", "width", "height", "original", "kept")}
 
     def with_data(self, data: bytes) -> Source:
         return dataclasses.replace(self, data=data)
@@ -58,6 +58,8 @@ class DrawRequest:
     model: str | None = None  # one of a pool's services, by the operator's name for it (--model)
     strength: float | None = None  # how far to move from ``source`` (0 keeps it, 1 ignores it); set with it
     source: Source | None = None  # the picture it draws from (image-to-image), or None
+    # "draw", or "upscale": ``source`` at ``size`` (twice its sides), nothing else drawn (the Upscale button)
+    task: str = "draw"
 
     @property
     def width(self) -> int:
@@ -81,6 +83,8 @@ class DrawRequest:
         for key in ("model", "strength", "source"):
             if data[key] is None:
                 del data[key]
+        if self.task == "draw":
+            del data["task"]
         if self.source is not None:
             data["source"] = self.source.to_dict()
         return data

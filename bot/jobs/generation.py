@@ -69,20 +69,25 @@ async def generate(
                     request.n)  # fmt: skip
         result = result[: request.n]
     # Pillow, off the loop: one call for every picture
-    result = await cpu.run(_inspect_all, result, (request.width, request.height))
+    # A service that draws from a picture at a ratio keeps the picture's shape: that is a ratio it may draw at too.
+    shape = None if request.source is None else f"{request.source.width}:{request.source.height}"
+    result = await cpu.run(_inspect_all, result, (request.width, request.height), shape)
     if all(image.filtered for image in result):
         raise BackendError("content_filtered")
     caps = await backend.capabilities_of(result[0].service)
     return Generation(request, result, _drawn(request, result, caps))
 
 
-def _inspect_all(result: list[GeneratedImage], expected: tuple[int, int]) -> list[GeneratedImage]:
+def _inspect_all(
+    result: list[GeneratedImage], expected: tuple[int, int], shape: str | None = None
+) -> list[GeneratedImage]:
     """The pictures, each checked, with the size it really has (a service that draws at a ratio chooses it: then
-    the ratio is checked instead of the size)."""
+    the ratio is checked instead of the size, or the ``shape`` of the picture it drew from)."""
     out = []
     for image in result:
         info = images.inspect(image.data, None if image.ratio else expected)
-        if image.ratio is not None and not matches_ratio(info.width, info.height, image.ratio):
+        ratios = [r for r in (image.ratio, shape) if r is not None]
+        if image.ratio is not None and not any(matches_ratio(info.width, info.height, r) for r in ratios):
             raise BackendError("backend_bad_image", reason="wrong_size", found=f"{info.width}x{info.height}")
         out.append(dataclasses.replace(image, width=info.width, height=info.height))
     return out

@@ -23,6 +23,8 @@ CHOICES_SHOWN = 3  # an enumeration's first values in its description; Discord l
 def describe(option: Option, lang: Lang, caps: Capabilities) -> str:
     """What ``option`` does and what this backend accepts of it: a line of /help, and Discord's description."""
     fallback = option.fallback(caps)
+    if fallback is None and option.implied is not None:
+        fallback = option.implied(caps)
     values = {"default": None if fallback is None else option.label(lang, fallback, short=True)}
     if option.bounds is not None:
         low, high = option.range(caps)
@@ -45,7 +47,14 @@ def parameters_line(request: DrawRequest, lang: Lang, drawn: Drawn | None = None
     values = shown(request, lang)
     if drawn.size is not None:
         values["size"] = t(lang, "caption.drawn", drawn=drawn.size, ratio=drawn.ratio, size=values["size"])
-    parts = [t(lang, f"caption.part.{name}", **values) for name in CAPTION_PARTS if name not in drawn.unused]
+    source = request.source
+    if request.task == "upscale":
+        parts = [t(lang, "caption.upscaled", size=request.size)]
+    else:
+        parts = [t(lang, f"caption.part.{name}", **values) for name in CAPTION_PARTS if name not in drawn.unused]
+    if source is not None and request.task == "draw":  # what it was drawn from, and how far from it
+        key = "caption.part.picture_fitted" if source.fitted else "caption.part.picture"
+        parts.append(t(lang, key, strength=values["strength"], original=source.original, size=source.size))
     if drawn.service is not None:  # a pool's member: which of the operator's services drew it
         parts.append(t(lang, "caption.part.service", service=drawn.service))
     return " · ".join(parts)

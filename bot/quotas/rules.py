@@ -96,6 +96,12 @@ class Admission:
     exempt: bool
     parent_id: int | None = None
     origin: str | None = None  # the platform event asking; one job per origin (see AlreadyAdmitted)
+    picture: bytes | None = None  # the picture it draws from, kept beside the job until it ends (no platform ref)
+    cost: int | None = None  # images charged, when not ``request.n`` (an upscale: SDBOT_UPSCALE_COST)
+
+    @property
+    def images(self) -> int:
+        return self.request.n if self.cost is None else self.cost
 
 
 class AlreadyAdmitted(Exception):

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from bot.draw.request import DrawRequest
 from bot.jobs.job import Job, possible_id
+from bot.quotas.rules import Admission, Limits
 from bot.storage.port import HeldEvent
 
 UNFINISHED = "status IN ('queued', 'running')"
@@ -55,6 +56,22 @@ class PortableJobs:
     def __init__(self, db: Statements, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._clock = clock
+
+    async def admit(self, a: Admission, limits: Limits, day: str, now: float) -> Job | None:
+        if a.picture is None:
+            return await self._admit(a, limits, day, now)
+        async with self._db.transaction():  # the job and its picture, or neither
+            job = await self._admit(a, limits, day, now)
+            if job is not None:
+                await self._db.execute("INSERT INTO job_pictures (job_id, data) VALUES (?, ?)", (job.id, a.picture))
+        return job
+
+    async def _admit(self, a: Admission, limits: Limits, day: str, now: float) -> Job | None:
+        raise NotImplementedError  # each engine's one statement
+
+    async def picture(self, job_id: int) -> bytes | None:
+        row = await self._db.fetchone("SELECT data FROM job_pictures WHERE job_id = ?", (job_id,))
+        return None if row is None else bytes(row["data"])
 
     async def by_origin(self, origin: str) -> Job | None:
         return await self._one("SELECT * FROM jobs WHERE origin = ?", (origin,))

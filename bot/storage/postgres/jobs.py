@@ -67,7 +67,7 @@ _UNFINISHED = "status IN ('queued', 'running')"
 
 
 class PostgresJobs(PortableJobs):
-    async def admit(self, a: Admission, limits: Limits, day: str, now: float) -> Job | None:
+    async def _admit(self, a: Admission, limits: Limits, day: str, now: float) -> Job | None:
         params = limit_params(a.user.key, a.chat.key, limits, day, now) | {
             "platform": a.user.platform,
             "group_chat": int(a.chat.is_group),
@@ -75,7 +75,7 @@ class PostgresJobs(PortableJobs):
             "request": a.request.to_json(),
             "route": route_json(a.route),
             "lang": a.lang,
-            "n": a.request.n,
+            "n": a.images,
             "seed": a.seed,
             "parent_id": a.parent_id,
             "exempt": a.exempt,

@@ -220,6 +220,24 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE TABLE paces (key TEXT PRIMARY KEY, due DOUBLE PRECISION NOT NULL)",
         ),
     ),
+    (
+        4,
+        "the picture an unfinished job draws from, when its platform cannot give it again; gone when the job ends",
+        (
+            "CREATE TABLE job_pictures (job_id BIGINT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE, "
+            "data BYTEA NOT NULL)",
+            """
+            CREATE FUNCTION job_pictures_end() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                DELETE FROM job_pictures WHERE job_id = NEW.id;
+                RETURN NULL;
+            END
+            $$
+            """,
+            "CREATE TRIGGER job_pictures_end AFTER UPDATE OF status ON jobs FOR EACH ROW "
+            "WHEN (NEW.status IN ('done', 'failed', 'cancelled')) EXECUTE FUNCTION job_pictures_end()",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1][0]
 

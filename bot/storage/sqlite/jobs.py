@@ -58,7 +58,7 @@ def limit_params(user_key: str, chat_key: str, limits: Limits, day: str, now: fl
 
 
 class SQLiteJobs(PortableJobs):
-    async def admit(self, a: Admission, limits: Limits, day: str, now: float) -> Job | None:
+    async def _admit(self, a: Admission, limits: Limits, day: str, now: float) -> Job | None:
         params = limit_params(a.user.key, a.chat.key, limits, day, now) | {
             "platform": a.user.platform,
             "group_chat": int(a.chat.is_group),
@@ -66,7 +66,7 @@ class SQLiteJobs(PortableJobs):
             "request": a.request.to_json(),
             "route": route_json(a.route),
             "lang": a.lang,
-            "n": a.request.n,
+            "n": a.images,
             "seed": a.seed,
             "parent_id": a.parent_id,
             "exempt": int(a.exempt),

@@ -184,6 +184,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "which process holds an unhandled event, and until when (PostgreSQL's processes share the inbox)",
         ("ALTER TABLE inbox ADD COLUMN worker TEXT", "ALTER TABLE inbox ADD COLUMN held_until REAL"),
     ),
+    Migration(
+        7,
+        "the picture an unfinished job draws from, when its platform cannot give it again; gone when the job ends",
+        (
+            "CREATE TABLE job_pictures (job_id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+            "CREATE TRIGGER job_pictures_end AFTER UPDATE OF status ON jobs "
+            "WHEN NEW.status IN ('done', 'failed', 'cancelled') "
+            "BEGIN DELETE FROM job_pictures WHERE job_id = NEW.id; END",
+            "CREATE TRIGGER job_pictures_deleted AFTER DELETE ON jobs "
+            "BEGIN DELETE FROM job_pictures WHERE job_id = OLD.id; END",
+        ),
+    ),
 )
 
 
