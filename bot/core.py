@@ -269,7 +269,7 @@ class Core:
             if picture is None:
                 request = validate(args, caps)
             else:
-                data, info = await self._fetch_picture(user.platform, picture.ref, caps)
+                data, info = await self._fetch_picture(user.platform, picture, caps)
                 request = validate(args, caps, picture=(info.width, info.height))
                 request = await self._with_source(request, caps, picture, data, info.size)
             await self.backend.check_request(request)
@@ -291,9 +291,9 @@ class Core:
             if source is None:
                 request = parse_request(text, caps)
             else:  # the same picture, fetched again from its platform
-                data, info = await self._fetch_picture(user.platform, source.ref, caps)
-                request = parse_request(text, caps, picture=(info.width, info.height))
                 again = PictureRef(source.ref, durable=not source.kept)
+                data, info = await self._fetch_picture(user.platform, again, caps)
+                request = parse_request(text, caps, picture=(info.width, info.height))
                 request = await self._with_source(request, caps, again, data, info.size)
             await self.backend.check_request(request)
             chat = ChatRef(original.platform, original.chat.split(":", 1)[1], original.group_chat)
@@ -327,12 +327,17 @@ class Core:
         log.info("jobs %s cancelled by %s", [j.id for j in cancelled], "an admin" if admin else "their owner")
         return cancelled
 
-    async def _fetch_picture(self, platform: str, ref: str, caps: Capabilities) -> tuple[bytes, pictures.PictureInfo]:
+    async def _fetch_picture(
+        self, platform: str, picture: PictureRef, caps: Capabilities
+    ) -> tuple[bytes, pictures.PictureInfo]:
         """A picture to draw from, downloaded through its platform's sink and checked (before anything else is)."""
         if not caps.image_to_image:
             raise DrawError("picture_unsupported", option="image", backend=caps.backend)
-        data = await self._sinks[platform].fetch_picture(ref, self.settings.picture_max_bytes)
-        return data, await pictures.check(data, self.settings.picture_max_bytes)
+        limit = self.settings.picture_max_bytes
+        if picture.size is not None and picture.size > limit:  # refused without downloading it
+            raise pictures.too_large(picture.size, limit)
+        data = await self._sinks[platform].fetch_picture(picture.ref, limit)
+        return data, await pictures.check(data, limit)
 
     async def _with_source(
         self, request: DrawRequest, caps: Capabilities, picture: PictureRef, data: bytes, original: str

@@ -87,16 +87,18 @@ class PreparedBackend(Backend):
 
     name = "prepared"
 
-    def __init__(self, prepared: dict[str, bytes] | None = None) -> None:
+    def __init__(self, prepared: dict[str, bytes] | None = None, *, pictures: bool = False) -> None:
+        """``pictures``: it draws from pictures and upscales them too (each request is kept with its picture)."""
         self.prepared = dict(prepared or {})
         self.requests: list[DrawRequest] = []
+        self.pictures = pictures
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         return cls()
 
     async def capabilities(self) -> Capabilities:
-        return dataclasses.replace(SEED, backend=self.name)
+        return dataclasses.replace(SEED, backend=self.name, image_to_image=self.pictures, upscale=self.pictures)
 
     def image(self, size: str) -> bytes:
         if size not in self.prepared:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from telegram import CallbackQuery, Chat, Message, MessageEntity, Update, User
@@ -10,6 +11,7 @@ from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
+from adapters.telegram.pictures import picture_of
 from adapters.telegram.sender import Sender
 from adapters.telegram.status import StatusBoard
 from adapters.telegram.text import MAX_ALERT, MAX_TEXT, chunks, utf16_len
@@ -22,6 +24,7 @@ from bot.messages.i18n import Lang, render_error, t
 log = logging.getLogger(__name__)
 
 TEXT_COMMANDS = ("start", "help", "quota", "lang", "cancel", "admin")
+DRAW_CAPTION = re.compile(r"^/draw(@\w+)?(\s|$)", re.IGNORECASE)
 _ADMIN_ON_USER = {"ban": 0, "unban": 0, "reset": 0, "quota": 1}  # sub-command -> words it takes besides the user
 
 Context = ContextTypes.DEFAULT_TYPE
@@ -52,6 +55,9 @@ class Handlers:
         # New messages only: an edited "/draw" must not draw again.
         new = filters.UpdateType.MESSAGE
         app.add_handler(CommandHandler("draw", self.draw, filters=new))
+        # "/draw ..." as the caption of a photo, or of an image sent as a file: draw from that picture.
+        pictured = filters.PHOTO | filters.Document.IMAGE
+        app.add_handler(MessageHandler(new & pictured & filters.CaptionRegex(DRAW_CAPTION), self.draw))
         app.add_handler(CommandHandler(list(TEXT_COMMANDS), self.command, filters=new))
         app.add_handler(CallbackQueryHandler(self.button, pattern=r"^(again|edit):\d+$"))
         app.add_handler(CallbackQueryHandler(self.stale_button))  # anything else: stop the client's spinner
@@ -63,15 +69,23 @@ class Handlers:
     # Commands ---------------------------------------------------------------------------------------
 
     async def draw(self, update: Update, context: Context) -> None:
+        """``/draw`` as a text, or as the caption of a picture; a picture carried or replied to is drawn from."""
         message, user = update.effective_message, update.effective_user
-        if message is None or user is None or message.text is None:
+        text = None if message is None else message.text or message.caption
+        if message is None or user is None or text is None:
             return
+        match = DRAW_CAPTION.match(text)
+        mention = match.group(1) if match else None
+        if mention and mention[1:].casefold() != (context.bot.username or "").casefold():
+            return  # a caption's "/draw@OtherBot" is not ours (CommandHandler checks this for texts)
         ref = user_ref(user)
         try:
             origin = f"telegram:{message.chat_id}:{message.message_id}"  # redelivered after a crash: one job
-            replied = message.reply_to_message.text if message.reply_to_message is not None else None
+            replied_to = message.reply_to_message
+            replied = None if replied_to is None else replied_to.text or replied_to.caption
+            picture = picture_of(message) or picture_of(replied_to)
             route, chat = route_for(message), chat_ref(message.chat)
-            await self.core.submit(ref, chat, message.text, route, origin=origin, replied=replied)
+            await self.core.submit(ref, chat, text, route, origin=origin, replied=replied, picture=picture)
         except SdbotError as exc:  # invalid, over quota, banned...: the answer is the reply
             await self.reply(message, render_error(exc, self.core.language_for(ref)))
         # Accepted: the status reply comes from the sink with the job's first news (queue position).

@@ -12,7 +12,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest
 
 from adapters.closing import ShutdownGate, park
-from adapters.telegram import media
+from adapters.telegram import media, pictures
 from adapters.telegram.media import Outgoing
 from adapters.telegram.sender import DeliveryUnconfirmed, Sender
 from adapters.telegram.status import STATUS_KEY, StatusBoard
@@ -101,6 +101,9 @@ class TelegramSink:
         note = shortfall(generation, job.lang)
         done = t(job.lang, "job.done", count=count)
         self._board.finish(job.id, f"{done}\n{note}" if note else done)
+
+    async def fetch_picture(self, ref: str, max_bytes: int) -> bytes:
+        return await pictures.download(self._sender.bot, ref, max_bytes)
 
     async def on_failed(self, job: Job, error: SdbotError, refunded: bool) -> None:
         # Like a delivery: the core records the failure only once this returns, so during shutdown the job

@@ -80,3 +80,4 @@ class PictureRef:
 
     ref: str
     durable: bool
+    size: int | None = None  # bytes, when the platform tells before the download

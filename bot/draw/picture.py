@@ -34,9 +34,12 @@ class PictureInfo:
         return f"{self.width}x{self.height}"
 
 
-def too_large(size: int, max_bytes: int) -> DrawError:
-    """The refusal for a picture of ``size`` bytes, before it is downloaded where the platform tells its size."""
-    return DrawError("picture_too_large", option="image", size_mb=_mb(size), max_mb=_mb(max_bytes))
+def too_large(size: int | None, max_bytes: int) -> DrawError:
+    """The refusal for a picture of ``size`` bytes (None: the platform only said it is too big), before it is
+    downloaded where the platform tells its size."""
+    return DrawError(
+        "picture_too_large", option="image", size_mb="?" if size is None else _mb(size), max_mb=_mb(max_bytes)
+    )
 
 
 def read(data: bytes, max_bytes: int) -> PictureInfo:

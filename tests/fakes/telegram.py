@@ -100,6 +100,7 @@ MAX_CAPTION = 1024
 MAX_CALLBACK_DATA = 64
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
 MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # getFile: "Bad Request: file is too big" beyond (Bot API, getFile)
 MAX_PHOTO_SIDES = 10_000
 MAX_PHOTO_RATIO = 20
 MAX_POLL_TIMEOUT = 50
@@ -781,6 +782,70 @@ class FakeTelegram(FakeServer):
         if reply_to is not None:
             message["reply_to_message"] = self._reply_target(chat_id, reply_to)
         return self.enqueue({"message": self._store(chat_id, message)})
+
+    def send_picture(
+        self,
+        user_id: int,
+        data: bytes,
+        caption: str | None = None,
+        *,
+        chat_id: int | None = None,
+        chat_type: str = "private",
+        language_code: str | None = "en",
+        reply_to: JSON | int | None = None,
+        file_name: str | None = None,
+        title: str | None = None,
+    ) -> JSON:
+        """A user sends a picture: a photo (Telegram keeps it at several sizes, the largest at most 2560 px, as
+        JPEG), or with ``file_name`` the file itself as a document. ``caption`` gets its command entities as a
+        text would. Returns the update. Sizes and formats are not checked as the bot's uploads are: users' apps
+        send what they like (the bot must check)."""
+        user = self._user(user_id, language_code=language_code)
+        if chat_type == "private":
+            chat_id = user_id
+        elif chat_id is None:
+            raise ValueError("group chats need an explicit negative chat_id")
+        known = self._chats.get(chat_id)
+        chat = known if known and known["type"] == chat_type else self.add_chat(chat_id, chat_type, title)
+        message: JSON = {"chat": chat, "from": user}
+        if file_name is None:
+            message |= self._user_photo(data)
+        else:
+            stored = self._new_file("documents", data, file_name.rsplit(".", 1)[-1] if "." in file_name else "bin")
+            mime = mimetypes.guess_type(file_name, strict=False)[0] or "application/octet-stream"
+            message["document"] = {
+                "file_id": stored.file_id,
+                "file_unique_id": stored.unique_id,
+                "file_name": file_name,
+                "mime_type": mime,
+                "file_size": len(data),
+            }
+        if caption:
+            message["caption"] = caption
+            entities = command_entities(caption)
+            if entities:
+                message["caption_entities"] = entities
+        if reply_to is not None:
+            message["reply_to_message"] = self._reply_target(chat_id, reply_to)
+        return self.enqueue({"message": self._store(chat_id, message)})
+
+    def _user_photo(self, data: bytes) -> JSON:
+        """A user's photo as Telegram keeps it: the sizes of :func:`photo_sizes`, each a JPEG."""
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+        sizes = []
+        for size in photo_sizes(width, height):
+            stored = self._new_file("photos", data, "jpg", size=size, original_size=None)
+            sizes.append(
+                {
+                    "file_id": stored.file_id,
+                    "file_unique_id": stored.unique_id,
+                    "width": size[0],
+                    "height": size[1],
+                    "file_size": len(stored.content()),
+                }
+            )
+        return {"photo": sizes}
 
     def press_button(self, user_id: int, message: JSON | int, data: str, chat_id: int | None = None) -> JSON:
         """A user presses the inline button with ``callback_data == data``; returns the update."""
@@ -1513,6 +1578,8 @@ class FakeTelegram(FakeServer):
         stored = self._files.get(str(call.params.get("file_id") or ""))
         if stored is None:
             raise bad_request("invalid file_id")
+        if len(stored.content()) > MAX_DOWNLOAD_BYTES:
+            raise bad_request("file is too big")
         return {
             "file_id": stored.file_id,
             "file_unique_id": stored.unique_id,

@@ -1,6 +1,9 @@
 """ComfyUI's server API: ``POST /prompt`` with the filled workflow, its progress and end over the ``/ws``
 websocket (``/history`` polled when no websocket can be had), the pictures from ``/history`` and ``/view``. A job
-cancelled or out of time is interrupted on the server, so the GPU does not keep drawing for nobody."""
+cancelled or out of time is interrupted on the server, so the GPU does not keep drawing for nobody.
+
+A picture to draw from (image-to-image) or to upscale is first sent with ``POST /upload/image`` (a name of its own
+per job, in the input folder's ``sdbot`` subfolder), then read by the graph's LoadImage."""
 
 from __future__ import annotations
 
@@ -17,9 +20,26 @@ import httpx
 from bot.backends.base import CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.batch import one_per_call
 from bot.backends.comfyui import samplers
-from bot.backends.comfyui.workflow import Graph, Workflow, load
+from bot.backends.comfyui.workflow import (
+    DEFAULT_STRENGTH,
+    Graph,
+    Workflow,
+    derive_img2img,
+    load,
+    load_img2img,
+    repeated,
+    upscale_graph,
+)
 from bot.backends.download import download
-from bot.backends.http import RETRYABLE_TRANSPORT, RetryPolicy, located, parse_json, provider_said, send, sniff_format
+from bot.backends.http import (
+    RETRYABLE_TRANSPORT,
+    RetryPolicy,
+    located,
+    parse_json,
+    provider_said,
+    send,
+    sniff_format,
+)
 from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
 from bot.config import redact_url
 from bot.draw import params
@@ -41,6 +61,10 @@ CANDIDATE_SAMPLERS = (*params.SAMPLERS, "DPM++ 2S a", "DPM++ 3M SDE", "DPM++ 3M 
 POLL_INTERVAL = 0.5  # seconds between /history polls when no websocket can be had
 CONTROL_TIMEOUT = 5.0  # an interrupt or a queue deletion: best effort, never a long wait
 WS_MAX_MESSAGE = 64 * 1024 * 1024  # previews ride the websocket as binary frames
+UPLOAD_FOLDER = "sdbot"  # the input folder's subfolder pictures to draw from go to (one file per job)
+IMG2IMG_NODES = ("LoadImage", "VAEEncode")  # what image-to-image needs on the server
+BATCH_NODE = "RepeatLatentBatch"  # --n pictures from one picture in one prompt (else one prompt per picture)
+UPSCALE_NODES = ("LoadImage", "UpscaleModelLoader", "ImageUpscaleWithModel", "ImageScale")
 _TRANSIENT = frozenset({"http_502", "http_503", "http_504"})
 
 
@@ -67,6 +91,8 @@ class ComfyUIBackend(HttpBackend):
         url: str,
         *,
         workflow: Workflow | None = None,
+        img2img: Workflow | None = None,
+        upscale_model: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         retry: RetryPolicy | None = None,
@@ -76,6 +102,12 @@ class ComfyUIBackend(HttpBackend):
         super().__init__(url, timeout=timeout, connect_timeout=connect_timeout, retry=retry, caps=None)
         self._url = url.rstrip("/")
         self._workflow = workflow or load(None)
+        # Image-to-image: the operator's workflow, else the shipped one's (none from an operator's own workflow).
+        if img2img is None and self._workflow.source == "default":
+            img2img = derive_img2img(self._workflow)
+        self._img2img = img2img
+        self._upscale_model = upscale_model or None
+        self._batch_node = False  # whether the server has RepeatLatentBatch: known with the capabilities
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._max_download = max_download
@@ -88,7 +120,14 @@ class ComfyUIBackend(HttpBackend):
         workflow = load(settings.comfyui_workflow, settings.comfyui_bindings).with_checkpoint(
             settings.comfyui_checkpoint
         )
-        return {"url": settings.comfyui_url, "workflow": workflow, "max_download": settings.max_download}
+        img2img = load_img2img(settings.comfyui_img2img_workflow, settings.comfyui_bindings, workflow)
+        return {
+            "url": settings.comfyui_url,
+            "workflow": workflow,
+            "img2img": img2img.with_checkpoint(settings.comfyui_checkpoint) if img2img is not None else None,
+            "upscale_model": settings.comfyui_upscale_model or None,
+            "max_download": settings.max_download,
+        }
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -98,12 +137,25 @@ class ComfyUIBackend(HttpBackend):
     # -- capabilities ------------------------------------------------------------------------------------
 
     async def capabilities(self) -> Capabilities:
-        """The samplers the server has (``/object_info``), once; a failed fetch is asked again next time."""
+        """The samplers the server has (``/object_info``), once; a failed fetch is asked again next time. Drawing
+        from a picture when there is an image-to-image workflow and the server has LoadImage and VAEEncode;
+        upscaling when ``COMFYUI_UPSCALE_MODEL`` is set and among UpscaleModelLoader's models."""
         if self._caps is not None:
             return self._caps
         async with self._caps_lock:
             if self._caps is None:
                 names, schedulers = await self._sampler_lists()
+                wanted: set[str] = set()
+                if self._img2img is not None:
+                    wanted |= {*IMG2IMG_NODES, BATCH_NODE}
+                if self._upscale_model is not None:
+                    wanted |= set(UPSCALE_NODES)
+                nodes = await self._node_inputs(sorted(wanted))
+                image_to_image = self._img2img is not None and all(node in nodes for node in IMG2IMG_NODES)
+                self._batch_node = BATCH_NODE in nodes
+                upscale = self._upscale_model is not None and all(node in nodes for node in UPSCALE_NODES)
+                if upscale:
+                    upscale = self._upscale_model in combo(nodes["UpscaleModelLoader"].get("model_name"))
                 bound = self._workflow.bindings
                 if "scheduler" not in bound:
                     schedulers = frozenset({samplers.DEFAULT_SCHEDULER})  # the workflow's own stays as it is
@@ -118,8 +170,23 @@ class ComfyUIBackend(HttpBackend):
                     unsupported=frozenset(unsupported),
                     negative_prompt="negative" in bound,
                     seed="seed" in bound,
+                    image_to_image=image_to_image,
+                    strength=DEFAULT_STRENGTH,
+                    upscale=upscale,
                 )
         return self._caps
+
+    async def _node_inputs(self, classes: list[str]) -> dict[str, dict[str, Any]]:
+        """The required inputs of each of ``classes`` the server has (``/object_info/{class}``: ``{}`` when not)."""
+        answers = await asyncio.gather(*(self._get_json(f"/object_info/{node}") for node in classes))
+        found: dict[str, dict[str, Any]] = {}
+        for node, info in zip(classes, answers, strict=True):
+            spec = info.get(node) if isinstance(info, dict) else None
+            if isinstance(spec, dict):
+                inputs = spec.get("input")
+                required = inputs.get("required") if isinstance(inputs, dict) else None
+                found[node] = required if isinstance(required, dict) else {}
+        return found
 
     async def _sampler_lists(self) -> tuple[frozenset[str], frozenset[str]]:
         bound = self._workflow.bindings.get("sampler")
@@ -148,19 +215,77 @@ class ComfyUIBackend(HttpBackend):
     async def generate(
         self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
     ) -> list[GeneratedImage]:
+        if request.task == "upscale":
+            return await self._upscale(request, progress)
         assert request.seed is not None, "the caller draws the seed"
-        if request.n == 1 or "batch" in self._workflow.bindings:
-            graph = self._workflow.fill(request, seed=request.seed)
-            return await self._run(graph, request, request.seed, progress)
+        if request.source is None:
+            return await self._draw(self._workflow, request, request.seed, progress)
+        workflow = self._img2img
+        if workflow is None:  # validation refuses a picture first (capabilities say no image-to-image)
+            raise BackendError("backend_config", provider=PROVIDER, provider_code="no_img2img_workflow")
+        await self.capabilities()  # whether the server has RepeatLatentBatch
+        image = await self._upload(request.source.data)
+        sampler = workflow.sampler()
+        if request.n > 1 and "batch" not in workflow.bindings and self._batch_node and sampler is not None:
+            graph = repeated(workflow.fill(request, seed=request.seed, image=image), sampler, request.n)
+            if graph is not None:
+                return await self._run(graph, request, request.seed, progress)
+        return await self._draw(workflow, request, request.seed, progress, image=image)
+
+    async def _draw(
+        self,
+        workflow: Workflow,
+        request: DrawRequest,
+        seed: int,
+        progress: ProgressCallback | None,
+        *,
+        image: str | None = None,
+    ) -> list[GeneratedImage]:
+        if request.n == 1 or "batch" in workflow.bindings:
+            graph = workflow.fill(request, seed=seed, image=image)
+            return await self._run(graph, request, seed, progress)
 
         # No batch input: one prompt per picture, with consecutive seeds, queued together.
         async def one(seed: int) -> list[GeneratedImage]:
-            return await self._run(self._workflow.fill(request, seed=seed), request, seed, None)
+            return await self._run(workflow.fill(request, seed=seed, image=image), request, seed, None)
 
-        return await one_per_call(request.n, request.seed, one, provider=PROVIDER, progress=progress)
+        return await one_per_call(request.n, seed, one, provider=PROVIDER, progress=progress)
+
+    async def _upscale(self, request: DrawRequest, progress: ProgressCallback | None) -> list[GeneratedImage]:
+        """The picture at ``request``'s size (twice its sides): the upscale model, then scaled to exactly that."""
+        if request.source is None or self._upscale_model is None:  # the Upscale button is offered only with both
+            raise BackendError("backend_config", provider=PROVIDER, provider_code="no_upscale_model")
+        image = await self._upload(request.source.data)
+        graph = upscale_graph(image, self._upscale_model, request.width, request.height)
+        return await self._run(graph, request, None, progress)
+
+    async def _upload(self, data: bytes) -> str:
+        """``POST /upload/image`` of the picture under a name of its own (overwriting: a retried upload is the
+        same file); the name LoadImage reads it by (``subfolder/name``)."""
+        filename = f"{uuid.uuid4().hex}.png"
+        form = {"type": "input", "subfolder": UPLOAD_FOLDER, "overwrite": "true"}
+
+        async def attempt() -> str:
+            files = {"image": (filename, data, "image/png")}
+            response, body = await send(
+                self._client, "POST", "/upload/image", provider=PROVIDER, files=files, data=form
+            )
+            if response.status_code != 200:
+                raise located(_http_error(response), response)
+            try:
+                answer = await parse_json(body)
+            except ValueError:
+                answer = None
+            name = answer.get("name") if isinstance(answer, dict) else None
+            if not isinstance(name, str) or not name:
+                raise BackendError("backend_unavailable", provider=PROVIDER, reason="malformed")
+            subfolder = answer.get("subfolder") if isinstance(answer, dict) else None
+            return f"{subfolder}/{name}" if isinstance(subfolder, str) and subfolder else name
+
+        return await self._retry.run(attempt, _retryable)
 
     async def _run(
-        self, graph: Graph, request: DrawRequest, seed: int, progress: ProgressCallback | None
+        self, graph: Graph, request: DrawRequest, seed: int | None, progress: ProgressCallback | None
     ) -> list[GeneratedImage]:
         client_id = uuid.uuid4().hex
         prompt_id = str(uuid.uuid4())
