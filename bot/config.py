@@ -430,12 +430,28 @@ class Settings:
         None,
         "Which input of COMFYUI_WORKFLOW takes each value, as role=node.input pairs, e.g. "
         "prompt=6.text,negative=7.text,seed=3.seed,steps=3.steps,cfg=3.cfg,sampler=3.sampler_name,"
-        "scheduler=3.scheduler,width=5.width,height=5.height,batch=5.batch_size (unset: found from the one KSampler).",
+        "scheduler=3.scheduler,width=5.width,height=5.height,batch=5.batch_size (unset: found from the one KSampler); "
+        "image=node.input and denoise=node.input name COMFYUI_IMG2IMG_WORKFLOW's picture and strength, the other roles "
+        "then naming the same inputs in both files (width, height and batch only where that node is).",
     )
     comfyui_checkpoint: str | None = var(
         "COMFYUI_CHECKPOINT",
         None,
         "Checkpoint file the workflow loads, e.g. sd_xl_base_1.0.safetensors (unset: the workflow's own).",
+    )
+    comfyui_img2img_workflow: Path | None = var(
+        "COMFYUI_IMG2IMG_WORKFLOW",
+        None,
+        "An API-format image-to-image workflow file: its one LoadImage gets the picture sent with /draw, its "
+        "KSampler's denoise the --strength (default 0.6); unset: the shipped workflow with its empty latent replaced "
+        "by LoadImage -> VAEEncode, or no drawing from pictures with your own COMFYUI_WORKFLOW.",
+        _optional(path),
+    )
+    comfyui_upscale_model: str | None = var(
+        "COMFYUI_UPSCALE_MODEL",
+        None,
+        "Upscale model file in ComfyUI's models/upscale_models, e.g. RealESRGAN_x2.pth: offers the Upscale button "
+        "(the picture through the model, then resized to exactly twice its sides); unset: no Upscale button.",
     )
     a1111_url: str | None = var(
         "A1111_URL",

@@ -48,8 +48,9 @@ def make_settings(db: Path, **overrides: Any) -> Settings:
 class GatedBackend(Backend):
     name = "gated"
 
-    def __init__(self, *, hold: bool = False, filtered: int = 0) -> None:
+    def __init__(self, *, hold: bool = False, filtered: int = 0, pictures: bool = False) -> None:
         self.hold = hold
+        self.pictures = pictures  # it draws from pictures, and upscales them
         self.filtered = filtered  # blank this many images of each result, as a provider's filter does
         self.failures: dict[str, BaseException] = {}  # prompt -> what generating it raises
         self.free: set[str] = set()  # prompts generated at once even while holding
@@ -63,7 +64,7 @@ class GatedBackend(Backend):
         return cls()
 
     async def capabilities(self) -> Capabilities:
-        return dataclasses.replace(SEED, backend=self.name)
+        return dataclasses.replace(SEED, backend=self.name, image_to_image=self.pictures, upscale=self.pictures)
 
     async def generate(
         self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None

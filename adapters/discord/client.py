@@ -11,7 +11,7 @@ from discord import app_commands
 
 from adapters.discord.replies import apologize
 from adapters.discord.translator import CatalogTranslator
-from adapters.discord.views import DYNAMIC_ITEMS, submitted_text
+from adapters.discord.views import DYNAMIC_ITEMS, EDIT_FORM_ID, PICTURE_FORM_ID, submitted_form
 from bot.core import Core
 
 if TYPE_CHECKING:
@@ -73,9 +73,14 @@ class SdbotClient(discord.Client):
         self.add_dynamic_items(*DYNAMIC_ITEMS)
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
-        text = submitted_text(interaction)
-        if text is not None and self.handlers is not None:
+        form = submitted_form(interaction)
+        if form is None or self.handlers is None:
+            return
+        custom_id, text = form
+        if custom_id == EDIT_FORM_ID:
             await self.handlers.draw_text(interaction, text)
+        else:
+            await self.handlers.draw_picture(interaction, text, custom_id.removeprefix(PICTURE_FORM_ID))
 
 
 class ShardedSdbotClient(SdbotClient, discord.AutoShardedClient):

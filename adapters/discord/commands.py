@@ -31,6 +31,8 @@ Completer = Callable[[discord.Interaction, str], Awaitable[list[app_commands.Cho
 
 def build(tree: app_commands.CommandTree, handlers: Handlers, admin: AdminHandlers, caps: Capabilities) -> None:
     tree.add_command(draw_command(handlers, caps))
+    if caps.image_to_image:
+        tree.add_command(draw_from_menu(handlers))
     for command in user_commands(handlers):
         tree.add_command(command)
     tree.add_command(admin_group(admin))
@@ -72,22 +74,33 @@ def _annotation(option: Option, caps: Capabilities) -> object:
 
 
 def draw_command(handlers: Handlers, caps: Capabilities) -> app_commands.Command:  # type: ignore[type-arg]
-    async def draw(interaction: discord.Interaction, prompt: str, **typed: OptionValue | None) -> None:
-        await handlers.draw(interaction, prompt, typed)
+    async def draw(
+        interaction: discord.Interaction,
+        prompt: str,
+        image: discord.Attachment | None = None,
+        **typed: OptionValue | None,
+    ) -> None:
+        await handlers.draw(interaction, prompt, typed, image)
 
     # The parameters are the options this backend takes: discord.py reads them from the callback's signature.
     listed = sorted((o for o in OPTIONS if o.supported(caps)), key=lambda o: _LISTED[o.kind])
     keyword = inspect.Parameter.KEYWORD_ONLY
+    # A service that draws from pictures takes one as the "image" attachment option.
+    image = [inspect.Parameter("image", keyword, default=None, annotation=discord.Attachment | None)]
     draw.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
             inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Interaction),
             inspect.Parameter("prompt", keyword, annotation=str),
+            *(image if caps.image_to_image else []),
             *(inspect.Parameter(o.name, keyword, default=None, annotation=_annotation(o, caps)) for o in listed),
         ]
     )
     descriptions = {o.name: localized(functools.partial(describe, o, caps=caps)) for o in listed}
-    callback = app_commands.describe(prompt=text("option.prompt"), **descriptions)(draw)
     names = {o.name: app_commands.locale_str(o.name, zh=o.zh) for o in listed}
+    if caps.image_to_image:
+        descriptions["image"] = text("option.image")
+        names["image"] = text("discord.name.image")
+    callback = app_commands.describe(prompt=text("option.prompt"), **descriptions)(draw)
     callback = app_commands.rename(prompt=text("discord.name.prompt"), **names)(callback)
     choices: dict[str, list[app_commands.Choice[str]]] = {}
     completions: dict[str, Completer] = {}
@@ -104,6 +117,15 @@ def draw_command(handlers: Handlers, caps: Capabilities) -> app_commands.Command
     if completions:
         callback = app_commands.autocomplete(**completions)(callback)  # type: ignore[arg-type]
     return app_commands.Command(name="draw", description=text("menu.draw"), callback=callback)
+
+
+def draw_from_menu(handlers: Handlers) -> app_commands.ContextMenu:
+    """ "Draw from this image" on a message's menu (Apps): a short form asks for the text."""
+
+    async def draw_from(interaction: discord.Interaction, message: discord.Message) -> None:
+        await handlers.draw_from_message(interaction, message)
+
+    return app_commands.ContextMenu(name=text("discord.menu.draw_from"), callback=draw_from)
 
 
 def user_commands(handlers: Handlers) -> list[app_commands.Command]:  # type: ignore[type-arg]

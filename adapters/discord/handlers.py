@@ -9,13 +9,14 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
+from adapters.discord import pictures
 from adapters.discord.admin import role
 from adapters.discord.refs import PLATFORM, chat_ref, user_ref
 from adapters.discord.replies import guarded, lang_of, reply
 from adapters.discord.route import TOKEN_LIFETIME, Route
 from adapters.discord.sink import DiscordSink
-from adapters.discord.views import edit_form
-from bot.chats.refs import ChatRef, UserRef
+from adapters.discord.views import edit_form, picture_form
+from bot.chats.refs import ChatRef, PictureRef, UserRef
 from bot.config import Settings
 from bot.core import Core
 from bot.draw.grammar import OptionValue, strip_command
@@ -44,12 +45,40 @@ class Handlers:
     # Drawing ----------------------------------------------------------------------------------------
 
     @guarded
-    async def draw(self, interaction: discord.Interaction, prompt: str, typed: dict[str, OptionValue | None]) -> None:
+    async def draw(
+        self,
+        interaction: discord.Interaction,
+        prompt: str,
+        typed: dict[str, OptionValue | None],
+        image: discord.Attachment | None = None,
+    ) -> None:
         """``/draw``: the prompt may carry inline options (``cat --style Anime``); a typed option that repeats
-        one of them is ``duplicate_option``."""
-
+        one of them is ``duplicate_option``. ``image``: the picture to draw from."""
+        picture = None if image is None else pictures.attachment_ref(image)
         await self._admit(
-            interaction, lambda user, chat, route: self.core.submit(user, chat, prompt, route, typed=typed)
+            interaction,
+            lambda user, chat, route: self.core.submit(user, chat, prompt, route, typed=typed, picture=picture),
+        )
+
+    @guarded
+    async def draw_from_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """ "Draw from this image" on a message: a short form asks for the text; its answer is
+        :meth:`draw_picture`."""
+        if not await self._serving(interaction):
+            return
+        lang = lang_of(self.core, interaction)
+        picture = pictures.message_ref(message)
+        if picture is None:
+            await reply(interaction, t(lang, "error.picture_missing"))
+            return
+        await interaction.response.send_modal(picture_form(picture.ref, lang))
+
+    @guarded
+    async def draw_picture(self, interaction: discord.Interaction, text: str, ref: str) -> None:
+        """The answer of "Draw from this image"'s form: ``/draw`` text and the message's picture."""
+        picture = PictureRef(ref, durable=True)
+        await self._admit(
+            interaction, lambda user, chat, route: self.core.submit(user, chat, text, route, picture=picture)
         )
 
     @guarded

@@ -14,7 +14,7 @@ import aiohttp
 import discord
 
 from adapters.closing import ShutdownGate
-from adapters.discord import files
+from adapters.discord import files, pictures
 from adapters.discord.files import Upload
 from adapters.discord.route import Route
 from adapters.discord.views import result_view
@@ -85,6 +85,9 @@ class DiscordSink:
         self._shown: dict[int, JobEvent] = {}  # job -> the progress its answer shows
         self._lanes = Lanes[int](self._due, self._show_progress, progress_interval)
         self._gate = ShutdownGate()
+
+    async def fetch_picture(self, ref: str, max_bytes: int) -> bytes:
+        return await pictures.download(self._client, ref, max_bytes)
 
     # The handler admits the job before it answers the interaction (errors must be ephemeral, and a deferred
     # answer decides that for good), so the job may reach the sink first.

@@ -57,7 +57,7 @@ EDIT_TEXT_ID = "sdbot:edit-text"
 def edit_form(command: str, lang: Lang) -> discord.ui.Modal:
     """A form holding a job's ``/draw`` text, to change and send as a new request.
 
-    Its answer is recognised by its fixed custom id (:func:`submitted_text`, from ``on_interaction``) rather
+    Its answer is recognised by its fixed custom id (:func:`submitted_form`, from ``on_interaction``) rather
     than by discord.py's modal store, which forgets forms at a restart or after a timeout; the form is
     stopped before it is sent so that discord.py does not keep it at all.
     """
@@ -75,11 +75,39 @@ def edit_form(command: str, lang: Lang) -> discord.ui.Modal:
     return form
 
 
-def submitted_text(interaction: discord.Interaction) -> str | None:
-    """The text of a submitted Edit form, or None for any other interaction."""
+PICTURE_FORM_ID = "sdbot:picture-form:"  # + the picture's reference (msg:channel:message:attachment)
+
+
+def picture_form(ref: str, lang: Lang) -> discord.ui.Modal:
+    """The short form "Draw from this image" opens: the /draw text to draw from the picture ``ref`` with. Its
+    answer is recognised by its custom id, which carries the picture (see :func:`edit_form`)."""
+    form = discord.ui.Modal(title=t(lang, "discord.picture_form"), custom_id=PICTURE_FORM_ID + ref, timeout=None)
+    form.add_item(
+        discord.ui.TextInput(
+            label="/draw",
+            custom_id=EDIT_TEXT_ID,
+            style=discord.TextStyle.paragraph,
+            placeholder=t(lang, "discord.picture_form.example"),
+            max_length=EDIT_TEXT_MAX,
+        )
+    )
+    form.stop()
+    return form
+
+
+def submitted_form(interaction: discord.Interaction) -> tuple[str, str] | None:
+    """The custom id and text of a submitted Edit or picture form, or None for any other interaction."""
     data: dict[str, Any] = dict(interaction.data or {})
-    if interaction.type is not discord.InteractionType.modal_submit or data.get("custom_id") != EDIT_FORM_ID:
+    custom_id = str(data.get("custom_id") or "")
+    if interaction.type is not discord.InteractionType.modal_submit:
         return None
+    if custom_id != EDIT_FORM_ID and not custom_id.startswith(PICTURE_FORM_ID):
+        return None
+    text = _text_input(data)
+    return None if text is None else (custom_id, text)
+
+
+def _text_input(data: dict[str, Any]) -> str | None:
     stack = list(data.get("components") or [])
     while stack:
         component = stack.pop()

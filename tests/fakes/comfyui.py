@@ -63,8 +63,10 @@ Running (what the worker does, in this order)
     What the nodes make: EmptyLatentImage ``width``/``height`` (rounded down to multiples of 8, as the latent space
     does) x ``batch_size``; LoadImage the uploaded picture's size, VAEEncode rounds it down to multiples of 8;
     KSampler (and KSamplerAdvanced) picture i of the batch is drawn with ``seed + i`` (``noise_seed + i``) and
-    runs ``steps`` steps (0 when ``denoise`` is 0); ImageUpscaleWithModel multiplies by the model's scale (``x2``,
-    ``x4``, ``2x``, ``4x`` in its name, else 4); ImageScaleBy by ``scale_by`` (``round``); SaveImage writes
+    runs ``steps`` steps (0 when ``denoise`` is 0); RepeatLatentBatch repeats the batch ``amount`` times;
+    ImageUpscaleWithModel multiplies by the model's scale (``x2``, ``x4``, ``2x``, ``4x`` in its name, else 4);
+    ImageScaleBy by ``scale_by`` (``round``); ImageScale to ``width`` x ``height`` (a 0 side keeps the ratio, both 0
+    keep the size); SaveImage writes
     ``<prefix>_<counter:05>_.png`` (counter after the highest existing one for that prefix; a ``dir/prefix`` prefix
     saves in subfolder ``dir``; ``%width%``, ``%height%``, ``%year%``... and ``%batch_num%`` are expanded; a prefix
     escaping the output folder fails the run with ComfyUI's ``Exception``), real PNGs (``tests.fakes.images.
@@ -101,10 +103,10 @@ Files
 Introspection
     ``GET /object_info`` and ``/object_info/{class}`` (``{}`` for an unknown class): KSampler, KSamplerAdvanced,
     CheckpointLoaderSimple, EmptyLatentImage, CLIPTextEncode, VAEDecode, VAEEncode, SaveImage, PreviewImage,
-    LoadImage, ImageScaleBy in the legacy node shape (combos ``[[values], {...}]``), UpscaleModelLoader and
-    ImageUpscaleWithModel in the V3 nodes' shape (``"model_name": ["COMBO", {"multiselect": false, "options":
-    [...]}]``, every NodeInfoV1 field present, nulls included), as the real server mixes them. ``GET
-    /system_stats``, ``/features``, ``/models``, ``/models/{folder}``, ``/embeddings``, ``/extensions``.
+    LoadImage, ImageScaleBy, ImageScale, RepeatLatentBatch in the legacy node shape (combos ``[[values], {...}]``),
+    UpscaleModelLoader and ImageUpscaleWithModel in the V3 nodes' shape (``"model_name": ["COMBO", {"multiselect":
+    false, "options": [...]}]``, every NodeInfoV1 field present, nulls included), as the real server mixes them.
+    ``GET /system_stats``, ``/features``, ``/models``, ``/models/{folder}``, ``/embeddings``, ``/extensions``.
 
     WebSocket ``GET /ws?clientId=ID`` (a hex id is minted without one): first ``status`` with ``sid``; a first
     client message ``{"type": "feature_flags", "data": {...}}`` is answered with the server's ``feature_flags``;
@@ -258,6 +260,7 @@ SCHEDULERS: tuple[str, ...] = (
     "kl_optimal",
 )
 UPSCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
+CROP_METHODS = ("disabled", "center")
 MAX_RESOLUTION = 16384
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 MAXIMUM_HISTORY_SIZE = 10000
@@ -696,6 +699,26 @@ def _specs(checkpoints: list[str], upscale_models: list[str], input_files: list[
                 "scale_by": ["FLOAT", {"default": 1.0, "min": 0.01, "max": 8.0, "step": 0.01}],
             },
             ("IMAGE",),
+        ),
+        _Spec(
+            "ImageScale",
+            "Upscale Image",
+            "image/upscaling",
+            {
+                "image": ["IMAGE"],
+                "upscale_method": [list(UPSCALE_METHODS)],
+                "width": ["INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 1}],
+                "height": ["INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 1}],
+                "crop": [list(CROP_METHODS)],
+            },
+            ("IMAGE",),
+        ),
+        _Spec(
+            "RepeatLatentBatch",
+            "Repeat Latent Batch",
+            "latent/batch",
+            {"samples": ["LATENT"], "amount": ["INT", {"default": 1, "min": 1, "max": 64}]},
+            ("LATENT",),
         ),
         _Spec(
             "UpscaleModelLoader",
@@ -1827,6 +1850,21 @@ class FakeComfyUI(ImageApiFake):
             for value in range(1, total + 1):
                 await self._step(run, node_id, value, total, preview=False)
             return (_Images(tuple(_Pic(pic.width * scale, pic.height * scale, pic.seed) for pic in pics)),), None
+        if class_type == "ImageScale":  # nodes.py ImageScale.upscale: a side of 0 keeps the ratio, both 0 no change
+            resized = []
+            for pic in inputs["image"].pics:
+                width, height = inputs["width"], inputs["height"]
+                if width == 0 and height == 0:
+                    width, height = pic.width, pic.height
+                elif width == 0:
+                    width = max(1, round(pic.width * height / pic.height))
+                elif height == 0:
+                    height = max(1, round(pic.height * width / pic.width))
+                resized.append(_Pic(width, height, pic.seed))
+            return (_Images(tuple(resized)),), None
+        if class_type == "RepeatLatentBatch":
+            latent = inputs["samples"]
+            return (_Latent(latent.width, latent.height, latent.seeds * inputs["amount"]),), None
         if class_type == "ImageScaleBy":
             factor = inputs["scale_by"]
             scaled = tuple(

@@ -501,6 +501,7 @@ class FakeDiscord(FakeServer):
         self._shard_count = 0
         self._sockets: set[web.WebSocketResponse] = set()
         self._blobs: dict[str, FakeAttachment] = {}  # every upload, served at its url
+        self._expired: set[str] = set()  # attachment links that ran out (expire_attachment)
         self._changed = asyncio.Event()
 
         @web.middleware
@@ -719,6 +720,64 @@ class FakeDiscord(FakeServer):
             guild_locale=guild_locale,
             permissions=permissions,
         )
+
+    def post_as_user(
+        self,
+        content: str = "",
+        files: list[tuple[str, bytes]] | None = None,
+        *,
+        user_id: int | None = None,
+        channel_id: int | None = None,
+        guild_id: int | None = None,
+    ) -> FakeMessage:
+        """A member posts a message (with ``files`` as ``(filename, bytes)`` attachments) in a guild channel."""
+        guild = self._guild(guild_id)
+        channel = next((c for c in guild.channels if c.id == channel_id), None) if channel_id else guild.channels[0]
+        if channel is None:
+            raise LookupError(f"guild {guild.id} has no channel {channel_id}")
+        user = self.add_user(user_id or self.USER_ID)
+        message = FakeMessage(id=snowflake(), channel_id=channel.id, guild_id=guild.id, author=user, content=content)
+        for filename, data in files or []:
+            message.attachments.append(self._new_attachment(channel.id, _Upload(filename, data, None), filename, None))
+        self.messages[message.id] = message
+        return message
+
+    async def invoke_message_command(
+        self,
+        name: str,
+        target: FakeMessage,
+        *,
+        user_id: int | None = None,
+        locale: str = "en-US",
+        permissions: int = DEFAULT_PERMISSIONS,
+    ) -> FakeInteraction:
+        """A message context-menu command (type 3) on ``target``: ``data.target_id`` and the message in
+        ``data.resolved.messages``, as Discord sends them."""
+        guild = self._guild(target.guild_id) if target.guild_id else None
+        cmd = self.command(name, type=3)
+        data: JSON = {
+            "id": cmd["id"],
+            "name": cmd["name"],
+            "type": 3,
+            "target_id": str(target.id),
+            "resolved": {"messages": {str(target.id): target.to_payload()}},
+        }
+        return await self._interact(
+            APPLICATION_COMMAND,
+            data,
+            user_id=user_id,
+            guild=guild,
+            channel_id=target.channel_id,
+            locale=locale,
+            guild_locale=None,
+            permissions=permissions,
+        )
+
+    def expire_attachment(self, attachment: FakeAttachment) -> None:
+        """The attachment's signed CDN link runs out: its ``url`` answers 404 from now on (a fresh link comes
+        with the message, fetched again, while the message exists)."""
+        self._expired.add(attachment.url)
+        attachment.url = attachment.url.split("?")[0] + f"?ex={snowflake():x}"
 
     async def click_button(
         self,
@@ -1169,6 +1228,7 @@ class FakeDiscord(FakeServer):
             old = next((c for c in current if (c.get("type", 1), c["name"]) == key), None)
             cmd = copy.deepcopy(raw)
             cmd.setdefault("type", 1)
+            cmd.setdefault("description", "")  # context-menu commands: Discord answers with an empty one
             cmd.setdefault("options", [])
             cmd.setdefault("default_member_permissions", None)
             cmd.setdefault("nsfw", False)
@@ -1326,8 +1386,8 @@ class FakeDiscord(FakeServer):
 
     async def _attachment(self, request: web.Request) -> web.Response:
         att = self._blobs.get(request.match_info["id"])
-        if att is None:
-            raise web.HTTPNotFound()
+        if att is None or f"{self.url}{request.path_qs}" in self._expired:
+            raise web.HTTPNotFound(text="This content is no longer available.")
         return web.Response(body=att.data, content_type=att.content_type or "application/octet-stream")
 
     # ------------------------------------------------------------------ messages

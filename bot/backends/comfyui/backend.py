@@ -396,8 +396,9 @@ class ComfyUIBackend(HttpBackend):
     # -- check -------------------------------------------------------------------------------------------
 
     async def check(self) -> CheckReport:
-        """The server's version and devices (``/system_stats``), then the workflow against ``/object_info``: every
-        node class installed and every listed value (the checkpoint) present. Nothing is queued."""
+        """The server's version and devices (``/system_stats``), then the workflows against ``/object_info``: every
+        node class installed and every listed value (the checkpoint) present, the image-to-image workflow's too, and
+        ``COMFYUI_UPSCALE_MODEL`` among the server's upscale models. Nothing is queued."""
         findings: list[tuple[str | Msg, Finding]] = [
             (Msg("check.label.endpoint"), redact_url(self._url)),
             (Msg("check.label.workflow"), self._workflow.source),
@@ -409,7 +410,17 @@ class ComfyUIBackend(HttpBackend):
             shown = {"version": system.get("comfyui_version") or "?", "devices": devices or ["?"]}
             findings.append((Msg("check.label.server"), Msg("check.comfyui.server", shown)))
             info = await self._get_json("/object_info")
-            problems = workflow_problems(self._workflow.graph, info if isinstance(info, dict) else {})
+            info = info if isinstance(info, dict) else {}
+            problems = workflow_problems(self._workflow.graph, info)
+            if self._img2img is not None:
+                image = self._img2img.bindings.get("image")
+                own = workflow_problems(self._img2img.graph, info, filled=[image] if image else [])
+                if self._img2img.source == "default":
+                    problems += [problem for problem in own if problem not in problems]
+                else:
+                    problems += [f"COMFYUI_IMG2IMG_WORKFLOW ({self._img2img.source}): {problem}" for problem in own]
+            if self._upscale_model is not None:
+                problems += upscale_problems(self._upscale_model, info)
             if problems:
                 error = BackendError("backend_config", provider=PROVIDER, provider_code="workflow_rejected")
                 raise provider_said(error, "; ".join(problems))
@@ -418,15 +429,27 @@ class ComfyUIBackend(HttpBackend):
             findings.append(
                 (Msg("check.label.samplers"), Msg("check.comfyui.workflow_ok", {"count": len(caps.samplers)}))
             )
+            if caps.image_to_image and self._img2img is not None:
+                shown = {"workflow": self._img2img.source, "strength": caps.strength}
+                findings.append((Msg("check.label.img2img"), Msg("check.comfyui.img2img_on", shown)))
+            else:
+                findings.append((Msg("check.label.img2img"), Msg("check.comfyui.img2img_off")))
+            if caps.upscale:
+                shown = {"model": self._upscale_model}
+                findings.append((Msg("check.label.upscale"), Msg("check.comfyui.upscale_on", shown)))
+            else:
+                findings.append((Msg("check.label.upscale"), Msg("check.comfyui.upscale_off")))
         except BackendError as exc:
             findings.append((Msg("check.label.problem"), exc))
             return CheckReport(self.name, False, findings)
         return CheckReport(self.name, True, findings)
 
 
-def workflow_problems(graph: Graph, info: dict[str, Any]) -> list[str]:
+def workflow_problems(graph: Graph, info: dict[str, Any], filled: list[tuple[str, str]] | None = None) -> list[str]:
     """What ComfyUI would refuse in ``graph``, by ``/object_info``: node classes not installed, and values of
-    list inputs (checkpoints, samplers...) the server does not have."""
+    list inputs (checkpoints, samplers...) the server does not have. ``filled``: ``(node, input)`` pairs each job
+    fills (a LoadImage's picture, uploaded then), not checked."""
+    skipped = set(filled or ())
     problems = []
     for node_id, node in graph.items():
         spec = info.get(node["class_type"])
@@ -436,9 +459,28 @@ def workflow_problems(graph: Graph, info: dict[str, Any]) -> list[str]:
         inputs = spec.get("input", {})
         declared = {**inputs.get("required", {}), **inputs.get("optional", {})} if isinstance(inputs, dict) else {}
         for name, value in node["inputs"].items():
+            if (node_id, name) in skipped:
+                continue
             values = combo(declared.get(name))
             if values and isinstance(value, str) and value not in values:
                 problems.append(f"node {node_id} ({node['class_type']}): {name} {value!r} is not on the server")
+    return problems
+
+
+def upscale_problems(model: str, info: dict[str, Any]) -> list[str]:
+    """Why the Upscale button cannot work with ``COMFYUI_UPSCALE_MODEL`` ``model`` on the server of ``info``."""
+    missing = [node for node in UPSCALE_NODES if not isinstance(info.get(node), dict)]
+    problems = [f"COMFYUI_UPSCALE_MODEL needs the {node} node, which is not installed" for node in missing]
+    loader = info.get("UpscaleModelLoader")
+    if isinstance(loader, dict):
+        inputs = loader.get("input")
+        required = inputs.get("required") if isinstance(inputs, dict) else None
+        models = combo(required.get("model_name")) if isinstance(required, dict) else []
+        if model not in models:
+            have = ", ".join(models) or "none"
+            problems.append(
+                f"COMFYUI_UPSCALE_MODEL {model!r} is not in the server's models/upscale_models (it has: {have})"
+            )
     return problems
 
 

@@ -44,6 +44,7 @@ ROLES: Mapping[str, str | None] = {
 }
 # The roles only an image-to-image workflow has (COMFYUI_IMG2IMG_WORKFLOW's, or the one built from the shipped one).
 IMG2IMG_ROLES = frozenset({"image", "denoise"})
+LATENT_ROLES = frozenset({"width", "height", "batch"})  # an empty latent's, which an image-to-image workflow may lack
 SAMPLER_CLASSES: Mapping[str, str] = {"KSampler": "seed", "KSamplerAdvanced": "noise_seed"}
 DEFAULT_STRENGTH = 0.6  # --strength when none is typed: the picture's layout and colours stay, its details change
 UPSCALE_METHOD = "lanczos"  # ImageScale's resampling from the model's factor (x4, x2...) to exactly twice the sides
@@ -197,9 +198,10 @@ def derive_img2img(workflow: Workflow) -> Workflow | None:
     candidates = []
     for node_id, node in graph.items():
         latent = _source(graph, node["inputs"].get("latent_image"))
-        if node["class_type"] == "KSampler" and latent is not None:
-            if graph[latent]["class_type"] == "EmptyLatentImage" and "denoise" in node["inputs"]:
-                candidates.append((node_id, latent))
+        if node["class_type"] != "KSampler" or latent is None or "denoise" not in node["inputs"]:
+            continue
+        if graph[latent]["class_type"] == "EmptyLatentImage":
+            candidates.append((node_id, latent))
     if len(candidates) != 1:
         return None
     sampler, latent = candidates[0]
@@ -266,7 +268,9 @@ def _is_link(value: Any) -> bool:
 def parse_bindings(text: str, graph: Graph, source: str, *, img2img: bool = False) -> dict[str, tuple[str, str]]:
     """``prompt=6.text,seed=3.seed`` -> ``{"prompt": ("6", "text"), "seed": ("3", "seed")}``, each checked to
     name a value (not a link) of a node in ``graph``. ``image=`` and ``denoise=`` name the inputs of an
-    image-to-image workflow (``img2img``), which needs both; a text-to-image one leaves them to it."""
+    image-to-image workflow (``img2img``), which needs both; a text-to-image one leaves them to it. The same text
+    binds both workflows: an image-to-image one skips ``width``, ``height`` and ``batch`` on a node it has not (the
+    text-to-image one's empty latent)."""
     out: dict[str, tuple[str, str]] = {}
     for item in text.split(","):
         item = item.strip()
@@ -279,6 +283,8 @@ def parse_bindings(text: str, graph: Graph, source: str, *, img2img: bool = Fals
             raise invalid("COMFYUI_BINDINGS", source, reason)
         if role in IMG2IMG_ROLES and not img2img:
             continue  # COMFYUI_IMG2IMG_WORKFLOW's input, checked there
+        if role in LATENT_ROLES and img2img and node not in graph:
+            continue  # the text-to-image workflow's empty latent, which the picture replaces here
         inputs = graph.get(node, {}).get("inputs", {}) if sep and dot else {}
         if name not in inputs or _is_link(inputs[name]):
             reason = Msg("comfy.reason.bad_binding", {"binding": item[:80]})
