@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, Protocol
 
+from bot.backends import images
 from bot.backends.base import Backend
 from bot.chats.directory import Directory
 from bot.chats.inbox import Inbox
@@ -276,28 +277,94 @@ class Core:
             return await self._admit(user, chat, request, route, parent_id=None, origin=origin)
 
     async def again(self, job_id: int, user: UserRef, route: dict[str, Any], *, origin: str | None = None) -> Job:
-        """Re-run the job's request with a new seed, charged like any other. Only its owner may: to anyone else
-        the job does not exist (``job_not_found``)."""
+        """Re-run the job's request with a new seed (and the same picture, fetched again), charged like any other.
+        Only its owner may: to anyone else the job does not exist (``job_not_found``)."""
         self._require_ready(user.platform)
         with self._counting_refusals():
             self._require_backend_up()
-            original = await self.jobs.get(job_id)
-            if original is None or original.user != user.key:
-                raise SdbotError("job_not_found", job=job_id)
-            # The stored request was valid for the backend of its day; check it against today's, unchanged.
-            caps = await self.backend.capabilities()
-            text = render_command(original.request.with_seed(None), include_defaults=True, omit=caps.unsupported)
+            original = await self._owned(job_id, user)
             source = original.request.source
-            if source is None:
-                request = parse_request(text, caps)
-            else:  # the same picture, fetched again from its platform
-                again = PictureRef(source.ref, durable=not source.kept)
-                data, info = await self._fetch_picture(user.platform, again, caps)
-                request = parse_request(text, caps, picture=(info.width, info.height))
-                request = await self._with_source(request, caps, again, data, info.size)
-            await self.backend.check_request(request)
-            chat = ChatRef(original.platform, original.chat.split(":", 1)[1], original.group_chat)
-            return await self._admit(user, chat, request, route, parent_id=original.id, origin=origin)
+            picture = None if source is None else PictureRef(source.ref, durable=not source.kept)
+            if original.request.task == "upscale" and picture is not None:
+                return await self._upscale(original, user, route, picture, origin)
+            return await self._rerun(original, user, route, original.request.with_seed(None), picture, origin)
+
+    async def vary(
+        self, job_id: int, user: UserRef, route: dict[str, Any], picture: PictureRef, *, origin: str | None = None
+    ) -> Job:
+        """Variations: ``picture`` (one the job drew) drawn again from itself with the job's request, a new seed and
+        the low ``SDBOT_VARIATION_STRENGTH``. Its owner only, as :meth:`again`."""
+        self._require_ready(user.platform)
+        with self._counting_refusals():
+            self._require_backend_up()
+            original = await self._owned(job_id, user)
+            strength = self.settings.variation_strength
+            request = dataclasses.replace(original.request, seed=None, strength=strength, source=None, task="draw")
+            return await self._rerun(original, user, route, request, picture, origin)
+
+    async def upscale(
+        self, job_id: int, user: UserRef, route: dict[str, Any], picture: PictureRef, *, origin: str | None = None
+    ) -> Job:
+        """Upscale: ``picture`` (one the job drew) at twice its sides, charged ``SDBOT_UPSCALE_COST`` images through
+        the same quotas and queue. Its owner only, as :meth:`again`."""
+        self._require_ready(user.platform)
+        with self._counting_refusals():
+            self._require_backend_up()
+            original = await self._owned(job_id, user)
+            if original.request.task == "upscale":
+                raise DrawError("upscale_twice", job=job_id)
+            return await self._upscale(original, user, route, picture, origin)
+
+    async def _owned(self, job_id: int, user: UserRef) -> Job:
+        """The job, if ``user`` owns it; to anyone else it does not exist (a button's data can be forged)."""
+        original = await self.jobs.get(job_id)
+        if original is None or original.user != user.key:
+            raise SdbotError("job_not_found", job=job_id)
+        return original
+
+    async def _rerun(
+        self,
+        original: Job,
+        user: UserRef,
+        route: dict[str, Any],
+        request: DrawRequest,
+        picture: PictureRef | None,
+        origin: str | None,
+    ) -> Job:
+        """``request`` (from ``original``) admitted as a new job: checked, as its /draw text, against today's
+        service (the stored request was valid for the service of its day), drawing from ``picture`` if any."""
+        caps = await self.backend.capabilities()
+        text = render_command(request, include_defaults=True, omit=caps.unsupported)
+        if picture is None:
+            request = parse_request(text, caps)
+        else:
+            data, info = await self._fetch_picture(user.platform, picture, caps)
+            request = parse_request(text, caps, picture=(info.width, info.height))
+            request = await self._with_source(request, caps, picture, data, info.size)
+        await self.backend.check_request(request)
+        return await self._admit(user, original.chat_ref, request, route, parent_id=original.id, origin=origin)
+
+    async def _upscale(
+        self, original: Job, user: UserRef, route: dict[str, Any], picture: PictureRef, origin: str | None
+    ) -> Job:
+        caps = await self.backend.capabilities()
+        if not caps.upscale:
+            raise DrawError("upscale_unsupported", backend=caps.backend)
+        data, info = await self._fetch_picture(user.platform, picture, caps, purpose="upscale")
+        width, height = 2 * info.width, 2 * info.height
+        if width * height > images.MAX_PIXELS:
+            raise DrawError("upscale_too_large", size=info.size, max_mp=images.MAX_PIXELS // 10**6)
+        request = dataclasses.replace(
+            original.request, task="upscale", n=1, size=f"{width}x{height}", seed=None, strength=None, source=None
+        )
+        request = await pictures.attach(
+            request, caps, data, ref=picture.ref, original=info.size, kept=not picture.durable, size=info.size
+        )
+        await self.backend.check_request(request)
+        cost = self.settings.upscale_cost
+        return await self._admit(
+            user, original.chat_ref, request, route, parent_id=original.id, origin=origin, cost=cost
+        )
 
     async def cancel(self, user: UserRef, job_id: int | None = None) -> list[Job]:
         """Cancel (and refund) a job: ``job_id``, queued or being drawn (its generation is stopped, and the service
@@ -328,10 +395,11 @@ class Core:
         return cancelled
 
     async def _fetch_picture(
-        self, platform: str, picture: PictureRef, caps: Capabilities
+        self, platform: str, picture: PictureRef, caps: Capabilities, *, purpose: str = "draw"
     ) -> tuple[bytes, pictures.PictureInfo]:
-        """A picture to draw from, downloaded through its platform's sink and checked (before anything else is)."""
-        if not caps.image_to_image:
+        """A picture to draw from (or to upscale), downloaded through its platform's sink and checked (before
+        anything else is)."""
+        if purpose == "draw" and not caps.image_to_image:
             raise DrawError("picture_unsupported", option="image", backend=caps.backend)
         limit = self.settings.picture_max_bytes
         if picture.size is not None and picture.size > limit:  # refused without downloading it

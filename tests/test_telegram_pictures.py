@@ -135,3 +135,62 @@ async def test_a_service_that_cannot_draw_from_pictures_says_so(tg: FakeTelegram
         tg.send_picture(USER, photo(640, 640), "/draw a cat")
         answer = await tg.wait_for("sendMessage")
     assert "cannot draw from a picture" in answer.params["text"] and not tg.calls_to("getFile")
+
+
+def rows(message: dict) -> list[list[str]]:  # type: ignore[type-arg]
+    return [[b["callback_data"] for b in row] for row in message.get("reply_markup", {}).get("inline_keyboard", [])]
+
+
+async def test_upscale_and_variations_of_a_photo(tg: FakeTelegram, tmp_path: Path) -> None:
+    backend = PreparedBackend(pictures=True)
+    settings = settings_for(tmp_path, tg, rate_per_minute=0, upscale_cost=2, variation_strength=0.3)
+    async with running(settings, backend) as bot:
+        tg.send_text(USER, "/draw a lighthouse --size 768x1024 --seed 5")
+        first = await tg.wait_for("sendPhoto")
+        tg.press_button(ZH_USER, first.result, "up:1:0")  # not theirs: the job does not exist for them
+        refused = await tg.wait_for("answerCallbackQuery", lambda c: c.params.get("text"))
+        tg.press_button(USER, first.result, "up:1:0")
+        upscaled = await tg.wait_for("sendPhoto", lambda c: c is not first)
+        tg.press_button(USER, first.result, "vary:1:0")
+        varied = await tg.wait_for("sendPhoto", lambda c: c not in (first, upscaled))
+        await bot.core.wait_idle()
+        jobs = [await bot.core.get_job(i) for i in (1, 2, 3)]
+
+    assert rows(first.result) == [["again:1", "edit:1"], ["up:1:0"], ["vary:1:0"]]
+    assert refused.params["text"] == "There is no picture request #1 of yours."
+    photo_id = first.result["photo"][-1]["file_id"]
+    _, up, vary = backend.requests
+    assert up.task == "upscale" and up.size == "1536x2048" and up.n == 1
+    assert up.source is not None and up.source.ref == photo_id and size_of(up.source.data) == (768, 1024)
+    assert size_of(tg.photos(USER)[1].data) == (1536, 2048) and "Upscaled 2x to 1536x2048" in upscaled.params["caption"]
+    assert rows(upscaled.result) == []  # an upscaled picture is an end
+    assert vary.task == "draw" and vary.strength == 0.3 and vary.seed != 5 and vary.size == "768x1024"
+    assert vary.source is not None and vary.source.ref == photo_id and vary.prompt == "a lighthouse"
+    assert "from a picture, strength 0.3" in varied.params["caption"]
+    one, two, three = jobs
+    assert one is not None and two is not None and three is not None
+    assert (two.parent_id, two.charged, two.status) == (1, 2, "done") and three.charged == 1
+
+
+async def test_an_albums_buttons_name_each_picture(tg: FakeTelegram, tmp_path: Path) -> None:
+    backend = PreparedBackend(pictures=True)
+    async with running(settings_for(tmp_path, tg, rate_per_minute=0), backend) as bot:
+        tg.send_text(USER, "/draw two cats --n 2 --size 768x768")
+        album = await tg.wait_for("sendMediaGroup")
+        actions = await tg.wait_for("sendMessage", lambda c: "reply_markup" in c.params)
+        tg.press_button(USER, actions.result, "up:1:1")
+        await tg.wait_for("sendPhoto")
+        await bot.core.wait_idle()
+
+    assert rows(actions.result)[1:] == [["up:1:0", "up:1:1"], ["vary:1:0", "vary:1:1"]]
+    second = album.result[1]["photo"][-1]["file_id"]
+    assert backend.requests[1].source is not None and backend.requests[1].source.ref == second
+
+
+async def test_no_upscale_or_variations_where_the_service_cannot(tg: FakeTelegram, tmp_path: Path) -> None:
+    async with running(settings_for(tmp_path, tg, rate_per_minute=0), PreparedBackend()):
+        tg.send_text(USER, "/draw a cat")
+        sent = await tg.wait_for("sendPhoto")
+        tg.press_button(USER, sent.result, "again:1")
+        await tg.wait_for("sendPhoto", lambda c: c is not sent)
+    assert rows(sent.result) == [["again:1", "edit:1"]]

@@ -6,16 +6,17 @@ import logging
 import re
 from typing import Any
 
-from telegram import CallbackQuery, Chat, Message, MessageEntity, Update, User
+from telegram import CallbackQuery, Chat, MaybeInaccessibleMessage, Message, MessageEntity, Update, User
 from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
-from adapters.telegram.pictures import picture_of
+from adapters.telegram.pictures import file_id, picture_of
 from adapters.telegram.sender import Sender
+from adapters.telegram.sink import PICTURES_KEY
 from adapters.telegram.status import StatusBoard
 from adapters.telegram.text import MAX_ALERT, MAX_TEXT, chunks, utf16_len
-from bot.chats.refs import ChatRef, UserRef
+from bot.chats.refs import ChatRef, PictureRef, UserRef
 from bot.core import Core, DeliveryGone
 from bot.draw.compose import split_command
 from bot.errors import SdbotError
@@ -60,6 +61,7 @@ class Handlers:
         app.add_handler(MessageHandler(new & pictured & filters.CaptionRegex(DRAW_CAPTION), self.draw))
         app.add_handler(CommandHandler(list(TEXT_COMMANDS), self.command, filters=new))
         app.add_handler(CallbackQueryHandler(self.button, pattern=r"^(again|edit):\d+$"))
+        app.add_handler(CallbackQueryHandler(self.picture_button, pattern=r"^(up|vary):\d+:\d+$"))
         app.add_handler(CallbackQueryHandler(self.stale_button))  # anything else: stop the client's spinner
         app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.migrated))
         # In a private chat every command is for us, so an unknown one is answered, pointing to /help.
@@ -145,10 +147,7 @@ class Handlers:
         lang = self.core.language_for(ref)
         action, _, ident = query.data.partition(":")
         message = query.message
-        route: dict[str, Any] = {"chat_id": message.chat.id, "reply_to": message.message_id}
-        thread_id = message.message_thread_id if isinstance(message, Message) and message.is_topic_message else None
-        if thread_id:
-            route["thread_id"] = thread_id
+        route = self._route_of(message)
         try:
             if action == "again":
                 await self.core.again(int(ident), ref, route, origin=f"telegram:query:{query.id}")
@@ -159,6 +158,42 @@ class Handlers:
             await self._send_edit(route, text, lang)
         except SdbotError as exc:
             await self._answer_error(query, route, render_error(exc, lang))
+
+    async def picture_button(self, update: Update, context: Context) -> None:
+        """Upscale or Variations of one picture of a job: the picture is the one Telegram keeps under the file_id
+        the sink remembered in the job's route (the buttons' own message, for a lone photo)."""
+        query, user = update.callback_query, update.effective_user
+        if query is None or user is None or query.message is None or query.data is None:
+            return
+        ref = user_ref(user)
+        lang = self.core.language_for(ref)
+        action, job_id, index = query.data.split(":")
+        message = query.message
+        route = self._route_of(message)
+        try:
+            job = await self.core.shown_job(int(job_id), ref, chat_ref(message.chat))
+            ids = job.route.get(PICTURES_KEY) or []
+            found = ids[int(index)] if int(index) < len(ids) else None
+            if found is None and isinstance(message, Message):
+                found = file_id(message)
+            if found is None:
+                raise SdbotError("picture_gone")
+            picture = PictureRef(found, durable=True)
+            origin = f"telegram:query:{query.id}"
+            rerun = self.core.upscale if action == "up" else self.core.vary
+            await rerun(int(job_id), ref, route, picture, origin=origin)
+            await self._answer(query)
+        except SdbotError as exc:
+            await self._answer_error(query, route, render_error(exc, lang))
+
+    @staticmethod
+    def _route_of(message: Message | MaybeInaccessibleMessage) -> dict[str, Any]:
+        """Where a button's answer goes: a reply to the message the button is on."""
+        route: dict[str, Any] = {"chat_id": message.chat.id, "reply_to": message.message_id}
+        thread_id = message.message_thread_id if isinstance(message, Message) and message.is_topic_message else None
+        if thread_id:
+            route["thread_id"] = thread_id
+        return route
 
     async def stale_button(self, update: Update, context: Context) -> None:
         if update.callback_query is not None:

@@ -31,6 +31,13 @@ def picture_of(message: Message | None) -> PictureRef | None:
     return None
 
 
+def file_id(message: Message) -> str | None:
+    """The file_id of the picture a message of the bot carries (a photo's largest size, or a file)."""
+    if message.photo:
+        return message.photo[-1].file_id
+    return message.document.file_id if message.document is not None else None
+
+
 async def download(bot: Bot, file_id: str, max_bytes: int) -> bytes:
     """The file's bytes; its size is checked before it is downloaded. Telegram's refusals become the picture's
     errors (``picture_too_large``, ``picture_gone``, ``picture_unavailable``), never a traceback."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.error import BadRequest
 
 from adapters.closing import ShutdownGate, park
@@ -19,6 +19,7 @@ from adapters.telegram.status import STATUS_KEY, StatusBoard
 from adapters.telegram.text import photo_caption
 from bot.commands import describe_event, describe_failure
 from bot.core import DeliveryGone, JobEvent
+from bot.draw.shape import Drawn
 from bot.errors import SdbotError
 from bot.jobs.generation import Generation
 from bot.jobs.job import Job
@@ -34,16 +35,28 @@ _ACTION_EVERY = 4.5  # seconds; a chat action shows for about five
 UpdateRoute = Callable[[int, dict[str, Any]], Awaitable[object]]  # Core.update_route
 
 
-def buttons(job_id: int, lang: Lang) -> InlineKeyboardMarkup:
-    # callback_data is at most 64 bytes: "again:" plus a job id is far below it.
-    return InlineKeyboardMarkup(
+PICTURES_KEY = "pictures"  # the route's file_ids of the pictures delivered, which Upscale and Variations use
+
+
+def buttons(job_id: int, lang: Lang, drawn: Drawn | None = None, count: int = 1) -> InlineKeyboardMarkup:
+    """Again and Edit; then Upscale and Variations where the service can (one pair per picture of an album:
+    "U1 U2 …", "V1 V2 …"). callback_data is at most 64 bytes: "vary:" and two numbers are far below it."""
+    rows = [
         [
-            [
-                InlineKeyboardButton(t(lang, "button.again"), callback_data=f"again:{job_id}"),
-                InlineKeyboardButton(t(lang, "button.edit"), callback_data=f"edit:{job_id}"),
-            ]
+            InlineKeyboardButton(t(lang, "button.again"), callback_data=f"again:{job_id}"),
+            InlineKeyboardButton(t(lang, "button.edit"), callback_data=f"edit:{job_id}"),
         ]
-    )
+    ]
+    for action, offered in (("up", drawn is not None and drawn.upscale), ("vary", drawn is not None and drawn.vary)):
+        if offered:
+            label = f"button.{action}" if count == 1 else f"button.{action}.n"
+            rows.append(
+                [
+                    InlineKeyboardButton(t(lang, label, n=i + 1), callback_data=f"{action}:{job_id}:{i}")
+                    for i in range(count)
+                ]
+            )
+    return InlineKeyboardMarkup(rows)
 
 
 def route_of(job: Job) -> tuple[int, int | None, int | None]:
@@ -133,34 +146,55 @@ class TelegramSink:
 
     async def _deliver(self, job: Job, generation: Generation) -> int:
         chat_id, reply_to, thread_id = route_of(job)
-        pictures = [image for image in generation.images if not image.filtered]
+        shown = [image for image in generation.images if not image.filtered]
         caption = photo_caption(generation.request, job.lang, generation.drawn)
         async with self._uploading(chat_id, thread_id):
             files = await media.prepare(
-                pictures, name=f"sdbot-{job.id}", originals=self._send_originals, document_limit=self._document_limit
+                shown, name=f"sdbot-{job.id}", originals=self._send_originals, document_limit=self._document_limit
             )
+            ended = generation.request.task == "upscale"  # an upscaled picture offers nothing more
+            markup = None if ended else buttons(job.id, job.lang, generation.drawn, len(files))
             try:
-                await self._send(job, files, caption, chat_id, reply_to, thread_id)
+                sent = await self._send(job, files, caption, chat_id, reply_to, thread_id, markup)
             except BadRequest as exc:
                 if all(f.as_document for f in files) or not any(p in str(exc).casefold() for p in _PHOTO_REFUSED):
                     raise
                 log.warning("job %s: Telegram refused the photos (%s); sending them as files", job.id, exc)
                 files = [Outgoing(f.data, f.filename, as_document=True, reencoded=f.reencoded) for f in files]
-                await self._send(job, files, caption, chat_id, reply_to, thread_id)
+                sent = await self._send(job, files, caption, chat_id, reply_to, thread_id, markup)
         if any(f.reencoded for f in files):
             log.info("job %s: re-encoded to fit Telegram's photo limits", job.id)
+        await self._remember_pictures(job, sent)
         return len(files)
 
+    async def _remember_pictures(self, job: Job, sent: Sequence[Message]) -> None:
+        """The file_ids of the pictures sent, kept in the job's route: Upscale and Variations draw from them."""
+        ids = [pictures.file_id(message) for message in sent]
+        if self._update_route is None or not all(ids):
+            return
+        try:
+            await self._update_route(job.id, {**job.route, PICTURES_KEY: ids})
+        except Exception as exc:  # delivered; only Upscale and Variations would miss them
+            log.warning("job %s: could not remember its pictures: %s", job.id, type(exc).__name__)
+
     async def _send(
-        self, job: Job, files: list[Outgoing], caption: str, chat_id: int, reply_to: int | None, thread_id: int | None
-    ) -> None:
-        markup = buttons(job.id, job.lang)
+        self,
+        job: Job,
+        files: list[Outgoing],
+        caption: str,
+        chat_id: int,
+        reply_to: int | None,
+        thread_id: int | None,
+        markup: InlineKeyboardMarkup | None,
+    ) -> Sequence[Message]:
         if len(files) == 1:
-            await self._sender.send_photo(
+            photo = await self._sender.send_photo(
                 chat_id, files[0], caption=caption, reply_to=reply_to, thread_id=thread_id, markup=markup
             )
-            return
+            return [photo]
         album = await self._sender.send_album(chat_id, files, caption=caption, reply_to=reply_to, thread_id=thread_id)
+        if markup is None:
+            return album
         # An album cannot carry buttons: they come in a message of their own, answering the album.
         try:
             await self._sender.send_text(
@@ -172,6 +206,7 @@ class TelegramSink:
             )
         except Exception as exc:  # the pictures arrived; a missing button row must not fail the job
             log.warning("job %s: delivered, but the buttons could not be sent: %s", job.id, type(exc).__name__)
+        return album
 
     @contextlib.asynccontextmanager
     async def _uploading(self, chat_id: int, thread_id: int | None) -> AsyncIterator[None]:

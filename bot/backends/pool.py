@@ -239,9 +239,13 @@ class PoolBackend(Backend):
 def refused(request: DrawRequest, caps: Capabilities) -> DrawError | None:
     """Why ``caps``' service cannot draw ``request`` (the options the user gave, checked as a /draw would be),
     or None."""
-    plain = dataclasses.replace(request, seed=None, model=None)  # the seed was drawn for the job, not typed
+    if request.task == "upscale":
+        return None if caps.upscale else DrawError("upscale_unsupported", backend=caps.backend)
+    source = request.source
+    picture = None if source is None else (source.width, source.height)
+    plain = dataclasses.replace(request, seed=None, model=None, source=None)  # the seed was drawn, not typed
     try:
-        validate(parse(render_command(plain), caps), caps)
+        validate(parse(render_command(plain), caps), caps, picture=picture)
     except DrawError as refusal:
         return refusal
     return None
@@ -268,4 +272,7 @@ def union(members: list[Capabilities], names: list[str]) -> Capabilities:
         negative_max=max(caps.negative_max for caps in members),
         unsupported=unsupported,
         models=tuple(names),
+        image_to_image=any(caps.image_to_image for caps in members),
+        strength=next((caps.strength for caps in members if caps.image_to_image), Capabilities.strength),
+        upscale=any(caps.upscale for caps in members),
     )

@@ -73,11 +73,18 @@ async def check(data: bytes, max_bytes: int) -> PictureInfo:
 
 
 async def attach(
-    request: DrawRequest, caps: Capabilities, data: bytes, *, ref: str, original: str, kept: bool
+    request: DrawRequest,
+    caps: Capabilities,
+    data: bytes,
+    *,
+    ref: str,
+    original: str,
+    kept: bool,
+    size: str | None = None,
 ) -> DrawRequest:
     """``request`` drawing from the picture ``data`` (checked), fitted off the event loop to what the service
-    draws at (see :func:`target`)."""
-    width, height = target(caps, request.size)
+    draws at (see :func:`target`), or to ``size`` (an upscale: the picture's own)."""
+    width, height = target(caps, request.size) if size is None else _sides(size)
     fitted = await cpu.run(fit, data, width, height)
     return request.with_source(Source(ref, width, height, original, kept, fitted))
 
@@ -120,6 +127,11 @@ def fit(data: bytes, width: int, height: int) -> bytes:
     out = io.BytesIO()
     fitted.save(out, "PNG", compress_level=3)
     return out.getvalue()
+
+
+def _sides(size: str) -> tuple[int, int]:
+    width, height = (int(part) for part in size.split("x"))
+    return width, height
 
 
 def _multiple(value: float, step: int = 64) -> int:

@@ -39,3 +39,6 @@ class Drawn:
     ratio: str | None = None  # "16:9", the ratio it was asked for
     unused: frozenset[str] = frozenset()  # option names (steps, sampler, cfg...) the service ignores
     service: str | None = None  # the pool's member that drew it
+    # What may be done with the pictures now (the buttons under them): Upscale, and Variations (drawn from one).
+    upscale: bool = False
+    vary: bool = False

@@ -75,7 +75,11 @@ async def generate(
     if all(image.filtered for image in result):
         raise BackendError("content_filtered")
     caps = await backend.capabilities_of(result[0].service)
-    return Generation(request, result, _drawn(request, result, caps))
+    drawn = _drawn(request, result, caps)
+    if request.task == "draw":  # an upscaled picture is an end: it offers neither
+        offer = await backend.capabilities()  # a pool: any of its services
+        drawn = dataclasses.replace(drawn, upscale=offer.upscale, vary=offer.image_to_image)
+    return Generation(request, result, drawn)
 
 
 def _inspect_all(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bot.chats.refs import ChatRef
 from bot.draw.request import DrawRequest
 from bot.messages.i18n import Lang
 
@@ -52,6 +53,11 @@ class Job:
     @property
     def user_id(self) -> str:
         return self.user.split(":", 1)[1]
+
+    @property
+    def chat_ref(self) -> ChatRef:
+        """Where it was asked, as adapters describe it (its re-runs are asked there too)."""
+        return ChatRef(self.platform, self.chat.split(":", 1)[1], self.group_chat)
 
     @property
     def seeded_request(self) -> DrawRequest:
