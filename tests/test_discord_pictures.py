@@ -103,3 +103,38 @@ async def test_no_image_option_or_menu_on_a_service_that_cannot_draw_from_pictur
         options = {o["name"] for o in dc.command("draw")["options"]}
         menus = [c["name"] for c in dc.commands if c.get("type") == 3]
     assert "image" not in options and "strength" not in options and menus == []
+
+
+async def test_upscale_and_variations_buttons_under_the_pictures(tmp_path: Path) -> None:
+    backend = GatedBackend(pictures=True)
+    async with fake_discord() as dc, running_bot(dc, tmp_path / "db", backend, upscale_cost=3) as bot:
+        rec = await dc.invoke_command("draw", {"prompt": "two owls", "n": 2, "size": "768x768"})
+        message = await bot.delivered(rec, 2)
+        up = await dc.click_button("sdbot:up:1:1", message)
+        upscaled = await bot.delivered(up)
+        stranger = await dc.click_button("sdbot:vary:1:0", message, user_id=dc.USER_ID + 1)
+        refused = await bot.replied(stranger)
+        vary = await dc.click_button("sdbot:vary:1:0", message)
+        await bot.delivered(vary, 2)
+        await bot.core.wait_idle()
+        jobs = await bot.jobs()
+
+    assert [c for c in message.custom_ids if ":up:" in c or ":vary:" in c] == [
+        "sdbot:up:1:0",
+        "sdbot:up:1:1",
+        "sdbot:vary:1:0",
+        "sdbot:vary:1:1",
+    ]
+    _, upscale, variation = backend.started
+    second = message.attachments[1]
+    assert upscale.task == "upscale" and upscale.size == "1536x1536" and upscale.source is not None
+    assert upscale.source.ref == f"msg:{message.channel_id}:{message.id}:{second.id}"
+    assert upscale.source.data and image_size(upscale.source.data) == (768, 768)
+    assert image_size(upscaled.attachments[0].data) == (1536, 1536) and upscaled.custom_ids == []
+    assert "There is no picture request #1 of yours." in refused.content and refused.ephemeral
+    assert variation.strength == 0.35 and variation.n == 2 and variation.source is not None
+    assert [(j.id, j.parent_id, j.charged, j.status) for j in jobs] == [
+        (1, None, 2, "done"),
+        (2, 1, 3, "done"),
+        (3, 1, 2, "done"),
+    ]

@@ -91,6 +91,20 @@ class Handlers:
         await self._admit(interaction, lambda user, chat, route: self.core.again(job_id, user, route))
 
     @guarded
+    async def picture_action(self, interaction: discord.Interaction, action: str, job_id: int, index: int) -> None:
+        """Upscale (``up``) or Variations (``vary``) of the ``index``-th picture of the message the button is
+        under: the message's attachment, fetched again with a fresh link whenever it is needed."""
+        message = interaction.message
+        attachments = [] if message is None else [a for a in message.attachments if pictures.is_image(a)]
+        if message is None or index >= len(attachments):
+            await reply(interaction, render_error(SdbotError("picture_gone"), lang_of(self.core, interaction)))
+            return
+        attachment = attachments[index]
+        picture = PictureRef(f"msg:{message.channel.id}:{message.id}:{attachment.id}", True, attachment.size)
+        rerun = self.core.upscale if action == "up" else self.core.vary
+        await self._admit(interaction, lambda user, chat, route: rerun(job_id, user, route, picture))
+
+    @guarded
     async def edit(self, interaction: discord.Interaction, job_id: int) -> None:
         """Open a form holding the job's whole ``/draw`` text (seed included); sending it is a new request.
         Anyone where the picture was posted may (the parameters are in its caption anyway); elsewhere the job

@@ -184,7 +184,8 @@ class DiscordSink:
         else:
             groups = await asyncio.to_thread(files.prepare, generation.images, job_id=job.id, filesize_limit=limit)
         await self._acknowledgement(route)
-        view = result_view(job.id, job.lang)
+        ended = generation.request.task == "upscale"  # an upscaled picture offers nothing more
+        view = None if ended else result_view(job.id, job.lang, generation.drawn, len(groups[0]) if groups else 0)
         sent = 0
         if self._alive(route):
             hook = self._hook(route)
@@ -261,7 +262,7 @@ class DiscordSink:
         job: Job,
         generation: Generation,
         groups: Sequence[Sequence[Upload]],
-        view: discord.ui.View,
+        view: discord.ui.View | None,
         *,
         with_text: bool,
     ) -> None:

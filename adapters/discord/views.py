@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 import discord
 
+from bot.draw.shape import Drawn
 from bot.messages.i18n import Lang, t
 
 EDIT_TEXT_MAX = 4000  # Discord's limit for a text input
@@ -15,6 +16,7 @@ EDIT_TEXT_MAX = 4000  # Discord's limit for a text input
 class ButtonHandlers(Protocol):
     async def again(self, interaction: discord.Interaction, job_id: int) -> None: ...
     async def edit(self, interaction: discord.Interaction, job_id: int) -> None: ...
+    async def picture_action(self, interaction: discord.Interaction, action: str, job_id: int, index: int) -> None: ...
 
 
 def _handlers(interaction: discord.Interaction) -> ButtonHandlers:
@@ -40,13 +42,43 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"sdbot
         await (handlers.again if self.action == "again" else handlers.edit)(interaction, self.job_id)
 
 
-DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (JobButton,)
+class PictureButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"sdbot:(?P<action>up|vary):(?P<job>\d+):(?P<index>\d+)"
+):
+    """Upscale or Variations of the ``index``-th picture attached to the message it is under."""
+
+    def __init__(self, action: str, job_id: int, index: int, label: str) -> None:
+        custom_id = f"sdbot:{action}:{job_id}:{index}"
+        super().__init__(discord.ui.Button(label=label, style=discord.ButtonStyle.secondary, custom_id=custom_id))
+        self.action, self.job_id, self.index = action, job_id, index
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> PictureButton:
+        return cls(match["action"], int(match["job"]), int(match["index"]), "")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _handlers(interaction).picture_action(interaction, self.action, self.job_id, self.index)
 
 
-def result_view(job_id: int, lang: Lang) -> discord.ui.View:
+DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (JobButton, PictureButton)
+ROW_MAX = 5  # buttons in one of a message's rows
+
+
+def result_view(job_id: int, lang: Lang, drawn: Drawn | None = None, count: int = 1) -> discord.ui.View:
+    """Again and Edit; then Upscale and Variations where the service can, one of each per picture ("U1 U2 …")."""
     view = discord.ui.View(timeout=None)
     view.add_item(JobButton("again", job_id, t(lang, "button.again")))
     view.add_item(JobButton("edit", job_id, t(lang, "button.edit")))
+    for row, (action, offered) in enumerate((("up", drawn and drawn.upscale), ("vary", drawn and drawn.vary)), 1):
+        if not offered:
+            continue
+        for index in range(min(count, ROW_MAX)):
+            label = t(lang, f"button.{action}" if count == 1 else f"button.{action}.n", n=index + 1)
+            button = PictureButton(action, job_id, index, label)
+            button.item.row = row
+            view.add_item(button)
     return view
 
 
