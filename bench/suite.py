@@ -101,6 +101,12 @@ def pool() -> list[Figure]:
     return bench_pool.figures(bench_pool.parser().parse_args([]))
 
 
+def pictures() -> list[Figure]:
+    from bench import pictures as bench_pictures
+
+    return bench_pictures.figures(bench_pictures.parser().parse_args(["--rounds", "2"]))
+
+
 def slots() -> list[Figure]:
     from bench import slots as bench_slots
 
@@ -258,6 +264,10 @@ BENCHMARKS: dict[str, tuple[Runner, str]] = {
     "quota": (quota, "admission decisions per second, one process (bench/quota.py)"),
     "pipeline": (pipeline, "images per second through the whole core vs decode+check (bench/pipeline.py)"),
     "pool": (pool, "a pool of M one-slot services vs one service of M slots, and routing per member (bench/pool.py)"),
+    "pictures": (
+        pictures,
+        "checking and fitting a picture to draw from, 1 to 48 MP, vs decoding it whole (bench/pictures.py)",
+    ),
     "slots": (slots, "jobs per second with slow uploads vs the image service's own time (bench/slots.py)"),
     "memory": (memory, "peak RSS with 100 jobs of 4 pictures in flight vs their bytes (bench/memory.py)"),
     "queue": (queue, "scheduling cost as the queue grows to 10,000 jobs (bench/queue.py)"),

@@ -7,6 +7,7 @@ the tests start (tests/postgres_support.py).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -262,3 +263,38 @@ async def test_the_inbox_hands_back_only_events_nobody_holds(storage: Storage) -
     assert [e.event_id for e in held] == [2]
     _, held = await storage.inbox.take_over("telegram", now=NOW + 50, until=NOW + 80, **take)
     assert held == []  # 2 is c's now, 1 still a's
+
+
+async def test_a_kept_picture_lives_exactly_as_long_as_its_job(storage: Storage) -> None:
+    """Admitted with the job in one step (a refused admission keeps nothing), read while the job is unfinished,
+    gone the moment it ends, whichever way it ends."""
+    picture = bytes(range(256)) * 40
+    endings = ("finish", "fail", "cancel")
+    jobs = []
+    for i, _ending in enumerate(endings):
+        a = dataclasses.replace(admission(exempt=True, origin=f"o{i}"), picture=picture)
+        job = await admit(storage, a)
+        assert job is not None and await storage.jobs.picture(job.id) == picture
+        jobs.append(job)
+    refused = await admit(storage, dataclasses.replace(admission(BO, DM, n=9), picture=b"never kept"))
+    assert refused is None
+    plain = await admit(storage, admission(BO, DM))
+    assert plain is not None and await storage.jobs.picture(plain.id) is None
+
+    finished, failed, cancelled = jobs
+    assert await storage.jobs.claim(finished.id) is not None and await storage.jobs.claim(failed.id) is not None
+    await storage.jobs.finish(finished.id, delivered=1, charged=1)
+    await storage.jobs.fail(failed.id, "backend_unavailable", refund=True)
+    await storage.jobs.cancel(cancelled.id, owner=None)
+    assert [await storage.jobs.picture(job.id) for job in jobs] == [None, None, None]
+    rows = await storage.fetchall("SELECT count(*) AS n FROM job_pictures")
+    assert int(rows[0]["n"]) == 0  # the refused admission left nothing behind either
+
+
+async def test_an_upscale_is_charged_its_cost_not_its_pictures(storage: Storage) -> None:
+    job = await admit(storage, dataclasses.replace(admission(n=1), cost=3))
+    free = await admit(storage, dataclasses.replace(admission(n=1, origin="free"), cost=0))
+    assert job is not None and (job.images, job.charged) == (3, 3)
+    assert free is not None and free.charged == 0
+    over = await admit(storage, dataclasses.replace(admission(n=1, origin="over"), cost=3))  # 3 of 5 spent
+    assert over is None

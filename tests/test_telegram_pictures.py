@@ -14,6 +14,7 @@ from PIL import Image
 
 from bot.draw.request import DrawRequest
 from tests.fakes.telegram import FakeTelegram
+from tests.pipeline_support import GatedBackend
 from tests.telegram_support import USER, ZH_USER, PreparedBackend, fake_telegram, noise_png, running, size_of
 from tests.telegram_support import tg_settings as settings_for
 
@@ -194,3 +195,36 @@ async def test_no_upscale_or_variations_where_the_service_cannot(tg: FakeTelegra
         tg.press_button(USER, sent.result, "again:1")
         await tg.wait_for("sendPhoto", lambda c: c is not sent)
     assert rows(sent.result) == [["again:1", "edit:1"]]
+
+
+async def test_a_job_drawn_from_a_photo_survives_a_restart(tg: FakeTelegram, tmp_path: Path) -> None:
+    """Telegram keeps the photo: the job keeps only its file_id, and the next start fetches it again."""
+    settings = settings_for(tmp_path, tg, rate_per_minute=0)
+    held = GatedBackend(hold=True, pictures=True)
+    async with running(settings, held) as bot:
+        tg.send_picture(USER, photo(900, 900), "/draw a mosaic --strength 0.8")
+        await held.wait_started(1)
+    drawing = GatedBackend(pictures=True)
+    async with running(settings, drawing) as bot:
+        await tg.wait_for("sendPhoto")
+        await bot.core.wait_idle()
+        job = await bot.core.get_job(1)
+    (request,) = drawing.started
+    assert job is not None and job.status == "done" and job.attempts == 2
+    assert request.source is not None and request.strength == 0.8 and size_of(request.source.data) == (1024, 1024)
+    assert colours(request.source.data) == colours(held.started[0].source.data)  # type: ignore[union-attr]
+
+
+async def test_a_picture_that_is_gone_when_the_job_runs_fails_it_refunded(tg: FakeTelegram, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, tg, rate_per_minute=0)
+    held = GatedBackend(hold=True, pictures=True)
+    async with running(settings, held) as bot:
+        tg.send_picture(USER, photo(640, 640), "/draw a cat")
+        await held.wait_started(1)
+    tg.fail_next("getFile", 400, "Bad Request: wrong file_id or the file is temporarily unavailable")
+    async with running(settings, GatedBackend(pictures=True)) as bot:
+        notice = await tg.wait_for("sendMessage", lambda c: "no longer available" in c.params.get("text", ""))
+        await bot.core.wait_idle()
+        job = await bot.core.get_job(1)
+    assert job is not None and (job.status, job.error, job.charged) == ("failed", "picture_gone", 0)
+    assert "Nothing was charged" in notice.params["text"] or "refunded" in notice.params["text"].casefold()

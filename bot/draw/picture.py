@@ -44,8 +44,8 @@ def too_large(size: int | None, max_bytes: int) -> DrawError:
 
 def read(data: bytes, max_bytes: int) -> PictureInfo:
     """What ``data`` is, or a ``DrawError`` saying what is wrong with it: too many bytes, not a picture, a format
-    the services do not take, too many pixels (read from the header, before any is decoded), too small, or
-    damaged (every pixel decoded, at a reduced scale for a JPEG)."""
+    the services do not take, too many pixels, too small. All from its header: nothing is decoded yet (a
+    decompression bomb costs nothing); a picture damaged further in is refused by :func:`fit`, which decodes it."""
     if len(data) > max_bytes:
         raise too_large(len(data), max_bytes)
     try:
@@ -58,8 +58,6 @@ def read(data: bytes, max_bytes: int) -> PictureInfo:
                 raise DrawError("picture_too_many_pixels", option="image", found=info.size, max_mp=MAX_PIXELS // 10**6)
             if min(width, height) < MIN_SIDE:
                 raise DrawError("picture_too_small", option="image", found=info.size, min=MIN_SIDE)
-            img.draft("RGB", (max(1, width // 8), max(1, height // 8)))  # a JPEG decodes at 1/8: proof it is whole
-            img.load()
     except DrawError:
         raise
     except Exception:  # Pillow raises many types for garbage input
@@ -113,7 +111,15 @@ def size_for(width: int, height: int, sizes: tuple[str, ...], default: str) -> s
 
 def fit(data: bytes, width: int, height: int) -> bytes:
     """``data`` (checked by :func:`read`) turned upright (EXIF), cropped around its centre to ``width``:``height``
-    and resized to it, as a PNG without transparency (flattened on white)."""
+    and resized to it, as a PNG without transparency (flattened on white). Decoding it is the proof it is whole:
+    a damaged picture is ``picture_not_image``."""
+    try:
+        return _fit(data, width, height)
+    except Exception:  # Pillow raises many types for damaged input
+        raise DrawError("picture_not_image", option="image") from None
+
+
+def _fit(data: bytes, width: int, height: int) -> bytes:
     with Image.open(io.BytesIO(data)) as img:
         img.draft("RGB", (width, height))  # a big JPEG decodes at a fraction of its size: faster, less memory
         upright = ImageOps.exif_transpose(img)
