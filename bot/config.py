@@ -347,6 +347,14 @@ class Settings:
         "Stability AI v1 engine id, e.g. stable-diffusion-xl-1024-v1-0: set it (and not STABILITY_MODEL) to keep "
         "the v1 API.",
     )
+    stability_upscale: str = var(
+        "STABILITY_UPSCALE",
+        "fast",
+        "Stability AI v2beta upscaler behind the Upscale button: fast (4x, 2 credits; pictures up to 1536 px a side "
+        "and 1 megapixel, so not Stable Image Core's), conservative (about 4 megapixels with the prompt, 40 credits), "
+        "or off.",
+        choice("fast", "conservative", "off"),
+    )
     modelslab_api_key: str | None = var("MODELSLAB_API_KEY", None, "ModelsLab API key.", secret=True)
     modelslab_base_url: str = var("MODELSLAB_BASE_URL", "https://modelslab.com", "ModelsLab API base URL.", url)
     modelslab_poll_deadline: float = var(
@@ -384,6 +392,15 @@ class Settings:
     aws_secret_access_key: str | None = var("AWS_SECRET_ACCESS_KEY", None, "AWS secret access key.", secret=True)
     aws_session_token: str | None = var(
         "AWS_SESSION_TOKEN", None, "AWS session token (temporary credentials).", secret=True
+    )
+    bedrock_upscale_model_id: str | None = var(
+        "BEDROCK_UPSCALE_MODEL_ID",
+        None,
+        "Bedrock Stability Image Services upscaler behind the Upscale button, where subscribed: "
+        "stability.stable-fast-upscale-v1:0 (4x; pictures up to 1536 px a side and 1 megapixel) or "
+        "stability.stable-conservative-upscale-v1:0 (about 4 megapixels, with the prompt), or an inference profile "
+        "such as us.stability.stable-fast-upscale-v1:0 (us-east-1 needs one); unset: no Upscale button.",
+        _optional(_text),
     )
     bedrock_endpoint_url: str | None = var(
         "BEDROCK_ENDPOINT_URL", None, "Override the Bedrock runtime endpoint (VPC endpoints, tests).", _OPTIONAL_URL
@@ -461,6 +478,13 @@ class Settings:
     )
     a1111_auth: str | None = var(
         "A1111_AUTH", None, "A1111 --api-auth credentials as user:pass (optional).", secret=True
+    )
+    a1111_upscaler: str = var(
+        "A1111_UPSCALER",
+        "R-ESRGAN 4x+",
+        "A1111 upscaler behind the Upscale button, a name from the server's /sdapi/v1/upscalers (e.g. R-ESRGAN 4x+, "
+        "ESRGAN_4x, Lanczos): the picture through /sdapi/v1/extra-single-image at twice its sides; off: no Upscale "
+        "button (nor when the server lacks it: sdbot check says so).",
     )
 
     # Jobs, quotas and scheduling (issue: jobs) -----------------------------------------------------

@@ -1,10 +1,18 @@
 """AWS Bedrock's Stability models, sent with httpx: the current ones (SD3.5 Large, Stable Image Core and Ultra:
 one picture per call, an aspect ratio, ``{seeds, finish_reasons, images}`` back) and SDXL v1 for the accounts that
-still have it (Stability's v1 body). Requests are SigV4-signed with botocore, or carry a Bedrock API key."""
+still have it (Stability's v1 body). Requests are SigV4-signed with botocore, or carry a Bedrock API key.
+
+Drawing from a picture: SD3.5 Large (``mode: image-to-image``, ``image`` in base64, ``strength``, no
+``aspect_ratio``) and SDXL v1 (``init_image``, ``init_image_mode``, ``image_strength``); Core takes text only and
+Ultra's image-to-image is not documented on Bedrock. The Upscale button: ``BEDROCK_UPSCALE_MODEL_ID``, one of
+Stability's Image Services upscalers (fast, conservative), invoked the same way, its answer resized to exactly twice
+the picture's sides."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -26,7 +34,6 @@ from bot.backends.http import (
     sniff_format,
 )
 from bot.backends.http_backend import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, HttpBackend
-from bot.draw.shape import nearest_ratio
 from bot.errors import BackendError, ConfigError
 from bot.messages.i18n import Msg
 from bot.process import cpu, redact
@@ -40,7 +47,12 @@ log = logging.getLogger(__name__)
 PROVIDER = "bedrock"
 DEFAULT_MODEL_ID = "stability.sd3-5-large-v1:0"
 SDXL_MODEL = "stability.stable-diffusion-xl-v1"
-SD35_LARGE = "stability.sd3-5-large-v1:0"  # end of life at AWS since 2025-05-20
+SD35_LARGE = "stability.sd3-5-large-v1:0"
+# Stability Image Services upscalers (BEDROCK_UPSCALE_MODEL_ID) -> which of Stability's upscalers it is.
+UPSCALE_MODELS: dict[str, str] = {
+    "stability.stable-fast-upscale-v1:0": stable_image.FAST,
+    "stability.stable-conservative-upscale-v1:0": stable_image.CONSERVATIVE,
+}
 # An inference profile's model id starts with its geography ("us.stability...").
 PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.")
 SIGNING_NAME = "bedrock"  # the runtime endpoint is bedrock-runtime, but it signs as "bedrock"
@@ -111,6 +123,7 @@ class BedrockBackend(HttpBackend):
         *,
         region: str,
         model_id: str = DEFAULT_MODEL_ID,
+        upscale_model_id: str | None = None,
         endpoint_url: str | None = None,
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
@@ -125,19 +138,26 @@ class BedrockBackend(HttpBackend):
         redact.register(access_key_id, secret_access_key, session_token, api_key)
         self._endpoint = (endpoint_url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
         self._model = stable_image.BEDROCK_MODELS.get(base_model(model_id))  # None: SDXL v1
+        self._upscale_model_id = upscale_model_id or None
+        self._upscaler = UPSCALE_MODELS.get(base_model(upscale_model_id)) if upscale_model_id else None
+        upscale = self._upscaler is not None
         if self._model is not None:
-            caps = stable_image.capabilities(self.name, self._model)
+            caps = stable_image.capabilities(self.name, self._model, upscale=upscale)
         else:
-            caps = sdxl_v1.capabilities(self.name, sdxl_v1.SDXL_SIZES)
+            caps = dataclasses.replace(sdxl_v1.capabilities(self.name, sdxl_v1.SDXL_SIZES), upscale=upscale)
         super().__init__(self._endpoint, timeout=timeout, connect_timeout=connect_timeout, retry=retry, caps=caps)
         self._api_key = api_key
         self._region = region
         self._model_id = model_id
         # The model id is one path segment: "stability.stable-diffusion-xl-v1:0" or an ARN are percent-encoded.
-        self._url = f"{self._endpoint}/model/{quote(model_id, safe='')}/invoke"
+        self._url = self._invoke_url(model_id)
+        self._upscale_url = self._invoke_url(upscale_model_id) if upscale_model_id else None
         self._static = (access_key_id, secret_access_key, session_token) if access_key_id else None
         self._credentials: Any = None  # botocore Credentials, resolved on first use
         self._credentials_lock = asyncio.Lock()
+
+    def _invoke_url(self, model_id: str) -> str:
+        return f"{self._endpoint}/model/{quote(model_id, safe='')}/invoke"
 
     @classmethod
     def options(cls, settings: Settings) -> dict[str, Any]:
@@ -148,11 +168,20 @@ class BedrockBackend(HttpBackend):
                 value=settings.bedrock_model_id,
                 expected=Msg("config.expect.choice", {"choices": (*stable_image.BEDROCK_MODELS, SDXL_MODEL)}),
             )
+        upscale_model_id = settings.bedrock_upscale_model_id or None
+        if upscale_model_id is not None and base_model(upscale_model_id) not in UPSCALE_MODELS:
+            raise ConfigError(
+                "config_invalid",
+                variable="BEDROCK_UPSCALE_MODEL_ID",
+                value=upscale_model_id,
+                expected=Msg("config.expect.choice", {"choices": tuple(UPSCALE_MODELS)}),
+            )
         if settings.aws_bearer_token_bedrock:
             cls.require(settings, "AWS_REGION")
             return {
                 "region": settings.aws_region,
                 "model_id": settings.bedrock_model_id,
+                "upscale_model_id": upscale_model_id,
                 "endpoint_url": settings.bedrock_endpoint_url,
                 "api_key": settings.aws_bearer_token_bedrock,
             }
@@ -165,6 +194,7 @@ class BedrockBackend(HttpBackend):
         return {
             "region": settings.aws_region,
             "model_id": settings.bedrock_model_id,
+            "upscale_model_id": upscale_model_id,
             "endpoint_url": settings.bedrock_endpoint_url,
             "access_key_id": settings.aws_access_key_id,
             "secret_access_key": settings.aws_secret_access_key,
@@ -201,12 +231,12 @@ class BedrockBackend(HttpBackend):
         redact.register(frozen.access_key, frozen.secret_key, frozen.token)
         return frozen
 
-    def _sign(self, frozen: Any, body: bytes) -> dict[str, str]:
-        """SigV4 headers for POST ``self._url`` with ``body`` (every header here is signed and sent as is)."""
+    def _sign(self, frozen: Any, body: bytes, url: str) -> dict[str, str]:
+        """SigV4 headers for POST ``url`` with ``body`` (every header here is signed and sent as is)."""
         botocore = self._botocore
         request = botocore.awsrequest.AWSRequest(
             method="POST",
-            url=self._url,
+            url=url,
             data=body,
             headers={"Content-Type": "application/json", "Accept": "application/json"},
         )
@@ -219,14 +249,15 @@ class BedrockBackend(HttpBackend):
         except ConfigError:
             raise BackendError("backend_config", provider=PROVIDER, reason="no_credentials") from None
 
-    async def _invoke(self, body: bytes, frozen: Any | None = None) -> Any:
+    async def _invoke(self, body: bytes, frozen: Any | None = None, *, url: str | None = None) -> Any:
+        url = url or self._url
         if self._api_key is not None:
             headers = {"Content-Type": "application/json", "Accept": "application/json"}
             headers["Authorization"] = f"Bearer {self._api_key}"
         else:
             frozen = frozen if frozen is not None else await self._credentials_or_error()
-            headers = self._sign(frozen, body)
-        response, answer = await send(self._client, "POST", self._url, provider=PROVIDER, content=body, headers=headers)
+            headers = self._sign(frozen, body, url)
+        response, answer = await send(self._client, "POST", url, provider=PROVIDER, content=body, headers=headers)
         if response.status_code != 200:
             raise _aws_error(response)
         try:
@@ -240,9 +271,15 @@ class BedrockBackend(HttpBackend):
         self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
     ) -> list[GeneratedImage]:
         assert request.seed is not None, "the caller draws the seed"
+        if request.task == "upscale":
+            return [await self._upscale(request, request.seed)]
+        if request.source is not None and not (await self.capabilities()).image_to_image:
+            raise BackendError("backend_config", provider=PROVIDER, provider_code="no_image_to_image")
+        # The picture in base64, once for every call: megabytes of CPU work, off the loop.
+        image = None if request.source is None else await cpu.run(_b64, request.source.data)
 
         async def one(seed: int) -> list[GeneratedImage]:
-            body = json.dumps(self._body(request, seed)).encode()
+            body = await cpu.run(_json, self._body(request, seed, image))
             data = await self._retry.run(lambda: self._invoke(body), _retryable)
             if self._model is not None:
                 return await cpu.run(_pictures, data, request)  # base64: CPU work
@@ -250,13 +287,45 @@ class BedrockBackend(HttpBackend):
 
         return await one_per_call(request.n, request.seed, one, provider=PROVIDER, progress=progress)
 
-    def _body(self, request: DrawRequest, seed: int) -> dict[str, Any]:
+    def _body(self, request: DrawRequest, seed: int, image: str | None = None) -> dict[str, Any]:
         if self._model is None:
+            if image is not None:
+                return sdxl_v1.image_to_image_body(request, seed=seed, samples=1, init_image=image)
             return sdxl_v1.body(request, seed=seed, samples=1)
         body = stable_image.fields(request, self._model, seed=seed)
         if base_model(self._model_id) == SD35_LARGE:
-            body["mode"] = "text-to-image"  # the only one of the three that also draws from a picture
+            # The only one of the three that documents a mode (and drawing from a picture) on Bedrock.
+            body["mode"] = "text-to-image" if image is None else "image-to-image"
+        if image is not None:
+            body["image"] = image
         return body
+
+    async def _upscale(self, request: DrawRequest, seed: int) -> GeneratedImage:
+        """``request.source`` through ``BEDROCK_UPSCALE_MODEL_ID``, then resized (off the loop) to exactly
+        ``request.size``. A picture outside the upscaler's documented limits is refused before anything is sent."""
+        source, upscaler, url = request.source, self._upscaler, self._upscale_url
+        if source is None or upscaler is None or url is None:  # the Upscale button is offered only with both
+            raise BackendError("backend_config", provider=PROVIDER, provider_code="no_upscale")
+        refusal = stable_image.upscale_refusal(
+            upscaler, source.width, source.height, provider=PROVIDER, setting="BEDROCK_UPSCALE_MODEL_ID"
+        )
+        if refusal is not None:
+            log.warning("bedrock: a %s picture is outside the %s upscaler's limits", source.size, upscaler)
+            raise refusal
+        fields = stable_image.upscale_fields(request, upscaler, seed=seed)
+        fields["image"] = await cpu.run(_b64, source.data)
+        body = await cpu.run(_json, fields)
+        try:
+            data = await self._retry.run(lambda: self._invoke(body, url=url), _retryable)
+        except BackendError as exc:
+            if exc.provider_code == "AccessDeniedException":
+                # Not subscribed to Stability's Image Services (or no bedrock:InvokeModel on the upscaler).
+                raise _upscale_denied(exc) from None
+            raise
+        (picture,) = await cpu.run(_pictures, data, request)
+        resized, _ = await cpu.run(stable_image.resized, picture.data, request.width, request.height)
+        seed_used = picture.seed if upscaler == stable_image.CONSERVATIVE else None  # fast takes no seed
+        return dataclasses.replace(picture, data=resized, format="PNG", seed=seed_used, ratio=None)
 
     # -- check ---------------------------------------------------------------------------------------
     async def check(self) -> CheckReport:
@@ -277,17 +346,55 @@ class BedrockBackend(HttpBackend):
         else:
             method = "AWS_BEARER_TOKEN_BEDROCK"
         findings.append((Msg("check.label.credentials"), Msg("check.bedrock.credentials", {"source": method})))
+        if self._upscale_url is None:
+            findings.append((Msg("check.label.upscale"), Msg("check.bedrock.upscale_off")))
+        problem = await self._probe(self._url, frozen)
+        if problem is not None:
+            findings.append((Msg("check.label.problem"), problem))
+            return CheckReport(self.name, False, findings)
+        findings.append((Msg("check.label.access"), Msg("check.bedrock.probe")))
+        if self._upscale_url is not None:
+            # The same probe proves the subscription to Stability's Image Services and the upscaler's id.
+            problem = await self._probe(self._upscale_url, frozen)
+            if problem is not None:
+                if problem.provider_code == "AccessDeniedException":
+                    problem = _upscale_denied(problem)
+                findings.append((Msg("check.label.problem"), problem))
+                return CheckReport(self.name, False, findings)
+            shown = {"model": self._upscale_model_id}
+            findings.append((Msg("check.label.upscale"), Msg("check.bedrock.upscale_on", shown)))
+        return CheckReport(self.name, True, findings)
+
+    async def _probe(self, url: str, frozen: Any | None) -> BackendError | None:
+        """Invoke the model at ``url`` with ``{}``: a ValidationException about the input proves the signature,
+        the permission and the model id while nothing is generated; anything else is the problem."""
         try:
-            await self._invoke(b"{}", frozen)
+            await self._invoke(b"{}", frozen, url=url)
         except BackendError as exc:
             if exc.provider_code == "ValidationException" and exc.code == "backend_invalid_request":
-                findings.append((Msg("check.label.access"), Msg("check.bedrock.probe")))
-                return CheckReport(self.name, True, findings)
-            findings.append((Msg("check.label.problem"), exc))
-            return CheckReport(self.name, False, findings)
-        # Accepted without a prompt: not what Bedrock's SDXL does, so the endpoint is not the one we expect.
-        findings.append((Msg("check.label.problem"), BackendError("backend_config", provider=PROVIDER)))
-        return CheckReport(self.name, False, findings)
+                return None
+            return exc
+        # Accepted without a prompt or a picture: not what Bedrock's models do, so the endpoint is not AWS's.
+        return BackendError("backend_config", provider=PROVIDER)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body).encode()
+
+
+def _upscale_denied(exc: BackendError) -> BackendError:
+    """An AccessDeniedException from the upscaler: the operator's BEDROCK_UPSCALE_MODEL_ID (or its subscription),
+    not BEDROCK_MODEL_ID, which the generic message names."""
+    error = BackendError(
+        "backend_config", provider=PROVIDER, provider_code="upscale_access_denied", status=exc.params.get("status")
+    )
+    if "provider_message" in exc.params:
+        error.params["provider_message"] = exc.params["provider_message"]
+    return error
 
 
 def _retryable(exc: BackendError) -> bool:
@@ -335,6 +442,9 @@ def _aws_outcome(response: httpx.Response) -> BackendError:
     if error_type == "ValidationException" and "model identifier" in message.lower():
         # BEDROCK_MODEL_ID names no model here: the operator's setting, not the user's request.
         return BackendError("backend_config", provider=PROVIDER, provider_code=code, status=status)
+    if error_type == "ValidationException" and "on-demand throughput" in message.lower():
+        # A bare model id where the region serves the model only through an inference profile ("us.stability...").
+        return BackendError("backend_config", provider=PROVIDER, provider_code="inference_profile", status=status)
     return BackendError(
         outcome,
         provider=PROVIDER,
@@ -370,6 +480,6 @@ def _pictures(data: Any, request: DrawRequest) -> list[GeneratedImage]:
             request.height,
             seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
             filtered=filtered,
-            ratio=nearest_ratio(request.width, request.height),
+            ratio=stable_image.ratio(request),
         )
     ]

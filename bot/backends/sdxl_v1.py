@@ -1,5 +1,10 @@
 """The Stability REST v1 text-to-image body and artifacts, shared by Stability's own API and AWS Bedrock's
-``stability.stable-diffusion-xl-v1`` (which takes the same JSON). Written once so the two cannot drift."""
+``stability.stable-diffusion-xl-v1`` (which takes the same JSON). Written once so the two cannot drift.
+
+Image-to-image is the same body without ``width``/``height`` (the picture's size is the answer's) plus
+``init_image``, ``init_image_mode=IMAGE_STRENGTH`` and ``image_strength``: how much of the picture is KEPT
+(Stability: "values close to 1 will yield images very similar to the init_image"), so ``1 - strength``. Stability
+takes it as a multipart form (:func:`image_to_image_form`), Bedrock as JSON with the picture in base64."""
 
 from __future__ import annotations
 
@@ -69,6 +74,8 @@ SAMPLERS: Mapping[str, str] = {
     "DDPM": "DDPM",
 }
 
+# --strength when none is typed: v1's documented image_strength default 0.35 (the picture kept), as our strength.
+DEFAULT_STRENGTH = 0.65
 CFG_RANGE = (0.0, 35.0)  # Stability's own bounds; wider than the seed's 0-30
 PROMPT_MAX = 2000  # per text_prompts entry
 SEED_MODULUS = params.SEED_RANGE[1] + 1
@@ -87,7 +94,9 @@ def v1_sizes(engine: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def capabilities(backend: str, sizes: tuple[str, ...], *, max_n: int = params.N_RANGE[1]) -> Capabilities:
+def capabilities(
+    backend: str, sizes: tuple[str, ...], *, max_n: int = params.N_RANGE[1], image_to_image: bool = True
+) -> Capabilities:
     return Capabilities(
         backend=backend,
         sizes=sizes,
@@ -99,6 +108,8 @@ def capabilities(backend: str, sizes: tuple[str, ...], *, max_n: int = params.N_
         cfg=CFG_RANGE,
         prompt_max=PROMPT_MAX,
         negative_max=PROMPT_MAX,
+        image_to_image=image_to_image,
+        strength=DEFAULT_STRENGTH,
     )
 
 
@@ -121,6 +132,39 @@ def body(request: DrawRequest, *, seed: int, samples: int) -> dict[str, Any]:
     preset = STYLE_PRESETS[request.style]
     if preset is not None:
         out["style_preset"] = preset
+    return out
+
+
+def image_strength(request: DrawRequest) -> float:
+    """v1's ``image_strength`` for ``request``: how much of the picture is kept, where our strength is how far
+    the drawing moves from it."""
+    strength = request.strength if request.strength is not None else DEFAULT_STRENGTH
+    return round(1.0 - strength, 6)
+
+
+def image_to_image_body(request: DrawRequest, *, seed: int, samples: int, init_image: str) -> dict[str, Any]:
+    """Bedrock's SDXL image-to-image JSON: the text-to-image body without a size, with the picture
+    (``init_image``, base64) and how much of it is kept."""
+    out = body(request, seed=seed, samples=samples)
+    del out["width"], out["height"]
+    out.update(init_image=init_image, init_image_mode="IMAGE_STRENGTH", image_strength=image_strength(request))
+    return out
+
+
+def image_to_image_form(request: DrawRequest, *, seed: int, samples: int) -> list[tuple[str, str]]:
+    """Stability v1's image-to-image form fields (the picture goes as the ``init_image`` file part):
+    ``text_prompts[i][text]``/``[weight]`` as the spec spells arrays in a form, then the text-to-image body's
+    other values, without a size."""
+    values = body(request, seed=seed, samples=samples)
+    out: list[tuple[str, str]] = []
+    for index, prompt in enumerate(values.pop("text_prompts")):
+        out += [
+            (f"text_prompts[{index}][text]", prompt["text"]),
+            (f"text_prompts[{index}][weight]", str(prompt["weight"])),
+        ]
+    del values["width"], values["height"]
+    values.update(init_image_mode="IMAGE_STRENGTH", image_strength=image_strength(request))
+    out += [(name, str(value)) for name, value in values.items()]
     return out
 
 

@@ -1,4 +1,6 @@
-"""Stability AI REST v1 text-to-image (``/v1/generation/{engine}/text-to-image``), all ``n`` images in one call.
+"""Stability AI REST v1 text-to-image (``/v1/generation/{engine}/text-to-image``), all ``n`` images in one call;
+drawing from a picture, ``/v1/generation/{engine}/image-to-image`` (a multipart form with the picture as
+``init_image``, at the request's size: the core fitted it to exactly that). No upscaling.
 
 The body and the style/sampler mapping live in :mod:`bot.backends.sdxl_v1`, shared with Bedrock.
 """
@@ -64,6 +66,7 @@ class StabilityBackend(HttpBackend):
         )
         self._engine = engine
         self._path = f"/v1/generation/{quote(engine, safe='')}/text-to-image"
+        self._img2img_path = f"/v1/generation/{quote(engine, safe='')}/image-to-image"
 
     @classmethod
     def options(cls, settings: Settings) -> dict[str, Any]:
@@ -78,13 +81,27 @@ class StabilityBackend(HttpBackend):
         self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
     ) -> list[GeneratedImage]:
         assert request.seed is not None, "the caller draws the seed"
-        payload = sdxl_v1.body(request, seed=request.seed, samples=request.n)
-        data = await self._retry.run(lambda: self._request("POST", self._path, payload), retryable)
+        if request.task != "draw":  # the Upscale button is not offered (capabilities: no upscale)
+            raise BackendError("backend_config", provider=PROVIDER, provider_code="no_upscale")
+        seed = request.seed
+        if request.source is None:
+            payload = sdxl_v1.body(request, seed=seed, samples=request.n)
+            data = await self._retry.run(lambda: self._request("POST", self._path, payload), retryable)
+        else:
+            form = sdxl_v1.image_to_image_form(request, seed=seed, samples=request.n)
+            files = [
+                *((name, (None, value.encode())) for name, value in form),
+                ("init_image", ("init_image.png", request.source.data, "image/png")),
+            ]
+            data = await self._retry.run(lambda: self._request("POST", self._img2img_path, files=files), retryable)
         # Decoding megabytes of base64 is CPU work: off the event loop.
         return await cpu.run(sdxl_v1.artifacts, data, request, PROVIDER)
 
-    async def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
-        response, body = await send(self._client, method, path, provider=PROVIDER, json=payload)
+    async def _request(
+        self, method: str, path: str, payload: dict[str, Any] | None = None, *, files: list[Any] | None = None
+    ) -> Any:
+        extra: dict[str, Any] = {"files": files} if files is not None else {"json": payload}
+        response, body = await send(self._client, method, path, provider=PROVIDER, **extra)
         if response.status_code != 200:
             raise status_error(response)
         try:

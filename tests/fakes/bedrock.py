@@ -21,6 +21,11 @@ SDXL wire format (reference: shared/reference/backends.md, seed 003):
   ``AccessDeniedException`` 403 for a model in ``denied_models``; ``ValidationException`` 400 for an
   unknown model id or a bad body ("Malformed input request: ..."). Every answer has ``x-amzn-RequestId``.
 
+SDXL image-to-image (AWS user guide ``model-parameters-diffusion-1-0-image-image``): the same body without
+``width``/``height``, with ``init_image`` (base64 of the picture, required: its size is the answer's, one of the
+nine SDXL sizes), ``init_image_mode`` (IMAGE_STRENGTH, default, or STEP_SCHEDULE) and ``image_strength`` (0-1, how
+much of the picture is kept); violations are ValidationException "Malformed input request: ...".
+
 Current models (reference: backends.md "Current APIs" section 2; AWS user guide pages
 ``model-parameters-diffusion-3-5-large``, ``...-stable-image-core-text-image-request-response`` and
 ``...-stable-ultra-text-image-request-response``):
@@ -49,6 +54,17 @@ Current models (reference: backends.md "Current APIs" section 2; AWS user guide 
   (~1 MP, 1:1 1024x1024, 16:9 1344x768...), Core by ``CORE_SIZES`` (1:1 1536x1536 as observed, the other ratios
   the ~1 MP table times 1.5): the tables of ``tests.fakes.stability``. Image-to-image: the entry nearest the
   input's aspect ratio.
+- Image Services upscalers (backends.md section 2.4; AWS user guide ``stable-image-services``):
+  ``stability.stable-fast-upscale-v1:0`` (``image``, required, base64 with width and height 32-1536 px and
+  1,024-1,048,576 pixels; ``output_format`` jpeg|png|webp) answers the picture at 4x;
+  ``stability.stable-conservative-upscale-v1:0`` (``image`` with sides >= 64 px, at most 9,437,184 pixels, aspect
+  ratio within 1:2.5-2.5:1; ``prompt`` required; ``negative_prompt``, ``seed`` 0-4294967294, ``output_format``,
+  ``creativity`` 0.1-0.5) answers about 4 megapixels at the picture's ratio. Both answer ``{seeds,
+  finish_reasons, images}`` with the input picture itself resized (so a test sees what was upscaled), and refuse
+  other keys like the models above. In ``us-east-1`` a bare upscaler id (no ``us.`` inference profile) is a
+  ValidationException ``"Invocation of model ID stability.stable-fast-upscale-v1:0 with on-demand throughput isn't
+  supported. Retry your request with the ID or ARN of an inference profile that contains this model."`` (observed,
+  backends.md section 2.2). Listed in ``MODELS``.
 - Lifecycle: a model in ``retired_models`` answers 404 ResourceNotFoundException ``"This model version has
   reached the end of its life. Please refer to the AWS documentation for more details."`` (``EOL_MESSAGE``);
   one in ``legacy_models`` 404 ResourceNotFoundException ``"Access denied. This Model is marked by provider
@@ -126,6 +142,7 @@ from tests.fakes.stability import (
     image_size,
     nearest_size,
     render_image,
+    upscaled,
 )
 
 CONTENT_FILTERED = "content_filtered"
@@ -133,7 +150,15 @@ SD35_LARGE = "stability.sd3-5-large-v1:0"
 IMAGE_CORE = "stability.stable-image-core-v1:1"
 IMAGE_ULTRA = "stability.stable-image-ultra-v1:1"
 SDXL_MODELS = ("stability.stable-diffusion-xl-v1", "stability.stable-diffusion-xl-v1:0")
-MODELS = (*SDXL_MODELS, SD35_LARGE, IMAGE_CORE, IMAGE_ULTRA)
+FAST_UPSCALE = "stability.stable-fast-upscale-v1:0"
+CONSERVATIVE_UPSCALE = "stability.stable-conservative-upscale-v1:0"
+UPSCALE_MODELS = (FAST_UPSCALE, CONSERVATIVE_UPSCALE)
+MODELS = (*SDXL_MODELS, SD35_LARGE, IMAGE_CORE, IMAGE_ULTRA, *UPSCALE_MODELS)
+CONSERVATIVE_PIXELS = 4 * 1024 * 1024
+ON_DEMAND_MESSAGE = (
+    "Invocation of model ID {model} with on-demand throughput isn't supported. Retry your request with the ID or "
+    "ARN of an inference profile that contains this model."
+)
 PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.")  # inference profiles: a geography before the model id
 SERVICE = "bedrock"
 EOL_MESSAGE = (
@@ -340,6 +365,48 @@ def check_stable_image_body(body: Any, model: StableImageModel) -> tuple[list[st
     return [], params
 
 
+def check_upscale_body(body: Any, model_id: str) -> tuple[list[str], tuple[int, int], bytes | None]:
+    """Validate an upscaler's body like Bedrock's schema check; the violations, the answer's size, the picture."""
+    if not isinstance(body, dict):
+        return [f"#: expected type: JSONObject, found: {_json_type(body)}"], (0, 0), None
+    fast = model_id == FAST_UPSCALE
+    allowed = {"image", "output_format"} | (set() if fast else {"prompt", "negative_prompt", "seed", "creativity"})
+    required = ("image",) if fast else ("prompt", "image")
+    violations = [f"#: required key [{key}] not found" for key in required if key not in body]
+    violations += [f"#: extraneous key [{key}] is not permitted" for key in body if key not in allowed]
+    for key in ("image", "prompt", "negative_prompt", "output_format"):
+        if key in body and not isinstance(body[key], str):
+            violations.append(f"#/{key}: expected type: String, found: {_json_type(body[key])}")
+    if isinstance(body.get("output_format"), str) and body["output_format"] not in ("jpeg", "png", "webp"):
+        violations.append(f"#/output_format: {body['output_format']} is not a valid enum value")
+    for key, low, high in (("seed", 0, 4294967294), ("creativity", 0.1, 0.5)):
+        if key not in body:
+            continue
+        value = body[key]
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            violations.append(f"#/{key}: expected type: Number, found: {_json_type(value)}")
+        elif not low <= value <= high:
+            violations.append(f"#/{key}: {_number_text(value)} is not within {_number_text(low)}-{_number_text(high)}")
+    if violations:
+        return violations, (0, 0), None
+    try:
+        image = base64.b64decode(body["image"], validate=True)
+    except ValueError:
+        image = b""
+    size = image_size(image)
+    if size is None:
+        return ["#/image: not a base64-encoded picture"], (0, 0), None
+    width, height = size
+    if fast:
+        if not (32 <= width <= 1536 and 32 <= height <= 1536 and 1024 <= width * height <= 1_048_576):
+            return ["#/image: width and height must be between 32 and 1536 pixels, 1024 to 1048576 in all"], size, None
+        return [], (4 * width, 4 * height), image
+    if min(size) < 64 or width * height > 9_437_184 or max(size) / min(size) > 2.5:
+        return ["#/image: sides of at least 64 pixels, at most 9437184 pixels, aspect ratio 1:2.5 to 2.5:1"], size, None
+    scale = (CONSERVATIVE_PIXELS / (width * height)) ** 0.5
+    return [], (round(width * scale), round(height * scale)), image
+
+
 def base_model_id(raw: str) -> str:
     """The model id behind a path segment: percent-decoded, out of an ARN, without an inference profile's prefix."""
     model_id = unquote(raw)
@@ -377,6 +444,25 @@ def canonical_request(
     lines = "".join(f"{name}:{','.join(values.get(name, []))}\n" for name in signed)
     payload = hashlib.sha256(body).hexdigest()
     return "\n".join([method.upper(), canonical_uri, canonical_query, lines, ";".join(signed), payload])
+
+
+def sdxl_init_size(body: Any) -> tuple[int, int] | None:
+    """The size of an SDXL image-to-image body's ``init_image`` (None: text-to-image). Raises ``StabilityError``
+    for the image-to-image fields Bedrock's schema refuses."""
+    if not isinstance(body, dict) or "init_image" not in body:
+        return None
+    try:
+        size = image_size(base64.b64decode(body["init_image"], validate=True))
+    except (ValueError, TypeError):
+        size = None
+    if size is None:
+        raise StabilityError(400, "bad_request", "init_image: not a base64-encoded picture")
+    if body.get("init_image_mode", "IMAGE_STRENGTH") not in ("IMAGE_STRENGTH", "STEP_SCHEDULE"):
+        raise StabilityError(400, "bad_request", "init_image_mode: must be IMAGE_STRENGTH or STEP_SCHEDULE")
+    strength = body.get("image_strength", 0.35)
+    if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0 <= strength <= 1:
+        raise StabilityError(400, "bad_request", "image_strength: must be between 0 and 1")
+    return size
 
 
 class FakeBedrock(ImageApiFake):
@@ -520,6 +606,12 @@ class FakeBedrock(ImageApiFake):
             return planned
 
         model_id = base_model_id(request.match_info["model_id"])
+        if (
+            model_id in UPSCALE_MODELS
+            and self.region == "us-east-1"
+            and unquote(request.match_info["model_id"]) == model_id
+        ):
+            return self._error("ValidationException", ON_DEMAND_MESSAGE.format(model=model_id))
         if model_id in self.retired_models:
             return self._error("ResourceNotFoundException", EOL_MESSAGE)
         if model_id in self.legacy_models:
@@ -530,12 +622,16 @@ class FakeBedrock(ImageApiFake):
             return self._error("AccessDeniedException")
         if model_id in STABLE_IMAGE_MODELS:
             return self._stable_image(call.body, STABLE_IMAGE_MODELS[model_id], fault)
+        if model_id in UPSCALE_MODELS:
+            return self._upscale(call.body, model_id, fault)
         if call.body is None:
             return self._error(
                 "ValidationException", "Malformed input request, please reformat your input and try again."
             )
         try:
-            params = check_body(call.body, sdxl=True, max_steps=150, default_size=1024)
+            params = check_body(
+                call.body, sdxl=True, max_steps=150, default_size=1024, init_size=sdxl_init_size(call.body)
+            )
         except StabilityError as exc:
             message = f"Malformed input request: {exc.name}: {exc.message}, please reformat your input and try again."
             return self._error("ValidationException", message)
@@ -554,6 +650,27 @@ class FakeBedrock(ImageApiFake):
         artifact = {"seed": seed % (MAX_SEED + 1), "base64": base64.b64encode(image).decode(), "finishReason": reason}
         headers = {"x-amzn-RequestId": str(uuid.uuid4()), "X-Amzn-Bedrock-Invocation-Latency": "4321"}
         return web.json_response({"result": "success", "artifacts": [artifact]}, headers=headers)
+
+    def _upscale(self, body: Any, model_id: str, fault: Fault | None) -> web.Response:
+        """InvokeModel for an Image Services upscaler: the picture, bigger, as ``{seeds, finish_reasons, images}``."""
+        if body is None:
+            return self._error("ValidationException", ERROR_MESSAGES["ValidationException"])
+        violations, (width, height), image = check_upscale_body(body, model_id)
+        if violations or image is None:
+            return self._error("ValidationException", malformed(violations))
+        seed = int(body.get("seed", 0)) or self.rng.randint(1, 4294967294)
+        fmt = body.get("output_format", "png")
+        headers = {"x-amzn-RequestId": str(uuid.uuid4()), "X-Amzn-Bedrock-Invocation-Latency": "4321"}
+        if fault is not None and fault.kind == CONTENT_FILTERED:
+            reason = fault.options.get("reason") or FILTER_REASONS[0]
+            return web.json_response({"seeds": [seed], "finish_reasons": [reason], "images": []}, headers=headers)
+        picture = (
+            upscaled(image, width, height, fmt)
+            if fault is None
+            else render_image(self, fault, width, height, seed, fmt)
+        )
+        answer = {"seeds": [seed], "finish_reasons": [None], "images": [base64.b64encode(picture).decode()]}
+        return web.json_response(answer, headers=headers)
 
     def _stable_image(self, body: Any, model: StableImageModel, fault: Fault | None) -> web.Response:
         """InvokeModel for SD3.5 Large, Stable Image Core and Ultra: ``{seeds, finish_reasons, images}``."""

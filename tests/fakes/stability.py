@@ -18,6 +18,15 @@ v1 wire format (reference: shared/reference/backends.md, seed 002, Stability's v
   ``invalid_pixel_count`` for the other engines.
 - ``GET /v1/user/balance`` -> ``{"credits": float}`` (each image costs ``cost_per_image``);
   ``GET /v1/engines/list`` -> ``[{"id", "name", "description", "type"}]``.
+- ``POST /v1/generation/{engine_id}/image-to-image`` (Stability's v1 OpenAPI ``imageToImage``): a
+  ``multipart/form-data`` body (anything else -> 400 ``bad_request``): ``init_image`` (the picture, required: its
+  size is the answer's), ``text_prompts[i][text]``/``text_prompts[i][weight]`` (arrays as the spec spells them in a
+  form; at least one text), ``init_image_mode`` IMAGE_STRENGTH (default) | STEP_SCHEDULE, ``image_strength`` 0-1
+  (how much of the picture is kept, default 0.35), ``step_schedule_start``/``_end`` 0-1, and the text-to-image
+  values (``cfg_scale``, ``samples``, ``steps``, ``seed``, ``sampler``, ``style_preset``, ``clip_guidance_preset``)
+  checked the same way. SDXL engines take only an ``init_image`` of the nine SDXL sizes (400
+  ``invalid_sdxl_v1_dimensions``, as text-to-image's ``width``/``height``); ``width``/``height`` are not fields
+  of this operation and are ignored (recorded). Answers as text-to-image, pictures at the init image's size.
 
 v2beta wire format (reference: backends.md "Current APIs" section 1, Stability's v2beta OpenAPI snapshot of
 2026-09-22 as kept by ``aself101/stability-ai-api``, and that repository's live battery and DECISIONS.md):
@@ -55,6 +64,16 @@ v2beta wire format (reference: backends.md "Current APIs" section 1, Stability's
   1632x1344, 4:5 1344x1632, 2:3 1248x1824, 9:16 1152x2016, 9:21 960x2304: Stability documents only "1.5
   megapixels", so the other eight are this fake's choice). Image-to-image: the table's entry whose ratio is
   nearest the input picture's.
+- ``POST /v2beta/stable-image/upscale/fast`` and ``/conservative`` (backends.md section 1.5, the spec's
+  validation rules): multipart, the same 413 / validation / key / fault order as generate. Fast: ``image``
+  (required) with width and height 32-1536 px and 1,024-1,048,576 pixels, ``output_format``; the answer is the
+  picture at 4x. Conservative: ``image`` (sides >= 64 px, 4,096-9,437,184 pixels, aspect ratio within 1:2.5 and
+  2.5:1) and ``prompt`` (required, ``"prompt: required"`` as the live service says), ``negative_prompt``,
+  ``seed``, ``output_format``, ``creativity`` 0.2-0.5; the answer is about 4 megapixels (4,194,304 pixels at the
+  picture's aspect ratio). Both answers are the input picture itself resized (Pillow), so a test can see what was
+  upscaled. Credits: fast 2, conservative 40. Limit violations read ``"image: width and height must be between 32
+  and 1536 pixels, 1024 to 1048576 pixels in all"`` (the fake's wording; 400 ``bad_request``). The creative
+  upscaler (asynchronous) is not served.
 - Credits, from the same balance as v1 (``GET /v1/user/balance``): core 3, ultra 8, sd3.5-large 6.5,
   sd3.5-large-turbo 4, sd3.5-medium 3.5, sd3.5-flash 2.5 (``V2_CREDITS``, ``SD3_MODELS``), charged for every
   200 (CONTENT_FILTERED included), never for an error. ``refuse_without_credits=True`` answers 402
@@ -95,10 +114,11 @@ generate request takes one once it passed validation and the key check; common o
   picture is grey (blurred) with ``finish-reason: CONTENT_FILTERED`` (JSON: ``finish_reason``), charged
   (``count`` does not matter there: one picture per call).
 
-Recorded: ``generate_calls: list[Call]`` (v1 text-to-image and v2beta generate requests, all of them);
-``v2_calls: list[FormCall]`` (every v2beta generate request: ``endpoint``, ``fields`` name -> str,
-``files`` name -> bytes, ``headers``; empty fields when the body was not multipart); ``requests`` has every
-request.
+Recorded: ``generate_calls: list[Call]`` (v1 text-to-image and image-to-image, v2beta generate and upscale
+requests, all of them); ``v2_calls: list[FormCall]`` (every v2beta generate and upscale request: ``endpoint``
+(``core``, ``ultra``, ``sd3``, ``upscale/fast``, ``upscale/conservative``), ``fields`` name -> str, ``files`` name ->
+bytes, ``headers``; empty fields when the body was not multipart); ``v1_image_calls: list[FormCall]`` (every v1
+image-to-image request, ``endpoint`` the engine id); ``requests`` has every request.
 """
 
 from __future__ import annotations
@@ -213,7 +233,11 @@ SD3_MODELS: dict[str, float] = {
     "sd3.5-medium": 3.5,
     "sd3.5-flash": 2.5,
 }
-V2_CREDITS: dict[str, float] = {"core": 3.0, "ultra": 8.0}
+V2_CREDITS: dict[str, float] = {"core": 3.0, "ultra": 8.0, "upscale/fast": 2.0, "upscale/conservative": 40.0}
+UPSCALE_KINDS = ("fast", "conservative")
+V2_UPSCALE_PATH = "/v2beta/stable-image/upscale/{kind}"
+CONSERVATIVE_PIXELS = 4 * 1024 * 1024  # "about 4 megapixels"
+INIT_IMAGE_MODES = ("IMAGE_STRENGTH", "STEP_SCHEDULE")
 # ~1 megapixel, as SD3.5 and Ultra answer (16:9 -> 1344x768 observed live on both).
 SD3_SIZES: dict[str, tuple[int, int]] = {
     "1:1": (1024, 1024),
@@ -383,16 +407,16 @@ def parse_multipart(raw: bytes, content_type: str) -> tuple[dict[str, str], dict
                 disposition = value.strip()
         parsed = Message()
         parsed["content-disposition"] = disposition
-        name = parsed.get_param("name", header="content-disposition")
-        if parsed.get_content_disposition() != "form-data" or not isinstance(name, str):
+        part = parsed.get_param("name", header="content-disposition")
+        if parsed.get_content_disposition() != "form-data" or not isinstance(part, str):
             raise ValueError("part without a form-data name")
         if parsed.get_param("filename", header="content-disposition") is not None:
-            files[name] = data
+            files[part] = data
             continue
         try:
-            fields[name] = data.decode("utf-8")
+            fields[part] = data.decode("utf-8")
         except UnicodeDecodeError:
-            files[name] = data
+            files[part] = data
     return fields, files
 
 
@@ -444,6 +468,8 @@ class FormParams:
     image_size: tuple[int, int] | None = None  # the input picture's, for image-to-image
     credits: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    size: tuple[int, int] | None = None  # the answer's, when the request decides it (upscale)
+    image: bytes | None = None  # the picture to upscale: the answer is it, resized
 
 
 def check_form(endpoint: str, fields: dict[str, str], files: dict[str, bytes]) -> tuple[list[str], FormParams]:
@@ -509,6 +535,113 @@ def check_form(endpoint: str, fields: dict[str, str], files: dict[str, bytes]) -
     return errors, params
 
 
+def check_upscale_form(kind: str, fields: dict[str, str], files: dict[str, bytes]) -> tuple[list[str], FormParams]:
+    """Validate a v2beta upscale form (``fast`` or ``conservative``): every problem listed, as generate's."""
+    errors: list[str] = []
+    endpoint = f"upscale/{kind}"
+    image = files["image"] if "image" in files else fields["image"].encode() if "image" in fields else None
+    output_format = _form_enum(fields, "output_format", OUTPUT_FORMATS, "png", errors)
+    seed = None
+    if kind == "conservative":
+        prompt = fields.get("prompt")
+        if not prompt:
+            errors.append("prompt: required")
+        elif len(prompt) > PROMPT_MAX:
+            errors.append(f"prompt: must be at most {PROMPT_MAX} characters")
+        if len(fields.get("negative_prompt", "")) > PROMPT_MAX:
+            errors.append(f"negative_prompt: must be at most {PROMPT_MAX} characters")
+        seed = _form_number(fields, "seed", 0, V2_MAX_SEED, errors, integer=True)
+        _form_number(fields, "creativity", 0.2, 0.5, errors)
+    size = out = None
+    if image is None:
+        errors.append("image: required")
+    else:
+        size = image_size(image)
+        if size is None:
+            errors.append("image: could not be read as an image")
+        elif kind == "fast":
+            width, height = size
+            if not (32 <= width <= 1536 and 32 <= height <= 1536 and 1024 <= width * height <= 1_048_576):
+                errors.append(
+                    "image: width and height must be between 32 and 1536 pixels, 1024 to 1048576 pixels in all"
+                )
+            out = (4 * width, 4 * height)
+        else:
+            width, height = size
+            if min(size) < 64 or not 4096 <= width * height <= 9_437_184:
+                errors.append("image: every side must be at least 64 pixels, 4096 to 9437184 pixels in all")
+            elif max(size) / min(size) > 2.5:
+                errors.append("image: the aspect ratio must be between 1:2.5 and 2.5:1")
+            scale = math.sqrt(CONSERVATIVE_PIXELS / (width * height))
+            out = (round(width * scale), round(height * scale))
+    params = FormParams(
+        endpoint=endpoint,
+        prompt=fields.get("prompt", ""),
+        seed=int(seed or 0),
+        aspect_ratio="1:1",
+        output_format=output_format or "png",
+        image_size=size,
+        credits=V2_CREDITS[endpoint],
+        size=out,
+        image=image,
+    )
+    return errors, params
+
+
+def upscaled(image: bytes, width: int, height: int, fmt: str) -> bytes:
+    """The picture ``image`` resized to ``width`` x ``height`` in ``fmt``: what an upscaler gives, seen from here."""
+    with Image.open(io.BytesIO(image)) as img:
+        big = img.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+    out = io.BytesIO()
+    big.save(out, format=_PIL_FORMATS[fmt], **({"compress_level": 1} if fmt == "png" else {"quality": 90}))
+    return out.getvalue()
+
+
+def form_body(fields: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """A v1 image-to-image form as text-to-image's JSON body (``text_prompts`` gathered from
+    ``text_prompts[i][text|weight]``, numbers parsed), for :func:`check_body`; and the form's own problems."""
+    errors: list[str] = []
+    prompts: dict[int, dict[str, Any]] = {}
+    body: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name.startswith("text_prompts["):
+            index, _, rest = name.removeprefix("text_prompts[").partition("][")
+            key = rest.removesuffix("]")
+            if not index.isdigit() or key not in ("text", "weight"):
+                errors.append(f"{name}: unknown field")
+                continue
+            entry = prompts.setdefault(int(index), {})
+            if key == "weight":
+                try:
+                    entry["weight"] = float(value)
+                except ValueError:
+                    errors.append(f"{name}: must be a number")
+            else:
+                entry["text"] = value
+        elif name in ("samples", "steps", "seed"):
+            try:
+                body[name] = int(value)
+            except ValueError:
+                errors.append(f"{name}: must be an integer")
+        elif name in ("cfg_scale", "image_strength", "step_schedule_start", "step_schedule_end"):
+            try:
+                number = float(value)
+            except ValueError:
+                errors.append(f"{name}: must be a number")
+                continue
+            body[name] = number
+        else:
+            body[name] = value
+    body["text_prompts"] = [prompts[index] for index in sorted(prompts)]
+    for name in ("image_strength", "step_schedule_start", "step_schedule_end"):
+        if name in body and not 0 <= body[name] <= 1:
+            errors.append(f"{name}: must be between 0 and 1")
+    mode = body.get("init_image_mode", "IMAGE_STRENGTH")
+    if mode not in INIT_IMAGE_MODES:
+        errors.append(f"init_image_mode: must be one of {', '.join(INIT_IMAGE_MODES)}")
+    return body, errors
+
+
 @dataclass(frozen=True)
 class FormCall:
     """One v2beta generate request: its endpoint, text fields and file parts as the fake parsed them."""
@@ -531,11 +664,19 @@ def _number(body: dict[str, Any], name: str, default: float, low: float, high: f
 
 
 def check_body(
-    body: Any, *, sdxl: bool = True, accept_png: bool = False, max_steps: int = 50, default_size: int = 512
+    body: Any,
+    *,
+    sdxl: bool = True,
+    accept_png: bool = False,
+    max_steps: int = 50,
+    default_size: int = 512,
+    init_size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Validate a text-to-image body like Stability v1; return the effective parameters.
 
     Raises ``StabilityError``. Bedrock reuses this with its own limits (``max_steps``, ``default_size``).
+    Image-to-image passes ``init_size``, the init image's: that is the size checked and drawn (``width`` and
+    ``height`` are not fields of image-to-image).
     """
     if not isinstance(body, dict):
         raise StabilityError(400, "bad_request", "invalid JSON body")
@@ -555,9 +696,12 @@ def check_body(
         "steps": _number(body, "steps", 30, 10, max_steps if sdxl else 150, integer=True),
         "cfg_scale": _number(body, "cfg_scale", 7, 0, 35, integer=False),
         "seed": _number(body, "seed", 0, 0, MAX_SEED, integer=True),
-        "width": _number(body, "width", default_size, 128, 10**6, integer=True),
-        "height": _number(body, "height", default_size, 128, 10**6, integer=True),
     }
+    if init_size is None:
+        params["width"] = _number(body, "width", default_size, 128, 10**6, integer=True)
+        params["height"] = _number(body, "height", default_size, 128, 10**6, integer=True)
+    else:
+        params["width"], params["height"] = init_size
     for name, allowed in (
         ("sampler", SAMPLERS),
         ("style_preset", STYLE_PRESETS),
@@ -575,6 +719,8 @@ def check_body(
                 "invalid_sdxl_v1_dimensions",
                 f"For SDXL v0.9 and v1.0 engines, the dimensions must be one of: {sizes}; got {width}x{height}",
             )
+    elif init_size is not None:
+        pass  # other engines take an init image of any size the service can read
     elif width % 64 or height % 64:
         raise StabilityError(400, "invalid_height_or_width", "height and width must be specified in increments of 64")
     elif not 262144 <= width * height <= 1048576:
@@ -607,11 +753,15 @@ class FakeStability(ImageApiFake):
         self.engines = dict(ENGINES if engines is None else engines)
         self.refuse_without_credits = refuse_without_credits
         self.v2_calls: list[FormCall] = []
+        self.v1_image_calls: list[FormCall] = []
         self.app.router.add_post("/v1/generation/{engine_id}/text-to-image", self._text_to_image)
+        self.app.router.add_post("/v1/generation/{engine_id}/image-to-image", self._image_to_image)
         self.app.router.add_get("/v1/user/balance", self._balance)
         self.app.router.add_get("/v1/engines/list", self._engines)
         endpoints = "|".join(V2_ENDPOINTS)
         self.app.router.add_post(V2_GENERATE_PATH.format(endpoint=f"{{endpoint:{endpoints}}}"), self._generate_v2)
+        kinds = "|".join(UPSCALE_KINDS)
+        self.app.router.add_post(V2_UPSCALE_PATH.format(kind=f"{{kind:{kinds}}}"), self._upscale_v2)
 
     def push_status(
         self,
@@ -663,6 +813,38 @@ class FakeStability(ImageApiFake):
 
     async def _text_to_image(self, request: web.Request) -> web.StreamResponse:
         call = await self.record_generate(request)
+        return await self._v1_generate(
+            request, lambda accept_png, sdxl: check_body(call.body, sdxl=sdxl, accept_png=accept_png)
+        )
+
+    async def _image_to_image(self, request: web.Request) -> web.StreamResponse:
+        call = await self.record_generate(request)
+        fields: dict[str, str] = {}
+        files: dict[str, bytes] = {}
+        self.v1_image_calls.append(FormCall(request.match_info["engine_id"], fields, files, call.headers))
+
+        def check(accept_png: bool, sdxl: bool) -> dict[str, Any]:
+            try:
+                parsed_fields, parsed_files = parse_multipart(call.raw_body, request.headers.get("Content-Type", ""))
+            except ValueError:
+                raise StabilityError(400, "bad_request", "content-type: must be multipart/form-data") from None
+            fields.update(parsed_fields)
+            files.update(parsed_files)
+            body, errors = form_body(fields)
+            if errors:
+                raise StabilityError(400, "bad_request", "; ".join(errors))
+            if "init_image" not in files:
+                raise StabilityError(400, "bad_request", "init_image: is required")
+            size = image_size(files["init_image"])
+            if size is None:
+                raise StabilityError(400, "bad_request", "init_image: could not be read as an image")
+            return check_body(body, sdxl=sdxl, accept_png=accept_png, init_size=size)
+
+        return await self._v1_generate(request, check)
+
+    async def _v1_generate(self, request: web.Request, check: Any) -> web.StreamResponse:
+        """A v1 generation after the body was received: key, fault, engine, ``check(accept_png, sdxl)`` (the
+        parameters, or ``StabilityError``), then the artifacts."""
         denied = self._auth_error(request)
         if denied is not None:
             return denied
@@ -679,7 +861,7 @@ class FakeStability(ImageApiFake):
         accept = request.headers.get("Accept", "")
         accept_png = "image/png" in accept and "application/json" not in accept
         try:
-            params = check_body(call.body, sdxl="xl-1024" in engine_id, accept_png=accept_png)
+            params = check(accept_png, "xl-1024" in engine_id)
         except StabilityError as exc:
             return web.json_response(error_body(exc.name, exc.message), status=exc.status)
 
@@ -721,8 +903,17 @@ class FakeStability(ImageApiFake):
         return None
 
     async def _generate_v2(self, request: web.Request) -> web.StreamResponse:
-        call = await self.record_generate(request)
         endpoint = request.match_info["endpoint"]
+        return await self._v2(request, endpoint, functools.partial(check_form, endpoint))
+
+    async def _upscale_v2(self, request: web.Request) -> web.StreamResponse:
+        kind = request.match_info["kind"]
+        return await self._v2(request, f"upscale/{kind}", functools.partial(check_upscale_form, kind))
+
+    async def _v2(self, request: web.Request, endpoint: str, check: Any) -> web.StreamResponse:
+        """A v2beta request: size, multipart, ``check(fields, files)`` (errors and parameters), key, fault, credits,
+        then the picture (the request's size, the input's nearest shape, or the aspect ratio's)."""
+        call = await self.record_generate(request)
         fields: dict[str, str] = {}
         files: dict[str, bytes] = {}
         form = FormCall(endpoint, fields, files, call.headers)
@@ -735,7 +926,7 @@ class FakeStability(ImageApiFake):
             return v2_error(400, "bad_request", ["content-type: must be multipart/form-data"])
         fields.update(parsed_fields)
         files.update(parsed_files)
-        errors, params = check_form(endpoint, fields, files)
+        errors, params = check(fields, files)
         if errors:  # the live service validates before it looks at the key
             return v2_error(400, "bad_request", errors)
         denied = self._v2_auth_error(request)
@@ -750,15 +941,18 @@ class FakeStability(ImageApiFake):
         if self.refuse_without_credits and self.credits < params.credits:
             return v2_error(402, "payment_required")
 
-        sizes = V2_SIZES[endpoint]
-        if params.image_size is not None:
-            width, height = nearest_size(sizes, *params.image_size)
+        if params.size is not None:
+            width, height = params.size
+        elif params.image_size is not None:
+            width, height = nearest_size(V2_SIZES[endpoint], *params.image_size)
         else:
-            width, height = sizes[params.aspect_ratio]
+            width, height = V2_SIZES[endpoint][params.aspect_ratio]
         seed = params.seed or self.rng.randint(1, V2_MAX_SEED)
         fmt = params.output_format
         if fault is not None and fault.kind == CONTENT_FILTERED:
             image, reason = blurred_picture(width, height, fmt), "CONTENT_FILTERED"
+        elif params.image is not None and params.size is not None and fault is None:
+            image, reason = upscaled(params.image, width, height, fmt), "SUCCESS"
         else:
             image, reason = render_image(self, fault, width, height, seed, fmt), "SUCCESS"
         self.credits -= params.credits  # every 200 is billed, a filtered one too
