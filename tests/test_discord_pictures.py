@@ -138,3 +138,29 @@ async def test_upscale_and_variations_buttons_under_the_pictures(tmp_path: Path)
         (2, 1, 3, "done"),
         (3, 1, 2, "done"),
     ]
+
+
+async def test_a_forged_form_reads_no_other_channel_and_a_missing_permission_is_named(tmp_path: Path) -> None:
+    backend = GatedBackend(pictures=True)
+    async with fake_discord() as dc, running_bot(dc, tmp_path / "db", backend) as bot:
+        posted = dc.post_as_user("my cat", [("cat.png", picture(700, 700))])
+        opened = await dc.invoke_message_command("Draw from this image", posted)
+        await dc.wait_for(lambda: opened.modal)
+        # A modified client changes the form's id: another channel's message, or any link, to draw from.
+        for forged in (f"msg:{posted.channel_id + 1}:{posted.id}:1", "url:http://127.0.0.1:1/secret.png"):
+            opened.modal["custom_id"] = "sdbot:picture-form:" + forged  # type: ignore[index]
+            rec = await dc.submit_modal(opened, {EDIT_TEXT_ID: "a cat"})
+            answer = await bot.replied(rec)
+            assert "no longer available" in answer.content and answer.ephemeral
+        reads = len(dc.calls_to("GET", r"/channels/\d+/messages/\d+$"))
+        dc.fail_next(
+            "GET", r"/channels/\d+/messages/\d+$", status=403, body={"message": "Missing Access", "code": 50001}
+        )
+        opened = await dc.invoke_message_command("Draw from this image", posted)
+        await dc.wait_for(lambda: opened.modal)
+        rec = await dc.submit_modal(opened, {EDIT_TEXT_ID: "a cat"})
+        answer = await bot.replied(rec)
+        jobs = await bot.jobs()
+
+    assert reads == 0 and backend.started == [] and jobs == []
+    assert "Read Message History" in answer.content and "Nothing was charged" in answer.content

@@ -75,7 +75,12 @@ class Handlers:
 
     @guarded
     async def draw_picture(self, interaction: discord.Interaction, text: str, ref: str) -> None:
-        """The answer of "Draw from this image"'s form: ``/draw`` text and the message's picture."""
+        """The answer of "Draw from this image"'s form: ``/draw`` text and the message's picture. The form's id
+        carries the picture and can be forged: only a message of the channel the form was sent from is read (never
+        a link, never another channel's message)."""
+        if not pictures.is_message_in(ref, interaction.channel_id):
+            await reply(interaction, render_error(SdbotError("picture_gone"), lang_of(self.core, interaction)))
+            return
         picture = PictureRef(ref, durable=True)
         await self._admit(
             interaction, lambda user, chat, route: self.core.submit(user, chat, text, route, picture=picture)

@@ -37,6 +37,13 @@ def message_ref(message: discord.Message) -> PictureRef | None:
     return None
 
 
+def is_message_in(ref: str, channel_id: int | None) -> bool:
+    """Whether ``ref`` names an attachment of a message in channel ``channel_id`` (a form's id can be forged)."""
+    kind, _, rest = ref.partition(":")
+    parts = rest.split(":")
+    return kind == "msg" and len(parts) == 3 and all(p.isdigit() for p in parts) and parts[0] == str(channel_id)
+
+
 async def download(client: discord.Client, ref: str, max_bytes: int) -> bytes:
     """The picture ``ref`` names: ``picture_gone`` when Discord no longer has it (the message deleted, the link
     expired), ``picture_unavailable`` when it cannot be had now, ``picture_too_large`` past ``max_bytes``."""
@@ -62,7 +69,10 @@ async def download(client: discord.Client, ref: str, max_bytes: int) -> bytes:
 
 async def _fresh_link(client: discord.Client, rest: str, max_bytes: int) -> str:
     channel_id, message_id, attachment_id = rest.split(":")
-    message = await client.http.get_message(int(channel_id), int(message_id))
+    try:
+        message = await client.http.get_message(int(channel_id), int(message_id))
+    except discord.Forbidden:  # reading a message by id takes Read Message History
+        raise DrawError("picture_no_access", option="image") from None
     for attachment in message.get("attachments", []):
         if attachment.get("id") == attachment_id:
             size = int(attachment.get("size") or 0)
