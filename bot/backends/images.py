@@ -121,3 +121,57 @@ def fit(
         rgb.save(out, "JPEG", quality=75, optimize=True)
         if out.tell() <= max_bytes or rgb.width * rgb.height <= 64 * 64:
             return FittedImage(out.getvalue(), "JPEG", rgb.width, rgb.height, reencoded=True)
+
+
+def resized_png(data: bytes, width: int, height: int) -> bytes:
+    """``data`` (an image already checked with :func:`inspect`) resized to exactly ``width`` x ``height`` (Lanczos),
+    as PNG: an upscaler's picture (a 4x model's) brought to the size that was asked for."""
+    with Image.open(io.BytesIO(data)) as img:
+        rgb = img.convert("RGB")
+    out = io.BytesIO()
+    rgb.resize((width, height), Image.Resampling.LANCZOS).save(out, "PNG", compress_level=3)
+    return out.getvalue()
+
+
+def _placeholder_gradient(width: int, height: int, seed: int) -> Image.Image:
+    """The gradient :func:`placeholder_png` draws for ``seed``, without its label."""
+    rng = random.Random(seed)
+    dark = tuple(rng.randrange(0, 110) for _ in range(3))
+    light = tuple(rng.randrange(140, 256) for _ in range(3))
+    gradient = Image.linear_gradient("L").rotate(rng.choice((0, 45, 90, 135)), expand=False)
+    return ImageOps.colorize(gradient.resize((width, height)), dark, light)  # type: ignore[arg-type]
+
+
+def _placeholder_label(img: Image.Image, title: str, label: str) -> bytes:
+    """``img`` with the placeholder's black band (``title`` and ``label``), as PNG."""
+    width = img.width
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=max(16, width // 24))
+    small = ImageFont.load_default(size=max(12, width // 48))
+    margin = width // 20
+    draw.rectangle((0, 0, width, margin * 3), fill=(0, 0, 0))
+    draw.text((margin, margin // 2), title, fill=(255, 255, 255), font=font)
+    draw.text((margin, int(margin * 1.9)), label, fill=(220, 220, 220), font=small)
+    out = io.BytesIO()
+    img.save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+def placeholder_from_png(source: bytes, width: int, height: int, seed: int, strength: float, label: str) -> bytes:
+    """The placeholder's image-to-image: the picture ``source`` (fitted to ``width`` x ``height``; resized if not)
+    mixed with the placeholder gradient of ``seed`` by ``strength`` (0 keeps the picture, 1 is the gradient alone),
+    plainly marked as a placeholder."""
+    with Image.open(io.BytesIO(source)) as img:
+        picture = img.convert("RGB")
+    if picture.size != (width, height):
+        picture = picture.resize((width, height), Image.Resampling.LANCZOS)
+    mixed = Image.blend(picture, _placeholder_gradient(width, height, seed), min(1.0, max(0.0, strength)))
+    return _placeholder_label(mixed, "PLACEHOLDER", label)
+
+
+def placeholder_upscale_png(source: bytes, width: int, height: int, label: str) -> bytes:
+    """The placeholder's upscale: the picture ``source`` resized to ``width`` x ``height`` (Lanczos), plainly marked
+    as a placeholder's."""
+    with Image.open(io.BytesIO(source)) as img:
+        picture = img.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+    return _placeholder_label(picture, "PLACEHOLDER UPSCALE", label)

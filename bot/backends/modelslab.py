@@ -1,10 +1,24 @@
-"""ModelsLab (stablediffusionapi.com) text-to-image: seed 001 and reference/backends.md."""
+"""ModelsLab (stablediffusionapi.com): seed 001 and reference/backends.md (section 6).
+
+Text-to-image is ``POST /api/v6/images/text2img`` with ``base64: "no"``: the pictures come back as links,
+downloaded with a size cap. Drawing from a picture is ``POST /api/v6/images/img2img`` with the same fields plus
+``init_image`` and ``strength`` (``--strength``; backends.md gives it as 0-1 with no default, so ours is 0.7). The
+picture goes inline, as a ``data:image/png;base64,...`` string with ``base64: "yes"``: backends.md 6.1 says
+``init_image`` takes a public URL and that "Input images can also be base64" (the spec's ``base64`` field; the model
+pages say to pass init_image as base64 to get a base64 answer), so no upload through
+``/api/v6/image_editing/base64_to_url`` is needed. With ``base64: "yes"`` the answer's pictures are base64 too: links
+to ``.base64`` text files (downloaded with the cap, decoded off the loop) or the base64 itself in ``output``; a link
+that serves the picture as such is taken as it is. Both answers may be ``processing``, polled through
+``/api/v6/images/fetch`` alike. No upscale: backends.md documents only ``/api/v6/image_editing/super_resolution``,
+which takes a URL, answers through another fetch route and has no exact 2x guarantee."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import io
+import json
 import logging
 import math
 import time
@@ -21,6 +35,8 @@ from bot.backends.download import download
 from bot.backends.http import (
     RETRYABLE_TRANSPORT,
     RetryPolicy,
+    Text,
+    decode_b64,
     parse_json,
     retry_after_header,
     send,
@@ -41,10 +57,13 @@ log = logging.getLogger(__name__)
 
 PROVIDER = "modelslab"
 TEXT2IMG = "/api/v6/images/text2img"
+IMG2IMG = "/api/v6/images/img2img"
 FETCH = "/api/v6/images/fetch"
 MAX_SIDE = 1024
 MAX_SAMPLES = 4
 CFG_RANGE = (1.0, 20.0)
+# The default --strength: backends.md 6.1 documents none (0-1, "how far from init image").
+DEFAULT_STRENGTH = 0.7
 SCHEDULERS = {"Euler a": "EulerAncestralDiscreteScheduler"}
 # The spam filter's own tip: "please wait for 30 seconds and try again".
 RATE_LIMIT_WAIT = 30.0
@@ -85,15 +104,40 @@ class _Download:
     blank: bool
 
 
-def _examine(chunks: list[bytes]) -> tuple[bytes, images.ImageInfo, bool]:
+def _examine(chunks: list[bytes], encoded: bool = False) -> tuple[bytes, images.ImageInfo, bool]:
     """A downloaded image joined (here, off the loop), Pillow's view of it and whether it is blank (every pixel
     black), which is how the NSFW checker answers. ``inspect`` runs first, so a decompression bomb is refused
-    before any decoding."""
+    before any decoding. ``encoded``: asked for with ``base64: "yes"``, so it may be the picture's base64 text."""
     data = b"".join(chunks)
+    if encoded and not _is_picture(data):
+        data = _unbase64(data)
     info = images.inspect(data)
     with Image.open(io.BytesIO(data)) as img:
         blank = img.convert("RGB").getbbox() is None
     return data, info, blank
+
+
+def _is_picture(data: bytes) -> bool:
+    return data.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
+def _unbase64(text: bytes | Text) -> bytes:
+    """The picture a ``base64: "yes"`` answer carries as text (bare base64 or a ``data:`` URL, maybe between
+    blanks), decoded in slices (``decode_b64``); ``backend_bad_image`` (reason ``base64``) when it is neither."""
+    view = memoryview(text.encode("ascii", "replace") if isinstance(text, str) else text)
+    head = bytes(view[:200])
+    start = len(head) - len(head.lstrip())
+    if head[start : start + 5] == b"data:":
+        start = head.find(b",") + 1
+    end = len(view)
+    while end > start and bytes(view[end - 1 : end]).isspace():
+        end -= 1
+    return decode_b64(view[start:end], PROVIDER)
+
+
+def _inline(text: Text) -> tuple[bytes, images.ImageInfo, bool]:
+    """An ``output`` entry that is the picture's base64 itself, not a link."""
+    return _examine([_unbase64(text)])
 
 
 async def _all(calls: Iterable[Awaitable[_Download]]) -> list[_Download]:
@@ -191,6 +235,8 @@ class ModelsLabBackend(HttpBackend):
             styles=(params.DEFAULT_STYLE,),
             max_n=MAX_SAMPLES,
             cfg=CFG_RANGE,
+            image_to_image=True,
+            strength=DEFAULT_STRENGTH,
         )
         headers = {"Accept": "application/json"}
         super().__init__(
@@ -239,25 +285,45 @@ class ModelsLabBackend(HttpBackend):
             body["model_id"] = self._model_id
         return body
 
+    async def _img2img_body(self, request: DrawRequest) -> dict[str, Any]:
+        """The text-to-image body plus the picture (fitted to exactly width x height, which is also what ModelsLab
+        draws at: its output follows the init image) inline in base64, and the strength."""
+        assert request.source is not None
+        body = self._body(request)
+        body["init_image"] = await cpu.run(_data_url, request.source.data)  # megabytes: off the loop
+        body["strength"] = DEFAULT_STRENGTH if request.strength is None else request.strength
+        body["base64"] = "yes"  # the picture is base64 (and so are the answer's: decoded on arrival)
+        return body
+
     async def generate(
         self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
     ) -> list[GeneratedImage]:
         # ``user`` is not sent: ModelsLab has no end-user field, and track_id is meant for webhooks. Nor is
         # ``progress`` called: ModelsLab only says "processing", with no fraction to show.
+        if request.task != "draw":  # capabilities offer no upscale: the core never sends one here
+            raise BackendError("backend_config", provider=PROVIDER, provider_code="no_upscale")
         if request.sampler_index not in SCHEDULERS or not _fits(request.size):
             # Validation against our capabilities makes this unreachable; never send a silent substitute.
             raise BackendError("backend_invalid_request", provider=PROVIDER, user_fault=True)
-        body = self._body(request)
-        answer = await self._retry.run(functools.partial(self._call, TEXT2IMG, body), _retryable)
+        content = None
+        if request.source is None:
+            path, body = TEXT2IMG, self._body(request)
+        else:
+            path, body = IMG2IMG, await self._img2img_body(request)
+            content = await cpu.run(_json, body)  # megabytes of JSON: serialized off the loop
+        encoded = body["base64"] == "yes"
+        answer = await self._retry.run(functools.partial(self._call, path, body, content), _retryable)
         answer = await self._until_done(answer)
         urls = answer.get("output")
-        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+        # Links; with base64 answers maybe the pictures themselves (long ones parsed as memoryviews: Text).
+        kinds = (str, memoryview) if encoded else (str,)
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, kinds) for u in urls):
             raise BackendError("backend_bad_image", provider=PROVIDER, reason="no_output")
         if len(urls) != request.n:
             log.warning("modelslab returned %d images for %d requested", len(urls), request.n)
         seed = _answer_seed(answer, request)
         flagged = answer.get("nsfw_content_detected") is True  # some answers carry it; blank images always do
-        downloads = await _all([self._download_checked(url) for url in urls[: request.n]])
+        downloads = await _all([self._download_checked(url, encoded) for url in urls[: request.n]])
         out = [
             GeneratedImage(
                 d.data,
@@ -271,9 +337,16 @@ class ModelsLabBackend(HttpBackend):
         ]
         return out
 
-    async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST ``body`` to ``path`` on the base URL; the answer's JSON object (any ``status``)."""
-        response, content = await send(self._client, "POST", path, provider=PROVIDER, json=body)
+    async def _call(self, path: str, body: dict[str, Any], serialized: bytes | None = None) -> dict[str, Any]:
+        """POST ``body`` (or ``serialized``: it as JSON already) to ``path`` on the base URL; the answer's JSON object
+        (any ``status``)."""
+        if serialized is None:
+            response, content = await send(self._client, "POST", path, provider=PROVIDER, json=body)
+        else:
+            headers = {"Content-Type": "application/json"}
+            response, content = await send(
+                self._client, "POST", path, provider=PROVIDER, content=serialized, headers=headers
+            )
         if response.status_code != 200:
             raise _http_error(response)
         try:
@@ -310,14 +383,22 @@ class ModelsLabBackend(HttpBackend):
             seconds = self._poll_min
         return min(max(seconds, self._poll_min), self._poll_max)
 
-    async def _download_checked(self, url: str) -> _Download:
-        chunks = await self._retry.run(functools.partial(self._download, url), _retryable)
-        data, info, blank = await cpu.run(_examine, chunks)
+    async def _download_checked(self, url: Text, encoded: bool = False) -> _Download:
+        """An ``output`` entry's picture, checked: downloaded from its link, or (``encoded``: an answer to
+        ``base64: "yes"``) decoded from the entry itself when it is not a link."""
+        if not isinstance(url, str) or (encoded and not url.startswith(("http://", "https://"))):
+            data, info, blank = await cpu.run(_inline, url)
+            return _Download(data, info, blank)
+        chunks = await self._retry.run(functools.partial(self._download, url, encoded), _retryable)
+        data, info, blank = await cpu.run(_examine, chunks, encoded)
         return _Download(data, info, blank)
 
-    async def _download(self, url: str) -> list[bytes]:
-        """GET an output URL; the seed's "future links" answer 404 until the file is uploaded (``not_ready``)."""
+    async def _download(self, url: str, encoded: bool = False) -> list[bytes]:
+        """GET an output URL; the seed's "future links" answer 404 until the file is uploaded (``not_ready``). A
+        ``.base64`` file is a third larger than the picture it carries: so is its cap."""
         cap, budget = self._max_download, self._timeout
+        if encoded:
+            cap = cap * 4 // 3 + 4096
         return await download(self._client, url, provider=PROVIDER, max_bytes=cap, budget=budget, missing="not_ready")
 
     # -- check -------------------------------------------------------------------------------------------
@@ -335,7 +416,17 @@ class ModelsLabBackend(HttpBackend):
         findings.append((Msg("check.label.api_key"), Msg("check.modelslab.key_accepted")))
         limits = {"side": MAX_SIDE, "count": MAX_SAMPLES, "bytes": self._max_download}
         findings.append((Msg("check.label.limits"), Msg("check.modelslab.limits", limits)))
+        strength = (await self.capabilities()).strength
+        findings.append((Msg("check.label.img2img"), Msg("check.img2img_on", {"strength": strength})))
         return CheckReport(self.name, True, findings)
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body).encode()
+
+
+def _data_url(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
 def _answer_seed(answer: dict[str, Any], request: DrawRequest) -> int | None:

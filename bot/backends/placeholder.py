@@ -1,4 +1,7 @@
-"""The offline backend: real images of the requested size, drawn locally and marked as placeholders."""
+"""The offline backend: real images of the requested size, drawn locally and marked as placeholders. It draws from
+pictures (the picture mixed with its gradient by ``--strength``) and upscales (the picture resized to twice its
+sides), so operators can try those buttons before connecting an image service. Pillow's work runs off the event
+loop (``bot.process.cpu``)."""
 
 from __future__ import annotations
 
@@ -15,12 +18,16 @@ if TYPE_CHECKING:
     from bot.config import Settings
     from bot.draw.request import DrawRequest
 
+DEFAULT_STRENGTH = 0.6
+
 
 class PlaceholderBackend(Backend):
     name = "placeholder"
 
     def __init__(self) -> None:
-        self._caps = dataclasses.replace(SEED, backend=self.name)
+        self._caps = dataclasses.replace(
+            SEED, backend=self.name, image_to_image=True, strength=DEFAULT_STRENGTH, upscale=True
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -33,11 +40,26 @@ class PlaceholderBackend(Backend):
         self, request: DrawRequest, *, user: str, progress: ProgressCallback | None = None
     ) -> list[GeneratedImage]:
         assert request.seed is not None, "the caller draws the seed"
+        source = request.source
+        if request.task == "upscale":
+            assert source is not None, "an upscale carries its picture"
+            label = f"{source.width}x{source.height} -> {request.width}x{request.height}"
+            data = await cpu.run(images.placeholder_upscale_png, source.data, request.width, request.height, label)
+            if progress is not None:
+                await progress(1.0)
+            return [GeneratedImage(data, "PNG", request.width, request.height)]
+        strength = self._caps.strength if request.strength is None else request.strength
         out = []
         for i in range(request.n):
             seed = (request.seed + i) % 2**32
             label = f"seed {seed}  image {i + 1}/{request.n}  {request.style}"
-            data = await cpu.run(images.placeholder_png, request.width, request.height, seed, label)
+            if source is None:
+                data = await cpu.run(images.placeholder_png, request.width, request.height, seed, label)
+            else:
+                label += f"  strength {strength:g}"
+                data = await cpu.run(
+                    images.placeholder_from_png, source.data, request.width, request.height, seed, strength, label
+                )
             out.append(GeneratedImage(data, "PNG", request.width, request.height, seed=seed))
             if progress is not None:
                 await progress((i + 1) / request.n)

@@ -11,6 +11,20 @@ Wire format (reference: shared/reference/backends.md; A1111's ``modules/api/api.
   as A1111 does; ``index_of_first_image`` in info says so). Images are real PNGs of width x height
   rounded down to multiples of 8, as the latent space does. ``info`` holds ``seed``, ``all_seeds``
   (``seed + i``), ``subseed``, ``all_subseeds``, ``infotexts``, ``sd_model_name``...; seed -1 draws one.
+- ``POST /sdapi/v1/img2img``: the same fields, validation, queue lock, progress and answer as txt2img, plus
+  ``init_images`` (a list of base64 pictures, a ``data:image/...;base64,`` prefix stripped; missing -> 404
+  ``"Init image not found"``, not decodable as an image -> 500 ``"Invalid encoded image"``, as A1111's
+  ``decode_base64_to_image``), ``resize_mode``, ``denoising_strength`` (default 0.75), ``image_cfg_scale``,
+  ``include_init_images``, ``mask``... Images are width x height (rounded down to multiples of 8) whatever the
+  init image's size. The decoded init images of each call are in ``img2img_inputs``.
+- ``GET /sdapi/v1/upscalers`` -> ``[{"name", "model_name", "model_path", "model_url", "scale"}]``: ``None``,
+  ``Lanczos``, ``Nearest``, then the constructor's ``upscalers`` (default ``R-ESRGAN 4x+``, ``ESRGAN_4x``).
+- ``POST /sdapi/v1/extra-single-image`` with ``{"image", "resize_mode" (0: by ``upscaling_resize``, 1: to
+  ``upscaling_resize_w`` x ``_h``), "upscaling_resize", "upscaler_1", "upscaler_2", ...}`` (under the same
+  queue lock) -> ``{"html_info": "<p>...</p>", "image": "<b64 PNG>"}``: the input resized (Lanczos) to
+  ``int(side * upscaling_resize)``. An upscaler name not listed -> 400 ``"Invalid upscaler, needs to be one of
+  these: None , Lanczos , ..."`` (backends.md 5.2, some versions); a ``resize_mode`` other than 0/1 -> 422;
+  a bad image -> 500 ``"Invalid encoded image"``. Recorded in ``extras_calls``.
 - ``GET /sdapi/v1/progress`` -> ``{"progress", "eta_relative", "state": {"skipped", "interrupted",
   "stopping_generation", "job", "job_count", "job_timestamp", "job_no", "sampling_step",
   "sampling_steps"}, "current_image": null, "textinfo": null}`` computed like A1111 from the running
@@ -33,16 +47,18 @@ Usage::
         fake.push_oom()
         fake.generate_calls[-1].body["sampler_name"]
 
-Constructor: ``FakeA1111(auth=None, duration=0.05, models=MODELS, samplers=SAMPLERS)``.
+Constructor: ``FakeA1111(auth=None, duration=0.05, models=MODELS, samplers=SAMPLERS, upscalers=UPSCALERS)``.
 
-Planned faults (FIFO, one per authenticated txt2img; common ones in ``tests.fakes.image_api``:
+Planned faults (FIFO, one per authenticated txt2img, img2img or extra-single-image; the image faults change the
+picture an extra-single-image answers with; common ones in ``tests.fakes.image_api``:
 ``push_delay`` (waits before the job starts), ``push_disconnect``, ``push_malformed_json``,
 ``push_not_an_image``, ``push_bomb``, ``push_wrong_size``, ``push_response``):
 
 - ``push_status(status, detail="", error="HTTPException", errors=None)``: an A1111-shaped error.
 - ``push_oom()``: 500 ``{"error": "OutOfMemoryError", ..., "errors": "CUDA out of memory. ..."}``.
 
-Recorded: ``generate_calls: list[Call]`` (txt2img), ``interrupts`` (count), ``max_concurrent_jobs``.
+Recorded: ``generate_calls: list[Call]`` (txt2img and img2img), ``img2img_inputs: list[list[bytes]]``,
+``extras_calls: list[Call]``, ``interrupts`` (count), ``max_concurrent_jobs``.
 """
 
 from __future__ import annotations
@@ -51,6 +67,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import io
 import json
 import math
 import re
@@ -59,8 +76,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from PIL import Image
 
-from tests.fakes.image_api import RESPONSE, Fault, ImageApiFake
+from tests.fakes.image_api import (
+    BOMB,
+    CORRUPT_PIXELS,
+    NOT_IMAGE,
+    RESPONSE,
+    TRUNCATED,
+    WRONG_SIZE,
+    Call,
+    Fault,
+    ImageApiFake,
+)
 from tests.fakes.images import png_bytes
 
 VERSION = "v1.10.1"
@@ -105,6 +133,12 @@ SAMPLERS: list[dict[str, Any]] = [
     {"name": "PLMS", "aliases": [], "options": {}},
     {"name": "UniPC", "aliases": [], "options": {}},
 ]
+# (name, scale, model file): what an A1111 with its built-in and one downloaded ESRGAN model lists after the three
+# non-model upscalers (None, Lanczos, Nearest).
+UPSCALERS: list[tuple[str, float, str | None]] = [
+    ("R-ESRGAN 4x+", 4, "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth"),
+    ("ESRGAN_4x", 4, "https://github.com/cszn/KAIR/releases/download/v1.0/ESRGAN.pth"),
+]
 MODELS = ("sd_xl_base_1.0.safetensors [31e35c80fc]", "v1-5-pruned-emaonly.safetensors [6ce0161689]")
 OOM_MESSAGE = (
     "CUDA out of memory. Tried to allocate 2.50 GiB (GPU 0; 7.79 GiB total capacity; 4.12 GiB already "
@@ -138,6 +172,37 @@ FIELDS: dict[str, tuple[str, Any]] = {
     "save_images": ("bool", False),
     "script_args": ("list", []),
     "alwayson_scripts": ("dict", {}),
+}
+# img2img's fields beyond txt2img's (StableDiffusionProcessingImg2Img); its denoising_strength defaults to 0.75.
+IMG2IMG_FIELDS: dict[str, tuple[str, Any]] = {
+    **{k: v for k, v in FIELDS.items() if k != "enable_hr"},
+    "init_images": ("list", None),
+    "resize_mode": ("int", 0),
+    "denoising_strength": ("float", 0.75),
+    "image_cfg_scale": ("float", None),
+    "mask": ("str", None),
+    "mask_blur": ("int", 4),
+    "inpainting_fill": ("int", 0),
+    "inpaint_full_res": ("bool", True),
+    "include_init_images": ("bool", False),
+    "initial_noise_multiplier": ("float", None),
+}
+# ExtrasSingleImageRequest (resize_mode is Literal[0, 1], checked apart).
+EXTRAS_FIELDS: dict[str, tuple[str, Any]] = {
+    "image": ("str", ""),
+    "resize_mode": ("int", 0),
+    "show_extras_results": ("bool", True),
+    "gfpgan_visibility": ("float", 0.0),
+    "codeformer_visibility": ("float", 0.0),
+    "codeformer_weight": ("float", 0.0),
+    "upscaling_resize": ("float", 2.0),
+    "upscaling_resize_w": ("int", 512),
+    "upscaling_resize_h": ("int", 512),
+    "upscaling_crop": ("bool", True),
+    "upscaler_1": ("str", "None"),
+    "upscaler_2": ("str", "None"),
+    "extras_upscaler_2_visibility": ("float", 0.0),
+    "upscale_first": ("bool", False),
 }
 _TYPE_ERRORS = {
     "int": ("value is not a valid integer", "type_error.integer"),
@@ -184,6 +249,20 @@ def _coerce(kind: str, value: Any) -> Any:
     raise ValueError(kind)
 
 
+def decode_image(encoding: str) -> bytes | None:
+    """A1111's ``decode_base64_to_image``: the picture's bytes (a ``data:`` prefix stripped), or None when it is not
+    base64 of an image."""
+    if encoding.startswith("data:image/"):
+        encoding = encoding.split(";")[1].split(",")[1] if ";" in encoding and "," in encoding else ""
+    try:
+        data = base64.b64decode(encoding, validate=True)
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+    except Exception:
+        return None
+    return data
+
+
 def a1111_error(status: int, detail: Any, error: str = "HTTPException", errors: str | None = None) -> dict[str, Any]:
     """A1111's exception-handler body."""
     return {
@@ -205,6 +284,7 @@ class _Job:
     started: float = field(default_factory=time.monotonic)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     interrupted: bool = False
+    name: str = "scripts_txt2img"
 
     def position(self) -> tuple[int, int]:
         """(job_no, sampling_step) reached so far."""
@@ -221,6 +301,9 @@ def _grid_size(count: int, width: int, height: int) -> tuple[int, int]:
     return cols * width, rows * height
 
 
+_RECORDED_FIRST = frozenset({"/sdapi/v1/txt2img", "/sdapi/v1/img2img"})
+
+
 class FakeA1111(ImageApiFake):
     """AUTOMATIC1111 webui API: blocking txt2img with live progress (see module doc)."""
 
@@ -231,12 +314,16 @@ class FakeA1111(ImageApiFake):
         duration: float = 0.05,
         models: tuple[str, ...] | list[str] = MODELS,
         samplers: list[dict[str, Any]] | None = None,
+        upscalers: list[tuple[str, float, str | None]] | None = None,
     ) -> None:
         super().__init__()
         self.auth = auth
         self.duration = duration
         self.models = list(models)
         self.samplers = SAMPLERS if samplers is None else samplers
+        self.upscalers = UPSCALERS if upscalers is None else upscalers
+        self.img2img_inputs: list[list[bytes]] = []
+        self.extras_calls: list[Call] = []
         self.interrupts = 0
         self.max_concurrent_jobs = 0
         self.job: _Job | None = None
@@ -246,13 +333,16 @@ class FakeA1111(ImageApiFake):
 
         @web.middleware
         async def _basic_auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
-            if request.path == "/sdapi/v1/txt2img":  # it records the call first, then checks
+            if request.path in _RECORDED_FIRST:  # it records the call first, then checks
                 return await handler(request)
             denied = self._auth_error(request)
             return denied if denied is not None else await handler(request)
 
         self.app.middlewares.append(_basic_auth)
         self.app.router.add_post("/sdapi/v1/txt2img", self._txt2img)
+        self.app.router.add_post("/sdapi/v1/img2img", self._img2img)
+        self.app.router.add_post("/sdapi/v1/extra-single-image", self._extras)
+        self.app.router.add_get("/sdapi/v1/upscalers", self._upscalers)
         self.app.router.add_get("/sdapi/v1/progress", self._progress)
         self.app.router.add_post("/sdapi/v1/interrupt", self._interrupt)
         self.app.router.add_get("/sdapi/v1/samplers", self._samplers)
@@ -312,7 +402,7 @@ class FakeA1111(ImageApiFake):
             "skipped": False,
             "interrupted": job.interrupted,
             "stopping_generation": False,
-            "job": f"Batch {job_no + 1} out of {job.n_iter}" if job.n_iter > 1 else "scripts_txt2img",
+            "job": f"Batch {job_no + 1} out of {job.n_iter}" if job.n_iter > 1 else job.name,
             "job_count": job.n_iter,
             "job_timestamp": job.timestamp,
             "job_no": job_no,
@@ -321,12 +411,14 @@ class FakeA1111(ImageApiFake):
         }
 
     @staticmethod
-    def _validate(body: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def _validate(
+        body: Any, fields: dict[str, tuple[str, Any]] = FIELDS
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         if not isinstance(body, dict):
             return {}, [{"loc": ["body"], "msg": "value is not a valid dict", "type": "type_error.dict"}]
         params: dict[str, Any] = {}
         errors: list[dict[str, Any]] = []
-        for name, (kind, default) in FIELDS.items():
+        for name, (kind, default) in fields.items():
             value = body.get(name)
             if value is None:
                 params[name] = default
@@ -339,15 +431,9 @@ class FakeA1111(ImageApiFake):
         return params, errors
 
     # -- handlers ----------------------------------------------------------------------------------
-    async def _txt2img(self, request: web.Request) -> web.StreamResponse:
-        call = await self.record_generate(request)
-        denied = self._auth_error(request)
-        if denied is not None:
-            return denied
-        fault = self.take_fault()
-        planned = await self.answer_generic_fault(request, fault)
-        if planned is not None:
-            return planned
+    @staticmethod
+    def _body_error(call: Call) -> web.Response | None:
+        """FastAPI's 422 for a missing or non-JSON body."""
         if not call.raw_body:
             detail = [{"loc": ["body"], "msg": "field required", "type": "value_error.missing"}]
             return web.json_response({"detail": detail}, status=422)
@@ -356,23 +442,64 @@ class FakeA1111(ImageApiFake):
                 json.loads(call.raw_body)
             except ValueError as exc:
                 position = getattr(exc, "pos", 0)
-                detail = [{"loc": ["body", position], "msg": str(exc), "type": "value_error.jsondecode"}]
-                return web.json_response({"detail": detail}, status=422)
-        params, errors = self._validate(call.body)
+                error: dict[str, Any] = {"loc": ["body", position], "msg": str(exc), "type": "value_error.jsondecode"}
+                return web.json_response({"detail": [error]}, status=422)
+        return None
+
+    async def _txt2img(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, img2img=False)
+
+    async def _img2img(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, img2img=True)
+
+    async def _generate(self, request: web.Request, *, img2img: bool) -> web.StreamResponse:
+        call = await self.record_generate(request)
+        denied = self._auth_error(request)
+        if denied is not None:
+            return denied
+        fault = self.take_fault()
+        planned = await self.answer_generic_fault(request, fault)
+        if planned is not None:
+            return planned
+        refused = self._body_error(call)
+        if refused is not None:
+            return refused
+        params, errors = self._validate(call.body, IMG2IMG_FIELDS if img2img else FIELDS)
+        if img2img and isinstance(params.get("init_images"), list):
+            errors += [
+                {"loc": ["body", "init_images", i], "msg": "str type expected", "type": "type_error.str"}
+                for i, item in enumerate(params["init_images"])
+                if not isinstance(item, str)
+            ]
         if errors:
             return web.json_response({"detail": errors}, status=422)
         sampler = params["sampler_name"] or params["sampler_index"]
         if sampler not in {entry["name"] for entry in self.samplers}:
             return web.json_response(a1111_error(404, "Sampler not found"), status=404)
+        if img2img:
+            if params["init_images"] is None:
+                return web.json_response(a1111_error(404, "Init image not found"), status=404)
+            decoded = [decode_image(item) for item in params["init_images"]]
+            if any(data is None for data in decoded):
+                return web.json_response(a1111_error(500, "Invalid encoded image"), status=500)
+            self.img2img_inputs.append([data for data in decoded if data is not None])
 
         async with self._lock:
-            return await self._run(params, sampler, fault)
+            return await self._run(params, sampler, fault, img2img=img2img)
 
-    async def _run(self, params: dict[str, Any], sampler: str, fault: Fault | None) -> web.Response:
+    async def _run(
+        self, params: dict[str, Any], sampler: str, fault: Fault | None, *, img2img: bool = False
+    ) -> web.Response:
         batch_size, n_iter = max(1, params["batch_size"]), max(1, params["n_iter"])
         steps = max(1, params["steps"])
         width, height = max(8, params["width"] // 8 * 8), max(8, params["height"] // 8 * 8)
-        job = _Job(n_iter=n_iter, steps=steps, duration=self.duration, timestamp=time.strftime("%Y%m%d%H%M%S"))
+        job = _Job(
+            n_iter=n_iter,
+            steps=steps,
+            duration=self.duration,
+            timestamp=time.strftime("%Y%m%d%H%M%S"),
+            name="scripts_img2img" if img2img else "scripts_txt2img",
+        )
         self.job = job
         self._running += 1
         self.max_concurrent_jobs = max(self.max_concurrent_jobs, self._running)
@@ -460,6 +587,71 @@ class FakeA1111(ImageApiFake):
             "textinfo": None,
         }
         return web.json_response(answer)
+
+    async def _upscalers(self, request: web.Request) -> web.StreamResponse:
+        listed: list[dict[str, Any]] = [
+            {"name": "None", "model_name": None, "model_path": None, "model_url": None, "scale": 4},
+            {"name": "Lanczos", "model_name": None, "model_path": None, "model_url": None, "scale": 4},
+            {"name": "Nearest", "model_name": None, "model_path": None, "model_url": None, "scale": 4},
+        ]
+        for name, scale, url in self.upscalers:
+            model = name.split(" ")[0]
+            path = f"/stable-diffusion-webui/models/ESRGAN/{model}.pth" if url else None
+            listed.append({"name": name, "model_name": model, "model_path": path, "model_url": url, "scale": scale})
+        return web.json_response(listed)
+
+    def _upscaler_names(self) -> list[str]:
+        return ["None", "Lanczos", "Nearest", *(name for name, _, _ in self.upscalers)]
+
+    async def _extras(self, request: web.Request) -> web.StreamResponse:
+        call = await Call.from_request(request)
+        self.extras_calls.append(call)
+        fault = self.take_fault()
+        planned = await self.answer_generic_fault(request, fault)
+        if planned is not None:
+            return planned
+        refused = self._body_error(call)
+        if refused is not None:
+            return refused
+        params, errors = self._validate(call.body, EXTRAS_FIELDS)
+        if not errors and params["resize_mode"] not in (0, 1):
+            errors.append(
+                {
+                    "loc": ["body", "resize_mode"],
+                    "msg": "unexpected value; permitted: 0, 1",
+                    "type": "value_error.const",
+                    "ctx": {"given": params["resize_mode"], "permitted": [0, 1]},
+                }
+            )
+        if errors:
+            return web.json_response({"detail": errors}, status=422)
+        names = self._upscaler_names()
+        for key in ("upscaler_1", "upscaler_2"):
+            if params[key] is not None and params[key].lower() not in {name.lower() for name in names}:
+                detail = f"Invalid upscaler, needs to be one of these: {' , '.join(names)}"
+                return web.json_response(a1111_error(400, detail), status=400)
+        data = decode_image(params["image"])
+        if data is None:
+            return web.json_response(a1111_error(500, "Invalid encoded image"), status=500)
+        async with self._lock:
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+                if params["resize_mode"] == 1:
+                    size = (params["upscaling_resize_w"], params["upscaling_resize_h"])
+                else:
+                    size = (int(width * params["upscaling_resize"]), int(height * params["upscaling_resize"]))
+                kind = fault.kind if fault is not None else None
+                if kind in (NOT_IMAGE, BOMB, WRONG_SIZE, TRUNCATED, CORRUPT_PIXELS):
+                    out = self.image(fault, *size, 0)
+                else:
+                    buffer = io.BytesIO()
+                    img.convert("RGB").resize(size, Image.Resampling.LANCZOS).save(buffer, "PNG", compress_level=1)
+                    out = buffer.getvalue()
+        html = (
+            f"<p>Postprocess upscale by: {params['upscaling_resize']:g}, "
+            f"Postprocess upscaler: {params['upscaler_1']}</p>"
+        )
+        return web.json_response({"html_info": html, "image": base64.b64encode(out).decode()})
 
     async def _interrupt(self, request: web.Request) -> web.StreamResponse:
         self.interrupts += 1

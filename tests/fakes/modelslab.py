@@ -1,4 +1,4 @@
-"""A fake ModelsLab (stablediffusionapi.com) text-to-image API, on 127.0.0.1.
+"""A fake ModelsLab (stablediffusionapi.com) text-to-image and image-to-image API, on 127.0.0.1.
 
 Wire format (reference: shared/reference/backends.md, seed 001). Every answer is HTTP 200 JSON; the
 outcome is in ``status``:
@@ -11,6 +11,14 @@ outcome is in ``status``:
   "seed"}}``. The URLs point at the fake itself (``{url}/generations/<uuid>-<i>.png``, served by
   ``GET /generations/{name}``) and return a real PNG of width x height. With ``"base64": "yes"``/true
   the URLs end in ``.base64`` and serve the base64 text of the PNG.
+- ``POST /api/v6/images/img2img`` (backends.md 6.1): the same fields, answers, queueing and faults, plus
+  ``init_image`` (required: "The init image field is required.") and ``strength`` (a number 0-1, default 0.7).
+  ``init_image`` is an http(s) URL (not fetched: the pictures are then width x height) or, only with a truthy
+  ``base64``, the picture's base64 (bare or a ``data:image/...;base64,`` URL): not a URL without ``base64`` ->
+  ``{"init_image": ["The init image must be a valid URL."]}``, not base64 of a picture -> ``{"init_image":
+  ["The init image must be a valid image."]}`` (the wording of both is the fake's: ModelsLab documents none).
+  The pictures then take the init image's size ("output follows init_image dims"), each a mix of it and the
+  seed's gradient. Decoded init images are in ``img2img_inputs``.
 - Queued jobs: ``{"status": "processing", "id", "eta", "message": "Try to fetch request after given
   estimated time", "fetch_result": "{url}/api/v6/images/fetch/{id}", "future_links": [URL...],
   "output": [], "meta"}``; the future links answer 404 until the job is done. Poll with
@@ -49,12 +57,15 @@ what the output URLs serve):
 - ``push_content_filtered()``: success, but the images are blank (black), as the NSFW checker does.
 - ``push_late_image(gets=1)``: success, but each output URL answers 404 for its first ``gets`` GETs.
 
-Recorded: ``generate_calls``, ``fetch_calls`` (``list[Call]``), ``image_gets`` (names fetched).
+Recorded: ``generate_calls`` (text2img and img2img), ``fetch_calls`` (``list[Call]``), ``image_gets`` (names
+fetched), ``img2img_inputs`` (the init images' bytes, one per img2img call that carried one in base64).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import io
 import json
 import re
 import time
@@ -63,9 +74,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from PIL import Image
 
-from tests.fakes.image_api import RESPONSE, Call, Fault, ImageApiFake
-from tests.fakes.images import blank_png
+from tests.fakes.image_api import (
+    BOMB,
+    CORRUPT_PIXELS,
+    NOT_IMAGE,
+    RESPONSE,
+    TRUNCATED,
+    WRONG_SIZE,
+    Call,
+    Fault,
+    ImageApiFake,
+)
+from tests.fakes.images import blank_png, png_bytes
 
 PROCESSING = "processing"
 CONTENT_FILTERED = "content_filtered"
@@ -85,6 +107,8 @@ PROCESSING_TIP = (
 )
 FETCH_LATER = "Try to fetch request after given estimated time"
 
+# Faults that change the pictures served: an img2img answer then serves theirs, not the init picture mixed.
+_IMAGE_FAULTS = frozenset({NOT_IMAGE, BOMB, WRONG_SIZE, TRUNCATED, CORRUPT_PIXELS})
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
 
@@ -141,6 +165,14 @@ def _coerce(
     return (int(number) if integer else number), None
 
 
+def _mixed(init: bytes, drawn: bytes, strength: float) -> bytes:
+    """The init picture moved ``strength`` of the way towards ``drawn`` (both the same size), as PNG."""
+    with Image.open(io.BytesIO(init)) as a, Image.open(io.BytesIO(drawn)) as b:
+        out = io.BytesIO()
+        Image.blend(a.convert("RGB"), b.convert("RGB"), strength).save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
 def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() in {"yes", "true", "1"})
 
@@ -171,10 +203,12 @@ class FakeModelsLab(ImageApiFake):
         self.image_gets: list[str] = []
         self.jobs: dict[int, Job] = {}
         self.stored: dict[str, StoredImage] = {}
+        self.img2img_inputs: list[bytes] = []
         self._next_id = 12202888
         self._seen_bodies: dict[str, float] = {}
         for path in ("/api/v6/images/text2img", "/api/v3/text2img"):
             self.app.router.add_post(path, self._text2img)
+        self.app.router.add_post("/api/v6/images/img2img", self._img2img)
         for path in ("/api/v6/images/fetch/{id}", "/api/v6/images/fetch", "/api/v3/fetch/{id}"):
             self.app.router.add_post(path, self._fetch)
         self.app.router.add_get("/generations/{name}", self._get_image)
@@ -244,7 +278,37 @@ class FakeModelsLab(ImageApiFake):
         self._seen_bodies[canonical] = now
         return last is not None and now - last < self.spam_filter_seconds
 
+    def _init_image(self, body: dict[str, Any], errors: dict[str, list[str]]) -> tuple[bytes | None, float]:
+        """img2img's own fields: the init image's bytes (None for a URL) and the strength; problems into ``errors``."""
+        strength, problem = _coerce(body, "strength", 0.7, 0, 1, False)
+        if problem:
+            errors["strength"] = [problem]
+        value = body.get("init_image")
+        if not isinstance(value, str) or not value.strip():
+            errors["init_image"] = ["The init image field is required."]
+            return None, strength
+        if value.startswith(("http://", "https://")):
+            return None, strength
+        if not _truthy(body.get("base64")):
+            errors["init_image"] = ["The init image must be a valid URL."]
+            return None, strength
+        encoded = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+        try:
+            data = base64.b64decode(encoded, validate=True)
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+        except (binascii.Error, ValueError, OSError):
+            errors["init_image"] = ["The init image must be a valid image."]
+            return None, strength
+        return data, strength
+
     async def _text2img(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, img2img=False)
+
+    async def _img2img(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, img2img=True)
+
+    async def _generate(self, request: web.Request, *, img2img: bool) -> web.StreamResponse:
         call = await self.record_generate(request)
         body = call.body if isinstance(call.body, dict) else {}
         if body.get("key") != self.api_key:
@@ -258,8 +322,13 @@ class FakeModelsLab(ImageApiFake):
         if self.model_ids is not None and body.get("model_id") not in self.model_ids:
             return web.json_response(self._error_body("Model id not found"))
         params, errors = self._validate(body)
+        init, strength = self._init_image(body, errors) if img2img else (None, None)
         if errors:
             return web.json_response(self._error_body(errors))
+        if init is not None:
+            self.img2img_inputs.append(init)
+            with Image.open(io.BytesIO(init)) as img:  # the output follows the init image's size
+                params["width"], params["height"] = img.size
 
         job_id = self._next_id
         self._next_id += 1
@@ -271,6 +340,8 @@ class FakeModelsLab(ImageApiFake):
         for i in range(params["samples"]):
             if fault is not None and fault.kind == CONTENT_FILTERED:
                 image = blank_png(width, height)
+            elif init is not None and strength is not None and (fault is None or fault.kind not in _IMAGE_FAULTS):
+                image = _mixed(init, png_bytes(width, height, seed + i), strength)
             else:
                 image = self.image(fault, width, height, seed + i)
             name = f"{prefix}-{i}.base64" if as_base64 else f"{prefix}-{i}.png"
@@ -299,6 +370,8 @@ class FakeModelsLab(ImageApiFake):
             "webhook": body.get("webhook"),
             "track_id": body.get("track_id"),
         }
+        if img2img:
+            meta["strength"] = strength
 
         queued = self.queue_all or (fault is not None and fault.kind == PROCESSING)
         if not queued:
