@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import os
 import sys
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from bot.backends.base import GeneratedImage
 from bot.backends.http import RetryPolicy
+from bot.draw.picture import fit
+from bot.draw.request import Source
 
 
 class Sleeps:
@@ -77,3 +80,30 @@ async def sdbot(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, s
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+# Pictures to draw from --------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def photo(width: int = 1200, height: int = 800) -> bytes:
+    """A JPEG with something in it: a diagonal gradient and a red disc off-centre (so crops, flips and mixes show)."""
+    img = Image.new("RGB", (width, height))
+    img.putdata([((x * 255) // width, (y * 255) // height, 90) for y in range(height) for x in range(width)])
+    ImageDraw.Draw(img).ellipse((width // 5, height // 4, width // 5 + height // 3, height // 4 + height // 3), "red")
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=92)
+    return out.getvalue()
+
+
+def source(width: int, height: int, original: bytes | None = None) -> Source:
+    """What the core attaches to a request drawing from a picture: ``original`` (a 1200x800 photo) fitted to exactly
+    ``width`` x ``height``, as PNG."""
+    data = fit(original or photo(), width, height)
+    return Source(ref="", width=width, height=height, original="1200x800", data=data)
+
+
+def pixels(data: bytes) -> tuple[tuple[int, int], bytes]:
+    """A picture's size and RGB pixels, to compare meanings rather than encodings."""
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size, img.convert("RGB").tobytes()

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image, ImageChops, ImageDraw, ImageStat
+from PIL import Image, ImageChops, ImageStat
 
 from bot.backends import create_backend
 from bot.backends.a1111 import A1111Backend
@@ -24,13 +24,12 @@ from bot.backends.modelslab import ModelsLabBackend
 from bot.backends.placeholder import PlaceholderBackend
 from bot.config import Settings
 from bot.draw.capabilities import Capabilities
-from bot.draw.picture import fit
-from bot.draw.request import DrawRequest, Source
+from bot.draw.request import DrawRequest
 from bot.draw.validation import parse_request
 from bot.errors import BackendError
 from bot.jobs.generation import generate, user_key
 from bot.messages.i18n import Msg, render_error
-from tests.backend_support import assert_image, fast_retry, sdbot
+from tests.backend_support import assert_image, fast_retry, sdbot, source
 from tests.fakes.a1111 import FakeA1111
 from tests.fakes.modelslab import FakeModelsLab, StoredImage
 
@@ -39,21 +38,6 @@ KEY = "ml-key-img2img-5c1e"
 
 
 # -- pictures ---------------------------------------------------------------------------------------------------
-
-
-def photo(width: int, height: int) -> bytes:
-    """A JPEG with something in it: a diagonal gradient and a red disc off-centre (so crops, flips and mixes show)."""
-    img = Image.new("RGB", (width, height))
-    img.putdata([((x * 255) // width, (y * 255) // height, 90) for y in range(height) for x in range(width)])
-    ImageDraw.Draw(img).ellipse((width // 5, height // 4, width // 5 + height // 3, height // 4 + height // 3), "red")
-    out = io.BytesIO()
-    img.save(out, format="JPEG", quality=92)
-    return out.getvalue()
-
-
-def source(width: int, height: int) -> Source:
-    """What the core attaches: the picture fitted to exactly ``width`` x ``height``, as PNG."""
-    return Source(ref="", width=width, height=height, original="1200x800", data=fit(photo(1200, 800), width, height))
 
 
 def from_picture(caps: Capabilities, text: str, width: int, height: int) -> DrawRequest:
@@ -417,9 +401,12 @@ async def test_the_placeholder_draws_from_pictures_by_strength() -> None:
     caps = await backend.capabilities()
     assert caps.image_to_image and caps.strength == 0.6 and caps.upscale
     near = await generate(
-        backend, from_picture(caps, "a fox --size 1024x576 --strength 0.1 --n 2", 1024, 576), user=USER
+        backend, from_picture(caps, "a fox --size 1024x576 --strength 0.1 --n 2 --seed 3", 1024, 576), user=USER
     )
-    far = await generate(backend, from_picture(caps, "a fox --size 1024x576 --strength 0.9", 1024, 576), user=USER)
+    # The same seed throughout: the same gradient mixed in, so only the strength tells the three apart.
+    far = await generate(
+        backend, from_picture(caps, "a fox --size 1024x576 --strength 0.9 --seed 3", 1024, 576), user=USER
+    )
     default = await generate(backend, from_picture(caps, "a fox --size 1024x576 --seed 3", 1024, 576), user=USER)
     assert default.request.strength == 0.6
     assert near.request.source is not None

@@ -6,25 +6,23 @@ its exact 2x picture, upscaling off without the model, and sdbot check naming a 
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from bot.backends.comfyui.backend import ComfyUIBackend
 from bot.backends.comfyui.workflow import load, load_img2img
 from bot.config import Settings
-from bot.draw.picture import fit
-from bot.draw.request import DrawRequest, Source
+from bot.draw.request import DrawRequest
 from bot.draw.validation import parse_request
 from bot.errors import ConfigError, DrawError
 from bot.jobs.generation import generate, user_key
 from bot.messages.i18n import render_error
-from tests.backend_support import assert_image, fast_retry, sdbot
+from tests.backend_support import assert_image, fast_retry, photo, pixels, sdbot, source
 from tests.fakes.comfyui import FakeComfyUI, img2img_graph
 
 USER = user_key("telegram", 8)
@@ -39,27 +37,6 @@ async def fake() -> AsyncIterator[FakeComfyUI]:
 
 def make(fake: FakeComfyUI, **kwargs: Any) -> ComfyUIBackend:
     return ComfyUIBackend(fake.url, timeout=10.0, connect_timeout=2.0, retry=fast_retry()[0], **kwargs)
-
-
-def photo(width: int, height: int) -> bytes:
-    """A JPEG with something in it: a diagonal gradient and a red disc off-centre (so crops and flips show)."""
-    img = Image.new("RGB", (width, height))
-    img.putdata([((x * 255) // width, (y * 255) // height, 90) for y in range(height) for x in range(width)])
-    ImageDraw.Draw(img).ellipse((width // 5, height // 4, width // 5 + height // 3, height // 4 + height // 3), "red")
-    out = io.BytesIO()
-    img.save(out, format="JPEG", quality=92)
-    return out.getvalue()
-
-
-def source(width: int, height: int, original: bytes | None = None) -> Source:
-    """What the core attaches: the picture fitted to exactly ``width`` x ``height``, as PNG."""
-    data = fit(original or photo(1200, 800), width, height)
-    return Source(ref="", width=width, height=height, original="1200x800", data=data)
-
-
-def pixels(data: bytes) -> tuple[tuple[int, int], bytes]:
-    with Image.open(io.BytesIO(data)) as img:
-        return img.size, img.convert("RGB").tobytes()
 
 
 def without(fake: FakeComfyUI, monkeypatch: pytest.MonkeyPatch, *classes: str) -> None:

@@ -14,20 +14,20 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image, ImageChops, ImageDraw, ImageStat
+from PIL import Image, ImageChops, ImageStat
 
 from bot.backends.bedrock import BedrockBackend
 from bot.backends.stability import StabilityBackend
 from bot.backends.stability_v2 import StabilityV2Backend
 from bot.config import Settings
 from bot.draw.capabilities import Capabilities
-from bot.draw.picture import fit, target
-from bot.draw.request import DrawRequest, Source
+from bot.draw.picture import target
+from bot.draw.request import DrawRequest
 from bot.draw.validation import parse_request
 from bot.errors import BackendError, ConfigError, DrawError
 from bot.jobs.generation import generate, user_key
 from bot.messages.i18n import Lang, render_error
-from tests.backend_support import assert_image, fast_retry
+from tests.backend_support import assert_image, fast_retry, photo, pixels, source
 from tests.fakes.bedrock import (
     CONSERVATIVE_UPSCALE,
     FAST_UPSCALE,
@@ -49,27 +49,7 @@ BEDROCK_SDXL = "stability.stable-diffusion-xl-v1"
 # -- pictures ---------------------------------------------------------------------------------------------------
 
 
-def photo(width: int = 1200, height: int = 800) -> bytes:
-    """A JPEG with something in it: a gradient and a red disc off-centre, so a picture is told from another."""
-    img = Image.new("RGB", (width, height))
-    img.putdata([((x * 255) // width, (y * 255) // height, 90) for y in range(height) for x in range(width)])
-    ImageDraw.Draw(img).ellipse((width // 5, height // 4, width // 5 + height // 3, height // 4 + height // 3), "red")
-    out = io.BytesIO()
-    img.save(out, format="JPEG", quality=92)
-    return out.getvalue()
-
-
 PHOTO = photo()
-
-
-def source(width: int, height: int) -> Source:
-    """What the core attaches: the picture fitted to exactly ``width`` x ``height``, as PNG."""
-    return Source(ref="", width=width, height=height, original="1200x800", data=fit(PHOTO, width, height))
-
-
-def pixels(data: bytes) -> tuple[tuple[int, int], bytes]:
-    with Image.open(io.BytesIO(data)) as img:
-        return img.size, img.convert("RGB").tobytes()
 
 
 def difference(a: bytes, b: bytes) -> float:

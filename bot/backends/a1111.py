@@ -473,7 +473,7 @@ def _to_size(encoded: Text, width: int, height: int) -> tuple[bytes, images.Imag
         raise BackendError(
             "backend_bad_image", provider=PROVIDER, reason="wrong_size", found=f"{found.width}x{found.height}"
         )
-    resized = images.resized_png(data, width, height)
+    resized, _ = images.resized(data, width, height)
     return resized, images.ImageInfo("PNG", width, height)
 
 

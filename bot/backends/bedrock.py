@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from bot.backends import sdxl_v1, stable_image
+from bot.backends import images, sdxl_v1, stable_image
 from bot.backends.base import CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.batch import one_per_call
 from bot.backends.http import (
@@ -323,7 +323,7 @@ class BedrockBackend(HttpBackend):
                 raise _upscale_denied(exc) from None
             raise
         (picture,) = await cpu.run(_pictures, data, request)
-        resized, _ = await cpu.run(stable_image.resized, picture.data, request.width, request.height)
+        resized, _ = await cpu.run(images.resized, picture.data, request.width, request.height)
         seed_used = picture.seed if upscaler == stable_image.CONSERVATIVE else None  # fast takes no seed
         return dataclasses.replace(picture, data=resized, format="PNG", seed=seed_used, ratio=None)
 

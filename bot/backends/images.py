@@ -123,14 +123,28 @@ def fit(
             return FittedImage(out.getvalue(), "JPEG", rgb.width, rgb.height, reencoded=True)
 
 
-def resized_png(data: bytes, width: int, height: int) -> bytes:
-    """``data`` (an image already checked with :func:`inspect`) resized to exactly ``width`` x ``height`` (Lanczos),
-    as PNG: an upscaler's picture (a 4x model's) brought to the size that was asked for."""
-    with Image.open(io.BytesIO(data)) as img:
-        rgb = img.convert("RGB")
+def resized(data: bytes, width: int, height: int) -> tuple[bytes, bool]:
+    """An upscaler's answer (4x, or about 4 megapixels) as exactly ``width`` x ``height`` (twice the picture's
+    sides), PNG; whether it had to be resized. CPU work: call it through ``bot.process.cpu``. The size is read
+    before any pixel is decoded, so an answer far larger than asked costs nothing; one that is not a picture is
+    ``backend_bad_image``."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt, (found_w, found_h) = img.format or "", img.size
+            if fmt not in ACCEPTED_FORMATS:
+                raise BackendError("backend_bad_image", reason="format", found=fmt or "unknown")
+            if found_w * found_h > MAX_PIXELS:
+                raise BackendError("backend_bad_image", reason="too_large", found=f"{found_w}x{found_h}")
+            if (found_w, found_h) == (width, height) and fmt == "PNG":
+                return data, False
+            picture = img.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+    except BackendError:
+        raise
+    except Exception as exc:  # Pillow raises many types for garbage input
+        raise BackendError("backend_bad_image", reason="not_an_image", found=type(exc).__name__) from None
     out = io.BytesIO()
-    rgb.resize((width, height), Image.Resampling.LANCZOS).save(out, "PNG", compress_level=3)
-    return out.getvalue()
+    picture.save(out, "PNG", compress_level=3)
+    return out.getvalue(), True
 
 
 def _placeholder_gradient(width: int, height: int, seed: int) -> Image.Image:

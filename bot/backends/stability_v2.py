@@ -13,7 +13,7 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bot.backends import stable_image
+from bot.backends import images, stable_image
 from bot.backends.base import Backend, CheckReport, Finding, GeneratedImage, ProgressCallback
 from bot.backends.batch import one_per_call
 from bot.backends.http import RetryPolicy, send, sniff_format
@@ -136,7 +136,7 @@ class StabilityV2Backend(HttpBackend):
         fields = stable_image.upscale_fields(request, self._upscaler, seed=seed)
         path = UPSCALE_PATH.format(kind=self._upscaler)
         image = await self._retry.run(lambda: self._draw(path, fields, request, None, source.data), retryable)
-        data, _ = await cpu.run(stable_image.resized, image.data, request.width, request.height)
+        data, _ = await cpu.run(images.resized, image.data, request.width, request.height)
         seed_used = image.seed if self._upscaler == stable_image.CONSERVATIVE else None  # fast takes no seed
         return dataclasses.replace(image, data=data, format="PNG", seed=seed_used)
 

@@ -5,14 +5,10 @@ answer (:func:`resized`: exactly twice the picture's sides) and the limits of St
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image
-
-from bot.backends import images
 from bot.backends.sdxl_v1 import STYLE_PRESETS
 from bot.draw import params
 from bot.draw.capabilities import Capabilities
@@ -168,27 +164,3 @@ def upscale_refusal(kind: str, width: int, height: int, *, provider: str, settin
         max_mp=f"{limits.max_pixels / 2**20:g}",
         setting=setting,
     )
-
-
-def resized(data: bytes, width: int, height: int) -> tuple[bytes, bool]:
-    """An upscaler's answer (4x, or about 4 megapixels) as exactly ``width`` x ``height`` (twice the picture's
-    sides), PNG; whether it had to be resized. CPU work: call it through ``bot.process.cpu``. The size is read
-    before any pixel is decoded, so an answer far larger than asked costs nothing; one that is not a picture is
-    ``backend_bad_image``."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt, (found_w, found_h) = img.format or "", img.size
-            if fmt not in images.ACCEPTED_FORMATS:
-                raise BackendError("backend_bad_image", reason="format", found=fmt or "unknown")
-            if found_w * found_h > images.MAX_PIXELS:
-                raise BackendError("backend_bad_image", reason="too_large", found=f"{found_w}x{found_h}")
-            if (found_w, found_h) == (width, height) and fmt == "PNG":
-                return data, False
-            picture = img.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
-    except BackendError:
-        raise
-    except Exception as exc:  # Pillow raises many types for garbage input
-        raise BackendError("backend_bad_image", reason="not_an_image", found=type(exc).__name__) from None
-    out = io.BytesIO()
-    picture.save(out, "PNG", compress_level=3)
-    return out.getvalue(), True
