@@ -98,3 +98,29 @@ def test_console_script_is_installed() -> None:
     assert script.exists()
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False, timeout=30)
     assert out.returncode == 0 and out.stdout.startswith("sdbot ")
+
+
+def test_draw_from_a_picture_file(tmp_path: Path) -> None:
+    """``sdbot draw --image``: the file checked and fitted as a picture sent in chat, the size from its shape."""
+    picture = tmp_path / "street.png"
+    Image.new("RGB", (1280, 720), "navy").save(picture)
+    out = sdbot("draw", "--out", str(tmp_path / "imgs"), "--json", "--image", str(picture), "the same at night",
+                "--strength", "0.3", "--seed", "4", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["request"]["size"] == "1024x576" and data["request"]["strength"] == 0.3
+    assert data["request"]["source"] == {"ref": "", "width": 1024, "height": 576, "original": "1280x720", "kept": False}
+    with Image.open(data["images"][0]) as img:
+        assert img.size == (1024, 576)
+
+
+@pytest.mark.parametrize(("lang", "fragment"), [("en", "not a picture"), ("zh", "不是机器人能读取的图片")])
+def test_a_file_that_is_not_a_picture_exits_2(lang: str, fragment: str, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.png"
+    notes.write_text("shopping list")
+    out = sdbot("draw", "--json", "--lang", lang, "--image", str(notes), "a cat", cwd=tmp_path)
+    missing = sdbot("draw", "--json", "--image", str(tmp_path / "nowhere.jpg"), "a cat", cwd=tmp_path)
+    assert out.returncode == 2 and json.loads(out.stdout)["error"]["code"] == "picture_not_image"
+    assert fragment in json.loads(out.stdout)["error"]["message"]
+    assert missing.returncode == 2 and json.loads(missing.stdout)["error"]["code"] == "picture_unreadable"
+    assert "nowhere.jpg" in json.loads(missing.stdout)["error"]["message"]
