@@ -108,6 +108,8 @@ class Commands:
         if caps.aspect_ratios:  # the service chooses the size: say how a --size is drawn
             lines.append("  " + t(lang, "cmd.help.ratios", ratios=caps.aspect_ratios))
         text = t(lang, "cmd.help", options="\n".join(lines))
+        if caps.image_to_image:  # how to give it a picture, on each platform
+            text += "\n\n" + t(lang, "cmd.help.pictures")
         return text + "\n\n" + t(lang, "cmd.help.admin") if admin else text
 
     # /quota -----------------------------------------------------------------------------------------

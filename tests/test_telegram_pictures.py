@@ -228,3 +228,11 @@ async def test_a_picture_that_is_gone_when_the_job_runs_fails_it_refunded(tg: Fa
         job = await bot.core.get_job(1)
     assert job is not None and (job.status, job.error, job.charged) == ("failed", "picture_gone", 0)
     assert "Nothing was charged" in notice.params["text"] or "refunded" in notice.params["text"].casefold()
+
+
+async def test_help_says_how_to_draw_from_a_picture_where_the_service_can(tg: FakeTelegram, tmp_path: Path) -> None:
+    async with running(settings_for(tmp_path, tg, rate_per_minute=0), PreparedBackend(pictures=True)):
+        tg.send_text(ZH_USER, "/help", language_code="zh-hans")
+        answer = await tg.wait_for("sendMessage")
+    text = answer.params["text"]
+    assert "以图生图" in text and "--strength" in text and "默认 0.6" in text
