@@ -15,7 +15,7 @@ from bot.backends.a1111 import A1111Backend
 from bot.backends.http import RetryPolicy
 from bot.chats.refs import ChatRef, UserRef
 from bot.core import Core
-from bot.errors import BackendError, SdbotError
+from bot.errors import BackendError, DrawError, SdbotError
 from bot.jobs.breaker import Breaker, outage
 from bot.messages.i18n import render_error, t
 from tests.fakes.a1111 import FakeA1111
@@ -93,6 +93,7 @@ async def test_a_streak_opens_it_an_answer_ends_the_streak_and_the_cooldown_lead
     for error in (DOWN, DOWN, BackendError("content_filtered"), DOWN, DOWN):  # the filter proves it is up
         assert breaker.record(error) is False
     assert breaker.record(SdbotError("internal")) is False  # says nothing about the service
+    assert breaker.record(DrawError("picture_gone")) is False  # nor does a picture that could not be had
     assert (breaker.state, breaker.streak) == ("closed", 2)
     assert breaker.record(BackendError("backend_timeout")) is True
     assert (breaker.state, breaker.retry_in(), breaker.opened) == ("open", 10.0, 1)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from bot.errors import BackendError, SdbotError
+from bot.errors import BackendError, DrawError, SdbotError
 
 OUTAGE = frozenset({"backend_unavailable", "backend_timeout", "backend_bad_image"})
 # Provider answers that are failures of one request, not of the service.
@@ -87,7 +87,8 @@ class Breaker:
         return opened
 
     def _note(self, error: SdbotError | None, *, trial: bool) -> bool:
-        if self.failures <= 0 or (error is not None and error.code in NEUTRAL):
+        # Neutral too: a job that failed before the service was asked (its picture could not be had: DrawError).
+        if self.failures <= 0 or (error is not None and (error.code in NEUTRAL or isinstance(error, DrawError))):
             return False
         if error is None or not outage(error):  # the service answered: it is up
             self.streak = 0
