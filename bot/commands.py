@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection
+from datetime import datetime
 
 from bot.chats.directory import Directory
 from bot.chats.refs import ChatRef, UserRef, parse_key
@@ -15,6 +16,7 @@ from bot.errors import SdbotError
 from bot.jobs.job import Job, JobEvent
 from bot.messages.i18n import Lang, Msg, normalize_language, render_error, t
 from bot.messages.presentation import describe
+from bot.moderation.rules import check_pattern
 from bot.quotas import days
 from bot.quotas.admission import Quotas
 from bot.storage import Storage
@@ -35,6 +37,7 @@ _LANGUAGE_WORDS: dict[str, Lang | None] = {
     "英语": "en",
 }
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
+REFUSALS_SHOWN = 20  # /admin block refusals: the newest
 
 
 def describe_event(event: JobEvent, lang: Lang) -> str:
@@ -74,9 +77,11 @@ class Commands:
         capabilities: Callable[[], Awaitable[Capabilities]],
         cancel: Cancel,
         platforms: Collection[str],
+        private: bool = False,
     ) -> str:
         """The reply to a text command. ``cancel`` is the core's (it also takes the jobs out of the queue);
-        ``platforms``: those a user key may name (the adapters this process serves)."""
+        ``platforms``: those a user key may name (the adapters this process serves); ``private``: only the user
+        sees the reply (Discord's ephemeral answers), as in a private chat."""
         lang = self._directory.language_for(user)
         command = name.strip().lstrip("/").split("@", 1)[0].casefold()
         words = args.split()
@@ -93,6 +98,10 @@ class Commands:
             if command == "admin":
                 if not admin:
                     raise SdbotError("admin_only")
+                if words[:1] == ["block"]:
+                    if chat.is_group and not private:  # the list and who was refused are for admins' eyes only
+                        raise SdbotError("block_private")
+                    return await self.block(user.key, args.split(None, 1)[1] if len(words) > 1 else "", lang)
                 return await self._admin(user, chat, words, lang, platforms)
             raise SdbotError("command_unknown", command=f"/{command}")
         except SdbotError as exc:
@@ -205,6 +214,52 @@ class Commands:
             return t(lang, "cmd.admin.reset", user=target, count=forgiven)
         raise SdbotError("command_usage", usage=Msg("cmd.help.admin"))
 
+    # /admin block ----------------------------------------------------------------------------------
+
+    async def block(self, admin: str, text: str, lang: Lang) -> str:
+        """``add <words>``, ``regex <pattern>``, ``remove <#rule>``, ``list``, ``refusals``: the block list, from
+        chat (``/admin block ...``) and the command line (``sdbot block ...``). ``admin`` is who changes it."""
+        words = text.split()
+        sub = words[0].casefold() if words else ""
+        moderation = self._storage.moderation
+        if sub in ("add", "regex") and len(words) > 1:
+            kind = "word" if sub == "add" else "regex"
+            rule, added = await moderation.add_rule(kind, check_pattern(kind, text.split(None, 1)[1]), admin)
+            key = "cmd.block.added" if added else "cmd.block.exists"
+            return t(lang, key, rule=rule.id, kind=rule.kind, pattern=rule.pattern)
+        if sub == "remove" and len(words) == 2:
+            number = params.whole_number(words[1].lstrip("#"), 1, COUNT_MAX)
+            removed = None if number is None else await moderation.remove_rule(number)
+            if removed is None:
+                raise SdbotError("block_not_found", rule=words[1].lstrip("#")[:20])
+            return t(lang, "cmd.block.removed", rule=removed.id, pattern=removed.pattern)
+        if sub == "list" and len(words) == 1:
+            rules = await moderation.rules()
+            if not rules:
+                return t(lang, "cmd.block.empty")
+            lines = [t(lang, "cmd.block.rule", rule=r.id, kind=r.kind, pattern=r.pattern) for r in rules]
+            return "\n".join([t(lang, "cmd.block.list", total=len(rules)), *lines])
+        if sub == "refusals" and len(words) == 1:
+            refusals = await moderation.refusals(REFUSALS_SHOWN)
+            if not refusals:
+                return t(lang, "cmd.block.no_refusals")
+            tz = self._settings.quota_tz
+            lines = [
+                t(
+                    lang,
+                    "cmd.block.refusal",
+                    at=datetime.fromtimestamp(r.at, tz).strftime("%Y-%m-%d %H:%M"),
+                    user=r.user,
+                    chat=r.chat,
+                    rule=r.rule_id if r.rule_id is not None else Msg("cmd.block.removed_rule"),
+                    pattern=r.pattern,
+                    field=r.field,
+                )
+                for r in refusals
+            ]
+            return "\n".join([t(lang, "cmd.block.refusals", total=len(refusals)), *lines])
+        raise SdbotError("command_usage", usage=Msg("cmd.help.admin"))
+
     def limit_set_text(self, lang: Lang, key: str, value: int | None, *, chat: bool) -> str:
         default = self._settings.chat_daily_images if chat else self._settings.daily_images
         if value is None:
@@ -250,6 +305,7 @@ class Commands:
             t(lang, "cmd.stats.failures", failures=failures or None),
             t(lang, "cmd.stats.busiest", users=busiest or None),
             t(lang, "cmd.stats.services", services=services or None),
+            t(lang, "cmd.stats.refused", refused=await self._storage.moderation.refused_on(stats.day, chat_key)),
         ]
         return "\n".join(lines)
 

@@ -35,6 +35,7 @@ from bot.jobs.sending import Fenced
 from bot.jobs.shared import SharedScheduler
 from bot.messages.i18n import Lang, Msg
 from bot.messages.presentation import edit_command
+from bot.moderation.rules import breaks
 from bot.observe.metrics import Metrics
 from bot.process import cpu
 from bot.quotas.admission import Quotas
@@ -274,6 +275,7 @@ class Core:
                 request = validate(args, caps, picture=(info.width, info.height))
                 request = await self._with_source(request, caps, picture, data, info.size)
             await self.backend.check_request(request)
+            await self._screen(user, chat, request)
             return await self._admit(user, chat, request, route, parent_id=None, origin=origin)
 
     async def again(self, job_id: int, user: UserRef, route: dict[str, Any], *, origin: str | None = None) -> Job:
@@ -315,6 +317,18 @@ class Core:
                 raise DrawError("upscale_twice", job=job_id)
             return await self._upscale(original, user, route, picture, origin)
 
+    async def _screen(self, user: UserRef, chat: ChatRef, request: DrawRequest) -> None:
+        """Refuse (``prompt_blocked``, the term not echoed) a request whose prompt or negative prompt breaks the
+        block list, as it is now in the database (``sdbot block`` may change it under a running bot); the refusal
+        is recorded for admins and stats. Admins are screened too: the list is about what the bot draws."""
+        hit = breaks(request.prompt, request.negative_prompt, await self.storage.moderation.rules())
+        if hit is None:
+            return
+        rule, field = hit
+        await self.storage.moderation.record_refusal(user.key, chat.key, rule, field, self.quotas.today())
+        log.info("a request of %s was refused by block rule %s (%s)", user.key, rule.id, field)
+        raise DrawError("prompt_blocked", option=field)
+
     async def _owned(self, job_id: int, user: UserRef) -> Job:
         """The job, if ``user`` owns it; to anyone else it does not exist (a button's data can be forged)."""
         original = await self.jobs.get(job_id)
@@ -342,6 +356,7 @@ class Core:
             request = parse_request(text, caps, picture=(info.width, info.height))
             request = await self._with_source(request, caps, picture, data, info.size)
         await self.backend.check_request(request)
+        await self._screen(user, original.chat_ref, request)
         return await self._admit(user, original.chat_ref, request, route, parent_id=original.id, origin=origin)
 
     async def _upscale(
@@ -361,6 +376,7 @@ class Core:
             request, caps, data, ref=picture.ref, original=info.size, kept=not picture.durable, size=info.size
         )
         await self.backend.check_request(request)
+        await self._screen(user, original.chat_ref, request)
         cost = self.settings.upscale_cost
         return await self._admit(
             user, original.chat_ref, request, route, parent_id=original.id, origin=origin, cost=cost
@@ -537,10 +553,20 @@ class Core:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
-    async def handle_command(self, user: UserRef, chat: ChatRef, name: str, args: str = "") -> str:
-        """``/quota``, ``/lang``, ``/help``, ``/cancel``, ``/admin ...``: the reply (never raises for input)."""
+    async def handle_command(
+        self, user: UserRef, chat: ChatRef, name: str, args: str = "", *, private: bool = False
+    ) -> str:
+        """``/quota``, ``/lang``, ``/help``, ``/cancel``, ``/admin ...``: the reply (never raises for input).
+        ``private``: only the user sees the reply (Discord's ephemeral answers)."""
         return await self.commands.handle(
-            user, chat, name, args, capabilities=self.backend.capabilities, cancel=self.cancel, platforms=self._sinks
+            user,
+            chat,
+            name,
+            args,
+            capabilities=self.backend.capabilities,
+            cancel=self.cancel,
+            platforms=self._sinks,
+            private=private,
         )
 
     # Running ----------------------------------------------------------------------------------------

@@ -298,3 +298,22 @@ async def test_an_upscale_is_charged_its_cost_not_its_pictures(storage: Storage)
     assert free is not None and free.charged == 0
     over = await admit(storage, dataclasses.replace(admission(n=1, origin="over"), cost=3))  # 3 of 5 spent
     assert over is None
+
+
+async def test_the_block_list_and_its_refusals(storage: Storage) -> None:
+    moderation = storage.moderation
+    word, added = await moderation.add_rule("word", "kill", "telegram:1")
+    again, added_again = await moderation.add_rule("word", "kill", "telegram:2")
+    regex, _ = await moderation.add_rule("regex", r"gore\w*", "cli")
+    assert added and not added_again and again == word
+    assert [r.pattern for r in await moderation.rules()] == ["kill", r"gore\w*"]
+    await moderation.record_refusal("telegram:1", "telegram:-100", word, "prompt", DAY)
+    await moderation.record_refusal("telegram:2", "telegram:2", regex, "negative", DAY)
+    await moderation.record_refusal("telegram:2", "telegram:2", regex, "prompt", "2027-01-14")
+    assert await moderation.remove_rule(word.id) == word and await moderation.remove_rule(word.id) is None
+    newest, older, oldest = await moderation.refusals(10)
+    assert (newest.field, newest.rule_id) == ("prompt", regex.id)
+    assert (oldest.user, oldest.pattern, oldest.rule_id) == ("telegram:1", "kill", None)  # the rule was removed
+    assert older.field == "negative"
+    assert await moderation.refused_on(DAY) == 2 and await moderation.refused_on(DAY, "telegram:2") == 1
+    assert await moderation.prune_refusals_before(DAY) == 1 and len(await moderation.refusals(10)) == 2

@@ -82,3 +82,13 @@ class AdminHandlers:
         args = " ".join((command, user_key(member_id), *rest))
         text = await self.core.handle_command(user_ref(interaction), chat_ref(interaction), "admin", args)
         await reply(interaction, text)
+
+    @guarded
+    async def block(self, interaction: discord.Interaction, action: str, value: str | None) -> None:
+        """``/sdadmin block``: the core's ``/admin block`` (the block list), for operators only; answered only to
+        them, so the list and who was refused stay theirs."""
+        if await self._allowed(interaction, operator_only=True) is None:
+            return
+        args = " ".join(("block", action, *([value] if value else [])))
+        user, chat = user_ref(interaction), chat_ref(interaction)
+        await reply(interaction, await self.core.handle_command(user, chat, "admin", args, private=True))

@@ -22,6 +22,7 @@ from bot.messages.presentation import describe
 CHOICES_MAX = 25
 SNOWFLAKE_MAX = 2**53 - 1  # the largest integer Discord's integer options carry
 IMAGES_MAX = 1_000_000
+BLOCK_ACTIONS = ("add", "regex", "remove", "list", "refusals")
 
 # Discord lists the options of /draw in this order of kinds: enumerations, then numbers, then free text.
 _LISTED = {"choice": 0, "size": 0, "int": 1, "float": 1, "text": 2}
@@ -186,6 +187,12 @@ def admin_group(admin: AdminHandlers) -> app_commands.Group:
     async def stats(interaction: discord.Interaction) -> None:
         await admin.stats(interaction)
 
+    @app_commands.describe(action=text("discord.option.block_action"), value=text("discord.option.block_value"))
+    @app_commands.rename(action=text("discord.name.action"), value=text("discord.name.block_value"))
+    @app_commands.choices(action=[app_commands.Choice(name=text(f"discord.block.{a}"), value=a) for a in BLOCK_ACTIONS])
+    async def block(interaction: discord.Interaction, action: str, value: str | None = None) -> None:
+        await admin.block(interaction, action, value)
+
     @app_commands.describe(member=text("discord.option.member"), images=text("discord.option.images"))
     @app_commands.rename(member=text("discord.name.member"), images=text("discord.name.images"))
     async def quota(
@@ -203,7 +210,8 @@ def admin_group(admin: AdminHandlers) -> app_commands.Group:
 
         return callback
 
-    for name, callback in (("servercap", servercap), ("channels", channels), ("stats", stats), ("quota", quota)):
+    commands = (("servercap", servercap), ("channels", channels), ("stats", stats), ("quota", quota), ("block", block))
+    for name, callback in commands:
         group.add_command(app_commands.Command(name=name, description=text(f"discord.admin.{name}"), callback=callback))
     for name in ("ban", "unban", "reset"):
         group.add_command(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import sys
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from bot.chats.directory import Directory
@@ -49,6 +51,21 @@ def add_parsers(sub: Any, platforms: Collection[str]) -> None:
     prune.add_argument("--days", help="keep this many days (at least 1) instead of SDBOT_JOB_RETENTION_DAYS")
     prune.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
     prune.set_defaults(handler=cmd_prune)
+
+    block = sub.add_parser("block", parents=[common], help="the block list: words and patterns /draw refuses")
+    moves = block.add_subparsers(dest="action", required=True, metavar="ACTION")
+    moves.add_parser("add", parents=[common], help="block words (matched however they are spelled)").add_argument(
+        "words", nargs="+", help="the words, e.g. blood bath"
+    )
+    moves.add_parser(
+        "regex", parents=[common], help="block a regular expression (searched in folded text)"
+    ).add_argument("pattern", help="e.g. 'gore\\w*'")
+    moves.add_parser("remove", parents=[common], help="remove a rule by its number").add_argument("rule")
+    moves.add_parser("list", parents=[common], help="every rule, with its number")
+    moves.add_parser("refusals", parents=[common], help="the last prompts refused: who, when, which rule")
+    imports = moves.add_parser("import", parents=[common], help="add the words of a file, one per line (# comments)")
+    imports.add_argument("file", type=Path)
+    block.set_defaults(handler=cmd_block)
 
 
 _SET_USAGE = "sdbot quota set [--chat] TARGET IMAGES [--rate N] [--pending N]"
@@ -172,6 +189,30 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
 
     # Nothing to prune in a database that does not exist: even the real prune creates none.
     return await _with_store(settings, lang, prune, readonly=args.dry_run, create=False)
+
+
+async def cmd_block(args: argparse.Namespace, settings: Settings) -> int:
+    """The block list from the terminal: the same operations as ``/admin block`` in chat, by ``cli``."""
+    lang: Lang = resolve_language(args.lang, None, settings.lang)
+    if args.action == "import":
+        try:
+            lines = await asyncio.to_thread(args.file.read_text, encoding="utf-8")
+        except (OSError, UnicodeError) as exc:
+            error = SdbotError("block_file", path=str(args.file), reason=getattr(exc, "strerror", None) or str(exc))
+            print(render_error(error, lang), file=sys.stderr)
+            return EXIT_INVALID
+        words = [line.split("#", 1)[0].strip() for line in lines.splitlines()]
+        texts = [f"add {word}" for word in words if word]
+    else:
+        value = {"add": " ".join(getattr(args, "words", [])), "regex": getattr(args, "pattern", "")}
+        texts = [" ".join(part for part in (args.action, value.get(args.action) or getattr(args, "rule", "")) if part)]
+
+    async def block(storage: Storage) -> str:
+        commands = Commands(settings, Quotas(storage, settings), storage, Directory(storage, lang))
+        return "\n".join([await commands.block("cli", text, lang) for text in texts])
+
+    readonly = args.action in ("list", "refusals")
+    return await _with_store(settings, lang, block, readonly=readonly)
 
 
 async def _with_store(

@@ -25,7 +25,7 @@ from bot.cli import admin as cli_admin
 from bot.cli import migrate as cli_migrate
 from bot.cli.diagnose import operator_detail
 from bot.cli.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_INVALID, EXIT_OK
-from bot.config import Settings
+from bot.config import Settings, is_database_url
 from bot.draw import picture as pictures
 from bot.draw.capabilities import Capabilities
 from bot.draw.grammar import render_value
@@ -35,7 +35,9 @@ from bot.draw.validation import parse_request
 from bot.errors import BackendError, ConfigError, DrawError, SdbotError
 from bot.jobs.generation import generate, user_key
 from bot.messages.i18n import LANGUAGES, Lang, Msg, render_error, resolve_language, t
+from bot.moderation.rules import Rule, breaks
 from bot.process import redact
+from bot.storage import open_storage
 
 DRAW_USAGE = "sdbot draw [--lang en|zh] [--dry-run] [--json] [--out DIR] [--image FILE] TEXT"
 
@@ -151,6 +153,10 @@ async def cmd_draw(args: argparse.Namespace, settings: Settings) -> int:
                 request = parse_request(text, caps)
             else:
                 request = await _from_picture(args.image, text, caps, settings.picture_max_bytes)
+            if breaks(request.prompt, request.negative_prompt, await _block_list(settings)) is not None:
+                raise DrawError("prompt_blocked", option="prompt")
+        except ConfigError as exc:  # the database holding the block list cannot be read
+            return _fail(args, lang, exc, EXIT_CONFIG)
         except DrawError as exc:
             own = f"--{exc.option}" if exc.code == "unknown_option" else None
             hint = t(lang, "cli.own_options_first", option=own) if own in _DRAW_FLAGS else None
@@ -202,6 +208,18 @@ async def _from_picture(path: Path, text: str, caps: Capabilities, max_bytes: in
     info = await pictures.check(data, max_bytes)
     request = parse_request(text, caps, picture=(info.width, info.height))
     return await pictures.attach(request, caps, data, ref="", original=info.size, kept=False)
+
+
+async def _block_list(settings: Settings) -> list[Rule]:
+    """The block list the bot applies, read from ``SDBOT_DB`` without changing it (none before the bot's first
+    start created the database), so that operators can try their list with ``--dry-run``."""
+    if not is_database_url(settings.db) and not await asyncio.to_thread(Path(settings.db).exists):
+        return []
+    storage = await open_storage(settings.db, create=False, readonly=True)
+    try:
+        return await storage.moderation.rules()
+    finally:
+        await storage.close()
 
 
 def _read_bounded(path: Path, max_bytes: int) -> bytes:

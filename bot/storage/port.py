@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 from bot.chats.refs import ChatRef, UserRef
 from bot.jobs.job import DayStats, Job
 from bot.messages.i18n import Lang
+from bot.moderation.rules import Refusal, Rule
 from bot.quotas.rules import Admission, Limits, QuotaState, UserLimit
 
 # Notification channels of the shared queue's engine (QueueRecords.listen).
@@ -57,6 +58,18 @@ class JobRecords(Protocol):
     # Retention: finished jobs of quota days before ``day``; deleting takes their images off the counters.
     async def count_finished_before(self, day: str) -> int: ...
     async def delete_finished_before(self, day: str, limit: int) -> int: ...
+
+
+class ModerationRecords(Protocol):
+    """The block list (rules by id, one per kind and pattern) and the prompts it refused."""
+
+    async def add_rule(self, kind: str, pattern: str, added_by: str) -> tuple[Rule, bool]: ...  # False: had it
+    async def remove_rule(self, rule_id: int) -> Rule | None: ...
+    async def rules(self) -> list[Rule]: ...  # oldest first
+    async def record_refusal(self, user_key: str, chat_key: str, rule: Rule, field: str, day: str) -> None: ...
+    async def refusals(self, limit: int) -> list[Refusal]: ...  # newest first
+    async def refused_on(self, day: str, chat_key: str | None = None) -> int: ...
+    async def prune_refusals_before(self, day: str) -> int: ...
 
 
 class QueueRecords(Protocol):
@@ -141,6 +154,8 @@ class Storage(Protocol):
     def channels(self) -> ChannelRecords: ...
     @property
     def inbox(self) -> InboxRecords: ...
+    @property
+    def moderation(self) -> ModerationRecords: ...
     @property
     def queue(self) -> QueueRecords | None:
         """The shared queue, on an engine several processes share; None: the queue is the process's own."""

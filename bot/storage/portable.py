@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from bot.draw.request import DrawRequest
 from bot.jobs.job import Job, possible_id
+from bot.moderation.rules import Refusal, Rule
 from bot.quotas.rules import Admission, Limits
 from bot.storage.port import HeldEvent
 
@@ -211,3 +212,64 @@ class PortableInbox:
             "SELECT count(*) AS n FROM inbox WHERE platform = ? AND handled_at IS NULL", (platform,)
         )
         return int(row["n"]) if row else 0
+
+
+class PortableModeration:
+    """The block list's rules and the prompts it refused."""
+
+    def __init__(self, db: Statements, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def add_rule(self, kind: str, pattern: str, added_by: str) -> tuple[Rule, bool]:
+        row = await self._db.fetchone(
+            "INSERT INTO block_rules (kind, pattern, added_by, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (kind, pattern) DO NOTHING RETURNING *",
+            (kind, pattern, added_by, self._clock()),
+        )
+        if row is not None:
+            return _rule(row), True
+        existing = await self._db.fetchone("SELECT * FROM block_rules WHERE kind = ? AND pattern = ?", (kind, pattern))
+        return _rule(existing), False
+
+    async def remove_rule(self, rule_id: int) -> Rule | None:
+        if not possible_id(rule_id):
+            return None
+        row = await self._db.fetchone("DELETE FROM block_rules WHERE id = ? RETURNING *", (rule_id,))
+        return None if row is None else _rule(row)
+
+    async def rules(self) -> list[Rule]:
+        return [_rule(row) for row in await self._db.fetchall("SELECT * FROM block_rules ORDER BY id")]
+
+    async def record_refusal(self, user_key: str, chat_key: str, rule: Rule, field: str, day: str) -> None:
+        await self._db.execute(
+            "INSERT INTO refusals (user_key, chat_key, rule_id, pattern, field, quota_day, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (user_key, chat_key, rule.id, rule.pattern, field, day, self._clock()),
+        )
+
+    async def refusals(self, limit: int) -> list[Refusal]:
+        rows = await self._db.fetchall(
+            "SELECT r.*, b.id AS current FROM refusals AS r LEFT JOIN block_rules AS b ON b.id = r.rule_id "
+            "ORDER BY r.id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            Refusal(row["user_key"], row["chat_key"], row["current"], row["pattern"], row["field"], row["at"])
+            for row in rows
+        ]
+
+    async def refused_on(self, day: str, chat_key: str | None = None) -> int:
+        row = await self._db.fetchone(
+            "SELECT count(*) AS n FROM refusals WHERE quota_day = ? AND (CAST(? AS TEXT) IS NULL OR chat_key = ?)",
+            (day, chat_key, chat_key),
+        )
+        return int(row["n"]) if row is not None else 0
+
+    async def prune_refusals_before(self, day: str) -> int:
+        rows = await self._db.fetchall("DELETE FROM refusals WHERE quota_day < ? RETURNING id", (day,))
+        return len(rows)
+
+
+def _rule(row: Any) -> Rule:
+    return Rule(int(row["id"]), row["kind"], row["pattern"], row["added_by"], float(row["created_at"]))

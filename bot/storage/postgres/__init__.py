@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from bot.storage.portable import PortableChannels, PortableInbox
+from bot.storage.portable import PortableChannels, PortableInbox, PortableModeration
 from bot.storage.postgres.database import PostgresDatabase
 from bot.storage.postgres.jobs import ADMIT_FUNCTION, PostgresJobs
 from bot.storage.postgres.link import PostgresLink
@@ -27,6 +27,7 @@ class PostgresStorage(PostgresDatabase):
         self.people = PostgresPeople(self, clock)
         self.channels = PortableChannels(self, clock)
         self.inbox = PortableInbox(self)
+        self.moderation = PortableModeration(self, clock)
         self.link = PostgresLink(pool)
         self.queue = PostgresQueue(self, self.link, clock)
 

@@ -238,6 +238,19 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "WHEN (NEW.status IN ('done', 'failed', 'cancelled')) EXECUTE FUNCTION job_pictures_end()",
         ),
     ),
+    (
+        5,
+        "the block list's rules, and the prompts it refused (for admins and stats)",
+        (
+            "CREATE TABLE block_rules (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, kind TEXT NOT NULL, "
+            "pattern TEXT NOT NULL, added_by TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, "
+            "UNIQUE (kind, pattern))",
+            "CREATE TABLE refusals (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_key TEXT NOT NULL, "
+            "chat_key TEXT NOT NULL, rule_id BIGINT, pattern TEXT NOT NULL, field TEXT NOT NULL, "
+            "quota_day TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)",
+            "CREATE INDEX refusals_day ON refusals (quota_day, chat_key)",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.storage.portable import PortableChannels, PortableInbox
+from bot.storage.portable import PortableChannels, PortableInbox, PortableModeration
 from bot.storage.sqlite.checkpoints import Checkpointer
 from bot.storage.sqlite.database import Database, open_connection
 from bot.storage.sqlite.jobs import SQLiteJobs
@@ -37,6 +37,7 @@ class SQLiteStorage(Database):
         self.people = SQLitePeople(self, clock)
         self.channels = PortableChannels(self, clock)
         self.inbox = PortableInbox(self)
+        self.moderation = PortableModeration(self, clock)
         self.queue = None  # one process: its queue is its own (bot.jobs.scheduler)
 
     @classmethod

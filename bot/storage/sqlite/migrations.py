@@ -196,6 +196,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             "BEGIN DELETE FROM job_pictures WHERE job_id = OLD.id; END",
         ),
     ),
+    Migration(
+        8,
+        "the block list's rules, and the prompts it refused (for admins and stats)",
+        (
+            "CREATE TABLE block_rules (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
+            "pattern TEXT NOT NULL, added_by TEXT NOT NULL, created_at REAL NOT NULL, UNIQUE (kind, pattern))",
+            "CREATE TABLE refusals (id INTEGER PRIMARY KEY AUTOINCREMENT, user_key TEXT NOT NULL, "
+            "chat_key TEXT NOT NULL, rule_id INTEGER, pattern TEXT NOT NULL, field TEXT NOT NULL, "
+            "quota_day TEXT NOT NULL, at REAL NOT NULL)",
+            "CREATE INDEX refusals_day ON refusals (quota_day, chat_key)",
+        ),
+    ),
 )
 
 
