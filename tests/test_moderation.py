@@ -147,3 +147,19 @@ def test_sdbot_block_and_draw_dry_run(tmp_path: Path) -> None:
     assert fine.returncode == 0
     assert wrong.returncode == 2 and "regular expression" in wrong.stderr
     assert unreadable.returncode == 2 and "nowhere.txt" in unreadable.stderr
+
+
+async def test_refusals_are_pruned_with_the_days_they_belong_to(tmp_path: Path) -> None:
+    from bot.jobs import retention
+    from bot.storage import open_storage
+
+    storage = await open_storage(tmp_path / "db")
+    try:
+        rule, _ = await storage.moderation.add_rule("word", "gore", "cli")
+        for day in ("2027-01-01", "2027-01-02", "2027-01-03"):
+            await storage.moderation.record_refusal("telegram:2", "telegram:2", rule, "prompt", day)
+        await retention.prune(storage, "2027-01-03")
+        left = await storage.moderation.refusals(10)
+    finally:
+        await storage.close()
+    assert len(left) == 1  # the day kept

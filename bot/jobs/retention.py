@@ -25,14 +25,17 @@ def cutoff_day(now: float, days: int, tz: ZoneInfo) -> str:
 
 
 async def prune(storage: Storage, before: str, *, batch: int = BATCH, pause: float = 0.0) -> int:
-    """Delete the finished jobs of quota days before ``before``, ``batch`` per step; returns how many."""
+    """Delete the finished jobs of quota days before ``before``, ``batch`` per step, and the block list's
+    refusals of those days; returns how many jobs."""
     total = 0
     while True:
         deleted = await storage.jobs.delete_finished_before(before, batch)
         total += deleted
         if deleted < batch:
-            return total
+            break
         await asyncio.sleep(pause)
+    await storage.moderation.prune_refusals_before(before)
+    return total
 
 
 class Pruner:
