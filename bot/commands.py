@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import datetime
+from typing import Any
 
 from bot.chats.directory import Directory
 from bot.chats.refs import ChatRef, UserRef, parse_key
 from bot.config import COUNT_MAX, Settings
+from bot.draw import defaults as draw_defaults
 from bot.draw import params
 from bot.draw.capabilities import Capabilities
-from bot.draw.options import OPTIONS
+from bot.draw.options import BY_NAME, OPTIONS, SPELLINGS
 from bot.errors import SdbotError
 from bot.jobs.job import Job, JobEvent
 from bot.messages.i18n import Lang, Msg, normalize_language, render_error, t
@@ -78,10 +80,12 @@ class Commands:
         cancel: Cancel,
         platforms: Collection[str],
         private: bool = False,
+        manager: bool = False,
     ) -> str:
         """The reply to a text command. ``cancel`` is the core's (it also takes the jobs out of the queue);
         ``platforms``: those a user key may name (the adapters this process serves); ``private``: only the user
-        sees the reply (Discord's ephemeral answers), as in a private chat."""
+        sees the reply (Discord's ephemeral answers), as in a private chat; ``manager``: the platform counts the user
+        an admin of the chat (``/settings``)."""
         lang = self._directory.language_for(user)
         command = name.strip().lstrip("/").split("@", 1)[0].casefold()
         words = args.split()
@@ -95,6 +99,8 @@ class Commands:
                 return await self._lang(user, words)
             if command == "cancel":
                 return await self._cancel(cancel, user, words, lang)
+            if command == "settings":
+                return await self._settings_command(user, chat, args, manager, capabilities=capabilities)
             if command == "admin":
                 if not admin:
                     raise SdbotError("admin_only")
@@ -213,6 +219,59 @@ class Commands:
             forgiven = await self._quotas.reset_usage("user", target)
             return t(lang, "cmd.admin.reset", user=target, count=forgiven)
         raise SdbotError("command_usage", usage=Msg("cmd.help.admin"))
+
+    # /settings --------------------------------------------------------------------------------------
+
+    async def chat_settings(
+        self,
+        user: UserRef,
+        chat: ChatRef,
+        changes: Mapping[str, str | None],
+        *,
+        capabilities: Callable[[], Awaitable[Capabilities]],
+        manager: bool,
+    ) -> str:
+        """Apply ``changes`` (see :meth:`bot.core.Core.chat_settings`), then the chat's defaults as they are."""
+        lang = self._directory.language_for(user)
+        try:
+            if changes:
+                if not (manager or self._quotas.is_admin(user.key)):
+                    raise SdbotError("settings_admin_only")
+                caps = await capabilities()
+                checked = {
+                    name: None if v is None else draw_defaults.checked(name, v, caps) for name, v in changes.items()
+                }
+                await self._directory.touch_chat(chat)
+                for name, value in checked.items():
+                    await self._storage.channels.set_default(chat.key, name, value, user.key)
+            return await self.settings_report(lang, chat)
+        except SdbotError as exc:
+            return render_error(exc, lang)
+
+    async def settings_report(self, lang: Lang, chat: ChatRef) -> str:
+        current = await self._storage.channels.defaults(chat.key)
+        lines = [t(lang, "cmd.settings.title")]
+        for name in draw_defaults.SETTABLE:
+            option = BY_NAME[name]
+            value = current.get(name)
+            shown = option.label(lang, value) if value is not None else Msg("cmd.settings.unset")
+            lines.append(t(lang, "cmd.settings.line", option=option.zh if lang == "zh" else name, value=shown))
+        return "\n".join(lines)
+
+    async def _settings_command(self, user: UserRef, chat: ChatRef, args: str, manager: bool, **kw: Any) -> str:
+        """``/settings`` as text: none (show), ``reset``, ``<option> <value>`` or ``<option> default``."""
+        words = args.split()
+        if not words:
+            return await self.chat_settings(user, chat, {}, manager=manager, **kw)
+        if words[0].casefold() in ("reset", "重置") and len(words) == 1:
+            changes: dict[str, str | None] = dict.fromkeys(draw_defaults.SETTABLE)
+            return await self.chat_settings(user, chat, changes, manager=manager, **kw)
+        name = SPELLINGS.get(words[0].lstrip("-—–－").casefold())
+        if name is None or len(words) < 2:
+            raise SdbotError("command_usage", usage=Msg("cmd.settings.usage"))
+        value = args.split(None, 1)[1].strip()
+        unset = value.casefold() in ("default", "默认")
+        return await self.chat_settings(user, chat, {name: None if unset else value}, manager=manager, **kw)
 
     # /admin block ----------------------------------------------------------------------------------
 

@@ -17,12 +17,13 @@ from bot.chats.inbox import Inbox
 from bot.chats.refs import ChatRef, PictureRef, UserRef
 from bot.commands import Commands
 from bot.config import Settings
+from bot.draw import defaults
 from bot.draw import picture as pictures
 from bot.draw.capabilities import Capabilities
 from bot.draw.compose import compose
 from bot.draw.grammar import OptionValue, render_command
 from bot.draw.request import DrawRequest
-from bot.draw.validation import parse_request, validate
+from bot.draw.validation import parse_request
 from bot.errors import BackendError, DrawError, SdbotError
 from bot.jobs import sending
 from bot.jobs.breaker import Breaker
@@ -268,11 +269,12 @@ class Core:
             self._require_backend_up()
             caps = await self.backend.capabilities()
             args = compose(text, caps, typed=typed, replied=replied)
+            chat_defaults = await self.storage.channels.defaults(chat.key)
             if picture is None:
-                request = validate(args, caps)
+                request = defaults.apply(args, chat_defaults, caps)
             else:
                 data, info = await self._fetch_picture(user.platform, picture, caps)
-                request = validate(args, caps, picture=(info.width, info.height))
+                request = defaults.apply(args, chat_defaults, caps, picture=(info.width, info.height))
                 request = await self._with_source(request, caps, picture, data, info.size)
             await self.backend.check_request(request)
             await self._screen(user, chat, request)
@@ -519,6 +521,16 @@ class Core:
             await channels.clear(chat.key)
         return await channels.allowed(chat.key)
 
+    async def chat_settings(
+        self, user: UserRef, chat: ChatRef, changes: Mapping[str, str | None], *, manager: bool
+    ) -> str:
+        """``/settings``: apply ``changes`` to the chat's /draw defaults (a value None unsets it), each checked
+        as /draw would check it, all or none; the reply shows them in the user's language. Only ``manager`` (the
+        platform's admins of the chat, or anyone in their own private chat) and ``SDBOT_ADMINS`` may change them."""
+        return await self.commands.chat_settings(
+            user, chat, changes, capabilities=self.backend.capabilities, manager=manager
+        )
+
     async def set_chat_cap(self, chat: ChatRef, images: int | None, lang: Lang) -> str:
         """Set the chat's daily image cap (None: back to ``SDBOT_CHAT_DAILY_IMAGES``); returns the reply."""
         await self.directory.touch_chat(chat)
@@ -554,10 +566,11 @@ class Core:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def handle_command(
-        self, user: UserRef, chat: ChatRef, name: str, args: str = "", *, private: bool = False
+        self, user: UserRef, chat: ChatRef, name: str, args: str = "", *, private: bool = False, manager: bool = False
     ) -> str:
-        """``/quota``, ``/lang``, ``/help``, ``/cancel``, ``/admin ...``: the reply (never raises for input).
-        ``private``: only the user sees the reply (Discord's ephemeral answers)."""
+        """``/quota``, ``/lang``, ``/help``, ``/cancel``, ``/settings``, ``/admin ...``: the reply (never raises for
+        input). ``private``: only the user sees the reply (Discord's ephemeral answers); ``manager``: the platform
+        counts the user an admin of the chat (``/settings`` may change it)."""
         return await self.commands.handle(
             user,
             chat,
@@ -567,6 +580,7 @@ class Core:
             cancel=self.cancel,
             platforms=self._sinks,
             private=private,
+            manager=manager or not chat.is_group,
         )
 
     # Running ----------------------------------------------------------------------------------------

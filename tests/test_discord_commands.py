@@ -47,7 +47,7 @@ async def test_sync_declares_draw_with_localized_options_and_backend_choices(tmp
         draw = dc.command("draw")
         names = {c["name"] for c in dc.commands}
 
-    assert names == {"draw", "quota", "lang", "cancel", "help", "sdadmin"}
+    assert names == {"draw", "quota", "lang", "cancel", "help", "sdadmin", "settings"}
     assert draw["description"] == t("en", "menu.draw")
     assert draw["description_localizations"] == {"zh-CN": t("zh", "menu.draw"), "zh-TW": t("zh", "menu.draw")}
     options = {o["name"]: o for o in draw["options"]}
@@ -81,7 +81,7 @@ async def test_admin_group_and_user_commands_are_localized(tmp_path: Path) -> No
         admin, lang = dc.command("sdadmin"), dc.command("lang")
 
     subs = {o["name"]: o for o in admin["options"]}
-    assert set(subs) == {"servercap", "channels", "stats", "quota", "ban", "unban", "reset"}
+    assert set(subs) == {"servercap", "channels", "stats", "quota", "ban", "unban", "reset", "block"}
     assert admin["dm_permission"] is False  # servers only
     assert subs["servercap"]["description_localizations"]["zh-CN"] == t("zh", "discord.admin.servercap")
     channels = {o["name"]: o for o in subs["channels"]["options"]}
@@ -120,7 +120,7 @@ async def test_guild_ids_sync_to_those_servers_only(tmp_path: Path) -> None:
         stored = dc.guild_commands[dc.GUILD_ID]
 
     assert dc.commands == []
-    assert {c["name"] for c in stored} == {"draw", "quota", "lang", "cancel", "help", "sdadmin"}
+    assert {c["name"] for c in stored} == {"draw", "quota", "lang", "cancel", "help", "sdadmin", "settings"}
     assert all(c["guild_id"] == str(dc.GUILD_ID) for c in stored)
 
 

@@ -186,7 +186,7 @@ async def test_text_commands_and_menus(tg: FakeTelegram, tmp_path: Path) -> None
     assert unknown.params["text"] == t("en", "error.command_unknown", command="/frobnicate")
     assert refused.params["text"] == t("en", "error.admin_only")
     en = [c["command"] for c in tg.visible_commands(USER, "en")]
-    assert en == ["draw", "quota", "lang", "cancel", "help", "start"]
+    assert en == ["draw", "quota", "lang", "cancel", "settings", "help", "start"]
     assert tg.visible_commands(USER, "zh-hans")[0] == {"command": "draw", "description": t("zh", "menu.draw")}
     assert tg.visible_commands(USER, "fr")[0]["description"] == t("en", "menu.draw")
     assert "admin" in [c["command"] for c in tg.visible_commands(ZH_USER, "zh-hans")]

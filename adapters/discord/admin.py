@@ -10,6 +10,8 @@ from adapters.discord.refs import chat_ref, user_key, user_ref
 from adapters.discord.replies import guarded, lang_of, reply
 from bot.config import Settings
 from bot.core import Core
+from bot.draw.defaults import SETTABLE
+from bot.draw.options import OptionValue
 from bot.messages.i18n import t
 
 Role = Literal["operator", "manager"]
@@ -92,3 +94,16 @@ class AdminHandlers:
         args = " ".join(("block", action, *([value] if value else [])))
         user, chat = user_ref(interaction), chat_ref(interaction)
         await reply(interaction, await self.core.handle_command(user, chat, "admin", args, private=True))
+
+    @guarded
+    async def chat_settings(
+        self, interaction: discord.Interaction, typed: dict[str, OptionValue | None], reset: str | None
+    ) -> None:
+        """``/settings``: the chat's /draw defaults; the server's managers and ``SDBOT_ADMINS`` change them (in a
+        DM, its user). Answered only to the user."""
+        changes: dict[str, str | None] = {name: str(value) for name, value in typed.items() if value is not None}
+        if reset is not None:
+            changes |= dict.fromkeys(SETTABLE if reset == "all" else (reset,))
+        manager = interaction.guild_id is None or role(interaction, self.settings) is not None
+        user, chat = user_ref(interaction), chat_ref(interaction)
+        await reply(interaction, await self.core.chat_settings(user, chat, changes, manager=manager))

@@ -16,7 +16,8 @@ from adapters.discord.handlers import Handlers
 from adapters.discord.translator import localized, text
 from bot.draw import params
 from bot.draw.capabilities import Capabilities
-from bot.draw.options import OPTIONS, Option, OptionValue
+from bot.draw.defaults import SETTABLE
+from bot.draw.options import BY_NAME, OPTIONS, Option, OptionValue
 from bot.messages.presentation import describe
 
 CHOICES_MAX = 25
@@ -32,6 +33,7 @@ Completer = Callable[[discord.Interaction, str], Awaitable[list[app_commands.Cho
 
 def build(tree: app_commands.CommandTree, handlers: Handlers, admin: AdminHandlers, caps: Capabilities) -> None:
     tree.add_command(draw_command(handlers, caps))
+    tree.add_command(settings_command(admin, caps))
     if caps.image_to_image:
         tree.add_command(draw_from_menu(handlers))
     for command in user_commands(handlers):
@@ -118,6 +120,34 @@ def draw_command(handlers: Handlers, caps: Capabilities) -> app_commands.Command
     if completions:
         callback = app_commands.autocomplete(**completions)(callback)  # type: ignore[arg-type]
     return app_commands.Command(name="draw", description=text("menu.draw"), callback=callback)
+
+
+def settings_command(admin: AdminHandlers, caps: Capabilities) -> app_commands.Command:  # type: ignore[type-arg]
+    """``/settings``: the server's (or DM's) /draw defaults, its options those of /draw that a chat may default,
+    with /draw's choices and ranges; ``reset`` unsets one or all. Without options: shows them."""
+
+    async def settings(interaction: discord.Interaction, reset: str | None = None, **typed: OptionValue | None) -> None:
+        await admin.chat_settings(interaction, typed, reset)
+
+    listed = [BY_NAME[name] for name in SETTABLE if BY_NAME[name].supported(caps)]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    settings.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Interaction),
+            *(inspect.Parameter(o.name, keyword, default=None, annotation=_annotation(o, caps)) for o in listed),
+            inspect.Parameter("reset", keyword, default=None, annotation=str | None),
+        ]
+    )
+    descriptions = {o.name: localized(functools.partial(describe, o, caps=caps)) for o in listed}
+    callback = app_commands.describe(reset=text("discord.option.reset"), **descriptions)(settings)
+    names = {o.name: app_commands.locale_str(o.name, zh=o.zh) for o in listed}
+    callback = app_commands.rename(reset=text("discord.name.reset"), **names)(callback)
+    resets = [app_commands.Choice(name=app_commands.locale_str(o.name, zh=o.zh), value=o.name) for o in listed]
+    choices = {o.name: [_choice(o, value) for value in o.choices(caps)] for o in listed if o.offered is not None}
+    choices = {name: values for name, values in choices.items() if len(values) <= CHOICES_MAX}
+    resets.append(app_commands.Choice(name=text("discord.reset.all"), value="all"))
+    callback = app_commands.choices(reset=resets, **choices)(callback)
+    return app_commands.Command(name="settings", description=text("menu.settings"), callback=callback)
 
 
 def draw_from_menu(handlers: Handlers) -> app_commands.ContextMenu:

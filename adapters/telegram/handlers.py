@@ -6,13 +6,14 @@ import logging
 import re
 from typing import Any
 
-from telegram import CallbackQuery, Chat, MaybeInaccessibleMessage, Message, MessageEntity, Update, User
+from telegram import CallbackQuery, Chat, ChatMember, MaybeInaccessibleMessage, Message, MessageEntity, Update, User
 from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 from adapters.telegram.pictures import file_id, picture_of
 from adapters.telegram.sender import Sender
+from adapters.telegram.settings import choice_value, settings_keyboard, values_keyboard
 from adapters.telegram.sink import PICTURES_KEY
 from adapters.telegram.status import StatusBoard
 from adapters.telegram.text import MAX_ALERT, MAX_TEXT, chunks, utf16_len
@@ -20,11 +21,11 @@ from bot.chats.refs import ChatRef, PictureRef, UserRef
 from bot.core import Core, DeliveryGone
 from bot.draw.compose import split_command
 from bot.errors import SdbotError
-from bot.messages.i18n import Lang, render_error, t
+from bot.messages.i18n import Lang, Msg, render_error, t
 
 log = logging.getLogger(__name__)
 
-TEXT_COMMANDS = ("start", "help", "quota", "lang", "cancel", "admin")
+TEXT_COMMANDS = ("start", "help", "quota", "lang", "cancel", "admin", "settings")
 DRAW_CAPTION = re.compile(r"^/draw(@\w+)?(\s|$)", re.IGNORECASE)
 _ADMIN_ON_USER = {"ban": 0, "unban": 0, "reset": 0, "quota": 1}  # sub-command -> words it takes besides the user
 
@@ -62,6 +63,7 @@ class Handlers:
         app.add_handler(CommandHandler(list(TEXT_COMMANDS), self.command, filters=new))
         app.add_handler(CallbackQueryHandler(self.button, pattern=r"^(again|edit):\d+$"))
         app.add_handler(CallbackQueryHandler(self.picture_button, pattern=r"^(up|vary):\d+:\d+$"))
+        app.add_handler(CallbackQueryHandler(self.settings_button, pattern=r"^set:"))
         app.add_handler(CallbackQueryHandler(self.stale_button))  # anything else: stop the client's spinner
         app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.migrated))
         # In a private chat every command is for us, so an unknown one is answered, pointing to /help.
@@ -103,7 +105,13 @@ class Handlers:
         name, args = split_command(message.text)
         if name == "admin":
             args = self._admin_target(message, args)
-        answer = await self.core.handle_command(ref, chat_ref(message.chat), name, args)
+        chat = chat_ref(message.chat)
+        if name == "settings":
+            manager = await self._manages(context, message.chat_id, user.id)
+            answer = await self.core.handle_command(ref, chat, name, args, manager=manager)
+            await self._send_settings(message, answer, self.core.language_for(ref))
+            return
+        answer = await self.core.handle_command(ref, chat, name, args)
         await self.reply(message, answer)
         if name == "cancel":
             await self._forget_cancelled(ref)
@@ -194,6 +202,53 @@ class Handlers:
         if thread_id:
             route["thread_id"] = thread_id
         return route
+
+    # /settings ------------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _manages(context: Context, chat_id: int, user_id: int) -> bool:
+        """Whether Telegram counts the user an admin of the chat (the owner of a private chat is)."""
+        if chat_id == user_id:
+            return True
+        try:
+            member = await context.bot.get_chat_member(chat_id, user_id)
+        except TelegramError as exc:
+            log.info("chat %s: could not tell whether a user administers it (%s)", chat_id, type(exc).__name__)
+            return False
+        return member.status in (ChatMember.OWNER, ChatMember.ADMINISTRATOR)
+
+    async def _send_settings(self, message: Message, text: str, lang: Lang) -> None:
+        """The chat's defaults with a button per enumerated one: pressing opens its choices."""
+        thread_id = message.message_thread_id if message.is_topic_message else None
+        markup = settings_keyboard(await self.core.capabilities(), lang)
+        await self.sender.send_text(
+            message.chat_id, text, reply_to=message.message_id, thread_id=thread_id, markup=markup
+        )
+
+    async def settings_button(self, update: Update, context: Context) -> None:
+        """``set:<option>`` shows the option's values; ``set:<option>:<n>`` sets the n-th (``-`` unsets it). Any
+        member may look; only the chat's admins change (the core checks)."""
+        query, user = update.callback_query, update.effective_user
+        if query is None or user is None or not isinstance(query.message, Message) or query.data is None:
+            return
+        message, ref = query.message, user_ref(user)
+        lang = self.core.language_for(ref)
+        parts = query.data.split(":")
+        caps = await self.core.capabilities()
+        try:
+            if len(parts) == 2:
+                await self._answer(query)
+                await query.edit_message_reply_markup(reply_markup=values_keyboard(parts[1], caps, lang))
+                return
+            value = choice_value(parts[1], parts[2], caps)
+            manager = await self._manages(context, message.chat_id, user.id)
+            text = await self.core.chat_settings(ref, chat_ref(message.chat), {parts[1]: value}, manager=manager)
+            await self._answer(query)
+            await query.edit_message_text(text, reply_markup=settings_keyboard(caps, lang))
+        except TelegramError as exc:  # the message is too old to edit, or unchanged
+            log.info("settings message not updated: %s", type(exc).__name__)
+        except (SdbotError, LookupError, ValueError):
+            await self._answer(query, render_error(SdbotError("command_usage", usage=Msg("cmd.settings.usage")), lang))
 
     async def stale_button(self, update: Update, context: Context) -> None:
         if update.callback_query is not None:

@@ -13,7 +13,7 @@ from bot.messages.i18n import LANGUAGES, Lang, t
 
 log = logging.getLogger(__name__)
 
-PUBLIC = ("draw", "quota", "lang", "cancel", "help", "start")
+PUBLIC = ("draw", "quota", "lang", "cancel", "settings", "help", "start")
 ADMIN = (*PUBLIC, "admin")
 
 

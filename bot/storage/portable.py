@@ -147,6 +147,21 @@ class PortableChannels:
             (chat_key, channel_id, self._clock()),
         )
 
+    async def defaults(self, chat_key: str) -> dict[str, str]:
+        rows = await self._db.fetchall("SELECT name, value FROM chat_defaults WHERE chat_key = ?", (chat_key,))
+        return {row["name"]: row["value"] for row in rows}
+
+    async def set_default(self, chat_key: str, name: str, value: str | None, by: str) -> None:
+        if value is None:
+            await self._db.execute("DELETE FROM chat_defaults WHERE chat_key = ? AND name = ?", (chat_key, name))
+            return
+        await self._db.execute(
+            "INSERT INTO chat_defaults (chat_key, name, value, updated_by, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (chat_key, name) DO UPDATE SET value = excluded.value, updated_by = excluded.updated_by, "
+            "updated_at = excluded.updated_at",
+            (chat_key, name, value, by, self._clock()),
+        )
+
     async def remove(self, chat_key: str, channel_id: str) -> None:
         await self._db.execute(
             "DELETE FROM allowed_channels WHERE chat_key = ? AND channel_id = ?", (chat_key, channel_id)

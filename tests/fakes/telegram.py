@@ -655,6 +655,7 @@ class FakeTelegram(FakeServer):
         self._chats: dict[int, JSON] = {}
         self._migrated: dict[int, int] = {}
         self._blocked: set[int] = set()
+        self.chat_admins: dict[int, set[int]] = {}  # group chat id -> its administrators' user ids (getChatMember)
         self._messages: dict[int, dict[int, JSON]] = {}
         self._last_message_id: dict[int, int] = {}
         self._photos: list[SentPhoto] = []
@@ -1573,6 +1574,27 @@ class FakeTelegram(FakeServer):
         self._open_queries.discard(query_id)
         self.callback_answers.append(dict(call.params))
         return True
+
+    async def _api_getChatMember(self, call: Call) -> JSON:
+        """A ChatMember: ``creator`` in a private chat (its user), ``administrator`` for ``chat_admins``, else
+        ``member``; "chat not found" for an unknown chat."""
+        chat_id, user_id = call.params.get("chat_id"), call.params.get("user_id")
+        if not isinstance(chat_id, int) or chat_id not in self._chats:
+            raise bad_request("chat not found")
+        if not isinstance(user_id, int):
+            raise bad_request("user not found")
+        user = self._user(user_id)
+        if chat_id == user_id:
+            return {"status": "creator", "user": user, "is_anonymous": False}
+        if user_id in self.chat_admins.get(chat_id, set()):
+            return {
+                "status": "administrator", "user": user, "can_be_edited": False, "is_anonymous": False,
+                "can_manage_chat": True, "can_delete_messages": True, "can_manage_video_chats": True,
+                "can_restrict_members": True, "can_promote_members": False, "can_change_info": True,
+                "can_invite_users": True, "can_post_stories": False, "can_edit_stories": False,
+                "can_delete_stories": False,
+            }  # fmt: skip
+        return {"status": "member", "user": user}
 
     async def _api_getFile(self, call: Call) -> JSON:
         stored = self._files.get(str(call.params.get("file_id") or ""))

@@ -240,7 +240,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     ),
     (
         5,
-        "the block list's rules, and the prompts it refused (for admins and stats)",
+        "the block list's rules, the prompts it refused (for admins and stats), and chats' /draw defaults",
         (
             "CREATE TABLE block_rules (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, kind TEXT NOT NULL, "
             "pattern TEXT NOT NULL, added_by TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, "
@@ -249,6 +249,8 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "chat_key TEXT NOT NULL, rule_id BIGINT, pattern TEXT NOT NULL, field TEXT NOT NULL, "
             "quota_day TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)",
             "CREATE INDEX refusals_day ON refusals (quota_day, chat_key)",
+            "CREATE TABLE chat_defaults (chat_key TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, "
+            "updated_by TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (chat_key, name))",
         ),
     ),
 )

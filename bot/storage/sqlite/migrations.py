@@ -198,7 +198,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         8,
-        "the block list's rules, and the prompts it refused (for admins and stats)",
+        "the block list's rules, the prompts it refused (for admins and stats), and chats' /draw defaults",
         (
             "CREATE TABLE block_rules (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
             "pattern TEXT NOT NULL, added_by TEXT NOT NULL, created_at REAL NOT NULL, UNIQUE (kind, pattern))",
@@ -206,6 +206,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             "chat_key TEXT NOT NULL, rule_id INTEGER, pattern TEXT NOT NULL, field TEXT NOT NULL, "
             "quota_day TEXT NOT NULL, at REAL NOT NULL)",
             "CREATE INDEX refusals_day ON refusals (quota_day, chat_key)",
+            "CREATE TABLE chat_defaults (chat_key TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, "
+            "updated_by TEXT NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (chat_key, name))",
         ),
     ),
 )
