@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any
 
+from bot.chats import policy
 from bot.chats.directory import Directory
 from bot.chats.refs import ChatRef, UserRef, parse_key
 from bot.config import COUNT_MAX, Settings
@@ -14,11 +15,11 @@ from bot.draw import defaults as draw_defaults
 from bot.draw import params
 from bot.draw.capabilities import Capabilities
 from bot.draw.options import BY_NAME, OPTIONS, SPELLINGS
-from bot.errors import SdbotError
+from bot.errors import DrawError, SdbotError
 from bot.jobs.job import Job, JobEvent
 from bot.messages.i18n import Lang, Msg, normalize_language, render_error, t
 from bot.messages.presentation import describe
-from bot.moderation.rules import check_pattern
+from bot.moderation.rules import Rule, check_pattern
 from bot.quotas import days
 from bot.quotas.admission import Quotas
 from bot.storage import Storage
@@ -238,9 +239,7 @@ class Commands:
                 if not (manager or self._quotas.is_admin(user.key)):
                     raise SdbotError("settings_admin_only")
                 caps = await capabilities()
-                checked = {
-                    name: None if v is None else draw_defaults.checked(name, v, caps) for name, v in changes.items()
-                }
+                checked = {name: None if v is None else _checked(name, v, caps, chat) for name, v in changes.items()}
                 await self._directory.touch_chat(chat)
                 for name, value in checked.items():
                     await self._storage.channels.set_default(chat.key, name, value, user.key)
@@ -256,6 +255,11 @@ class Commands:
             value = current.get(name)
             shown = option.label(lang, value) if value is not None else Msg("cmd.settings.unset")
             lines.append(t(lang, "cmd.settings.line", option=option.zh if lang == "zh" else name, value=shown))
+        for name in policy.POLICIES:
+            if policy.offered(name, chat.platform):
+                value = current.get(name, policy.POLICIES[name][0])
+                label = Msg(f"setting.{name}")
+                lines.append(t(lang, "cmd.settings.line", option=label, value=Msg(f"setting.{name}.{value}")))
         return "\n".join(lines)
 
     async def _settings_command(self, user: UserRef, chat: ChatRef, args: str, manager: bool, **kw: Any) -> str:
@@ -264,9 +268,11 @@ class Commands:
         if not words:
             return await self.chat_settings(user, chat, {}, manager=manager, **kw)
         if words[0].casefold() in ("reset", "重置") and len(words) == 1:
-            changes: dict[str, str | None] = dict.fromkeys(draw_defaults.SETTABLE)
+            names = [*draw_defaults.SETTABLE, *(p for p in policy.POLICIES if policy.offered(p, chat.platform))]
+            changes: dict[str, str | None] = dict.fromkeys(names)
             return await self.chat_settings(user, chat, changes, manager=manager, **kw)
-        name = SPELLINGS.get(words[0].lstrip("-—–－").casefold())
+        word = words[0].lstrip("-—–－").casefold()
+        name = SPELLINGS.get(word) or policy.NAMES.get(word) or (word if word in policy.POLICIES else None)
         if name is None or len(words) < 2:
             raise SdbotError("command_usage", usage=Msg("cmd.settings.usage"))
         value = args.split(None, 1)[1].strip()
@@ -281,11 +287,13 @@ class Commands:
         words = text.split()
         sub = words[0].casefold() if words else ""
         moderation = self._storage.moderation
-        if sub in ("add", "regex") and len(words) > 1:
-            kind = "word" if sub == "add" else "regex"
-            rule, added = await moderation.add_rule(kind, check_pattern(kind, text.split(None, 1)[1]), admin)
+        if sub in ("add", "regex", "strict") and len(words) > 1:
+            kind = "regex" if sub == "regex" else "word"
+            level = "strict" if sub == "strict" else "all"
+            pattern = check_pattern(kind, text.split(None, 1)[1])
+            rule, added = await moderation.add_rule(kind, pattern, admin, level)
             key = "cmd.block.added" if added else "cmd.block.exists"
-            return t(lang, key, rule=rule.id, kind=rule.kind, pattern=rule.pattern)
+            return t(lang, key, rule=rule.id, kind=_kind(rule), pattern=rule.pattern)
         if sub == "remove" and len(words) == 2:
             number = params.whole_number(words[1].lstrip("#"), 1, COUNT_MAX)
             removed = None if number is None else await moderation.remove_rule(number)
@@ -296,7 +304,7 @@ class Commands:
             rules = await moderation.rules()
             if not rules:
                 return t(lang, "cmd.block.empty")
-            lines = [t(lang, "cmd.block.rule", rule=r.id, kind=r.kind, pattern=r.pattern) for r in rules]
+            lines = [t(lang, "cmd.block.rule", rule=r.id, kind=_kind(r), pattern=r.pattern) for r in rules]
             return "\n".join([t(lang, "cmd.block.list", total=len(rules)), *lines])
         if sub == "refusals" and len(words) == 1:
             refusals = await moderation.refusals(REFUSALS_SHOWN)
@@ -367,6 +375,20 @@ class Commands:
             t(lang, "cmd.stats.refused", refused=await self._storage.moderation.refused_on(stats.day, chat_key)),
         ]
         return "\n".join(lines)
+
+
+def _checked(name: str, value: str, caps: Capabilities, chat: ChatRef) -> str:
+    """A /settings value as stored: a moderation setting's choice, or a /draw default checked as /draw would."""
+    if name in policy.POLICIES:
+        if not policy.offered(name, chat.platform):
+            raise DrawError("setting_unknown", option=name, settings=", ".join(draw_defaults.SETTABLE))
+        return policy.checked(name, value)
+    return draw_defaults.checked(name, value, caps)
+
+
+def _kind(rule: Rule) -> str:
+    """How a rule is listed: ``word``, ``regex``, ``word, strict``."""
+    return f"{rule.kind}, strict" if rule.level == "strict" else rule.kind
 
 
 def limit_arg(text: str) -> int | None:

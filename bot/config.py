@@ -538,6 +538,13 @@ class Settings:
         "lets bots download at most 20 MB.",
         integer(1024, 1 << 30),
     )
+    nsfw_channels: str = var(
+        "SDBOT_NSFW_CHANNELS",
+        "spoiler",
+        "What Discord's age-restricted channels do with pictures the image service's filter flagged: withhold, "
+        "spoiler (under Discord's spoiler cover) or show; other channels never show them.",
+        choice("withhold", "spoiler", "show"),
+    )
     upscale_cost: int = var(
         "SDBOT_UPSCALE_COST",
         "1",

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from bot.backends import images
 from bot.backends.base import Backend
+from bot.chats import policy
 from bot.chats.directory import Directory
 from bot.chats.inbox import Inbox
 from bot.chats.refs import ChatRef, PictureRef, UserRef
@@ -280,9 +281,12 @@ class Core:
             await self._screen(user, chat, request)
             return await self._admit(user, chat, request, route, parent_id=None, origin=origin)
 
-    async def again(self, job_id: int, user: UserRef, route: dict[str, Any], *, origin: str | None = None) -> Job:
+    async def again(
+        self, job_id: int, user: UserRef, route: dict[str, Any], *, origin: str | None = None, strict: bool = False
+    ) -> Job:
         """Re-run the job's request with a new seed (and the same picture, fetched again), charged like any other.
-        Only its owner may: to anyone else the job does not exist (``job_not_found``)."""
+        Only its owner may: to anyone else the job does not exist (``job_not_found``). ``strict``: asked where
+        moderation is strict (see :attr:`ChatRef.strict`), as for :meth:`vary` and :meth:`upscale`."""
         self._require_ready(user.platform)
         with self._counting_refusals():
             self._require_backend_up()
@@ -290,11 +294,19 @@ class Core:
             source = original.request.source
             picture = None if source is None else PictureRef(source.ref, durable=not source.kept)
             if original.request.task == "upscale" and picture is not None:
-                return await self._upscale(original, user, route, picture, origin)
-            return await self._rerun(original, user, route, original.request.with_seed(None), picture, origin)
+                return await self._upscale(original, user, route, picture, origin, strict)
+            request = original.request.with_seed(None)
+            return await self._rerun(original, user, route, request, picture, origin, strict)
 
     async def vary(
-        self, job_id: int, user: UserRef, route: dict[str, Any], picture: PictureRef, *, origin: str | None = None
+        self,
+        job_id: int,
+        user: UserRef,
+        route: dict[str, Any],
+        picture: PictureRef,
+        *,
+        origin: str | None = None,
+        strict: bool = False,
     ) -> Job:
         """Variations: ``picture`` (one the job drew) drawn again from itself with the job's request, a new seed and
         the low ``SDBOT_VARIATION_STRENGTH``. Its owner only, as :meth:`again`."""
@@ -304,10 +316,17 @@ class Core:
             original = await self._owned(job_id, user)
             strength = self.settings.variation_strength
             request = dataclasses.replace(original.request, seed=None, strength=strength, source=None, task="draw")
-            return await self._rerun(original, user, route, request, picture, origin)
+            return await self._rerun(original, user, route, request, picture, origin, strict)
 
     async def upscale(
-        self, job_id: int, user: UserRef, route: dict[str, Any], picture: PictureRef, *, origin: str | None = None
+        self,
+        job_id: int,
+        user: UserRef,
+        route: dict[str, Any],
+        picture: PictureRef,
+        *,
+        origin: str | None = None,
+        strict: bool = False,
     ) -> Job:
         """Upscale: ``picture`` (one the job drew) at twice its sides, charged ``SDBOT_UPSCALE_COST`` images through
         the same quotas and queue. Its owner only, as :meth:`again`."""
@@ -317,13 +336,14 @@ class Core:
             original = await self._owned(job_id, user)
             if original.request.task == "upscale":
                 raise DrawError("upscale_twice", job=job_id)
-            return await self._upscale(original, user, route, picture, origin)
+            return await self._upscale(original, user, route, picture, origin, strict)
 
     async def _screen(self, user: UserRef, chat: ChatRef, request: DrawRequest) -> None:
         """Refuse (``prompt_blocked``, the term not echoed) a request whose prompt or negative prompt breaks the
         block list, as it is now in the database (``sdbot block`` may change it under a running bot); the refusal
         is recorded for admins and stats. Admins are screened too: the list is about what the bot draws."""
-        hit = breaks(request.prompt, request.negative_prompt, await self.storage.moderation.rules())
+        strict = chat.strict or policy.strict(await self.storage.channels.defaults(chat.key))
+        hit = breaks(request.prompt, request.negative_prompt, await self.storage.moderation.rules(), strict=strict)
         if hit is None:
             return
         rule, field = hit
@@ -346,6 +366,7 @@ class Core:
         request: DrawRequest,
         picture: PictureRef | None,
         origin: str | None,
+        strict: bool = False,
     ) -> Job:
         """``request`` (from ``original``) admitted as a new job: checked, as its /draw text, against today's
         service (the stored request was valid for the service of its day), drawing from ``picture`` if any."""
@@ -358,11 +379,17 @@ class Core:
             request = parse_request(text, caps, picture=(info.width, info.height))
             request = await self._with_source(request, caps, picture, data, info.size)
         await self.backend.check_request(request)
-        await self._screen(user, original.chat_ref, request)
+        await self._screen(user, dataclasses.replace(original.chat_ref, strict=strict), request)
         return await self._admit(user, original.chat_ref, request, route, parent_id=original.id, origin=origin)
 
     async def _upscale(
-        self, original: Job, user: UserRef, route: dict[str, Any], picture: PictureRef, origin: str | None
+        self,
+        original: Job,
+        user: UserRef,
+        route: dict[str, Any],
+        picture: PictureRef,
+        origin: str | None,
+        strict: bool = False,
     ) -> Job:
         caps = await self.backend.capabilities()
         if not caps.upscale:
@@ -378,7 +405,7 @@ class Core:
             request, caps, data, ref=picture.ref, original=info.size, kept=not picture.durable, size=info.size
         )
         await self.backend.check_request(request)
-        await self._screen(user, original.chat_ref, request)
+        await self._screen(user, dataclasses.replace(original.chat_ref, strict=strict), request)
         cost = self.settings.upscale_cost
         return await self._admit(
             user, original.chat_ref, request, route, parent_id=original.id, origin=origin, cost=cost
@@ -530,6 +557,10 @@ class Core:
         return await self.commands.chat_settings(
             user, chat, changes, capabilities=self.backend.capabilities, manager=manager
         )
+
+    async def chat_setting(self, chat: ChatRef, name: str) -> str | None:
+        """One of the chat's ``/settings`` (``flagged``: how Telegram shows pictures the service flagged)."""
+        return (await self.storage.channels.defaults(chat.key)).get(name)
 
     async def set_chat_cap(self, chat: ChatRef, images: int | None, lang: Lang) -> str:
         """Set the chat's daily image cap (None: back to ``SDBOT_CHAT_DAILY_IMAGES``); returns the reply."""

@@ -64,6 +64,8 @@ async def test_defaults_apply_under_the_users_options_and_only_admins_set_them(t
         "size: 768x1024",
         "steps: not set",
         "negative: blurry",
+        "moderation: standard",
+        "flagged pictures: withheld",
     ]
     assert wrong == "--steps must be between 10 and 50; you gave 500."
     assert (plain.request.style, plain.request.size, plain.request.negative_prompt) == ("Anime", "768x1024", "blurry")
@@ -118,7 +120,7 @@ async def test_discord_managers_set_defaults_with_the_slash_command(tmp_path: Pa
         await bot.core.wait_idle()
 
     names = {o["name"] for o in command["options"]}
-    assert names == {"style", "size", "steps", "negative", "reset"}
+    assert names == {"style", "size", "steps", "negative", "moderation", "reset"}
     assert denied.content == "只有本聊天的管理员可以修改默认设置。" and denied.ephemeral
     assert "style: Anime" in shown.content and "steps: 30" in shown.content
     assert (backend.started[0].style, backend.started[0].steps) == ("Anime", 30)

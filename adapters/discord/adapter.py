@@ -99,7 +99,7 @@ class DiscordAdapter:
             self.client = ShardedSdbotClient(
                 core, guild_ready_timeout=guild_ready_timeout, shard_count=shard_count, shard_ids=shard_ids
             )
-        self.sink = DiscordSink(self.client, progress_interval=progress_interval)
+        self.sink = DiscordSink(self.client, progress_interval=progress_interval, nsfw_channels=settings.nsfw_channels)
         self.handlers = Handlers(core, settings, self.sink, token_lifetime=token_lifetime)
         self.client.handlers = self.handlers
         self.admin = AdminHandlers(core, settings)

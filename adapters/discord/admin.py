@@ -103,7 +103,7 @@ class AdminHandlers:
         DM, its user). Answered only to the user."""
         changes: dict[str, str | None] = {name: str(value) for name, value in typed.items() if value is not None}
         if reset is not None:
-            changes |= dict.fromkeys(SETTABLE if reset == "all" else (reset,))
+            changes |= dict.fromkeys((*SETTABLE, "moderation") if reset == "all" else (reset,))
         manager = interaction.guild_id is None or role(interaction, self.settings) is not None
         user, chat = user_ref(interaction), chat_ref(interaction)
         await reply(interaction, await self.core.chat_settings(user, chat, changes, manager=manager))

@@ -14,6 +14,7 @@ from discord import app_commands
 from adapters.discord.admin import CHANNEL_ACTIONS, AdminHandlers
 from adapters.discord.handlers import Handlers
 from adapters.discord.translator import localized, text
+from bot.chats.policy import POLICIES
 from bot.draw import params
 from bot.draw.capabilities import Capabilities
 from bot.draw.defaults import SETTABLE
@@ -135,17 +136,24 @@ def settings_command(admin: AdminHandlers, caps: Capabilities) -> app_commands.C
         [
             inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Interaction),
             *(inspect.Parameter(o.name, keyword, default=None, annotation=_annotation(o, caps)) for o in listed),
+            inspect.Parameter("moderation", keyword, default=None, annotation=str | None),
             inspect.Parameter("reset", keyword, default=None, annotation=str | None),
         ]
     )
     descriptions = {o.name: localized(functools.partial(describe, o, caps=caps)) for o in listed}
+    descriptions["moderation"] = text("discord.option.moderation")
     callback = app_commands.describe(reset=text("discord.option.reset"), **descriptions)(settings)
     names = {o.name: app_commands.locale_str(o.name, zh=o.zh) for o in listed}
+    names["moderation"] = text("setting.moderation")
     callback = app_commands.rename(reset=text("discord.name.reset"), **names)(callback)
     resets = [app_commands.Choice(name=app_commands.locale_str(o.name, zh=o.zh), value=o.name) for o in listed]
     choices = {o.name: [_choice(o, value) for value in o.choices(caps)] for o in listed if o.offered is not None}
     choices = {name: values for name, values in choices.items() if len(values) <= CHOICES_MAX}
+    resets.append(app_commands.Choice(name=text("setting.moderation"), value="moderation"))
     resets.append(app_commands.Choice(name=text("discord.reset.all"), value="all"))
+    choices["moderation"] = [
+        app_commands.Choice(name=text(f"setting.moderation.{value}"), value=value) for value in POLICIES["moderation"]
+    ]
     callback = app_commands.choices(reset=resets, **choices)(callback)
     return app_commands.Command(name="settings", description=text("menu.settings"), callback=callback)
 

@@ -57,3 +57,10 @@ def batches(
         groups[-1].append(upload)
         size += len(upload.data)
     return groups
+
+
+def spoilered(groups: list[list[Upload]], flags: Sequence[bool]) -> list[list[Upload]]:
+    """``groups`` with the uploads whose flag is set (in order) under Discord's spoiler cover (a ``SPOILER_``
+    file name)."""
+    marks = iter(flags)
+    return [[Upload(f"SPOILER_{u.filename}", u.data) if next(marks) else u for u in group] for group in groups]

@@ -93,7 +93,9 @@ class Handlers:
 
     @guarded
     async def again(self, interaction: discord.Interaction, job_id: int) -> None:
-        await self._admit(interaction, lambda user, chat, route: self.core.again(job_id, user, route))
+        await self._admit(
+            interaction, lambda user, chat, route: self.core.again(job_id, user, route, strict=chat.strict)
+        )
 
     @guarded
     async def picture_action(self, interaction: discord.Interaction, action: str, job_id: int, index: int) -> None:
@@ -107,7 +109,9 @@ class Handlers:
         attachment = attachments[index]
         picture = PictureRef(f"msg:{message.channel.id}:{message.id}:{attachment.id}", True, attachment.size)
         rerun = self.core.upscale if action == "up" else self.core.vary
-        await self._admit(interaction, lambda user, chat, route: rerun(job_id, user, route, picture))
+        await self._admit(
+            interaction, lambda user, chat, route: rerun(job_id, user, route, picture, strict=chat.strict)
+        )
 
     @guarded
     async def edit(self, interaction: discord.Interaction, job_id: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import discord
 
+from adapters.discord.route import age_restricted
 from bot.chats.refs import ChatRef, UserRef
 from bot.messages.i18n import normalize_language
 
@@ -25,10 +26,11 @@ def user_ref(interaction: discord.Interaction) -> UserRef:
 
 def chat_ref(interaction: discord.Interaction) -> ChatRef:
     """The server (caps and allowed channels are per server), or the DM channel."""
+    strict = not age_restricted(interaction)  # Discord keeps NSFW content to age-restricted channels
     if interaction.guild_id is not None:
         title = getattr(interaction.guild, "name", None) or None  # a server not in the cache has no name
-        return ChatRef(PLATFORM, str(interaction.guild_id), True, title=title)
-    return ChatRef(PLATFORM, str(interaction.channel_id), False)
+        return ChatRef(PLATFORM, str(interaction.guild_id), True, title=title, strict=strict)
+    return ChatRef(PLATFORM, str(interaction.channel_id), False, strict=strict)
 
 
 def user_key(user_id: int) -> str:

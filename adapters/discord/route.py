@@ -25,6 +25,7 @@ class Route:
     user_id: int
     expires_at: float  # Unix time after which ``token`` is no longer used
     filesize_limit: int
+    age_restricted: bool = False  # the channel is age-restricted (NSFW): flagged pictures per SDBOT_NSFW_CHANNELS
 
     @classmethod
     def of(cls, interaction: discord.Interaction, *, lifetime: float = TOKEN_LIFETIME) -> Route:
@@ -40,6 +41,7 @@ class Route:
             user_id=interaction.user.id,
             expires_at=interaction.created_at.timestamp() + lifetime - TOKEN_MARGIN,
             filesize_limit=interaction.filesize_limit or DEFAULT_FILESIZE_LIMIT,
+            age_restricted=age_restricted(interaction),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -54,6 +56,7 @@ class Route:
             "user_id": str(self.user_id),
             "expires_at": self.expires_at,
             "filesize_limit": self.filesize_limit,
+            "age_restricted": self.age_restricted,
         }
 
     @classmethod
@@ -68,7 +71,16 @@ class Route:
             user_id=int(data["user_id"]),
             expires_at=float(data["expires_at"]),
             filesize_limit=int(data.get("filesize_limit") or DEFAULT_FILESIZE_LIMIT),
+            age_restricted=bool(data.get("age_restricted")),
         )
 
     def token_alive(self, now: float) -> bool:
         return now < self.expires_at
+
+
+def age_restricted(interaction: discord.Interaction) -> bool:
+    """Whether the interaction's channel is age-restricted (a thread: its parent's): Discord keeps NSFW content to
+    those. A DM is not."""
+    channel = interaction.channel
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False

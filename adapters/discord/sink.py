@@ -77,9 +77,13 @@ class DiscordSink:
         *,
         clock: Callable[[], float] = time.time,
         progress_interval: float = PROGRESS_INTERVAL,
+        nsfw_channels: str = "withhold",
     ) -> None:
+        """``nsfw_channels``: what age-restricted channels do with pictures the service's filter flagged
+        (``SDBOT_NSFW_CHANNELS``: withhold, spoiler, show); other channels never show them."""
         self._client = client
         self._clock = clock
+        self._nsfw_channels = nsfw_channels
         self._acks: dict[int, asyncio.Event] = {}
         self._latest: dict[int, tuple[Job, JobEvent]] = {}  # job -> its latest progress, until shown
         self._shown: dict[int, JobEvent] = {}  # job -> the progress its answer shows
@@ -179,10 +183,14 @@ class DiscordSink:
         await self._settle(job.id)
         route = Route.from_json(job.route)
         limit = route.filesize_limit
-        if files.fits(generation.images, limit):
-            groups = files.prepare(generation.images, job_id=job.id, filesize_limit=limit)
+        flagged = self._nsfw_channels if route.age_restricted else "withhold"
+        shown = [image for image in generation.images if flagged != "withhold" or not image.filtered]
+        if files.fits(shown, limit):
+            groups = files.prepare(shown, job_id=job.id, filesize_limit=limit)
         else:
-            groups = await asyncio.to_thread(files.prepare, generation.images, job_id=job.id, filesize_limit=limit)
+            groups = await asyncio.to_thread(files.prepare, shown, job_id=job.id, filesize_limit=limit)
+        if flagged == "spoiler":  # Discord blurs an attachment whose name starts with SPOILER_ until clicked
+            groups = files.spoilered(groups, [image.filtered for image in shown])
         await self._acknowledgement(route)
         ended = generation.request.task == "upscale"  # an upscaled picture offers nothing more
         view = None if ended else result_view(job.id, job.lang, generation.drawn, len(groups[0]) if groups else 0)

@@ -14,7 +14,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 from adapters.telegram.pictures import file_id, picture_of
 from adapters.telegram.sender import Sender
 from adapters.telegram.settings import choice_value, settings_keyboard, values_keyboard
-from adapters.telegram.sink import PICTURES_KEY
+from adapters.telegram.sink import PICTURES_KEY, SPOILER_KEY
 from adapters.telegram.status import StatusBoard
 from adapters.telegram.text import MAX_ALERT, MAX_TEXT, chunks, utf16_len
 from bot.chats.refs import ChatRef, PictureRef, UserRef
@@ -88,7 +88,8 @@ class Handlers:
             replied_to = message.reply_to_message
             replied = None if replied_to is None else replied_to.text or replied_to.caption
             picture = picture_of(message) or picture_of(replied_to)
-            route, chat = route_for(message), chat_ref(message.chat)
+            chat = chat_ref(message.chat)
+            route = await self._route(route_for(message), chat)
             await self.core.submit(ref, chat, text, route, origin=origin, replied=replied, picture=picture)
         except SdbotError as exc:  # invalid, over quota, banned...: the answer is the reply
             await self.reply(message, render_error(exc, self.core.language_for(ref)))
@@ -155,7 +156,7 @@ class Handlers:
         lang = self.core.language_for(ref)
         action, _, ident = query.data.partition(":")
         message = query.message
-        route = self._route_of(message)
+        route = await self._route(self._route_of(message), chat_ref(message.chat))
         try:
             if action == "again":
                 await self.core.again(int(ident), ref, route, origin=f"telegram:query:{query.id}")
@@ -177,7 +178,7 @@ class Handlers:
         lang = self.core.language_for(ref)
         action, job_id, index = query.data.split(":")
         message = query.message
-        route = self._route_of(message)
+        route = await self._route(self._route_of(message), chat_ref(message.chat))
         try:
             job = await self.core.shown_job(int(job_id), ref, chat_ref(message.chat))
             ids = job.route.get(PICTURES_KEY) or []
@@ -193,6 +194,12 @@ class Handlers:
             await self._answer(query)
         except SdbotError as exc:
             await self._answer_error(query, route, render_error(exc, lang))
+
+    async def _route(self, route: dict[str, Any], chat: ChatRef) -> dict[str, Any]:
+        """``route`` with what the chat chose for flagged pictures (``/settings flagged spoiler``)."""
+        if await self.core.chat_setting(chat, "flagged") == "spoiler":
+            route[SPOILER_KEY] = True
+        return route
 
     @staticmethod
     def _route_of(message: Message | MaybeInaccessibleMessage) -> dict[str, Any]:

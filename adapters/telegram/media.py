@@ -24,6 +24,7 @@ class Outgoing:
     filename: str
     as_document: bool
     reencoded: bool = False
+    spoiler: bool = False  # a photo under Telegram's spoiler cover (a picture the service's filter flagged)
 
 
 def photo_ok(image: GeneratedImage) -> bool:

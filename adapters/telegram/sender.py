@@ -132,6 +132,8 @@ class Sender:
     ) -> Message:
         send = self.bot.send_document if file.as_document else self.bot.send_photo
         extra: dict[str, Any] = {"disable_content_type_detection": True} if file.as_document else {}
+        if file.spoiler and not file.as_document:
+            extra["has_spoiler"] = True
         return await self._upload_to(
             chat_id,
             reply_to,
@@ -165,7 +167,9 @@ class Sender:
             if file.as_document:
                 media.append(InputMediaDocument(file.data, caption=text, filename=file.filename))
             else:
-                media.append(InputMediaPhoto(file.data, caption=text, filename=file.filename))
+                media.append(
+                    InputMediaPhoto(file.data, caption=text, filename=file.filename, has_spoiler=file.spoiler or None)
+                )
         return await self._upload_to(
             chat_id,
             reply_to,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -35,6 +36,7 @@ _ACTION_EVERY = 4.5  # seconds; a chat action shows for about five
 UpdateRoute = Callable[[int, dict[str, Any]], Awaitable[object]]  # Core.update_route
 
 
+SPOILER_KEY = "spoiler"  # the route says the chat shows flagged pictures under a spoiler (set at admission)
 PICTURES_KEY = "pictures"  # the route's file_ids of the pictures delivered, which Upscale and Variations use
 
 
@@ -146,12 +148,16 @@ class TelegramSink:
 
     async def _deliver(self, job: Job, generation: Generation) -> int:
         chat_id, reply_to, thread_id = route_of(job)
-        shown = [image for image in generation.images if not image.filtered]
+        # Pictures the service's filter flagged: withheld, or under Telegram's spoiler cover where the chat chose it
+        # (/settings flagged spoiler; a file cannot have a cover, so not when pictures go as files).
+        covered = bool(job.route.get(SPOILER_KEY)) and not self._send_originals
+        shown = [image for image in generation.images if covered or not image.filtered]
         caption = photo_caption(generation.request, job.lang, generation.drawn)
         async with self._uploading(chat_id, thread_id):
             files = await media.prepare(
                 shown, name=f"sdbot-{job.id}", originals=self._send_originals, document_limit=self._document_limit
             )
+            files = [dataclasses.replace(f, spoiler=image.filtered) for f, image in zip(files, shown, strict=True)]
             ended = generation.request.task == "upscale"  # an upscaled picture offers nothing more
             markup = None if ended else buttons(job.id, job.lang, generation.drawn, len(files))
             try:

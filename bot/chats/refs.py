@@ -48,6 +48,8 @@ class ChatRef:
     chat_id: str
     is_group: bool
     title: str | None = None
+    # Asked where moderation is strict whatever the chat's setting: a Discord channel that is not age-restricted.
+    strict: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "chat_id", str(self.chat_id))

@@ -25,6 +25,7 @@ class Rule:
     pattern: str
     added_by: str
     created_at: float
+    level: str = "all"  # "strict": only where moderation is strict (a Discord channel that is not age-restricted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +78,13 @@ def first_match(rules: list[Rule], text: str, folded: Folded | None = None) -> R
     return None
 
 
-def breaks(prompt: str, negative: str | None, rules: list[Rule]) -> tuple[Rule, str] | None:
-    """The first rule the prompt (then the negative prompt) breaks, with the field's name, or None."""
+def breaks(prompt: str, negative: str | None, rules: list[Rule], *, strict: bool = False) -> tuple[Rule, str] | None:
+    """The first rule the prompt (then the negative prompt) breaks, with the field's name, or None. ``strict``
+    rules count only where moderation is ``strict``."""
+    applied = [rule for rule in rules if strict or rule.level != "strict"]
     for field, text in (("prompt", prompt), ("negative", negative)):
         if text:
-            rule = first_match(rules, text)
+            rule = first_match(applied, text)
             if rule is not None:
                 return rule, field
     return None

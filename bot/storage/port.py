@@ -63,7 +63,8 @@ class JobRecords(Protocol):
 class ModerationRecords(Protocol):
     """The block list (rules by id, one per kind and pattern) and the prompts it refused."""
 
-    async def add_rule(self, kind: str, pattern: str, added_by: str) -> tuple[Rule, bool]: ...  # False: had it
+    # ``level``: "all" (everywhere) or "strict" (only where moderation is strict). False: the list had it.
+    async def add_rule(self, kind: str, pattern: str, added_by: str, level: str = "all") -> tuple[Rule, bool]: ...
     async def remove_rule(self, rule_id: int) -> Rule | None: ...
     async def rules(self) -> list[Rule]: ...  # oldest first
     async def record_refusal(self, user_key: str, chat_key: str, rule: Rule, field: str, day: str) -> None: ...

@@ -236,11 +236,11 @@ class PortableModeration:
         self._db = db
         self._clock = clock
 
-    async def add_rule(self, kind: str, pattern: str, added_by: str) -> tuple[Rule, bool]:
+    async def add_rule(self, kind: str, pattern: str, added_by: str, level: str = "all") -> tuple[Rule, bool]:
         row = await self._db.fetchone(
-            "INSERT INTO block_rules (kind, pattern, added_by, created_at) VALUES (?, ?, ?, ?) "
+            "INSERT INTO block_rules (kind, pattern, added_by, created_at, level) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (kind, pattern) DO NOTHING RETURNING *",
-            (kind, pattern, added_by, self._clock()),
+            (kind, pattern, added_by, self._clock(), level),
         )
         if row is not None:
             return _rule(row), True
@@ -287,4 +287,4 @@ class PortableModeration:
 
 
 def _rule(row: Any) -> Rule:
-    return Rule(int(row["id"]), row["kind"], row["pattern"], row["added_by"], float(row["created_at"]))
+    return Rule(int(row["id"]), row["kind"], row["pattern"], row["added_by"], float(row["created_at"]), row["level"])

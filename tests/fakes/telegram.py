@@ -1469,6 +1469,8 @@ class FakeTelegram(FakeServer):
         chat = self._chat_for_send(params)
         caption = self._caption(params)
         content, data, width, height = self._photo_content(self._file_input(call, params.get("photo"), "photo"))
+        if params.get("has_spoiler") in (True, "true", "True"):  # a message then says "has_media_spoiler"
+            content["has_media_spoiler"] = True
         message = self._bot_message(chat, params, {**content, **caption})
         self._photos.append(SentPhoto(chat["id"], message["message_id"], data, width, height, caption.get("caption")))
         return message
@@ -1509,6 +1511,8 @@ class FakeTelegram(FakeServer):
             caption = self._caption(item)
             if item["type"] == "photo":
                 content, data, width, height = self._photo_content(source)
+                if item.get("has_spoiler") is True:
+                    content["has_media_spoiler"] = True
                 prepared.append((content, caption, SentPhoto(0, 0, data, width, height, caption.get("caption"))))
             else:
                 content, data, name = self._document_content(source)

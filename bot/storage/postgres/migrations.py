@@ -244,7 +244,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         (
             "CREATE TABLE block_rules (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, kind TEXT NOT NULL, "
             "pattern TEXT NOT NULL, added_by TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, "
-            "UNIQUE (kind, pattern))",
+            "level TEXT NOT NULL, UNIQUE (kind, pattern))",
             "CREATE TABLE refusals (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_key TEXT NOT NULL, "
             "chat_key TEXT NOT NULL, rule_id BIGINT, pattern TEXT NOT NULL, field TEXT NOT NULL, "
             "quota_day TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)",

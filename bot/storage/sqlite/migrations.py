@@ -201,7 +201,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the block list's rules, the prompts it refused (for admins and stats), and chats' /draw defaults",
         (
             "CREATE TABLE block_rules (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
-            "pattern TEXT NOT NULL, added_by TEXT NOT NULL, created_at REAL NOT NULL, UNIQUE (kind, pattern))",
+            "pattern TEXT NOT NULL, added_by TEXT NOT NULL, created_at REAL NOT NULL, level TEXT NOT NULL, "
+            "UNIQUE (kind, pattern))",
             "CREATE TABLE refusals (id INTEGER PRIMARY KEY AUTOINCREMENT, user_key TEXT NOT NULL, "
             "chat_key TEXT NOT NULL, rule_id INTEGER, pattern TEXT NOT NULL, field TEXT NOT NULL, "
             "quota_day TEXT NOT NULL, at REAL NOT NULL)",
