@@ -232,6 +232,7 @@ class FakeChannel:
     id: int
     name: str = "general"
     type: int = 0
+    nsfw: bool = False  # age-restricted
 
 
 @dataclass
@@ -1532,7 +1533,7 @@ class FakeDiscord(FakeServer):
             "position": 0,
             "parent_id": None,
             "topic": None,
-            "nsfw": False,
+            "nsfw": channel.nsfw,
             "last_message_id": None,
             "rate_limit_per_user": 0,
             "permission_overwrites": overwrites,
