@@ -95,6 +95,7 @@ async def test_a_blocked_prompt_is_refused_recorded_and_never_charged(tmp_path: 
         listing = await core.handle_command(OPERATOR, GROUP, "admin", "block list", private=True)
         refusals = await core.handle_command(OPERATOR, ChatRef("telegram", "1", False), "admin", "block refusals")
         stats = await core.stats_report("en")
+        metrics = (await core.metrics_text()).decode()
         removed = await core.handle_command(OPERATOR, DM, "admin", "block remove #1")
         missing = await core.handle_command(OPERATOR, DM, "admin", "block remove 1")
         state = await core.quotas.state(ANN.key, None)
@@ -114,6 +115,7 @@ async def test_a_blocked_prompt_is_refused_recorded_and_never_charged(tmp_path: 
     assert lines[0] == "Last refusals (2):" and "telegram:1 in telegram:-100: rule #1 blood bath (prompt)" in lines[1]
     assert "telegram:2 in telegram:2: rule #1 blood bath (negative)" in lines[2]
     assert "Refused by the block list: 2" in stats
+    assert 'sdbot_refusals_total{reason="prompt_blocked"} 2.0' in metrics
     assert removed == "Removed rule #1: blood bath" and missing == "There is no block rule #1."
     assert state.used == 1  # only the job that was drawn
 

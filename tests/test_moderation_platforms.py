@@ -34,6 +34,8 @@ async def test_telegram_operators_keep_the_list_and_users_are_refused(tg: FakeTe
         in_group = await tg.wait_for("sendMessage", lambda c: c is not added)
         tg.send_text(ZH_USER, "/draw 一幅 B.L.O.O.D BATH 的画", language_code="zh-hans")
         refused = await tg.wait_for("sendMessage", lambda c: c not in (added, in_group))
+        tg.send_text(USER, "/draw bloodbath at dawn")  # the operator is screened too, in English
+        in_english = await tg.wait_for("sendMessage", lambda c: c not in (added, in_group, refused))
         tg.send_text(ZH_USER, "/draw a blood orange", language_code="zh-hans")
         await tg.wait_for("sendPhoto")
         await bot.core.wait_idle()
@@ -43,6 +45,8 @@ async def test_telegram_operators_keep_the_list_and_users_are_refused(tg: FakeTe
     assert in_group.params["text"] == "The block list is only shown and changed in a private chat with the bot."
     text = refused.params["text"]
     assert text == "无法绘制：描述中含有本机器人不允许的内容。本次不扣额度。" and "BLOOD" not in text
+    english = "This request cannot be drawn: it contains words this bot does not allow. Nothing was charged."
+    assert in_english.params["text"] == english
     assert [r.prompt for r in backend.requests] == ["a blood orange"] and used == 1
 
 
@@ -56,6 +60,7 @@ async def test_discord_operators_keep_the_list_and_users_are_refused(tmp_path: P
         added = await bot.replied(rec)
         draw = await dc.invoke_command("draw", {"prompt": "a scene of G O R E"}, locale="zh-CN")
         refused = await bot.replied(draw)
+        in_english = await bot.replied(await dc.invoke_command("draw", {"prompt": "gore-fest"}))
         listed = await bot.replied(
             await dc.invoke_command("sdadmin block", {"action": "refusals"}, user_id=OPERATOR_ID)
         )
@@ -64,5 +69,6 @@ async def test_discord_operators_keep_the_list_and_users_are_refused(tmp_path: P
     assert "gore" not in denied.content and denied.ephemeral
     assert added.content == "Blocked (rule #1, word): gore" and added.ephemeral
     assert refused.content == "无法绘制：描述中含有本机器人不允许的内容。本次不扣额度。" and refused.ephemeral
+    assert in_english.content.startswith("This request cannot be drawn") and in_english.ephemeral
     assert listed.ephemeral and "rule #1 gore (prompt)" in listed.content and jobs == []
     assert backend.started == []
