@@ -135,6 +135,9 @@ def test_sdbot_block_and_draw_dry_run(tmp_path: Path) -> None:
     spaced = sdbot(tmp_path, "draw", "--dry-run", "--json", "a figure, n u d e")
     chinese = sdbot(tmp_path, "draw", "--dry-run", "--json", "一个血 腥的场景")
     fine = sdbot(tmp_path, "draw", "--dry-run", "--json", "a nice cat")
+    sdbot(tmp_path, "block", "strict", "lighthouse")
+    lenient = sdbot(tmp_path, "draw", "--dry-run", "--json", "a lighthouse")
+    strict = sdbot(tmp_path, "draw", "--dry-run", "--json", "--strict", "a light house")
     wrong = sdbot(tmp_path, "block", "regex", "gore(")
     unreadable = sdbot(tmp_path, "block", "import", str(tmp_path / "nowhere.txt"))
 
@@ -146,7 +149,8 @@ def test_sdbot_block_and_draw_dry_run(tmp_path: Path) -> None:
     for refused in (blocked, spaced, chinese):
         assert refused.returncode == 2 and json.loads(refused.stdout)["error"]["code"] == "prompt_blocked"
     assert "不允许" in json.loads(blocked.stdout)["error"]["message"]
-    assert fine.returncode == 0
+    assert fine.returncode == 0 and lenient.returncode == 0
+    assert strict.returncode == 2 and json.loads(strict.stdout)["error"]["code"] == "prompt_blocked"
     assert wrong.returncode == 2 and "regular expression" in wrong.stderr
     assert unreadable.returncode == 2 and "nowhere.txt" in unreadable.stderr
 
@@ -165,3 +169,10 @@ async def test_refusals_are_pruned_with_the_days_they_belong_to(tmp_path: Path) 
     finally:
         await storage.close()
     assert len(left) == 1  # the day kept
+
+
+def test_strict_rules_count_only_where_moderation_is_strict() -> None:
+    rules = [Rule(1, "word", "lighthouse", "cli", 0, "strict"), Rule(2, "word", "kill", "cli", 0)]
+    assert breaks("a light house", None, rules) is None
+    assert breaks("a light house", None, rules, strict=True) == (rules[0], "prompt")
+    assert breaks("kill", None, rules) == (rules[1], "prompt")

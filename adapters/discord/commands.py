@@ -24,7 +24,7 @@ from bot.messages.presentation import describe
 CHOICES_MAX = 25
 SNOWFLAKE_MAX = 2**53 - 1  # the largest integer Discord's integer options carry
 IMAGES_MAX = 1_000_000
-BLOCK_ACTIONS = ("add", "regex", "remove", "list", "refusals")
+BLOCK_ACTIONS = ("add", "strict", "regex", "remove", "list", "refusals")
 
 # Discord lists the options of /draw in this order of kinds: enumerations, then numbers, then free text.
 _LISTED = {"choice": 0, "size": 0, "int": 1, "float": 1, "text": 2}

@@ -60,6 +60,8 @@ def add_parsers(sub: Any, platforms: Collection[str]) -> None:
     moves.add_parser(
         "regex", parents=[common], help="block a regular expression (searched in folded text)"
     ).add_argument("pattern", help="e.g. 'gore\\w*'")
+    strict = moves.add_parser("strict", parents=[common], help="block words only where moderation is strict")
+    strict.add_argument("words", nargs="+", help="the words")
     moves.add_parser("remove", parents=[common], help="remove a rule by its number").add_argument("rule")
     moves.add_parser("list", parents=[common], help="every rule, with its number")
     moves.add_parser("refusals", parents=[common], help="the last prompts refused: who, when, which rule")
@@ -204,7 +206,8 @@ async def cmd_block(args: argparse.Namespace, settings: Settings) -> int:
         words = [line.split("#", 1)[0].strip() for line in lines.splitlines()]
         texts = [f"add {word}" for word in words if word]
     else:
-        value = {"add": " ".join(getattr(args, "words", [])), "regex": getattr(args, "pattern", "")}
+        words = " ".join(getattr(args, "words", []))
+        value = {"add": words, "strict": words, "regex": getattr(args, "pattern", "")}
         texts = [" ".join(part for part in (args.action, value.get(args.action) or getattr(args, "rule", "")) if part)]
 
     async def block(storage: Storage) -> str:

@@ -39,7 +39,7 @@ from bot.moderation.rules import Rule, breaks
 from bot.process import redact
 from bot.storage import open_storage
 
-DRAW_USAGE = "sdbot draw [--lang en|zh] [--dry-run] [--json] [--out DIR] [--image FILE] TEXT"
+DRAW_USAGE = "sdbot draw [--lang en|zh] [--dry-run] [--json] [--out DIR] [--image FILE] [--strict] TEXT"
 
 
 class Parser(argparse.ArgumentParser):
@@ -71,6 +71,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     draw.add_argument("--json", action="store_true", help="print one JSON object")
     draw.add_argument("--out", type=Path, default=Path("out"), help="where images are written (default ./out)")
     draw.add_argument("--image", type=Path, help="a picture (JPEG, PNG, WebP) to draw from, with --strength 0-1")
+    draw.add_argument("--strict", action="store_true", help="apply the block list's strict rules too")
     draw.add_argument("text", nargs="*", help="what you would type after /draw (after sdbot's own options)")
     draw.set_defaults(handler=cmd_draw)
     if isinstance(draw, Parser):
@@ -90,7 +91,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
 
 
 # sdbot draw's own options; everything from the first other word on is /draw text, "--n 2" included.
-_DRAW_FLAGS = {"--lang": 1, "--out": 1, "--image": 1, "--dry-run": 0, "--json": 0, "-h": 0, "--help": 0}
+_DRAW_FLAGS = {"--lang": 1, "--out": 1, "--image": 1, "--strict": 0, "--dry-run": 0, "--json": 0, "-h": 0, "--help": 0}
 
 
 def split_draw_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -153,7 +154,8 @@ async def cmd_draw(args: argparse.Namespace, settings: Settings) -> int:
                 request = parse_request(text, caps)
             else:
                 request = await _from_picture(args.image, text, caps, settings.picture_max_bytes)
-            if breaks(request.prompt, request.negative_prompt, await _block_list(settings)) is not None:
+            rules = await _block_list(settings)
+            if breaks(request.prompt, request.negative_prompt, rules, strict=args.strict) is not None:
                 raise DrawError("prompt_blocked", option="prompt")
         except ConfigError as exc:  # the database holding the block list cannot be read
             return _fail(args, lang, exc, EXIT_CONFIG)
