@@ -101,6 +101,12 @@ def pool() -> list[Figure]:
     return bench_pool.figures(bench_pool.parser().parse_args([]))
 
 
+def moderation() -> list[Figure]:
+    from bench import moderation as bench_moderation
+
+    return bench_moderation.figures(bench_moderation.parser().parse_args([]))
+
+
 def pictures() -> list[Figure]:
     from bench import pictures as bench_pictures
 
