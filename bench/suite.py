@@ -270,6 +270,7 @@ BENCHMARKS: dict[str, tuple[Runner, str]] = {
     "quota": (quota, "admission decisions per second, one process (bench/quota.py)"),
     "pipeline": (pipeline, "images per second through the whole core vs decode+check (bench/pipeline.py)"),
     "pool": (pool, "a pool of M one-slot services vs one service of M slots, and routing per member (bench/pool.py)"),
+    "moderation": (moderation, "screening a /draw against a block list of 10 to 1,000 rules (bench/moderation.py)"),
     "pictures": (
         pictures,
         "checking and fitting a picture to draw from, 1 to 48 MP, vs decoding it whole (bench/pictures.py)",
