@@ -227,7 +227,10 @@ class Handlers:
     async def _send_settings(self, message: Message, text: str, lang: Lang) -> None:
         """The chat's defaults with a button per enumerated one: pressing opens its choices."""
         thread_id = message.message_thread_id if message.is_topic_message else None
-        markup = settings_keyboard(await self.core.capabilities(), lang)
+        try:
+            markup = settings_keyboard(await self.core.capabilities(), lang)
+        except SdbotError:  # the service cannot tell its choices now: the text alone
+            markup = None
         await self.sender.send_text(
             message.chat_id, text, reply_to=message.message_id, thread_id=thread_id, markup=markup
         )
@@ -241,8 +244,8 @@ class Handlers:
         message, ref = query.message, user_ref(user)
         lang = self.core.language_for(ref)
         parts = query.data.split(":")
-        caps = await self.core.capabilities()
         try:
+            caps = await self.core.capabilities()
             if len(parts) == 2:
                 await self._answer(query)
                 await query.edit_message_reply_markup(reply_markup=values_keyboard(parts[1], caps, lang))
@@ -254,8 +257,11 @@ class Handlers:
             await query.edit_message_text(text, reply_markup=settings_keyboard(caps, lang))
         except TelegramError as exc:  # the message is too old to edit, or unchanged
             log.info("settings message not updated: %s", type(exc).__name__)
-        except (SdbotError, LookupError, ValueError):
-            await self._answer(query, render_error(SdbotError("command_usage", usage=Msg("cmd.settings.usage")), lang))
+        except SdbotError as exc:  # the service cannot tell its choices now
+            await self._answer_error(query, self._route_of(message), render_error(exc, lang))
+        except (LookupError, ValueError):  # a stale or forged button
+            usage = render_error(SdbotError("command_usage", usage=Msg("cmd.settings.usage")), lang)
+            await self._answer_error(query, self._route_of(message), usage)
 
     async def stale_button(self, update: Update, context: Context) -> None:
         if update.callback_query is not None:
