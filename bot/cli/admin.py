@@ -203,12 +203,13 @@ async def cmd_block(args: argparse.Namespace, settings: Settings) -> int:
             error = SdbotError("block_file", path=str(args.file), reason=getattr(exc, "strerror", None) or str(exc))
             print(render_error(error, lang), file=sys.stderr)
             return EXIT_INVALID
-        words = [line.split("#", 1)[0].strip() for line in lines.splitlines()]
-        texts = [f"add {word}" for word in words if word]
+        listed = [line.split("#", 1)[0].strip() for line in lines.splitlines()]
+        texts = [f"add {word}" for word in listed if word]
     else:
-        words = " ".join(getattr(args, "words", []))
-        value = {"add": words, "strict": words, "regex": getattr(args, "pattern", "")}
-        texts = [" ".join(part for part in (args.action, value.get(args.action) or getattr(args, "rule", "")) if part)]
+        words: str = " ".join(getattr(args, "words", []))
+        value = {"add": words, "strict": words, "regex": str(getattr(args, "pattern", ""))}
+        argument = value.get(args.action) or str(getattr(args, "rule", ""))
+        texts = [" ".join(part for part in (args.action, argument) if part)]
 
     async def block(storage: Storage) -> str:
         commands = Commands(settings, Quotas(storage, settings), storage, Directory(storage, lang))
