@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from telegram import CallbackQuery, Chat, ChatMember, MaybeInaccessibleMessage, Message, MessageEntity, Update, User
@@ -45,6 +46,19 @@ def route_for(message: Message) -> dict[str, Any]:
     if message.is_topic_message and message.message_thread_id:
         route["thread_id"] = message.message_thread_id
     return route
+
+
+@dataclass(frozen=True, slots=True)
+class Pressed:
+    """A button press: the query, its data, who pressed it (and their language), the message it is under, and
+    where an answer goes (a reply to that message, with the chat's choice for flagged pictures)."""
+
+    query: CallbackQuery
+    data: str
+    user: UserRef
+    lang: Lang
+    message: Message | MaybeInaccessibleMessage
+    route: dict[str, Any]
 
 
 class Handlers:
@@ -148,15 +162,21 @@ class Handlers:
 
     # Buttons ----------------------------------------------------------------------------------------
 
-    async def button(self, update: Update, context: Context) -> None:
+    async def _pressed(self, update: Update) -> Pressed | None:
+        """A button press as the handlers need it, or None for an update without one."""
         query, user = update.callback_query, update.effective_user
         if query is None or user is None or query.message is None or query.data is None:
-            return
-        ref = user_ref(user)
-        lang = self.core.language_for(ref)
-        action, _, ident = query.data.partition(":")
-        message = query.message
+            return None
+        ref, message = user_ref(user), query.message
         route = await self._route(self._route_of(message), chat_ref(message.chat))
+        return Pressed(query, query.data, ref, self.core.language_for(ref), message, route)
+
+    async def button(self, update: Update, context: Context) -> None:
+        pressed = await self._pressed(update)
+        if pressed is None:
+            return
+        query, ref, lang, message, route = pressed.query, pressed.user, pressed.lang, pressed.message, pressed.route
+        action, _, ident = pressed.data.partition(":")
         try:
             if action == "again":
                 await self.core.again(int(ident), ref, route, origin=f"telegram:query:{query.id}")
@@ -171,14 +191,11 @@ class Handlers:
     async def picture_button(self, update: Update, context: Context) -> None:
         """Upscale or Variations of one picture of a job: the picture is the one Telegram keeps under the file_id
         the sink remembered in the job's route (the buttons' own message, for a lone photo)."""
-        query, user = update.callback_query, update.effective_user
-        if query is None or user is None or query.message is None or query.data is None:
+        pressed = await self._pressed(update)
+        if pressed is None:
             return
-        ref = user_ref(user)
-        lang = self.core.language_for(ref)
-        action, job_id, index = query.data.split(":")
-        message = query.message
-        route = await self._route(self._route_of(message), chat_ref(message.chat))
+        query, ref, lang, message, route = pressed.query, pressed.user, pressed.lang, pressed.message, pressed.route
+        action, job_id, index = pressed.data.split(":")
         try:
             job = await self.core.shown_job(int(job_id), ref, chat_ref(message.chat))
             ids = job.route.get(PICTURES_KEY) or []
