@@ -12,7 +12,6 @@ from typing import Any, Protocol
 
 from bot.backends import images
 from bot.backends.base import Backend
-from bot.chats import policy
 from bot.chats.directory import Directory
 from bot.chats.inbox import Inbox
 from bot.chats.refs import ChatRef, PictureRef, UserRef
@@ -35,11 +34,11 @@ from bot.jobs.retention import Pruner
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.sending import Fenced
 from bot.jobs.shared import SharedScheduler
+from bot.jobs.sources import Sources
 from bot.messages.i18n import Lang, Msg
 from bot.messages.presentation import edit_command
-from bot.moderation.rules import breaks
+from bot.moderation.screen import Screen
 from bot.observe.metrics import Metrics
-from bot.process import cpu
 from bot.quotas.admission import Quotas
 from bot.quotas.rules import Admission, AlreadyAdmitted
 from bot.storage import HeldEvent, Storage, StorageError, open_storage
@@ -117,6 +116,8 @@ class Core:
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown, monotonic)
         self.metrics = Metrics()
         self._sinks: dict[str, Sink] = {}
+        self.sources = Sources(self._sinks, storage.jobs, settings.picture_max_bytes)  # pictures to draw from
+        self.screen = Screen(storage, self.quotas.today)  # the block list
         self._active: dict[int, Job] = {}  # queued or running in this process
         self._generating: dict[int, asyncio.Task[Generation]] = {}  # jobs whose generation runs here, by id
         self._stopped: set[int] = set()  # running jobs /cancel stopped: their generation's end is no failure
@@ -274,11 +275,11 @@ class Core:
             if picture is None:
                 request = defaults.apply(args, chat_defaults, caps)
             else:
-                data, info = await self._fetch_picture(user.platform, picture, caps)
+                data, info = await self.sources.fetch(user.platform, picture, caps)
                 request = defaults.apply(args, chat_defaults, caps, picture=(info.width, info.height))
-                request = await self._with_source(request, caps, picture, data, info.size)
+                request = await self.sources.attach(request, caps, picture, data, info.size)
             await self.backend.check_request(request)
-            await self._screen(user, chat, request)
+            await self.screen.check(user, chat, request)
             return await self._admit(user, chat, request, route, parent_id=None, origin=origin)
 
     async def again(
@@ -338,19 +339,6 @@ class Core:
                 raise DrawError("upscale_twice", job=job_id)
             return await self._upscale(original, user, route, picture, origin, strict)
 
-    async def _screen(self, user: UserRef, chat: ChatRef, request: DrawRequest) -> None:
-        """Refuse (``prompt_blocked``, the term not echoed) a request whose prompt or negative prompt breaks the
-        block list, as it is now in the database (``sdbot block`` may change it under a running bot); the refusal
-        is recorded for admins and stats. Admins are screened too: the list is about what the bot draws."""
-        strict = chat.strict or policy.strict(await self.storage.channels.defaults(chat.key))
-        hit = breaks(request.prompt, request.negative_prompt, await self.storage.moderation.rules(), strict=strict)
-        if hit is None:
-            return
-        rule, field = hit
-        await self.storage.moderation.record_refusal(user.key, chat.key, rule, field, self.quotas.today())
-        log.info("a request of %s was refused by block rule %s (%s)", user.key, rule.id, field)
-        raise DrawError("prompt_blocked", option=field)
-
     async def _owned(self, job_id: int, user: UserRef) -> Job:
         """The job, if ``user`` owns it; to anyone else it does not exist (a button's data can be forged)."""
         original = await self.jobs.get(job_id)
@@ -375,11 +363,11 @@ class Core:
         if picture is None:
             request = parse_request(text, caps)
         else:
-            data, info = await self._fetch_picture(user.platform, picture, caps)
+            data, info = await self.sources.fetch(user.platform, picture, caps)
             request = parse_request(text, caps, picture=(info.width, info.height))
-            request = await self._with_source(request, caps, picture, data, info.size)
+            request = await self.sources.attach(request, caps, picture, data, info.size)
         await self.backend.check_request(request)
-        await self._screen(user, dataclasses.replace(original.chat_ref, strict=strict), request)
+        await self.screen.check(user, dataclasses.replace(original.chat_ref, strict=strict), request)
         return await self._admit(user, original.chat_ref, request, route, parent_id=original.id, origin=origin)
 
     async def _upscale(
@@ -394,7 +382,7 @@ class Core:
         caps = await self.backend.capabilities()
         if not caps.upscale:
             raise DrawError("upscale_unsupported", backend=caps.backend)
-        data, info = await self._fetch_picture(user.platform, picture, caps, purpose="upscale")
+        data, info = await self.sources.fetch(user.platform, picture, caps, purpose="upscale")
         width, height = 2 * info.width, 2 * info.height
         if width * height > images.MAX_PIXELS:
             raise DrawError("upscale_too_large", size=info.size, max_mp=images.MAX_PIXELS // 10**6)
@@ -405,7 +393,7 @@ class Core:
             request, caps, data, ref=picture.ref, original=info.size, kept=not picture.durable, size=info.size
         )
         await self.backend.check_request(request)
-        await self._screen(user, dataclasses.replace(original.chat_ref, strict=strict), request)
+        await self.screen.check(user, dataclasses.replace(original.chat_ref, strict=strict), request)
         cost = self.settings.upscale_cost
         return await self._admit(
             user, original.chat_ref, request, route, parent_id=original.id, origin=origin, cost=cost
@@ -439,45 +427,8 @@ class Core:
         log.info("jobs %s cancelled by %s", [j.id for j in cancelled], "an admin" if admin else "their owner")
         return cancelled
 
-    async def _fetch_picture(
-        self, platform: str, picture: PictureRef, caps: Capabilities, *, purpose: str = "draw"
-    ) -> tuple[bytes, pictures.PictureInfo]:
-        """A picture to draw from (or to upscale), downloaded through its platform's sink and checked (before
-        anything else is)."""
-        if purpose == "draw" and not caps.image_to_image:
-            raise DrawError("picture_unsupported", option="image", backend=caps.backend)
-        limit = self.settings.picture_max_bytes
-        if picture.size is not None and picture.size > limit:  # refused without downloading it
-            raise pictures.too_large(picture.size, limit)
-        data = await self._sinks[platform].fetch_picture(picture.ref, limit)
-        return data, await pictures.check(data, limit)
-
-    async def _with_source(
-        self, request: DrawRequest, caps: Capabilities, picture: PictureRef, data: bytes, original: str
-    ) -> DrawRequest:
-        return await pictures.attach(request, caps, data, ref=picture.ref, original=original, kept=not picture.durable)
-
-    async def _source_of(self, job: Job) -> DrawRequest:
-        """The job's request with the bytes of the picture it draws from: kept beside the job, or fetched again from
-        its platform and fitted as at admission (``picture_gone`` when neither can be had)."""
-        request = job.seeded_request
-        source = request.source
-        if source is None:
-            return request
-        if source.kept:
-            data = await self.jobs.picture(job.id)
-            if data is None:
-                raise DrawError("picture_gone", option="image")
-            return request.with_source(source.with_data(data))
-        sink = self._sinks.get(job.platform)
-        if sink is None:
-            raise DrawError("picture_gone", option="image")
-        fetched = await sink.fetch_picture(source.ref, self.settings.picture_max_bytes)
-        await pictures.check(fetched, self.settings.picture_max_bytes)
-        return request.with_source(source.with_data(await cpu.run(pictures.fit, fetched, source.width, source.height)))
-
     async def _generate(self, job: Job, progress: Callable[[float], Coroutine[Any, Any, None]]) -> Generation:
-        request = await self._source_of(job)
+        request = await self.sources.load(job)
         return await generate(self.backend, request, user=user_key(job.platform, job.user_id), progress=progress)
 
     def _heard_cancelled(self, payload: str) -> None:
