@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from typing import Any, Protocol
 
 from bot.backends import images
@@ -18,7 +18,6 @@ from bot.chats.refs import ChatRef, PictureRef, UserRef
 from bot.commands import Commands
 from bot.config import Settings
 from bot.draw import defaults
-from bot.draw import picture as pictures
 from bot.draw.capabilities import Capabilities
 from bot.draw.compose import compose
 from bot.draw.grammar import OptionValue, render_command
@@ -279,7 +278,7 @@ class Core:
                 request = defaults.apply(args, chat_defaults, caps, picture=(info.width, info.height))
                 request = await self.sources.attach(request, caps, picture, data, info.size)
             await self.backend.check_request(request)
-            await self.screen.check(user, chat, request)
+            await self.screen.check(user, chat, request, chat_defaults)
             return await self._admit(user, chat, request, route, parent_id=None, origin=origin)
 
     async def again(
@@ -288,10 +287,7 @@ class Core:
         """Re-run the job's request with a new seed (and the same picture, fetched again), charged like any other.
         Only its owner may: to anyone else the job does not exist (``job_not_found``). ``strict``: asked where
         moderation is strict (see :attr:`ChatRef.strict`), as for :meth:`vary` and :meth:`upscale`."""
-        self._require_ready(user.platform)
-        with self._counting_refusals():
-            self._require_backend_up()
-            original = await self._owned(job_id, user)
+        async with self._rerunning(job_id, user) as original:
             source = original.request.source
             picture = None if source is None else PictureRef(source.ref, durable=not source.kept)
             if original.request.task == "upscale" and picture is not None:
@@ -311,10 +307,7 @@ class Core:
     ) -> Job:
         """Variations: ``picture`` (one the job drew) drawn again from itself with the job's request, a new seed and
         the low ``SDBOT_VARIATION_STRENGTH``. Its owner only, as :meth:`again`."""
-        self._require_ready(user.platform)
-        with self._counting_refusals():
-            self._require_backend_up()
-            original = await self._owned(job_id, user)
+        async with self._rerunning(job_id, user) as original:
             strength = self.settings.variation_strength
             request = dataclasses.replace(original.request, seed=None, strength=strength, source=None, task="draw")
             return await self._rerun(original, user, route, request, picture, origin, strict)
@@ -331,20 +324,22 @@ class Core:
     ) -> Job:
         """Upscale: ``picture`` (one the job drew) at twice its sides, charged ``SDBOT_UPSCALE_COST`` images through
         the same quotas and queue. Its owner only, as :meth:`again`."""
-        self._require_ready(user.platform)
-        with self._counting_refusals():
-            self._require_backend_up()
-            original = await self._owned(job_id, user)
+        async with self._rerunning(job_id, user) as original:
             if original.request.task == "upscale":
                 raise DrawError("upscale_twice", job=job_id)
             return await self._upscale(original, user, route, picture, origin, strict)
 
-    async def _owned(self, job_id: int, user: UserRef) -> Job:
-        """The job, if ``user`` owns it; to anyone else it does not exist (a button's data can be forged)."""
-        original = await self.jobs.get(job_id)
-        if original is None or original.user != user.key:
-            raise SdbotError("job_not_found", job=job_id)
-        return original
+    @contextlib.asynccontextmanager
+    async def _rerunning(self, job_id: int, user: UserRef) -> AsyncIterator[Job]:
+        """Again, Variations and Upscale alike: the core ready, the service up, refusals counted, and the job, if
+        ``user`` owns it; to anyone else it does not exist (a button's data can be forged)."""
+        self._require_ready(user.platform)
+        with self._counting_refusals():
+            self._require_backend_up()
+            original = await self.jobs.get(job_id)
+            if original is None or original.user != user.key:
+                raise SdbotError("job_not_found", job=job_id)
+            yield original
 
     async def _rerun(
         self,
@@ -389,9 +384,7 @@ class Core:
         request = dataclasses.replace(
             original.request, task="upscale", n=1, size=f"{width}x{height}", seed=None, strength=None, source=None
         )
-        request = await pictures.attach(
-            request, caps, data, ref=picture.ref, original=info.size, kept=not picture.durable, size=info.size
-        )
+        request = await self.sources.attach(request, caps, picture, data, info.size, size=info.size)
         await self.backend.check_request(request)
         await self.screen.check(user, dataclasses.replace(original.chat_ref, strict=strict), request)
         cost = self.settings.upscale_cost

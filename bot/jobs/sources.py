@@ -45,10 +45,18 @@ class Sources:
 
     @staticmethod
     async def attach(
-        request: DrawRequest, caps: Capabilities, picture: PictureRef, data: bytes, original: str
+        request: DrawRequest,
+        caps: Capabilities,
+        picture: PictureRef,
+        data: bytes,
+        original: str,
+        *,
+        size: str | None = None,
     ) -> DrawRequest:
-        """``request`` drawing from the picture, fitted; its bytes kept beside the job unless the platform keeps it."""
-        return await pictures.attach(request, caps, data, ref=picture.ref, original=original, kept=not picture.durable)
+        """``request`` drawing from the picture, fitted (to ``size``: an upscale's, the picture's own); its bytes kept
+        beside the job unless the platform keeps it."""
+        kept = not picture.durable
+        return await pictures.attach(request, caps, data, ref=picture.ref, original=original, kept=kept, size=size)
 
     async def load(self, job: Job) -> DrawRequest:
         """The job's request with the bytes of the picture it draws from (``picture_gone`` when they cannot be had)."""

@@ -4,7 +4,7 @@ may change them under a running bot, and every process of a shared database sees
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from bot.chats import policy
 from bot.chats.refs import ChatRef, UserRef
@@ -23,11 +23,16 @@ class Screen:
         self._storage = storage
         self._today = today
 
-    async def check(self, user: UserRef, chat: ChatRef, request: DrawRequest) -> None:
+    async def check(
+        self, user: UserRef, chat: ChatRef, request: DrawRequest, settings: Mapping[str, str] | None = None
+    ) -> None:
         """Refuse (``prompt_blocked``, the term not echoed) a request whose prompt or negative prompt breaks the
-        list; strict rules count where moderation is strict (:attr:`ChatRef.strict`, or the chat's setting). The
-        refusal is recorded for admins and stats. Admins are screened too: the list is about what the bot draws."""
-        strict = chat.strict or policy.strict(await self._storage.channels.defaults(chat.key))
+        list; strict rules count where moderation is strict (:attr:`ChatRef.strict`, or the chat's setting: from
+        ``settings`` when the caller read them already). The refusal is recorded for admins and stats. Admins are
+        screened too: the list is about what the bot draws."""
+        if settings is None:
+            settings = await self._storage.channels.defaults(chat.key)
+        strict = chat.strict or policy.strict(settings)
         hit = breaks(request.prompt, request.negative_prompt, await self._storage.moderation.rules(), strict=strict)
         if hit is None:
             return
